@@ -1,0 +1,103 @@
+// buildApp(config, deps): wires ingest -> store, http, metrics on one uWS
+// app. No side effects until listen(); close() undoes everything. Only
+// main.ts reads the environment, listens for real and handles signals.
+import { existsSync } from 'node:fs';
+import { DEVICE_PATH } from '@telemetry/proto';
+import { DeviceRegistry, type DeviceAuthenticator } from './auth/registry.ts';
+import type { HubConfig } from './config.ts';
+import { HubError } from './errors.ts';
+import { attachHttp } from './http/routes.ts';
+import { DeviceEndpoint } from './ingest/endpoint.ts';
+import { createLogger, type Logger } from './log.ts';
+import { HubMetrics } from './metrics.ts';
+import { MemoryBatchStore, type BatchStore } from './spool/store.ts';
+import { loadUws, type UwsBinding, type UwsTypes } from './uws.ts';
+
+export interface HubDeps {
+  store?: BatchStore;
+  auth?: DeviceAuthenticator;
+  log?: Logger;
+  metrics?: HubMetrics;
+  binding?: UwsBinding;
+  now?: () => number;
+}
+
+export interface Hub {
+  readonly config: HubConfig;
+  readonly binding: UwsBinding;
+  readonly store: BatchStore;
+  readonly metrics: HubMetrics;
+  readonly devices: DeviceEndpoint;
+  readonly tls: boolean;
+  /** Bound port after listen() (useful with port 0). */
+  readonly port: number;
+  listen(): Promise<number>;
+  /** Graceful: stop listening, settle acks, close devices with 1001, close the store. */
+  close(opts?: { deadlineMs?: number }): Promise<void>;
+}
+
+export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
+  const log = deps.log ?? createLogger(config.logLevel);
+  const binding = deps.binding ?? loadUws({ allowFallback: config.allowUwsFallback });
+  const uws = binding.uws;
+  const metrics = deps.metrics ?? new HubMetrics();
+  const store = deps.store ?? new MemoryBatchStore();
+  const auth = deps.auth ?? new DeviceRegistry();
+  const now = deps.now ?? Date.now;
+  const tls = config.tlsCert !== undefined;
+
+  let app: UwsTypes.TemplatedApp;
+  if (tls) {
+    for (const [key, file] of [['HUB_TLS_CERT', config.tlsCert!], ['HUB_TLS_KEY', config.tlsKey!]] as const) {
+      if (!existsSync(file)) throw new HubError('HUB_ERR_TLS', `${key}=${file}: file not found (npm run dev-cert makes a development certificate)`);
+    }
+    try {
+      app = uws.SSLApp({ cert_file_name: config.tlsCert!, key_file_name: config.tlsKey! });
+    } catch (err) {
+      throw new HubError('HUB_ERR_TLS', `cannot load HUB_TLS_CERT=${config.tlsCert} / HUB_TLS_KEY=${config.tlsKey}`, { cause: err });
+    }
+  } else {
+    app = uws.App();
+  }
+
+  const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now });
+  devices.attach(app, DEVICE_PATH);
+  let closing = false;
+  attachHttp(app, metrics, {
+    health: () => {
+      const st = devices.stats();
+      return {
+        ok: !closing && store.healthy,
+        detail: { binding: binding.description, connections: st.connections, sessions: st.sessions, store: store.healthy ? 'ok' : 'unavailable' },
+      };
+    },
+  });
+
+  let listenSocket: UwsTypes.us_listen_socket | null = null;
+  let port = 0;
+  return {
+    config, binding, store, metrics, devices, tls,
+    get port() { return port; },
+    listen() {
+      return new Promise<number>((resolve, reject) => {
+        app.listen(config.host, config.port, (sock) => {
+          if (!sock) return reject(new HubError('HUB_ERR_LISTEN', `cannot listen on ${config.host}:${config.port} (HUB_HOST/HUB_PORT): address in use or not permitted`));
+          listenSocket = sock;
+          port = uws.us_socket_local_port(sock);
+          resolve(port);
+        });
+      });
+    },
+    async close(opts = {}) {
+      if (closing) return;
+      closing = true;
+      const deadline = now() + (opts.deadlineMs ?? config.shutdownTimeoutMs);
+      if (listenSocket) uws.us_listen_socket_close(listenSocket);
+      listenSocket = null;
+      await devices.shutdown(deadline);
+      await Promise.race([store.close(), new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - now())).unref())]);
+      // uWS closes remaining sockets (e.g. mid-handshake HTTP) when the app is closed.
+      (app as unknown as { close?: () => void }).close?.();
+    },
+  };
+}

@@ -1,0 +1,181 @@
+// auth/: who may connect. Owns the device registry (ids, token hashes, tags)
+// and token verification. Imports: errors only; ingest imports this.
+//
+// Tokens are `<deviceId>.<secret>` with a 256-bit random secret. The registry
+// keeps only SHA-256(token). A slow KDF (scrypt, argon2) protects guessable
+// passwords; a 256-bit secret cannot be guessed, and a slow hash on the
+// upgrade path would let a reconnect storm (10k devices x ~50 ms) starve the
+// hub. Comparison is constant-time.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFileSync, writeFileSync, renameSync, mkdirSync, watch, existsSync, type FSWatcher } from 'node:fs';
+import { dirname, basename } from 'node:path';
+import { RegistryError } from '../errors.ts';
+
+export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$/;
+const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
+const HASH_PREFIX = 'sha256:';
+
+export interface DeviceEntry {
+  tokenHash: string;
+  tags: Record<string, string>;
+  disabled?: boolean;
+  createdAt?: string;
+}
+
+export interface RegistryFile {
+  version: 1;
+  devices: Record<string, DeviceEntry>;
+}
+
+export type AuthResult =
+  | { ok: true; deviceId: string; tags: Readonly<Record<string, string>> }
+  | { ok: false; status: 401 | 403; reason: string };
+
+/** What ingest needs from a registry. */
+export interface DeviceAuthenticator {
+  authenticate(token: string): AuthResult;
+  /** Called with device ids that were removed or disabled; returns an unsubscribe. */
+  onRevoked(listener: (deviceIds: string[]) => void): () => void;
+}
+
+export function generateToken(deviceId: string): string {
+  if (!DEVICE_ID_RE.test(deviceId)) throw new RegistryError(`invalid device id ${JSON.stringify(deviceId)}: use 1-128 of [A-Za-z0-9_:.-], starting with a letter or digit`);
+  return `${deviceId}.${randomBytes(32).toString('base64url')}`;
+}
+
+export function hashToken(token: string): string {
+  return HASH_PREFIX + createHash('sha256').update(token).digest('base64url');
+}
+
+export class DeviceRegistry implements DeviceAuthenticator {
+  #devices = new Map<string, DeviceEntry>();
+  #listeners = new Set<(ids: string[]) => void>();
+
+  constructor(file?: RegistryFile) {
+    if (file) this.replace(file);
+  }
+
+  get size(): number { return this.#devices.size; }
+
+  tagsOf(deviceId: string): Readonly<Record<string, string>> | undefined {
+    return this.#devices.get(deviceId)?.tags;
+  }
+
+  /** Swaps in a new registry content; notifies about removed/disabled devices. */
+  replace(file: RegistryFile): void {
+    const next = parseRegistry(file);
+    const revoked: string[] = [];
+    for (const [id, old] of this.#devices) {
+      const now = next.get(id);
+      if (!now || (now.disabled && !old.disabled) || now.tokenHash !== old.tokenHash) revoked.push(id);
+    }
+    this.#devices = next;
+    if (revoked.length) for (const l of this.#listeners) l(revoked);
+  }
+
+  authenticate(token: string): AuthResult {
+    const dot = token.lastIndexOf('.');
+    if (dot <= 0) return { ok: false, status: 401, reason: 'malformed token' };
+    const deviceId = token.slice(0, dot);
+    const secret = token.slice(dot + 1);
+    if (!SECRET_RE.test(secret) || !DEVICE_ID_RE.test(deviceId)) return { ok: false, status: 401, reason: 'malformed token' };
+    const entry = this.#devices.get(deviceId);
+    // Hash even for unknown ids so both paths cost the same.
+    const given = Buffer.from(hashToken(token));
+    const want = Buffer.from(entry?.tokenHash ?? HASH_PREFIX + 'x'.repeat(43));
+    const match = given.length === want.length && timingSafeEqual(given, want);
+    if (!entry || !match) return { ok: false, status: 401, reason: 'unknown device or wrong token' };
+    if (entry.disabled) return { ok: false, status: 403, reason: 'device disabled' };
+    return { ok: true, deviceId, tags: entry.tags };
+  }
+
+  onRevoked(listener: (deviceIds: string[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+}
+
+function parseRegistry(file: RegistryFile): Map<string, DeviceEntry> {
+  if (!file || typeof file !== 'object' || file.version !== 1 || typeof file.devices !== 'object' || file.devices === null) {
+    throw new RegistryError('registry must be {"version": 1, "devices": {...}}');
+  }
+  const out = new Map<string, DeviceEntry>();
+  for (const [id, e] of Object.entries(file.devices)) {
+    if (!DEVICE_ID_RE.test(id)) throw new RegistryError(`registry: invalid device id ${JSON.stringify(id)}`);
+    if (!e || typeof e.tokenHash !== 'string' || !e.tokenHash.startsWith(HASH_PREFIX)) throw new RegistryError(`registry: device ${id} has no valid tokenHash`);
+    const tags: Record<string, string> = {};
+    for (const [k, v] of Object.entries(e.tags ?? {})) {
+      if (typeof v !== 'string') throw new RegistryError(`registry: device ${id} tag ${k} must be a string`);
+      tags[k] = v;
+    }
+    out.set(id, { tokenHash: e.tokenHash, tags: Object.freeze(tags), disabled: e.disabled === true });
+  }
+  return out;
+}
+
+/** Reads a registry file; a missing file is an empty registry. */
+export function readRegistryFile(path: string): RegistryFile {
+  if (!existsSync(path)) return { version: 1, devices: {} };
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new RegistryError(`cannot read device registry ${path}`, { cause: err });
+  }
+  try {
+    const file = JSON.parse(text) as RegistryFile;
+    parseRegistry(file);
+    return file;
+  } catch (err) {
+    if (err instanceof RegistryError) throw new RegistryError(`${path}: ${err.message}`, { cause: err });
+    throw new RegistryError(`device registry ${path} is not valid JSON`, { cause: err });
+  }
+}
+
+/** Writes atomically (temp file + rename) so a running hub never reads half a file. */
+export function writeRegistryFile(path: string, file: RegistryFile): void {
+  mkdirSync(dirname(path), { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+  renameSync(tmp, path);
+}
+
+/** Adds (or re-keys) a device; returns the new token, which is not stored. */
+export function addDevice(path: string, deviceId: string, tags: Record<string, string> = {}): string {
+  const file = readRegistryFile(path);
+  const token = generateToken(deviceId);
+  file.devices[deviceId] = { tokenHash: hashToken(token), tags, createdAt: new Date().toISOString() };
+  writeRegistryFile(path, file);
+  return token;
+}
+
+/**
+ * Keeps `registry` in step with `path`: reloads when the file changes (the
+ * directory is watched, so atomic renames are seen). A bad file is reported
+ * and the previous content stays in force.
+ */
+export function watchRegistryFile(path: string, registry: DeviceRegistry, onError: (err: unknown) => void, onReload?: () => void): () => void {
+  mkdirSync(dirname(path), { recursive: true });
+  let timer: NodeJS.Timeout | undefined;
+  const name = basename(path);
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(dirname(path), (_event, file) => {
+      if (file !== null && file !== name) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        try {
+          registry.replace(readRegistryFile(path));
+          onReload?.();
+        } catch (err) {
+          onError(err);
+        }
+      }, 50);
+      timer.unref();
+    });
+    watcher.unref();
+  } catch (err) {
+    onError(err);
+  }
+  return () => { clearTimeout(timer); watcher?.close(); };
+}

@@ -1,0 +1,152 @@
+// The hub's one config module: every key, its default, its env var and its
+// safe range. `loadConfig(env)` validates (an error names the key and the bad
+// value), clamps to safe ranges (with a warning), and freezes.
+// Imports: errors only. Only main.ts passes process.env.
+import { HubError } from './errors.ts';
+
+export interface HubConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly tlsCert: string | undefined;
+  readonly tlsKey: string | undefined;
+  readonly devicesFile: string;
+  readonly dataDir: string;
+  readonly allowUwsFallback: boolean;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Max unacked batches per session (protocol: Welcome.window). */
+  readonly window: number;
+  readonly maxMessageBytes: number;
+  readonly maxBatchReadings: number;
+  readonly maxReadingsPerSecond: number;
+  readonly readingsBurst: number;
+  readonly maxMetricsPerSession: number;
+  readonly maxMetricNameBytes: number;
+  readonly maxConnectionsPerAddress: number;
+  readonly maxConnections: number;
+  readonly admissionRate: number;
+  readonly admissionBurst: number;
+  readonly handshakeTimeoutMs: number;
+  readonly idleTimeoutS: number;
+  readonly maxFutureSkewMs: number;
+  readonly maxPastSkewMs: number;
+  readonly skewPolicy: 'correct' | 'drop';
+  readonly retryAfterMs: number;
+  readonly shutdownTimeoutMs: number;
+}
+
+type Kind = 'int' | 'string' | 'bool' | 'enum';
+interface KeyDef {
+  env: string;
+  kind: Kind;
+  default: number | string | boolean | undefined;
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+  /** Why the range is what it is; shown when a value is clamped. */
+  why?: string;
+  doc: string;
+}
+
+/** Every key; README's config table is generated from the same facts. */
+export const CONFIG_KEYS = {
+  host: { env: 'HUB_HOST', kind: 'string', default: '0.0.0.0', doc: 'Address to listen on.' },
+  port: { env: 'HUB_PORT', kind: 'int', default: 8080, min: 0, max: 65535, doc: 'Port for devices, dashboards, HTTP (0 = any free port).' },
+  tlsCert: { env: 'HUB_TLS_CERT', kind: 'string', default: undefined, doc: 'PEM certificate file; with HUB_TLS_KEY the hub serves wss:// and https://.' },
+  tlsKey: { env: 'HUB_TLS_KEY', kind: 'string', default: undefined, doc: 'PEM private key file for HUB_TLS_CERT.' },
+  devicesFile: { env: 'HUB_DEVICES_FILE', kind: 'string', default: './data/devices.json', doc: 'Device registry (ids, token hashes, tags). Reloaded when it changes.' },
+  dataDir: { env: 'HUB_DATA_DIR', kind: 'string', default: './data', doc: 'Directory for the hub\'s local state.' },
+  allowUwsFallback: { env: 'HUB_ALLOW_UWS_FALLBACK', kind: 'bool', default: false, doc: 'Start even when only the slow pure-JS uWebSockets.js fallback loads.' },
+  logLevel: { env: 'HUB_LOG_LEVEL', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (pino).' },
+  window: { env: 'HUB_WINDOW', kind: 'int', default: 32, min: 1, max: 1024, why: 'each in-flight batch may be held in memory until it is durable', doc: 'Max unacked batches per device session (credit window).' },
+  maxMessageBytes: { env: 'HUB_MAX_MESSAGE_BYTES', kind: 'int', default: 256 * 1024, min: 1024, max: 16 * 1024 * 1024, why: 'window x message size bounds per-session memory', doc: 'Max size of one device message; larger closes with 1009.' },
+  maxBatchReadings: { env: 'HUB_MAX_BATCH_READINGS', kind: 'int', default: 10_000, min: 1, max: 1_000_000, doc: 'Max readings in one batch; more closes with 4005.' },
+  maxReadingsPerSecond: { env: 'HUB_MAX_READINGS_PER_SEC', kind: 'int', default: 1_000, min: 1, max: 10_000_000, doc: 'Sustained readings/s per device (token bucket); above it closes with 4004.' },
+  readingsBurst: { env: 'HUB_READINGS_BURST', kind: 'int', default: 20_000, min: 1, max: 100_000_000, doc: 'Token bucket size for readings/s; raised to at least HUB_MAX_BATCH_READINGS.' },
+  maxMetricsPerSession: { env: 'HUB_MAX_METRICS_PER_SESSION', kind: 'int', default: 256, min: 1, max: 65_536, why: 'metric tables are per session memory', doc: 'Max distinct metric ids one session may define.' },
+  maxMetricNameBytes: { env: 'HUB_MAX_METRIC_NAME_BYTES', kind: 'int', default: 64, min: 1, max: 256, why: 'names become InfluxDB field keys and dashboard labels', doc: 'Max metric name length.' },
+  maxConnectionsPerAddress: { env: 'HUB_MAX_CONN_PER_ADDRESS', kind: 'int', default: 1_000, min: 1, max: 1_000_000, doc: 'Max device connections from one remote address; more are refused with 429.' },
+  maxConnections: { env: 'HUB_MAX_CONNECTIONS', kind: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'Max device connections in total; more are refused with 503.' },
+  admissionRate: { env: 'HUB_ADMISSION_RATE', kind: 'int', default: 500, min: 1, max: 1_000_000, doc: 'New device sessions admitted per second (reconnect storms); more are refused with 503.' },
+  admissionBurst: { env: 'HUB_ADMISSION_BURST', kind: 'int', default: 1_000, min: 1, max: 10_000_000, doc: 'Burst size for the admission rate.' },
+  handshakeTimeoutMs: { env: 'HUB_HANDSHAKE_TIMEOUT_MS', kind: 'int', default: 10_000, min: 100, max: 300_000, doc: 'Time a device has to send Hello after the upgrade; then closes with 4001.' },
+  idleTimeoutS: { env: 'HUB_IDLE_TIMEOUT_S', kind: 'int', default: 60, min: 8, max: 960, why: 'uWebSockets.js accepts 8..960 s at a 4 s granularity', doc: 'A silent session is pinged, and dropped when it stays silent.' },
+  maxFutureSkewMs: { env: 'HUB_MAX_FUTURE_SKEW_MS', kind: 'int', default: 5 * 60_000, min: 1_000, max: 366 * 86_400_000, doc: 'Readings further ahead of hub time are out of bounds.' },
+  maxPastSkewMs: { env: 'HUB_MAX_PAST_SKEW_MS', kind: 'int', default: 7 * 86_400_000, min: 1_000, max: 3_660 * 86_400_000, doc: 'Readings older than this are out of bounds.' },
+  skewPolicy: { env: 'HUB_SKEW_POLICY', kind: 'enum', default: 'correct', values: ['correct', 'drop'], doc: 'Out-of-bounds readings: `correct` applies the estimated clock offset when that brings them in bounds (else drops), `drop` drops them. Either way the Ack reports it.' },
+  retryAfterMs: { env: 'HUB_RETRY_AFTER_MS', kind: 'int', default: 5_000, min: 100, max: 3_600_000, doc: 'Base retry hint for load refusals (jittered up to 2x).' },
+  shutdownTimeoutMs: { env: 'HUB_SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 10_000, min: 100, max: 300_000, doc: 'Deadline for a graceful shutdown.' },
+} as const satisfies Record<keyof HubConfig, KeyDef>;
+
+export interface ConfigWarning { key: string; message: string }
+
+/**
+ * Builds the config from env-style strings plus overrides (tests pass
+ * overrides; main.ts passes process.env). Absent, empty or zero numeric
+ * values mean the default (except port, where 0 means "any free port").
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>> = {},
+  overrides: Partial<HubConfig> = {},
+  warnings: ConfigWarning[] = [],
+): HubConfig {
+  const out: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(CONFIG_KEYS) as [keyof HubConfig, KeyDef][]) {
+    const has = Object.prototype.hasOwnProperty.call(overrides, key);
+    const raw: unknown = has ? overrides[key] : env[def.env];
+    out[key] = parseValue(key, def, raw, warnings);
+  }
+  const cfg = out as unknown as HubConfig;
+  if ((cfg.tlsCert === undefined) !== (cfg.tlsKey === undefined)) {
+    throw new HubError('HUB_ERR_CONFIG', `HUB_TLS_CERT and HUB_TLS_KEY must be set together (got ${cfg.tlsCert ? 'only HUB_TLS_CERT' : 'only HUB_TLS_KEY'})`);
+  }
+  if (cfg.readingsBurst < cfg.maxBatchReadings) {
+    // A full batch must fit in the bucket, or a legal batch could never pass.
+    warnings.push({ key: 'readingsBurst', message: `HUB_READINGS_BURST=${cfg.readingsBurst} raised to HUB_MAX_BATCH_READINGS=${cfg.maxBatchReadings} so a full batch fits` });
+    (out as { readingsBurst: number }).readingsBurst = cfg.maxBatchReadings;
+  }
+  return Object.freeze(cfg);
+}
+
+function parseValue(key: string, def: KeyDef, raw: unknown, warnings: ConfigWarning[]): unknown {
+  const name = def.env;
+  const absent = raw === undefined || raw === null || raw === '';
+  switch (def.kind) {
+    case 'string':
+      if (absent) return def.default;
+      if (typeof raw !== 'string') throw bad(name, raw, 'a string');
+      return raw;
+    case 'bool': {
+      if (absent) return def.default;
+      if (typeof raw === 'boolean') return raw;
+      const s = String(raw).toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+      if (['0', 'false', 'no', 'off'].includes(s)) return false;
+      throw bad(name, raw, 'one of 1/0/true/false');
+    }
+    case 'enum': {
+      if (absent) return def.default;
+      const s = String(raw);
+      if (!def.values!.includes(s)) throw bad(name, raw, `one of ${def.values!.join(', ')}`);
+      return s;
+    }
+    case 'int': {
+      if (absent) return def.default;
+      const n = typeof raw === 'number' ? raw : /^\s*-?\d+\s*$/.test(String(raw)) ? Number(raw) : NaN;
+      if (!Number.isSafeInteger(n)) throw bad(name, raw, 'an integer');
+      if (n === 0 && key !== 'port') return def.default; // zero means default
+      if (def.min !== undefined && n < def.min) {
+        warnings.push({ key, message: `${name}=${n} raised to ${def.min}${def.why ? ` (${def.why})` : ''}` });
+        return def.min;
+      }
+      if (def.max !== undefined && n > def.max) {
+        warnings.push({ key, message: `${name}=${n} lowered to ${def.max}${def.why ? ` (${def.why})` : ''}` });
+        return def.max;
+      }
+      return n;
+    }
+  }
+}
+
+function bad(name: string, raw: unknown, want: string): HubError {
+  return new HubError('HUB_ERR_CONFIG', `${name}=${JSON.stringify(raw)} is invalid: expected ${want}`);
+}

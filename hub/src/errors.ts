@@ -1,0 +1,33 @@
+// Every error the hub raises on purpose has a code (HUB_ERR_*), a message
+// that says what to do, and keeps its cause.
+
+export type HubErrorCode =
+  | 'HUB_ERR_CONFIG'
+  | 'HUB_ERR_UWS_FALLBACK'
+  | 'HUB_ERR_UWS_LOAD'
+  | 'HUB_ERR_LISTEN'
+  | 'HUB_ERR_TLS'
+  | 'HUB_ERR_REGISTRY'
+  | 'HUB_ERR_STORE_CLOSED'
+  | 'HUB_ERR_STORE';
+
+export class HubError extends Error {
+  override readonly name: string = 'HubError';
+  constructor(readonly code: HubErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+export class RegistryError extends HubError {
+  override readonly name = 'RegistryError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('HUB_ERR_REGISTRY', message, options);
+  }
+}
+
+export class StoreError extends HubError {
+  override readonly name = 'StoreError';
+  constructor(code: 'HUB_ERR_STORE_CLOSED' | 'HUB_ERR_STORE', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+  }
+}

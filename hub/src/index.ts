@@ -1,0 +1,9 @@
+// @telemetry/hub public entry: build a hub in-process (tests, embedding).
+export { buildApp, type Hub, type HubDeps } from './app.ts';
+export { loadConfig, CONFIG_KEYS, type HubConfig, type ConfigWarning } from './config.ts';
+export { HubError, RegistryError, StoreError, type HubErrorCode } from './errors.ts';
+export { DeviceRegistry, addDevice, generateToken, hashToken, readRegistryFile, writeRegistryFile, watchRegistryFile, type DeviceAuthenticator, type RegistryFile } from './auth/registry.ts';
+export { MemoryBatchStore, type AcceptedBatch, type BatchStore } from './spool/store.ts';
+export { HubMetrics } from './metrics.ts';
+export { createLogger } from './log.ts';
+export { loadUws, type UwsBinding } from './uws.ts';

@@ -1,0 +1,512 @@
+// ingest/: the device endpoint /v1/devices. Owns the upgrade (auth, address
+// and admission limits), sessions (Hello/Welcome, metric interning, clock
+// offset), per-batch validation and limits, duplicate detection, and the ack
+// path (acks only after the store says durable, many per tick, corked).
+// Imports: proto, auth, spool (the BatchStore seam), metrics, uws types.
+// It never imports a concrete store, main.ts or http/.
+import {
+  CloseCode, DEVICE_SUBPROTOCOL, PROTOCOL_VERSION, TOKEN_SUBPROTOCOL_PREFIX, closeReason,
+  decodeDeviceMessage, encodeHubMessage, type BatchReport, type Command, type DeviceMessage, type Hello,
+} from '@telemetry/proto';
+import type { DeviceAuthenticator } from '../auth/registry.ts';
+import type { HubConfig } from '../config.ts';
+import type { Logger } from '../log.ts';
+import type { HubMetrics, LimitName, RefusalReason } from '../metrics.ts';
+import type { BatchStore } from '../spool/store.ts';
+import type { UwsTypes } from '../uws.ts';
+import { ClockOffsetEstimator } from './clock.ts';
+import { AddressCounter, TokenBucket, jitteredRetryMs } from './limits.ts';
+import { MetricTable, defineMetrics, validateBatch, type ValidationLimits } from './validate.ts';
+
+type WebSocket = UwsTypes.WebSocket<SocketData>;
+type TemplatedApp = UwsTypes.TemplatedApp;
+type HttpResponse = UwsTypes.HttpResponse;
+
+interface SocketData { session: Session }
+
+const MAX_FIRMWARE_BYTES = 128;
+/** Close codes reported as metric labels; anything else is "other" (bounded cardinality). */
+const KNOWN_CODES: ReadonlySet<number> = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013, ...(Object.values(CloseCode) as number[])]);
+
+export interface IngestDeps {
+  readonly config: HubConfig;
+  readonly store: BatchStore;
+  readonly auth: DeviceAuthenticator;
+  readonly metrics: HubMetrics;
+  readonly log: Logger;
+  readonly uws: typeof UwsTypes;
+  readonly now: () => number;
+}
+
+class Session {
+  ws: WebSocket | null = null;
+  state: 'upgrading' | 'awaiting-hello' | 'open' | 'closed' = 'upgrading';
+  openedAtMs = 0;
+  readonly metricTable = new MetricTable();
+  readonly clock = new ClockOffsetEstimator();
+  /** Seqs received in this session and not yet acked, with their receive times. */
+  readonly inflightSeq: number[] = [];
+  readonly inflightAt: number[] = [];
+  readonly reports: BatchReport[] = [];
+  lastAckSeq = 0;
+  lastCredit = 0;
+  firmware = '';
+  welcomed = false;
+  /** Close accounting done (exactly once, whoever closed). */
+  gone = false;
+  constructor(readonly id: string, readonly deviceId: string, readonly tags: Readonly<Record<string, string>>, readonly addr: string) {}
+}
+
+interface DeviceState {
+  session: Session | null;
+  readonly bucket: TokenBucket;
+}
+
+export interface IngestStats {
+  connections: number;
+  sessions: number;
+  addresses: number;
+  pendingAppends: number;
+}
+
+export class DeviceEndpoint {
+  readonly #c: HubConfig;
+  readonly #d: IngestDeps;
+  readonly #limits: ValidationLimits;
+  readonly #devices = new Map<string, DeviceState>();
+  readonly #sockets = new Set<Session>();
+  readonly #awaitingHello = new Set<Session>();
+  readonly #addresses = new AddressCounter();
+  readonly #admission: TokenBucket;
+  readonly #dirty = new Set<Session>();
+  #flushScheduled = false;
+  #pendingAppends = 0;
+  #appendsSettled: (() => void)[] = [];
+  #sessionCounter = 0;
+  readonly #instance = Math.random().toString(36).slice(2, 8);
+  #shuttingDown = false;
+  #timers: NodeJS.Timeout[] = [];
+  #unsubscribeRevoked: () => void;
+  #nextCommandId = 1;
+
+  constructor(deps: IngestDeps) {
+    this.#d = deps;
+    this.#c = deps.config;
+    const c = this.#c;
+    this.#limits = {
+      maxBatchReadings: c.maxBatchReadings, maxMetricsPerSession: c.maxMetricsPerSession,
+      maxMetricNameBytes: c.maxMetricNameBytes, maxFutureSkewMs: c.maxFutureSkewMs,
+      maxPastSkewMs: c.maxPastSkewMs, skewPolicy: c.skewPolicy,
+    };
+    this.#admission = new TokenBucket(c.admissionRate, c.admissionBurst, deps.now());
+    this.#unsubscribeRevoked = deps.auth.onRevoked((ids) => {
+      for (const id of ids) {
+        const s = this.#devices.get(id)?.session;
+        if (s) this.#close(s, CloseCode.DEVICE_REVOKED, 'device registration revoked', undefined, null);
+      }
+    });
+  }
+
+  /** Registers the /v1/devices route on a uWS app and starts the session timers. */
+  attach(app: TemplatedApp, path: string): void {
+    const c = this.#c;
+    app.ws<SocketData>(path, {
+      // protocol: no permessage-deflate on the device endpoint (no decompression bombs).
+      compression: this.#d.uws.DISABLED,
+      maxPayloadLength: c.maxMessageBytes,
+      idleTimeout: c.idleTimeoutS,
+      sendPingsAutomatically: true,
+      // Acks are small; a device that stops reading them is dropped, not buffered for.
+      maxBackpressure: 256 * 1024,
+      closeOnBackpressureLimit: 1,
+      upgrade: (res, req, context) => this.#upgrade(res, req, context),
+      open: (ws) => this.#open(ws),
+      message: (ws, msg, isBinary) => this.#message(ws, msg, isBinary),
+      close: (ws, code) => this.#closed(ws.getUserData().session, code),
+    });
+    const sweep = setInterval(() => this.#sweep(), Math.max(50, Math.min(1000, Math.floor(c.handshakeTimeoutMs / 4))));
+    sweep.unref();
+    const credit = setInterval(() => this.#refreshCredit(), 250);
+    credit.unref();
+    this.#timers.push(sweep, credit);
+  }
+
+  stats(): IngestStats {
+    let sessions = 0;
+    for (const s of this.#sockets) if (s.state === 'open') sessions++;
+    return { connections: this.#sockets.size, sessions, addresses: this.#addresses.addresses, pendingAppends: this.#pendingAppends };
+  }
+
+  /** Sends a downlink command to a connected device; returns its id, or null when offline. */
+  sendCommand(deviceId: string, cmd: Omit<Command, 'id'>): number | null {
+    const s = this.#devices.get(deviceId)?.session;
+    if (!s || s.state !== 'open' || !s.ws) return null;
+    const id = this.#nextCommandId++;
+    const ws = s.ws;
+    ws.cork(() => ws.send(encodeHubMessage({ command: { ...cmd, id } }), true));
+    return id;
+  }
+
+  // ---- upgrade --------------------------------------------------------------
+
+  #upgrade(res: HttpResponse, req: UwsTypes.HttpRequest, context: UwsTypes.us_socket_context_t): void {
+    // Everything is read from req synchronously: req is invalid after return.
+    const key = req.getHeader('sec-websocket-key');
+    const offered = req.getHeader('sec-websocket-protocol');
+    const authz = req.getHeader('authorization');
+    const addr = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const c = this.#c;
+    const m = this.#d.metrics;
+
+    if (this.#shuttingDown) return this.#refuse(res, 503, 'shutting_down', 'hub is shutting down', c.retryAfterMs);
+    if (!this.#d.store.healthy) return this.#refuse(res, 503, 'store_unavailable', 'storage unavailable', c.retryAfterMs);
+    if (this.#sockets.size >= c.maxConnections) {
+      m.limit('max_connections');
+      return this.#refuse(res, 503, 'max_connections', 'hub at its connection limit', c.retryAfterMs);
+    }
+    if (this.#addresses.get(addr) >= c.maxConnectionsPerAddress) {
+      m.limit('per_address');
+      return this.#refuse(res, 429, 'per_address', `more than ${c.maxConnectionsPerAddress} connections from this address`, c.retryAfterMs);
+    }
+
+    let token = '';
+    let selected = '';
+    for (const p of offered.split(',')) {
+      const v = p.trim();
+      if (v === DEVICE_SUBPROTOCOL) selected = v;
+      else if (v.startsWith(TOKEN_SUBPROTOCOL_PREFIX)) token = v.slice(TOKEN_SUBPROTOCOL_PREFIX.length);
+    }
+    if (authz) {
+      const mm = /^Bearer\s+(\S+)\s*$/i.exec(authz);
+      if (mm) token = mm[1]!;
+    }
+    if (!token) return this.#refuse(res, 401, 'no_token', 'missing bearer token (Authorization header or bearer.<token> subprotocol)');
+    const auth = this.#d.auth.authenticate(token);
+    if (!auth.ok) return this.#refuse(res, auth.status, auth.status === 403 ? 'disabled' : 'bad_token', auth.reason);
+
+    // Admission control last, so junk without a valid token cannot use up
+    // the budget that keeps reconnect storms from starving the hub.
+    const now = this.#d.now();
+    if (!this.#admission.take(1, now)) {
+      m.limit('admission');
+      return this.#refuse(res, 503, 'admission', 'too many new sessions right now', Math.max(c.retryAfterMs, this.#admission.waitMs(1, now)));
+    }
+
+    const session = new Session(`${this.#instance}-${(++this.#sessionCounter).toString(36)}`, auth.deviceId, auth.tags, addr);
+    // protocol: never echo the token subprotocol; select ours or none.
+    res.cork(() => res.upgrade<SocketData>({ session }, key, selected, '', context));
+  }
+
+  #refuse(res: HttpResponse, status: 401 | 403 | 429 | 503, reason: RefusalReason, text: string, retryAfterMs?: number): void {
+    this.#d.metrics.refusal(status, reason);
+    const statusText = { 401: '401 Unauthorized', 403: '403 Forbidden', 429: '429 Too Many Requests', 503: '503 Service Unavailable' }[status];
+    res.cork(() => {
+      res.writeStatus(statusText).writeHeader('Content-Type', 'text/plain; charset=utf-8');
+      if (status === 401) res.writeHeader('WWW-Authenticate', 'Bearer realm="devices"');
+      // RFC 9110 §10.2.3: delay-seconds.
+      if (retryAfterMs !== undefined) res.writeHeader('Retry-After', String(Math.ceil(jitteredRetryMs(retryAfterMs) / 1000)));
+      res.end(text + '\n', true);
+    });
+  }
+
+  // ---- session lifecycle ----------------------------------------------------
+
+  #open(ws: WebSocket): void {
+    const s = ws.getUserData().session;
+    s.ws = ws;
+    s.state = 'awaiting-hello';
+    s.openedAtMs = this.#d.now();
+    this.#sockets.add(s);
+    this.#awaitingHello.add(s);
+    this.#addresses.inc(s.addr);
+    this.#d.metrics.connections.inc();
+
+    let dev = this.#devices.get(s.deviceId);
+    if (!dev) {
+      dev = { session: null, bucket: new TokenBucket(this.#c.maxReadingsPerSecond, this.#c.readingsBurst, s.openedAtMs) };
+      this.#devices.set(s.deviceId, dev);
+    }
+    const old = dev.session;
+    dev.session = s;
+    // protocol: one session per device; the newer one wins.
+    if (old) this.#close(old, CloseCode.SESSION_REPLACED, 'replaced by a newer session of this device', undefined, null);
+  }
+
+  #closed(s: Session, code: number): void {
+    if (s.gone) return;
+    s.gone = true;
+    s.state = 'closed';
+    s.ws = null;
+    this.#sockets.delete(s);
+    this.#awaitingHello.delete(s);
+    this.#dirty.delete(s);
+    this.#addresses.dec(s.addr);
+    const m = this.#d.metrics;
+    m.connections.dec();
+    if (s.welcomed) m.sessions.dec();
+    m.closes.labels(KNOWN_CODES.has(code) ? String(code) : 'other').inc();
+    const dev = this.#devices.get(s.deviceId);
+    if (dev && dev.session === s) dev.session = null;
+    this.#d.log.debug({ device: s.deviceId, session: s.id, code }, 'device session closed');
+  }
+
+  /**
+   * Ends a session with a Notice and a close frame carrying the same code.
+   * `limit` names the metric to count (null: not a violation).
+   */
+  #close(s: Session, code: number, reason: string, retryAfterMs: number | undefined, limit: LimitName | null): void {
+    if (s.state === 'closed' || !s.ws) return;
+    if (limit) this.#d.metrics.limit(limit);
+    const ws = s.ws;
+    s.state = 'closed';
+    s.ws = null;
+    this.#d.log.debug({ device: s.deviceId, session: s.id, code, reason }, 'closing device session');
+    ws.cork(() => {
+      ws.send(encodeHubMessage({ notice: { code, reason, retryAfterMs: retryAfterMs ?? 0 } }), true);
+      ws.end(code, closeReason(reason, retryAfterMs));
+    });
+    // uWS runs the close handler inside end(); account here too in case a
+    // binding defers it (the `gone` flag makes this happen once).
+    this.#closed(s, code);
+  }
+
+  // ---- messages ---------------------------------------------------------------
+
+  #message(ws: WebSocket, data: ArrayBuffer, isBinary: boolean): void {
+    const s = ws.getUserData().session;
+    if (s.state === 'closed') return;
+    if (!isBinary) return this.#close(s, CloseCode.UNSUPPORTED_DATA, 'text frames are not part of the protocol; send binary protobuf', undefined, 'text_frame');
+    let msg: DeviceMessage;
+    try {
+      // Decoding copies everything out of `data`, which uWS neuters on return.
+      msg = decodeDeviceMessage(new Uint8Array(data));
+    } catch (err) {
+      return this.#close(s, CloseCode.INVALID_PAYLOAD, `not a valid DeviceMessage: ${(err as Error).message}`, undefined, 'malformed');
+    }
+    switch (msg.msg) {
+      case 'hello': return this.#hello(s, msg.hello!);
+      case 'batch': return this.#batch(s, msg);
+      case 'commandResult': {
+        if (s.state !== 'open') return this.#close(s, CloseCode.PROTOCOL_ERROR, 'CommandResult before Hello', undefined, 'protocol');
+        this.#d.metrics.commandResults.labels(msg.commandResult!.ok ? 'true' : 'false').inc();
+        this.#d.log.info({ device: s.deviceId, command: msg.commandResult!.id, ok: msg.commandResult!.ok, message: msg.commandResult!.message }, 'command result');
+        return;
+      }
+      default:
+        return this.#close(s, CloseCode.PROTOCOL_ERROR, 'empty or unknown DeviceMessage', undefined, 'protocol');
+    }
+  }
+
+  #hello(s: Session, h: Hello): void {
+    if (s.state !== 'awaiting-hello') return this.#close(s, CloseCode.PROTOCOL_ERROR, 'Hello sent twice', undefined, 'protocol');
+    if (h.protocolVersion !== PROTOCOL_VERSION) {
+      return this.#close(s, CloseCode.UNSUPPORTED_VERSION, `protocol version ${h.protocolVersion ?? 0} not supported; this hub speaks ${PROTOCOL_VERSION}`, undefined, 'version');
+    }
+    if (h.deviceId !== s.deviceId) {
+      return this.#close(s, CloseCode.PROTOCOL_ERROR, `Hello.device_id ${JSON.stringify((h.deviceId ?? '').slice(0, 40))} does not match the token's device`, undefined, 'protocol');
+    }
+    const firmware = h.firmware ?? '';
+    if (Buffer.byteLength(firmware) > MAX_FIRMWARE_BYTES) {
+      return this.#close(s, CloseCode.PROTOCOL_ERROR, `Hello.firmware longer than ${MAX_FIRMWARE_BYTES} bytes`, undefined, 'protocol');
+    }
+    const now = this.#d.now();
+    s.firmware = firmware;
+    s.clock.sample(h.deviceTimeMs ?? 0, now);
+    s.state = 'open';
+    s.welcomed = true;
+    this.#awaitingHello.delete(s);
+    this.#d.metrics.sessions.inc();
+    const c = this.#c;
+    s.lastCredit = this.#credit();
+    s.lastAckSeq = this.#d.store.durableSeq(s.deviceId);
+    s.ws!.send(encodeHubMessage({
+      welcome: {
+        sessionId: s.id,
+        protocolVersion: PROTOCOL_VERSION,
+        serverTimeMs: now,
+        echoDeviceTimeMs: h.deviceTimeMs ?? 0,
+        window: c.window,
+        credit: s.lastCredit,
+        lastSeq: s.lastAckSeq,
+        limits: {
+          maxMessageBytes: c.maxMessageBytes, maxBatchReadings: c.maxBatchReadings,
+          maxReadingsPerSecond: c.maxReadingsPerSecond, readingsBurst: c.readingsBurst,
+          maxMetricsPerSession: c.maxMetricsPerSession, maxMetricNameBytes: c.maxMetricNameBytes,
+          maxFutureSkewMs: c.maxFutureSkewMs, maxPastSkewMs: c.maxPastSkewMs, idleTimeoutMs: c.idleTimeoutS * 1000,
+        },
+      },
+    }), true);
+    this.#d.log.debug({ device: s.deviceId, session: s.id, firmware, offsetMs: s.clock.offsetMs }, 'device session open');
+  }
+
+  #batch(s: Session, msg: DeviceMessage): void {
+    if (s.state !== 'open') return this.#close(s, CloseCode.PROTOCOL_ERROR, 'Batch before Hello', undefined, 'protocol');
+    const b = msg.batch!;
+    const c = this.#c;
+    const m = this.#d.metrics;
+    // protocol: at most `window` unacked batches in flight.
+    if (s.inflightSeq.length >= c.window) {
+      return this.#close(s, CloseCode.WINDOW_EXCEEDED, `more than ${c.window} unacked batches in flight`, undefined, 'window');
+    }
+    const seq = b.seq ?? 0;
+    if (!(seq >= 1) || !Number.isSafeInteger(seq)) return this.#close(s, CloseCode.PROTOCOL_ERROR, 'Batch.seq must be >= 1', undefined, 'protocol');
+    const now = this.#d.now();
+    s.clock.sample(b.sentTimeMs ?? 0, now);
+
+    const defErr = defineMetrics(s.metricTable, b.metricDefs ?? [], this.#limits);
+    if (defErr) return this.#close(s, defErr.code, defErr.reason, undefined, defErr.limit as LimitName);
+
+    const store = this.#d.store;
+    if (seq <= store.acceptedSeq(s.deviceId)) {
+      // protocol: a resend of a batch the hub holds is acked, not stored twice.
+      m.batchDuplicate.inc();
+      s.inflightSeq.push(seq);
+      s.inflightAt.push(now);
+      if (seq <= store.durableSeq(s.deviceId)) this.#markDirty(s);
+      return;
+    }
+
+    const out = validateBatch(s.deviceId, b, s.metricTable, this.#limits, now, s.clock);
+    if (!out.ok) return this.#close(s, out.code, out.reason, undefined, out.limit as LimitName);
+
+    const n = b.metricIds?.length ?? 0;
+    const bucket = this.#devices.get(s.deviceId)!.bucket;
+    if (!bucket.take(n, now)) {
+      const wait = Math.max(1000, bucket.waitMs(n, now));
+      return this.#close(s, CloseCode.RATE_LIMITED, `over ${c.maxReadingsPerSecond} readings/s`, wait, 'readings_rate');
+    }
+
+    const r = out.report;
+    if (r.nonFiniteDropped || r.skewDropped || r.skewCorrected) {
+      s.reports.push({ seq, nonFiniteDropped: r.nonFiniteDropped, skewDropped: r.skewDropped, skewCorrected: r.skewCorrected, clockOffsetMs: s.clock.offsetMs });
+      if (r.nonFiniteDropped) { m.readingsNonFinite.inc(r.nonFiniteDropped); m.limit('non_finite'); }
+      if (r.skewDropped) { m.readingsSkewDropped.inc(r.skewDropped); m.limit('skew'); }
+      if (r.skewCorrected) m.readingsSkewCorrected.inc(r.skewCorrected);
+    }
+    m.batchAccepted.inc();
+    m.readingsAccepted.inc(out.batch.values.length);
+    s.inflightSeq.push(seq);
+    s.inflightAt.push(now);
+    const deviceId = s.deviceId;
+    this.#pendingAppends++;
+    store.append(out.batch).then(
+      () => {
+        // Ack on whichever session the device has now (it may have reconnected).
+        const cur = this.#devices.get(deviceId)?.session;
+        if (cur) this.#markDirty(cur);
+        this.#appendSettled();
+      },
+      (err: unknown) => {
+        m.storeErrors.inc();
+        this.#d.log.error({ err, device: deviceId, seq }, 'store append failed; the device will resend');
+        // protocol: never ack what is not durable; the device resends after reconnecting.
+        const cur = this.#devices.get(deviceId)?.session;
+        if (cur) this.#close(cur, CloseCode.INTERNAL_ERROR, 'storage error', jitteredRetryMs(this.#c.retryAfterMs), null);
+        this.#appendSettled();
+      },
+    );
+  }
+
+  #appendSettled(): void {
+    if (--this.#pendingAppends === 0) for (const f of this.#appendsSettled.splice(0)) f();
+  }
+
+  // ---- acks and credit ----------------------------------------------------------
+
+  #markDirty(s: Session): void {
+    this.#dirty.add(s);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      // Group acks: everything that became durable in this tick goes out together.
+      setImmediate(() => this.#flushAcks());
+    }
+  }
+
+  /** 0..window: full window while the store has room, shrinking as it fills. */
+  #credit(): number {
+    const p = this.#d.store.pressure();
+    const w = this.#c.window;
+    if (p <= 0.5) return w;
+    if (p >= 1) return 0;
+    return Math.max(1, Math.floor(w * (1 - p) * 2));
+  }
+
+  #flushAcks(): void {
+    this.#flushScheduled = false;
+    const store = this.#d.store;
+    const now = this.#d.now();
+    const credit = this.#credit();
+    const lat = this.#d.metrics.ackLatency;
+    for (const s of this.#dirty) {
+      const ws = s.ws;
+      if (s.state !== 'open' || !ws) continue;
+      const durable = store.durableSeq(s.deviceId);
+      let acked = s.lastAckSeq;
+      let w = 0;
+      for (let i = 0; i < s.inflightSeq.length; i++) {
+        const seq = s.inflightSeq[i]!;
+        if (seq <= durable) {
+          if (seq > acked) acked = seq;
+          lat.observe((now - s.inflightAt[i]!) / 1000);
+        } else {
+          s.inflightSeq[w] = seq;
+          s.inflightAt[w] = s.inflightAt[i]!;
+          w++;
+        }
+      }
+      const removed = s.inflightSeq.length - w;
+      s.inflightSeq.length = w;
+      s.inflightAt.length = w;
+      if (removed === 0 && credit === s.lastCredit) continue;
+      let reports: BatchReport[] = [];
+      if (s.reports.length) {
+        reports = s.reports.filter((r) => (r.seq ?? 0) <= acked);
+        if (reports.length) s.reports.splice(0, reports.length);
+      }
+      s.lastAckSeq = acked;
+      s.lastCredit = credit;
+      const bytes = encodeHubMessage({ ack: { seq: acked, credit, reports } });
+      ws.cork(() => ws.send(bytes, true));
+    }
+    this.#dirty.clear();
+  }
+
+  /** Tells devices when credit changed without any ack to carry it (store filling or draining). */
+  #refreshCredit(): void {
+    const credit = this.#credit();
+    for (const s of this.#sockets) {
+      if (s.state === 'open' && s.lastCredit !== credit) this.#markDirty(s);
+    }
+  }
+
+  #sweep(): void {
+    const now = this.#d.now();
+    for (const s of this.#awaitingHello) {
+      if (now - s.openedAtMs >= this.#c.handshakeTimeoutMs) {
+        this.#close(s, CloseCode.HANDSHAKE_TIMEOUT, `no Hello within ${this.#c.handshakeTimeoutMs} ms`, undefined, 'handshake_timeout');
+      }
+    }
+  }
+
+  // ---- shutdown -----------------------------------------------------------------
+
+  /**
+   * Graceful end: refuse new upgrades (503), let pending appends settle and
+   * send their acks, then close every device with 1001 and a retry hint.
+   */
+  async shutdown(deadlineMs: number): Promise<void> {
+    this.#shuttingDown = true;
+    if (this.#pendingAppends > 0) {
+      await Promise.race([
+        new Promise<void>((r) => this.#appendsSettled.push(r)),
+        new Promise<void>((r) => setTimeout(r, Math.max(0, deadlineMs - this.#d.now())).unref()),
+      ]);
+    }
+    this.#flushAcks();
+    for (const s of [...this.#sockets]) {
+      this.#close(s, CloseCode.GOING_AWAY, 'hub shutting down', jitteredRetryMs(this.#c.retryAfterMs), null);
+    }
+    for (const t of this.#timers) clearInterval(t);
+    this.#unsubscribeRevoked();
+  }
+}

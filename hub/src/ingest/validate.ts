@@ -1,0 +1,170 @@
+// Validation of device input that needs no socket: metric definitions and
+// batches. Turns a decoded Batch into a self-contained AcceptedBatch plus a
+// report of what was done to readings that could not be stored as sent.
+import { CloseCode, type Batch, type MetricDef } from '@telemetry/proto';
+import type { AcceptedBatch } from '../spool/store.ts';
+
+export const METRIC_NAME_RE = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
+const MAX_UNIT_BYTES = 16;
+// C0/C1 controls and DEL; units are labels, not a channel for escapes.
+const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
+
+export interface ValidationLimits {
+  readonly maxBatchReadings: number;
+  readonly maxMetricsPerSession: number;
+  readonly maxMetricNameBytes: number;
+  readonly maxFutureSkewMs: number;
+  readonly maxPastSkewMs: number;
+  readonly skewPolicy: 'correct' | 'drop';
+}
+
+interface MetricEntry {
+  readonly name: string;
+  readonly unit: string;
+  /** Batch generation that last used it, and its index in that batch. */
+  gen: number;
+  local: number;
+}
+
+/** Metric names interned for one session (protocol: ids are per session). */
+export class MetricTable {
+  readonly #byId = new Map<number, MetricEntry>();
+  #gen = 0;
+  get size(): number { return this.#byId.size; }
+  get(id: number): MetricEntry | undefined { return this.#byId.get(id); }
+  set(id: number, name: string, unit: string): void { this.#byId.set(id, { name, unit, gen: -1, local: 0 }); }
+  nextGeneration(): number { return ++this.#gen; }
+}
+
+export type Violation = { code: CloseCode; reason: string; limit: string };
+
+export interface BatchReportCounts {
+  nonFiniteDropped: number;
+  skewDropped: number;
+  skewCorrected: number;
+}
+
+export type BatchOutcome =
+  | { ok: true; batch: AcceptedBatch; report: BatchReportCounts }
+  | ({ ok: false } & Violation);
+
+export function defineMetrics(table: MetricTable, defs: readonly MetricDef[], limits: ValidationLimits): Violation | null {
+  for (const d of defs) {
+    const id = d.id ?? 0;
+    const name = d.name ?? '';
+    const unit = d.unit ?? '';
+    if (name.length > limits.maxMetricNameBytes || !METRIC_NAME_RE.test(name)) {
+      return { code: CloseCode.INVALID_METRIC, limit: 'metric_name', reason: `metric id ${id}: name ${JSON.stringify(name.slice(0, 40))} must be 1-${limits.maxMetricNameBytes} of [A-Za-z0-9_.:-] starting with a letter` };
+    }
+    if (Buffer.byteLength(unit) > MAX_UNIT_BYTES || CONTROL_RE.test(unit)) {
+      return { code: CloseCode.INVALID_METRIC, limit: 'metric_unit', reason: `metric ${name}: unit must be at most ${MAX_UNIT_BYTES} bytes without control characters` };
+    }
+    const existing = table.get(id);
+    if (existing) {
+      // Resent batches repeat their definitions; only a change is an error.
+      if (existing.name !== name || existing.unit !== unit) {
+        return { code: CloseCode.INVALID_METRIC, limit: 'metric_redefined', reason: `metric id ${id} is already ${existing.name} in this session` };
+      }
+      continue;
+    }
+    if (table.size >= limits.maxMetricsPerSession) {
+      return { code: CloseCode.INVALID_METRIC, limit: 'metrics_per_session', reason: `more than ${limits.maxMetricsPerSession} metrics in one session` };
+    }
+    table.set(id, name, unit);
+  }
+  return null;
+}
+
+/**
+ * Validates a batch whose metric definitions are already in `table`.
+ * Readings with NaN/Infinity are dropped; readings outside the skew bounds
+ * are corrected by the clock offset (policy `correct`, when that brings them
+ * in bounds) or dropped. Both are reported, never silent.
+ */
+export function validateBatch(
+  deviceId: string,
+  b: Batch,
+  table: MetricTable,
+  limits: ValidationLimits,
+  hubNowMs: number,
+  clock: { known: boolean; offsetMs: number },
+): BatchOutcome {
+  const ids = b.metricIds ?? [];
+  const offsets = b.timeOffsetsMs ?? [];
+  const vals = b.values ?? [];
+  const n = ids.length;
+  if (n > limits.maxBatchReadings) {
+    return { ok: false, code: CloseCode.BATCH_TOO_LARGE, limit: 'batch_readings', reason: `batch has ${n} readings; the limit is ${limits.maxBatchReadings}` };
+  }
+  if (offsets.length !== n || vals.length !== n) {
+    return { ok: false, code: CloseCode.PROTOCOL_ERROR, limit: 'protocol', reason: `batch columns differ in length (${n} metric ids, ${offsets.length} time offsets, ${vals.length} values)` };
+  }
+  const base = b.baseTimeMs ?? 0;
+  const minT = hubNowMs - limits.maxPastSkewMs;
+  const maxT = hubNowMs + limits.maxFutureSkewMs;
+  const canCorrect = limits.skewPolicy === 'correct' && clock.known;
+  const offset = clock.offsetMs;
+
+  const gen = table.nextGeneration();
+  const names: string[] = [];
+  const units: string[] = [];
+  const index = new Uint16Array(n);
+  const times = new Float64Array(n);
+  const values = new Float64Array(n);
+  let deviceTimes: Float64Array | null = null;
+  let kept = 0;
+  const report: BatchReportCounts = { nonFiniteDropped: 0, skewDropped: 0, skewCorrected: 0 };
+
+  for (let i = 0; i < n; i++) {
+    const m = table.get(ids[i]!);
+    if (m === undefined) {
+      return { ok: false, code: CloseCode.PROTOCOL_ERROR, limit: 'protocol', reason: `reading ${i} uses metric id ${ids[i]} that this session has not defined` };
+    }
+    const v = vals[i]!;
+    if (!Number.isFinite(v)) { report.nonFiniteDropped++; continue; }
+    const t = base + offsets[i]!;
+    let stored = t;
+    if (!(t >= minT && t <= maxT)) {
+      const corrected = t - offset;
+      if (canCorrect && corrected >= minT && corrected <= maxT) {
+        stored = corrected;
+        report.skewCorrected++;
+      } else {
+        report.skewDropped++;
+        continue;
+      }
+    }
+    if (m.gen !== gen) {
+      m.gen = gen;
+      m.local = names.length;
+      names.push(m.name);
+      units.push(m.unit);
+    }
+    if (stored !== t) {
+      if (deviceTimes === null) {
+        // Keep the device's own time beside every reading once one is corrected.
+        deviceTimes = new Float64Array(n);
+        deviceTimes.set(times.subarray(0, kept));
+      }
+    }
+    index[kept] = m.local;
+    times[kept] = stored;
+    if (deviceTimes !== null) deviceTimes[kept] = t;
+    values[kept] = v;
+    kept++;
+  }
+
+  const batch: AcceptedBatch = {
+    deviceId,
+    seq: b.seq ?? 0,
+    receivedAtMs: hubNowMs,
+    clockOffsetMs: offset,
+    metricNames: names,
+    metricUnits: units,
+    metricIndex: kept === n ? index : index.slice(0, kept),
+    timesMs: kept === n ? times : times.slice(0, kept),
+    deviceTimesMs: deviceTimes === null ? null : kept === n ? deviceTimes : deviceTimes.slice(0, kept),
+    values: kept === n ? values : values.slice(0, kept),
+  };
+  return { ok: true, batch, report };
+}

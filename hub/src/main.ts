@@ -1,0 +1,105 @@
+#!/usr/bin/env -S npx tsx
+// The hub process: reads the environment, wires the real dependencies,
+// listens, and shuts down in order on SIGTERM/SIGINT (stop listening, settle
+// pending acks, close devices with 1001, exit by the deadline). Nothing
+// imports this file.
+import { resolve } from 'node:path';
+import { DEVICE_PATH } from '@telemetry/proto';
+import { buildApp } from './app.ts';
+import { DeviceRegistry, readRegistryFile, watchRegistryFile } from './auth/registry.ts';
+import { loadConfig, type ConfigWarning } from './config.ts';
+import { HubError } from './errors.ts';
+import { createLogger } from './log.ts';
+import { HubMetrics } from './metrics.ts';
+import { MemoryBatchStore } from './spool/store.ts';
+import { loadUws } from './uws.ts';
+
+function fail(err: unknown): never {
+  const e = err as HubError;
+  console.error(`hub: ${e.code ? `${e.code}: ` : ''}${e.message}`);
+  if (e.cause) console.error(`  cause: ${(e.cause as Error).message ?? String(e.cause)}`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  const warnings: ConfigWarning[] = [];
+  let config;
+  try {
+    config = loadConfig(process.env, {}, warnings);
+  } catch (err) {
+    fail(err);
+  }
+  const log = createLogger(config.logLevel);
+  for (const w of warnings) log.warn({ key: w.key }, w.message);
+
+  let binding;
+  try {
+    binding = loadUws({ allowFallback: config.allowUwsFallback });
+  } catch (err) {
+    fail(err);
+  }
+  if (binding.native) log.info({ binding: binding.description }, `uWebSockets.js binding: ${binding.description}`);
+  else log.warn({ binding: binding.description }, `uWebSockets.js binding: ${binding.description}`);
+
+  const devicesFile = resolve(config.devicesFile);
+  let registry: DeviceRegistry;
+  try {
+    registry = new DeviceRegistry(readRegistryFile(devicesFile));
+  } catch (err) {
+    fail(err);
+  }
+  const stopWatching = watchRegistryFile(devicesFile, registry,
+    (err) => log.error({ err }, `device registry ${devicesFile} not reloaded; the previous one stays in force`),
+    () => log.info({ devices: registry.size }, 'device registry reloaded'));
+  if (registry.size === 0) log.warn(`no devices in ${devicesFile}: add one with \`npm run device-token -- --add DEVICE_ID\``);
+
+  // The durable spool replaces this store in the storage milestone; until
+  // then acks mean "held by this hub process" and say so at startup.
+  const store = new MemoryBatchStore();
+  log.warn('storage: in-memory only (no spool, no database yet): acked readings are held in this process and lost when it exits');
+
+  const metrics = new HubMetrics({ defaultMetrics: true });
+  let hub;
+  try {
+    hub = buildApp(config, { store, auth: registry, log, metrics, binding });
+  } catch (err) {
+    fail(err);
+  }
+  try {
+    await hub.listen();
+  } catch (err) {
+    fail(err);
+  }
+  const scheme = hub.tls ? 'wss' : 'ws';
+  const http = hub.tls ? 'https' : 'http';
+  const shown = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  log.info({ port: hub.port, devices: registry.size, tls: hub.tls },
+    `hub listening: devices ${scheme}://${shown}:${hub.port}${DEVICE_PATH}  health ${http}://${shown}:${hub.port}/healthz  metrics ${http}://${shown}:${hub.port}/metrics`);
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) {
+      log.warn(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal, deadlineMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, settling acks, closing devices (1001)');
+    const hard = setTimeout(() => {
+      log.error('shutdown deadline passed; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs + 1000);
+    hard.unref();
+    stopWatching();
+    hub.close().then(() => {
+      log.info('shutdown complete');
+      process.exit(0);
+    }, (err: unknown) => {
+      log.error({ err }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => fail(err));

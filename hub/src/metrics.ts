@@ -1,0 +1,81 @@
+// Prometheus metrics for one hub instance (its own registry, so tests can
+// build several apps in a process). Label children are bound once: the
+// ingest hot path only calls inc()/observe().
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type RefusalReason = 'no_token' | 'bad_token' | 'disabled' | 'per_address' | 'max_connections' | 'admission' | 'shutting_down' | 'store_unavailable';
+export type LimitName =
+  | 'message_size' | 'batch_readings' | 'readings_rate' | 'window' | 'metric_name' | 'metric_unit'
+  | 'metric_redefined' | 'metrics_per_session' | 'handshake_timeout' | 'per_address' | 'max_connections'
+  | 'admission' | 'non_finite' | 'skew' | 'protocol' | 'text_frame' | 'malformed' | 'version' | 'send_backpressure';
+
+export class HubMetrics {
+  readonly registry = new Registry();
+  readonly connections: Gauge;
+  readonly sessions: Gauge;
+  readonly upgradeRefusals: Counter<'status' | 'reason'>;
+  readonly closes: Counter<'code'>;
+  readonly batches: Counter<'result'>;
+  readonly readings: Counter<'result'>;
+  readonly limitViolations: Counter<'limit'>;
+  readonly ackLatency: Histogram;
+  readonly storeErrors: Counter;
+  readonly commandResults: Counter<'ok'>;
+
+  readonly batchAccepted;
+  readonly batchDuplicate;
+  readonly readingsAccepted;
+  readonly readingsNonFinite;
+  readonly readingsSkewDropped;
+  readonly readingsSkewCorrected;
+  readonly #limit = new Map<LimitName, Counter.Internal>();
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const r = this.registry;
+    if (opts.defaultMetrics) collectDefaultMetrics({ register: r });
+    this.connections = new Gauge({ name: 'hub_device_connections', help: 'Open device WebSocket connections', registers: [r] });
+    this.sessions = new Gauge({ name: 'hub_device_sessions', help: 'Device sessions past Hello/Welcome', registers: [r] });
+    this.upgradeRefusals = new Counter({ name: 'hub_upgrade_refusals_total', help: 'Device upgrades refused with an HTTP status', labelNames: ['status', 'reason'], registers: [r] });
+    this.closes = new Counter({ name: 'hub_device_closes_total', help: 'Device connections closed, by WebSocket close code', labelNames: ['code'], registers: [r] });
+    this.batches = new Counter({ name: 'hub_batches_total', help: 'Batches received: accepted (stored) or duplicate (already held, acked again)', labelNames: ['result'], registers: [r] });
+    this.readings = new Counter({ name: 'hub_readings_total', help: 'Readings by outcome', labelNames: ['result'], registers: [r] });
+    this.limitViolations = new Counter({ name: 'hub_limit_violations_total', help: 'Limit and protocol violations by limit', labelNames: ['limit'], registers: [r] });
+    this.ackLatency = new Histogram({
+      name: 'hub_ack_latency_seconds', help: 'Batch receipt to ack sent',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r],
+    });
+    this.storeErrors = new Counter({ name: 'hub_store_errors_total', help: 'Appends the store failed', registers: [r] });
+    this.commandResults = new Counter({ name: 'hub_command_results_total', help: 'Downlink command results from devices', labelNames: ['ok'], registers: [r] });
+    this.batchAccepted = this.batches.labels('accepted');
+    this.batchDuplicate = this.batches.labels('duplicate');
+    this.readingsAccepted = this.readings.labels('accepted');
+    this.readingsNonFinite = this.readings.labels('non_finite_dropped');
+    this.readingsSkewDropped = this.readings.labels('skew_dropped');
+    this.readingsSkewCorrected = this.readings.labels('skew_corrected');
+  }
+
+  limit(name: LimitName): void {
+    let c = this.#limit.get(name);
+    if (!c) {
+      c = this.limitViolations.labels(name);
+      this.#limit.set(name, c);
+    }
+    c.inc();
+  }
+
+  refusal(status: number, reason: RefusalReason): void {
+    this.upgradeRefusals.labels(String(status), reason).inc();
+  }
+
+  /** Current value of a counter/gauge with the given labels (tests, health). */
+  async value(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const m = this.registry.getSingleMetric(name);
+    if (!m) return 0;
+    const data = await m.get();
+    let sum = 0;
+    for (const v of data.values) {
+      if (Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want)) sum += v.value;
+    }
+    return sum;
+  }
+}

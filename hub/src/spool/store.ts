@@ -1,0 +1,119 @@
+// spool/: where accepted batches become durable. This file is the seam
+// ingest depends on (BatchStore) plus the in-memory store used until the
+// durable spool lands behind the same interface. Imports: errors only.
+//
+// Guarantees every BatchStore gives:
+// - append() records the batch as accepted synchronously (acceptedSeq moves
+//   at once) and resolves only once the batch is durable for this store.
+// - Per device, appends become durable in the order they were made, so
+//   durableSeq(device) is the highest seq below which everything is durable.
+// - close() resolves only after every append has settled.
+import { StoreError } from '../errors.ts';
+
+/** A validated batch, self-contained (no session state needed to read it). */
+export interface AcceptedBatch {
+  readonly deviceId: string;
+  readonly seq: number;
+  /** Hub clock when the batch arrived, Unix ms. */
+  readonly receivedAtMs: number;
+  /** Estimated device clock minus hub clock, ms (0 when unknown). */
+  readonly clockOffsetMs: number;
+  /** Metric names used by this batch; metricIndex points into it. */
+  readonly metricNames: readonly string[];
+  readonly metricUnits: readonly string[];
+  readonly metricIndex: Uint16Array;
+  /** Event time the reading is stored with, Unix ms. */
+  readonly timesMs: Float64Array;
+  /** The device's own timestamps when any reading's time was corrected; else null. */
+  readonly deviceTimesMs: Float64Array | null;
+  readonly values: Float64Array;
+}
+
+export interface BatchStore {
+  /** Highest seq accepted for the device (durable or on its way); 0 if none. */
+  acceptedSeq(deviceId: string): number;
+  /** Highest seq durably stored for the device; 0 if none. */
+  durableSeq(deviceId: string): number;
+  /** Accepts the batch now; resolves when it is durable, rejects with a StoreError when it cannot be. */
+  append(batch: AcceptedBatch): Promise<void>;
+  /** 0 = plenty of room, 1 = full: ingest shrinks credit as this grows. */
+  pressure(): number;
+  /** False while the store cannot take appends (I/O error, closed). */
+  readonly healthy: boolean;
+  /** Resolves after every append has settled. */
+  close(): Promise<void>;
+}
+
+export interface MemoryStoreOptions {
+  /** Batches kept for inspection (history); older ones are forgotten. */
+  keepBatches?: number;
+}
+
+/**
+ * Keeps per-device sequence numbers and a bounded ring of recent batches in
+ * memory. "Durable" here means "in this process": appends made in one tick
+ * settle together on the next (the same group-commit shape as the disk
+ * spool), so the ack path is exercised as it will be in production.
+ */
+export class MemoryBatchStore implements BatchStore {
+  readonly #accepted = new Map<string, number>();
+  readonly #durable = new Map<string, number>();
+  readonly #recent: AcceptedBatch[] = [];
+  readonly #keep: number;
+  #group: { batch: AcceptedBatch; resolve: () => void }[] = [];
+  #scheduled = false;
+  #closed = false;
+  #pending = 0;
+  #idle: (() => void)[] = [];
+  readingsStored = 0;
+  batchesStored = 0;
+
+  constructor(opts: MemoryStoreOptions = {}) {
+    this.#keep = opts.keepBatches ?? 10_000;
+  }
+
+  get healthy(): boolean { return !this.#closed; }
+  acceptedSeq(deviceId: string): number { return this.#accepted.get(deviceId) ?? 0; }
+  durableSeq(deviceId: string): number { return this.#durable.get(deviceId) ?? 0; }
+  pressure(): number { return 0; }
+
+  /** Recent batches, oldest first (bounded by keepBatches). */
+  recent(): readonly AcceptedBatch[] { return this.#recent; }
+
+  append(batch: AcceptedBatch): Promise<void> {
+    if (this.#closed) return Promise.reject(new StoreError('HUB_ERR_STORE_CLOSED', 'store is closed'));
+    if (batch.seq <= this.acceptedSeq(batch.deviceId)) {
+      return Promise.reject(new StoreError('HUB_ERR_STORE', `seq ${batch.seq} for ${batch.deviceId} is not above the accepted ${this.acceptedSeq(batch.deviceId)}`));
+    }
+    this.#accepted.set(batch.deviceId, batch.seq);
+    this.#pending++;
+    return new Promise<void>((resolve) => {
+      this.#group.push({ batch, resolve });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#commit());
+      }
+    });
+  }
+
+  #commit(): void {
+    const group = this.#group;
+    this.#group = [];
+    this.#scheduled = false;
+    for (const { batch } of group) {
+      this.#durable.set(batch.deviceId, batch.seq);
+      this.#recent.push(batch);
+      this.batchesStored++;
+      this.readingsStored += batch.values.length;
+    }
+    if (this.#recent.length > this.#keep) this.#recent.splice(0, this.#recent.length - this.#keep);
+    for (const { resolve } of group) resolve();
+    this.#pending -= group.length;
+    if (this.#pending === 0) for (const f of this.#idle.splice(0)) f();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#pending > 0) await new Promise<void>((r) => this.#idle.push(r));
+  }
+}

@@ -1,0 +1,91 @@
+// Protocol constants shared by the hub and every device implementation.
+// proto/README.md documents each one; keep the two in step.
+
+/** The device protocol version this schema describes. */
+export const PROTOCOL_VERSION = 1;
+
+/** WebSocket path of the device endpoint. */
+export const DEVICE_PATH = '/v1/devices';
+
+/** Subprotocol every device offers (and the hub selects). */
+export const DEVICE_SUBPROTOCOL = 'iot.telemetry.v1';
+
+/**
+ * Prefix of the subprotocol that carries a bearer token for clients that
+ * cannot set an Authorization header: `bearer.<token>`. The hub never echoes it.
+ */
+export const TOKEN_SUBPROTOCOL_PREFIX = 'bearer.';
+
+/**
+ * WebSocket close codes the hub uses on the device endpoint. 1xxx are
+ * RFC 6455 §7.4.1 codes; 4xxx are this protocol's own (RFC 6455 §7.4.2
+ * reserves 4000-4999 for applications).
+ */
+export const CloseCode = {
+  /** Session ended normally. */
+  NORMAL: 1000,
+  /** The hub is shutting down; reconnect after retry-after. */
+  GOING_AWAY: 1001,
+  /** A text frame arrived; the protocol is binary only. */
+  UNSUPPORTED_DATA: 1003,
+  /** The frame was not a valid DeviceMessage. */
+  INVALID_PAYLOAD: 1007,
+  /** The frame exceeded max_message_bytes. */
+  MESSAGE_TOO_BIG: 1009,
+  /** The hub failed internally (e.g. storage error); reconnect after retry-after. */
+  INTERNAL_ERROR: 1011,
+  /** The hub is overloaded; reconnect after retry-after. */
+  TRY_AGAIN_LATER: 1013,
+  /** A valid message at the wrong time or with inconsistent content. */
+  PROTOCOL_ERROR: 4000,
+  /** No Hello within the handshake timeout. */
+  HANDSHAKE_TIMEOUT: 4001,
+  /** A newer session for the same device replaced this one. */
+  SESSION_REPLACED: 4002,
+  /** More unacked batches in flight than the window allows. */
+  WINDOW_EXCEEDED: 4003,
+  /** Readings per second above the device's limit; reconnect after retry-after. */
+  RATE_LIMITED: 4004,
+  /** A batch with more readings than max_batch_readings. */
+  BATCH_TOO_LARGE: 4005,
+  /** A metric definition with a bad name, unit or id, or too many metrics. */
+  INVALID_METRIC: 4006,
+  /** Hello asked for a protocol version the hub does not speak. */
+  UNSUPPORTED_VERSION: 4007,
+  /** The device's registration was revoked while it was connected. */
+  DEVICE_REVOKED: 4008,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+/** Close codes after which a device should reconnect (after backoff or retry-after). */
+export const RECONNECTABLE_CLOSE_CODES: ReadonlySet<number> = new Set([
+  CloseCode.GOING_AWAY, CloseCode.INTERNAL_ERROR, CloseCode.TRY_AGAIN_LATER,
+  CloseCode.HANDSHAKE_TIMEOUT, CloseCode.RATE_LIMITED, 1006,
+]);
+
+/** Codes of Notice messages that do not close the session. */
+export const NoticeCode = {
+  /** Credit was reduced because storage is behind; acks will be slower. */
+  BACKPRESSURE: 100,
+  /** The device's clock is off by more than the skew bounds; readings are being corrected or dropped. */
+  CLOCK_SKEW: 101,
+} as const;
+
+/**
+ * Close reasons carry machine-readable retry hints as `retry-after=<ms>`
+ * (close reasons are at most 123 bytes, RFC 6455 §5.5). Returns undefined
+ * when absent.
+ */
+export function parseRetryAfterMs(reason: string): number | undefined {
+  const m = /(?:^|[\s;])retry-after=(\d{1,9})(?:$|[\s;])/.exec(reason);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Formats a close reason with a retry hint, kept within 123 bytes. */
+export function closeReason(text: string, retryAfterMs?: number): string {
+  const hint = retryAfterMs !== undefined ? `; retry-after=${Math.max(0, Math.round(retryAfterMs))}` : '';
+  const room = 123 - Buffer.byteLength(hint);
+  let t = text;
+  while (Buffer.byteLength(t) > room) t = t.slice(0, -1);
+  return t + hint;
+}
