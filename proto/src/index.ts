@@ -2,14 +2,8 @@
 // Owns: the generated message classes (gen/), the protocol constants every
 // side must agree on (close codes, notice codes, version, subprotocols).
 // Imports: protobufjs only.
-import protobuf from 'protobufjs/minimal.js';
+import './configure.ts'; // first: before the generated code is evaluated
 import { iot } from '../gen/telemetry.js';
-
-// 64-bit fields (sequence numbers, Unix milliseconds) decode as plain JS
-// numbers. They stay far below 2^53; Long objects would cost an allocation
-// per field on the ingest hot path.
-protobuf.util.Long = null as unknown as typeof protobuf.util.Long;
-protobuf.configure();
 
 export const v1 = iot.telemetry.v1;
 export type { iot };

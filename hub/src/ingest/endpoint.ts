@@ -28,6 +28,11 @@ const MAX_FIRMWARE_BYTES = 128;
 /** Close codes reported as metric labels; anything else is "other" (bounded cardinality). */
 const KNOWN_CODES: ReadonlySet<number> = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013, ...(Object.values(CloseCode) as number[])]);
 
+/** Frames larger than this are dropped by uWS without a close frame. */
+export function hardMessageCap(maxMessageBytes: number): number {
+  return Math.max(2 * maxMessageBytes, maxMessageBytes + 4096);
+}
+
 export interface IngestDeps {
   readonly config: HubConfig;
   readonly store: BatchStore;
@@ -113,7 +118,10 @@ export class DeviceEndpoint {
     app.ws<SocketData>(path, {
       // protocol: no permessage-deflate on the device endpoint (no decompression bombs).
       compression: this.#d.uws.DISABLED,
-      maxPayloadLength: c.maxMessageBytes,
+      // The hub enforces maxMessageBytes itself to answer with a proper 1009;
+      // uWS only cuts off (no close frame) what is over twice that, from the
+      // frame header, before buffering it.
+      maxPayloadLength: hardMessageCap(c.maxMessageBytes),
       idleTimeout: c.idleTimeoutS,
       sendPingsAutomatically: true,
       // Acks are small; a device that stops reading them is dropped, not buffered for.
@@ -275,6 +283,9 @@ export class DeviceEndpoint {
   #message(ws: WebSocket, data: ArrayBuffer, isBinary: boolean): void {
     const s = ws.getUserData().session;
     if (s.state === 'closed') return;
+    if (data.byteLength > this.#c.maxMessageBytes) {
+      return this.#close(s, CloseCode.MESSAGE_TOO_BIG, `message of ${data.byteLength} bytes; the limit is ${this.#c.maxMessageBytes}`, undefined, 'message_size');
+    }
     if (!isBinary) return this.#close(s, CloseCode.UNSUPPORTED_DATA, 'text frames are not part of the protocol; send binary protobuf', undefined, 'text_frame');
     let msg: DeviceMessage;
     try {
