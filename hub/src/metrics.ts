@@ -21,6 +21,8 @@ export class HubMetrics {
   readonly ackLatency: Histogram;
   readonly storeErrors: Counter;
   readonly commandResults: Counter<'ok'>;
+  readonly ingestBytes: Counter;
+  readonly ingestMessages: Counter;
 
   readonly batchAccepted;
   readonly batchDuplicate;
@@ -46,6 +48,8 @@ export class HubMetrics {
     });
     this.storeErrors = new Counter({ name: 'hub_store_errors_total', help: 'Appends the store failed', registers: [r] });
     this.commandResults = new Counter({ name: 'hub_command_results_total', help: 'Downlink command results from devices', labelNames: ['ok'], registers: [r] });
+    this.ingestBytes = new Counter({ name: 'hub_ingest_bytes_total', help: 'Device WebSocket message payload bytes received', registers: [r] });
+    this.ingestMessages = new Counter({ name: 'hub_ingest_messages_total', help: 'Device WebSocket messages received', registers: [r] });
     this.batchAccepted = this.batches.labels('accepted');
     this.batchDuplicate = this.batches.labels('duplicate');
     this.readingsAccepted = this.readings.labels('accepted');

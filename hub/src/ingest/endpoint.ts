@@ -283,6 +283,8 @@ export class DeviceEndpoint {
   #message(ws: WebSocket, data: ArrayBuffer, isBinary: boolean): void {
     const s = ws.getUserData().session;
     if (s.state === 'closed') return;
+    this.#d.metrics.ingestMessages.inc();
+    this.#d.metrics.ingestBytes.inc(data.byteLength);
     if (data.byteLength > this.#c.maxMessageBytes) {
       return this.#close(s, CloseCode.MESSAGE_TOO_BIG, `message of ${data.byteLength} bytes; the limit is ${this.#c.maxMessageBytes}`, undefined, 'message_size');
     }

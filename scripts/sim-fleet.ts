@@ -1,0 +1,50 @@
+// Registers a simulated fleet: device ids `${prefix}0000`.., token hashes in
+// the hub's registry, the tokens themselves in a file the simulator reads.
+// Idempotent: devices whose token still matches are left alone.
+//   npx tsx scripts/sim-fleet.ts --registry data/devices.json --tokens data/sim-tokens.json --devices 200
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { generateToken, hashToken, readRegistryFile, writeRegistryFile } from '../hub/src/auth/registry.ts';
+
+const SITES = ['north', 'south', 'east', 'west', 'lab'];
+
+export function ensureSimFleet(registryFile: string, tokensFile: string, devices: number, prefix = 'sim-'): { added: number } {
+  const tokens: Record<string, string> = existsSync(tokensFile) ? JSON.parse(readFileSync(tokensFile, 'utf8')) as Record<string, string> : {};
+  const registry = readRegistryFile(registryFile);
+  let added = 0;
+  for (let i = 0; i < devices; i++) {
+    const id = `${prefix}${String(i).padStart(4, '0')}`;
+    const have = tokens[id];
+    if (have && registry.devices[id]?.tokenHash === hashToken(have)) continue;
+    const token = generateToken(id);
+    tokens[id] = token;
+    registry.devices[id] = { tokenHash: hashToken(token), tags: { site: SITES[i % SITES.length]!, model: i % 3 === 0 ? 'th-2' : 'thp-1' }, createdAt: new Date().toISOString() };
+    added++;
+  }
+  if (added) {
+    writeRegistryFile(registryFile, registry);
+    mkdirSync(dirname(tokensFile), { recursive: true });
+    writeFileSync(tokensFile, JSON.stringify(tokens, null, 2) + '\n', { mode: 0o600 });
+  }
+  return { added };
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { values } = parseArgs({
+    options: {
+      registry: { type: 'string', default: 'data/devices.json' },
+      tokens: { type: 'string', default: 'data/sim-tokens.json' },
+      devices: { type: 'string', default: '200' },
+      prefix: { type: 'string', default: 'sim-' },
+    },
+  });
+  const n = Number(values.devices);
+  if (!Number.isInteger(n) || n < 0) {
+    console.error('sim-fleet: --devices must be a non-negative integer');
+    process.exit(2);
+  }
+  const { added } = ensureSimFleet(values.registry!, values.tokens!, n, values.prefix);
+  console.log(`sim-fleet: ${added} devices registered, ${n} in the fleet`);
+}

@@ -1,0 +1,88 @@
+// npm start: the hub plus a small simulated fleet, no other service, no
+// setup. First run registers the fleet's devices (data/devices.json holds
+// only token hashes; the simulator's tokens go to data/sim-tokens.json).
+// Flags: --devices N (default 200), --rate R readings/s per metric (default 1),
+// --no-sim (hub only). Every HUB_* variable is passed through to the hub.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureSimFleet } from './sim-fleet.ts';
+
+const { values } = parseArgs({
+  options: {
+    devices: { type: 'string', default: '200' },
+    rate: { type: 'string', default: '1' },
+    'no-sim': { type: 'boolean', default: false },
+  },
+});
+const devices = Number(values.devices);
+if (!Number.isInteger(devices) || devices < 0 || devices > 10_000) {
+  console.error('start: --devices must be an integer 0..10000 (use npm run sim for bigger fleets)');
+  process.exit(2);
+}
+
+const root = resolve(import.meta.dirname, '..');
+const dataDir = resolve(process.env.HUB_DATA_DIR ?? join(root, 'data'));
+const devicesFile = resolve(process.env.HUB_DEVICES_FILE ?? join(dataDir, 'devices.json'));
+const tokensFile = join(dataDir, 'sim-tokens.json');
+const port = process.env.HUB_PORT ?? '8080';
+mkdirSync(dataDir, { recursive: true });
+
+// Register sim-0000.. once; re-runs reuse the same tokens.
+const { added } = ensureSimFleet(devicesFile, tokensFile, devices);
+if (added) console.log(`start: registered ${added} simulated devices in ${devicesFile}`);
+
+const tsx = ['--import', 'tsx'];
+const children: ChildProcess[] = [];
+const hub = spawn(process.execPath, [...tsx, join(root, 'hub/src/main.ts')], {
+  cwd: root,
+  env: { ...process.env, HUB_PORT: port, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: devicesFile },
+  stdio: 'inherit',
+});
+children.push(hub);
+
+let stopping = false;
+function stopAll(code: number): void {
+  if (stopping) return;
+  stopping = true;
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  const t = setTimeout(() => process.exit(code), 15_000);
+  t.unref();
+  Promise.all(children.map((c) => c.exitCode !== null ? null : new Promise((r) => c.once('exit', r)))).then(() => process.exit(code));
+}
+process.on('SIGINT', () => stopAll(0));
+process.on('SIGTERM', () => stopAll(0));
+hub.once('exit', (code) => {
+  if (!stopping) {
+    console.error(`start: the hub exited (${code}); stopping`);
+    stopAll(code ?? 1);
+  }
+});
+
+const scheme = process.env.HUB_TLS_CERT ? 'https' : 'http';
+const base = `${scheme}://127.0.0.1:${port}`;
+async function waitHealthy(): Promise<void> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    try {
+      if ((await fetch(`${base}/healthz`)).ok) return;
+    } catch { /* not up yet */ }
+    if (Date.now() > end || hub.exitCode !== null) throw new Error('the hub did not become healthy within 30 s');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+waitHealthy().then(() => {
+  const ws = `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}/v1/devices`;
+  console.log(`\n  hub      ${ws}\n  health   ${base}/healthz\n  metrics  ${base}/metrics\n`);
+  if (values['no-sim'] || devices === 0) return;
+  const simArgs = [...tsx, join(root, 'device-sim/src/cli.ts'), '--url', ws, '--devices', String(devices), '--rate', values.rate!, '--tokens', tokensFile, '--ramp-ms', '3000'];
+  if (process.env.SIM_CA) simArgs.push('--ca', process.env.SIM_CA);
+  const sim = spawn(process.execPath, simArgs, { cwd: root, stdio: 'inherit' });
+  children.push(sim);
+  sim.once('exit', (code) => { if (!stopping) console.error(`start: the simulator exited (${code}); the hub keeps running`); });
+}, (err: unknown) => {
+  console.error(`start: ${(err as Error).message}`);
+  stopAll(1);
+});
