@@ -35,6 +35,7 @@ test('session - batches are acked cumulatively once stored, and the stored readi
   assert.equal(stored.length, 2);
   const b1 = stored[0]!;
   assert.deepEqual([b1.deviceId, b1.seq], ['dev-1', 1]);
+  assert.deepEqual(b1.tags, { site: 'test' }, 'registry tags travel with the batch');
   assert.deepEqual([...b1.metricIndex].map((i) => b1.metricNames[i]), ['temperature', 'humidity', 'temperature']);
   assert.deepEqual([...b1.timesMs], [base, base, base + 1000]);
   assert.deepEqual([...b1.values], [21.5, 40, 21.75]);

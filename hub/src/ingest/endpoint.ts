@@ -379,7 +379,7 @@ export class DeviceEndpoint {
       return;
     }
 
-    const out = validateBatch(s.deviceId, b, s.metricTable, this.#limits, now, s.clock);
+    const out = validateBatch(s.deviceId, s.tags, b, s.metricTable, this.#limits, now, s.clock);
     if (!out.ok) return this.#close(s, out.code, out.reason, undefined, out.limit as LimitName);
 
     const n = b.metricIds?.length ?? 0;

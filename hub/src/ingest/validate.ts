@@ -83,6 +83,7 @@ export function defineMetrics(table: MetricTable, defs: readonly MetricDef[], li
  */
 export function validateBatch(
   deviceId: string,
+  tags: Readonly<Record<string, string>>,
   b: Batch,
   table: MetricTable,
   limits: ValidationLimits,
@@ -156,6 +157,7 @@ export function validateBatch(
 
   const batch: AcceptedBatch = {
     deviceId,
+    tags,
     seq: b.seq ?? 0,
     receivedAtMs: hubNowMs,
     clockOffsetMs: offset,

@@ -14,6 +14,8 @@ import { StoreError } from '../errors.ts';
 export interface AcceptedBatch {
   readonly deviceId: string;
   readonly seq: number;
+  /** The device's registry tags (site, model...) when the batch was accepted. */
+  readonly tags: Readonly<Record<string, string>>;
   /** Hub clock when the batch arrived, Unix ms. */
   readonly receivedAtMs: number;
   /** Estimated device clock minus hub clock, ms (0 when unknown). */
