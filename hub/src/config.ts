@@ -32,6 +32,9 @@ export interface HubConfig {
   readonly skewPolicy: 'correct' | 'drop';
   readonly retryAfterMs: number;
   readonly shutdownTimeoutMs: number;
+  readonly spoolMaxBytes: number;
+  readonly spoolSegmentBytes: number;
+  readonly spoolCommitMs: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'enum';
@@ -75,6 +78,9 @@ export const CONFIG_KEYS = {
   skewPolicy: { env: 'HUB_SKEW_POLICY', kind: 'enum', default: 'correct', values: ['correct', 'drop'], doc: 'Out-of-bounds readings: `correct` applies the estimated clock offset when that brings them in bounds (else drops), `drop` drops them. Either way the Ack reports it.' },
   retryAfterMs: { env: 'HUB_RETRY_AFTER_MS', kind: 'int', default: 5_000, min: 100, max: 3_600_000, doc: 'Base retry hint for load refusals (jittered up to 2x).' },
   shutdownTimeoutMs: { env: 'HUB_SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 10_000, min: 100, max: 300_000, doc: 'Deadline for a graceful shutdown.' },
+  spoolMaxBytes: { env: 'HUB_SPOOL_MAX_BYTES', kind: 'int', default: 1024 ** 3, min: 1 << 20, max: 2 ** 50, doc: 'Spool size cap: device credit shrinks past half of it and batches are refused (1013) at it. Without a database it is the size of the local history.' },
+  spoolSegmentBytes: { env: 'HUB_SPOOL_SEGMENT_BYTES', kind: 'int', default: 16 << 20, min: 64 << 10, max: 1 << 30, why: 'recovery reads a segment at once', doc: 'Spool segment file size.' },
+  spoolCommitMs: { env: 'HUB_SPOOL_COMMIT_MS', kind: 'int', default: 2, min: 1, max: 1000, why: 'acks wait for the group commit', doc: 'Group-commit window: batches arriving within it share one fdatasync.' },
 } as const satisfies Record<keyof HubConfig, KeyDef>;
 
 export interface ConfigWarning { key: string; message: string }

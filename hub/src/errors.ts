@@ -9,7 +9,8 @@ export type HubErrorCode =
   | 'HUB_ERR_TLS'
   | 'HUB_ERR_REGISTRY'
   | 'HUB_ERR_STORE_CLOSED'
-  | 'HUB_ERR_STORE';
+  | 'HUB_ERR_STORE'
+  | 'HUB_ERR_STORE_FULL';
 
 export class HubError extends Error {
   override readonly name: string = 'HubError';
@@ -27,7 +28,7 @@ export class RegistryError extends HubError {
 
 export class StoreError extends HubError {
   override readonly name = 'StoreError';
-  constructor(code: 'HUB_ERR_STORE_CLOSED' | 'HUB_ERR_STORE', message: string, options?: { cause?: unknown }) {
+  constructor(code: 'HUB_ERR_STORE_CLOSED' | 'HUB_ERR_STORE' | 'HUB_ERR_STORE_FULL', message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }

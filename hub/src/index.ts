@@ -4,6 +4,7 @@ export { loadConfig, CONFIG_KEYS, type HubConfig, type ConfigWarning } from './c
 export { HubError, RegistryError, StoreError, type HubErrorCode } from './errors.ts';
 export { DeviceRegistry, addDevice, generateToken, hashToken, readRegistryFile, writeRegistryFile, watchRegistryFile, type DeviceAuthenticator, type RegistryFile } from './auth/registry.ts';
 export { MemoryBatchStore, type AcceptedBatch, type BatchStore } from './spool/store.ts';
+export { Spool, type SpoolOptions, type Position, type SpoolRecord } from './spool/spool.ts';
 export { HubMetrics } from './metrics.ts';
 export { createLogger } from './log.ts';
 export { loadUws, type UwsBinding } from './uws.ts';

@@ -11,7 +11,7 @@ import { loadConfig, type ConfigWarning } from './config.ts';
 import { HubError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { HubMetrics } from './metrics.ts';
-import { MemoryBatchStore } from './spool/store.ts';
+import { Spool } from './spool/spool.ts';
 import { loadUws } from './uws.ts';
 
 function fail(err: unknown): never {
@@ -53,10 +53,18 @@ async function main(): Promise<void> {
     () => log.info({ devices: registry.size }, 'device registry reloaded'));
   if (registry.size === 0) log.warn(`no devices in ${devicesFile}: add one with \`npm run device-token -- --add DEVICE_ID\``);
 
-  // The durable spool replaces this store in the storage milestone; until
-  // then acks mean "held by this hub process" and say so at startup.
-  const store = new MemoryBatchStore();
-  log.warn('storage: in-memory only (no spool, no database yet): acked readings are held in this process and lost when it exits');
+  let store: Spool;
+  const spoolDir = resolve(config.dataDir, 'spool');
+  try {
+    store = await Spool.open({
+      dir: spoolDir, maxBytes: config.spoolMaxBytes, segmentBytes: config.spoolSegmentBytes,
+      commitDelayMs: config.spoolCommitMs, mode: 'embedded', log,
+    });
+  } catch (err) {
+    fail(new HubError('HUB_ERR_STORE', `cannot open the spool in ${spoolDir} (HUB_DATA_DIR)`, { cause: err }));
+  }
+  log.warn({ spool: spoolDir, maxBytes: config.spoolMaxBytes },
+    `storage: no database configured; readings are kept only in the local spool (${spoolDir}), the oldest rotated out past HUB_SPOOL_MAX_BYTES. Nothing reaches a database.`);
 
   const metrics = new HubMetrics({ defaultMetrics: true });
   let hub;

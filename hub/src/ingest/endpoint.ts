@@ -411,10 +411,15 @@ export class DeviceEndpoint {
       },
       (err: unknown) => {
         m.storeErrors.inc();
-        this.#d.log.error({ err, device: deviceId, seq }, 'store append failed; the device will resend');
+        const full = (err as { code?: string }).code === 'HUB_ERR_STORE_FULL';
+        if (full) this.#d.log.warn({ device: deviceId, seq }, 'spool full; device told to come back later');
+        else this.#d.log.error({ err, device: deviceId, seq }, 'store append failed; the device will resend');
         // protocol: never ack what is not durable; the device resends after reconnecting.
         const cur = this.#devices.get(deviceId)?.session;
-        if (cur) this.#close(cur, CloseCode.INTERNAL_ERROR, 'storage error', jitteredRetryMs(this.#c.retryAfterMs), null);
+        if (cur) {
+          this.#close(cur, full ? CloseCode.TRY_AGAIN_LATER : CloseCode.INTERNAL_ERROR, full ? 'storage full' : 'storage error',
+            jitteredRetryMs(this.#c.retryAfterMs), null);
+        }
         this.#appendSettled();
       },
     );

@@ -1,6 +1,6 @@
 // spool/: where accepted batches become durable. This file is the seam
-// ingest depends on (BatchStore) plus the in-memory store used until the
-// durable spool lands behind the same interface. Imports: errors only.
+// ingest depends on (BatchStore) plus an in-memory store for tests and
+// embedding; spool.ts is the durable one main.ts uses. Imports: errors only.
 //
 // Guarantees every BatchStore gives:
 // - append() records the batch as accepted synchronously (acceptedSeq moves
@@ -8,6 +8,7 @@
 // - Per device, appends become durable in the order they were made, so
 //   durableSeq(device) is the highest seq below which everything is durable.
 // - close() resolves only after every append has settled.
+// - When append() rejects, acceptedSeq falls back so that a resend is stored.
 import { StoreError } from '../errors.ts';
 
 /** A validated batch, self-contained (no session state needed to read it). */
