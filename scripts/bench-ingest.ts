@@ -143,7 +143,10 @@ async function main(): Promise<void> {
   const m1 = await scrape(port);
   const c1 = cpuSeconds(hub.pid!);
   const secs = (performance.now() - t0) / 1000;
-  const simSummary = await sim.done;
+  // Bounded wait: a saturated simulator may be slow to stop.
+  const kill = setTimeout(() => sim.child.kill('SIGKILL'), 30_000);
+  const simSummary = await sim.done.catch((err: unknown) => ({ error: String(err) }));
+  clearTimeout(kill);
   const d = (k: string) => (m1.get(k) ?? 0) - (m0.get(k) ?? 0);
   const readings = d('hub_readings_total{result="accepted"}');
   const bytes = d('hub_ingest_bytes_total');
@@ -169,8 +172,9 @@ async function main(): Promise<void> {
   if (idle > 0) {
     const port2 = await freePort();
     const hub2 = await startHub(port2);
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 3000)); // let startup garbage be collected
     const rss0 = rssMiB(hub2.pid!);
+    const heap0 = ((await scrape(port2)).get('nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20;
     // Several processes: at most 20,000 open files per process here.
     const per = 5000;
     const procs = Math.ceil(idle / per);
@@ -187,9 +191,13 @@ async function main(): Promise<void> {
       if (sessions >= idle) break;
       await new Promise((r) => setTimeout(r, 500));
     }
-    await new Promise((r) => setTimeout(r, 2000)); // settle
+    await new Promise((r) => setTimeout(r, 3000)); // settle
     const rss1 = rssMiB(hub2.pid!);
-    idleResult = { sessions, rssBeforeMiB: rss0, rssWithSessionsMiB: rss1, kibPerSession: ((rss1 - rss0) * 1024) / Math.max(1, sessions) };
+    const heap1 = ((await scrape(port2)).get('nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20;
+    idleResult = {
+      sessions, rssBeforeMiB: rss0, rssWithSessionsMiB: rss1, kibPerSession: ((rss1 - rss0) * 1024) / Math.max(1, sessions),
+      heapBeforeMiB: heap0, heapWithSessionsMiB: heap1,
+    };
     for (const s of sims) s.child.kill('SIGTERM');
     await Promise.allSettled(sims.map((s) => s.done));
     hub2.kill('SIGTERM');
@@ -208,7 +216,10 @@ async function main(): Promise<void> {
     console.log(`  simulator:         ${JSON.stringify(t.sim)}`);
     console.log(`  ack latency (hub): p50 <= ${t.ackLatencyHubP50Ms} ms, p99 <= ${t.ackLatencyHubP99Ms} ms (histogram bucket bounds)`);
     console.log(`  wire bytes:        ${fmt(t.wireBytesPerReading, 2)} bytes/reading (${fmt(t.wireBytesPerBatchMessage)} bytes/batch message, payload; +2..8 bytes WebSocket framing per message)`);
-    if (idleResult) console.log(`  idle sessions:     ${fmt(idleResult.sessions!)} -> hub RSS ${fmt(idleResult.rssBeforeMiB!)} MiB -> ${fmt(idleResult.rssWithSessionsMiB!)} MiB (${fmt(idleResult.kibPerSession!, 1)} KiB per session)`);
+    if (idleResult) {
+      console.log(`  idle sessions:     ${fmt(idleResult.sessions!)} -> hub RSS ${fmt(idleResult.rssBeforeMiB!)} MiB -> ${fmt(idleResult.rssWithSessionsMiB!)} MiB (${fmt(idleResult.kibPerSession!, 1)} KiB per session);`
+        + ` JS heap used ${fmt(idleResult.heapBeforeMiB!, 1)} -> ${fmt(idleResult.heapWithSessionsMiB!, 1)} MiB`);
+    }
   }
   process.exit(0);
 }

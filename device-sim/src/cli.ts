@@ -85,6 +85,7 @@ function printSummary(s: Summary): void {
   const f = (n: number) => Math.round(n).toLocaleString('en-US');
   console.log(`\nsim summary: ${f(s.devices)} devices, ${s.seconds.toFixed(1)} s`);
   console.log(`  batches   sent ${f(c.batchesSent)} (resent ${f(c.batchesResent)}), acked ${f(c.batchesAcked)}, dropped by full outbox ${f(c.batchesDropped)}`);
+  if (c.readingsSkipped) console.log(`  SATURATED: ${f(c.readingsSkipped)} readings not generated in time (the simulator, not the hub, is the limit)`);
   console.log(`  readings  generated ${f(c.readingsGenerated)}, acked ${f(c.readingsAcked)} (${f(s.readingsAckedPerSec)}/s); hub dropped NaN ${f(c.hubNonFiniteDropped)}, skew ${f(c.hubSkewDropped)}, corrected ${f(c.hubSkewCorrected)}`);
   console.log(`  sessions  ${f(c.sessions)}, reconnects ${f(c.reconnects)}, closes/refusals ${JSON.stringify(c.closes)}`);
   console.log(`  ack latency p50 ${s.latencyMs.p50} ms, p95 ${s.latencyMs.p95} ms, p99 ${s.latencyMs.p99} ms (${f(s.latencyMs.samples)} acks)`);

@@ -139,8 +139,20 @@ export class SimDevice {
     // A flooder sends far past the hub's default 1000 readings/s per device.
     const rate = this.#o.behaviour === 'flood' ? Math.max(this.#o.rate * 10, 500) : this.#o.rate;
     const step = 1000 / rate;
-    const p = this.#pending;
+    // A saturated simulator skips what it cannot generate (and says so)
+    // rather than building an unbounded backlog.
+    const behind = now - this.#lastSampleAt;
+    if (behind > 5 * this.#o.batchIntervalMs) {
+      const skip = Math.floor((behind - this.#o.batchIntervalMs) / step);
+      this.#lastSampleAt += skip * step;
+      this.counters.readingsSkipped += skip * this.#sensors.length;
+    }
+    // Respect Welcome's limits: a batch closes early when it is full.
+    const lim = this.welcome?.limits;
+    const maxReadings = Math.min(lim?.maxBatchReadings || 10_000, Math.floor((lim?.maxMessageBytes || 262_144) / 16));
     while (this.#lastSampleAt + step <= now) {
+      if (this.#pending.times.length + this.#sensors.length > maxReadings) this.#closeBatch();
+      const p = this.#pending;
       this.#lastSampleAt += step;
       const t = Math.round(this.#lastSampleAt);
       for (let i = 0; i < this.#sensors.length; i++) {
@@ -152,12 +164,14 @@ export class SimDevice {
       }
       this.counters.readingsGenerated += this.#sensors.length;
     }
-    if (p.times.length && now - p.times[0]! >= this.#o.batchIntervalMs) this.#closeBatch();
+    const first = this.#pending.times[0];
+    if (first !== undefined && now - first >= this.#o.batchIntervalMs) this.#closeBatch();
     this.#pump();
   }
 
   #closeBatch(): void {
     const p = this.#pending;
+    if (!p.times.length) return;
     const kept: Kept = {
       seq: ++this.#seq, base: p.times[0]!, sensor: Uint8Array.from(p.sensor), times: Float64Array.from(p.times),
       values: Float64Array.from(p.values), sentAt: 0, everSent: false,

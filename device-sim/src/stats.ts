@@ -2,6 +2,8 @@
 
 export interface SimCounters {
   readingsGenerated: number;
+  /** Sample instants a saturated simulator could not generate in time. */
+  readingsSkipped: number;
   batchesSent: number;
   batchesResent: number;
   batchesAcked: number;
@@ -21,7 +23,7 @@ export interface SimCounters {
 
 export function emptyCounters(): SimCounters {
   return {
-    readingsGenerated: 0, batchesSent: 0, batchesResent: 0, batchesAcked: 0, readingsAcked: 0, batchesDropped: 0,
+    readingsGenerated: 0, readingsSkipped: 0, batchesSent: 0, batchesResent: 0, batchesAcked: 0, readingsAcked: 0, batchesDropped: 0,
     readingsDropped: 0, hubNonFiniteDropped: 0, hubSkewDropped: 0, hubSkewCorrected: 0, reconnects: 0, sessions: 0, closes: {},
   };
 }
