@@ -124,6 +124,13 @@ export class SimDevice {
     else ws?.terminate();
   }
 
+  /** Stops producing readings (the open batch is closed); kept batches are still delivered. */
+  stopSampling(): void {
+    this.#closeBatch();
+    this.#o.rate = 0;
+    this.#pump();
+  }
+
   /** Drops the connection without a close frame (a lost link); reconnects as usual. */
   dropConnection(): void {
     this.#ws?.terminate();

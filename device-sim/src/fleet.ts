@@ -68,6 +68,11 @@ export class Fleet {
     }
   }
 
+  /** Every device stops producing but keeps delivering what it holds. */
+  stopSampling(): void {
+    for (const d of this.devices) d.stopSampling();
+  }
+
   get connected(): number {
     let n = 0;
     for (const d of this.devices) if (d.connected) n++;
