@@ -66,7 +66,7 @@ export const CONFIG_KEYS = {
   maxReadingsPerSecond: { env: 'HUB_MAX_READINGS_PER_SEC', kind: 'int', default: 1_000, min: 1, max: 10_000_000, doc: 'Sustained readings/s per device (token bucket); above it closes with 4004.' },
   readingsBurst: { env: 'HUB_READINGS_BURST', kind: 'int', default: 20_000, min: 1, max: 100_000_000, doc: 'Token bucket size for readings/s; raised to at least HUB_MAX_BATCH_READINGS.' },
   maxMetricsPerSession: { env: 'HUB_MAX_METRICS_PER_SESSION', kind: 'int', default: 256, min: 1, max: 65_536, why: 'metric tables are per session memory', doc: 'Max distinct metric ids one session may define.' },
-  maxMetricNameBytes: { env: 'HUB_MAX_METRIC_NAME_BYTES', kind: 'int', default: 64, min: 1, max: 256, why: 'names become InfluxDB field keys and dashboard labels', doc: 'Max metric name length.' },
+  maxMetricNameBytes: { env: 'HUB_MAX_METRIC_NAME_BYTES', kind: 'int', default: 64, min: 1, max: 255, why: 'names become InfluxDB field keys and dashboard labels; the spool stores them with a 1-byte length', doc: 'Max metric name length.' },
   maxConnectionsPerAddress: { env: 'HUB_MAX_CONN_PER_ADDRESS', kind: 'int', default: 1_000, min: 1, max: 1_000_000, doc: 'Max device connections from one remote address; more are refused with 429.' },
   maxConnections: { env: 'HUB_MAX_CONNECTIONS', kind: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'Max device connections in total; more are refused with 503.' },
   admissionRate: { env: 'HUB_ADMISSION_RATE', kind: 'int', default: 500, min: 1, max: 1_000_000, doc: 'New device sessions admitted per second (reconnect storms); more are refused with 503.' },

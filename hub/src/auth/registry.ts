@@ -14,6 +14,9 @@ import { RegistryError } from '../errors.ts';
 export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$/;
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
 const HASH_PREFIX = 'sha256:';
+const TAG_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+const MAX_TAG_VALUE_BYTES = 256;
+const MAX_TAGS = 32;
 
 export interface DeviceEntry {
   tokenHash: string;
@@ -104,8 +107,12 @@ function parseRegistry(file: RegistryFile): Map<string, DeviceEntry> {
     if (!DEVICE_ID_RE.test(id)) throw new RegistryError(`registry: invalid device id ${JSON.stringify(id)}`);
     if (!e || typeof e.tokenHash !== 'string' || !e.tokenHash.startsWith(HASH_PREFIX)) throw new RegistryError(`registry: device ${id} has no valid tokenHash`);
     const tags: Record<string, string> = {};
-    for (const [k, v] of Object.entries(e.tags ?? {})) {
-      if (typeof v !== 'string') throw new RegistryError(`registry: device ${id} tag ${k} must be a string`);
+    const entries = Object.entries(e.tags ?? {});
+    // Tags become InfluxDB tag keys and dashboard groups: keep them plain and bounded.
+    if (entries.length > MAX_TAGS) throw new RegistryError(`registry: device ${id} has more than ${MAX_TAGS} tags`);
+    for (const [k, v] of entries) {
+      if (!TAG_KEY_RE.test(k)) throw new RegistryError(`registry: device ${id} tag key ${JSON.stringify(k)} must be 1-64 of [A-Za-z0-9_] starting with a letter or _`);
+      if (typeof v !== 'string' || Buffer.byteLength(v) > MAX_TAG_VALUE_BYTES) throw new RegistryError(`registry: device ${id} tag ${k} must be a string of at most ${MAX_TAG_VALUE_BYTES} bytes`);
       tags[k] = v;
     }
     out.set(id, { tokenHash: e.tokenHash, tags: Object.freeze(tags), disabled: e.disabled === true });
