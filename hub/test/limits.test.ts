@@ -1,7 +1,7 @@
 // Every limit with its bad input: the close code or report, and the counter.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CloseCode, parseRetryAfterMs } from '@telemetry/proto';
+import { CloseCode, NoticeCode, parseRetryAfterMs } from '@telemetry/proto';
 import { hardMessageCap } from '../src/ingest/endpoint.ts';
 import { ManualStore, RawDevice, batchOf, connectDevice, metric, startHub, until, within } from './helpers.ts';
 
@@ -97,6 +97,8 @@ test('limits - credit shrinks as the store fills and comes back as it drains', a
   store.pressureValue = 1;
   const zero = await d.next('ack'); // credit-only ack from the refresh tick
   assert.equal(zero.credit, 0);
+  const notice = await d.next('notice');
+  assert.equal(notice.code, NoticeCode.BACKPRESSURE);
   store.pressureValue = 0;
   assert.equal((await d.next('ack')).credit, 10);
   d.close();
@@ -165,9 +167,12 @@ test('limits - skew: a device clock 1 h fast is corrected by the estimated offse
   await d.next('welcome');
   const deviceBase = Date.now() + fast;
   d.batch({ ...batchOf(1, 3, { base: deviceBase }), sentTimeMs: Date.now() + fast });
+  const skewNotice = await d.next('notice'); // once per session, before the ack
+  assert.equal(skewNotice.code, NoticeCode.CLOCK_SKEW);
   const ack = await d.ackFor(1);
   const r = ack.reports![0]!;
   assert.equal(r.skewCorrected, 3);
+  assert.match(skewNotice.reason ?? '', /offset/);
   assert.equal(r.skewDropped ?? 0, 0);
   assert.ok(Math.abs((r.clockOffsetMs ?? 0) - fast) < 1000, `offset ${r.clockOffsetMs}`);
   const b = th.store.recent()[0]!;

@@ -1063,7 +1063,7 @@ export const iot = $root.iot = (() => {
                  * @memberof iot.telemetry.v1.Limits
                  * @instance
                  */
-                Limits.prototype.maxFutureSkewMs = 0;
+                Limits.prototype.maxFutureSkewMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
                 /**
                  * Limits maxPastSkewMs.
@@ -1071,7 +1071,7 @@ export const iot = $root.iot = (() => {
                  * @memberof iot.telemetry.v1.Limits
                  * @instance
                  */
-                Limits.prototype.maxPastSkewMs = 0;
+                Limits.prototype.maxPastSkewMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
                 /**
                  * Limits idleTimeoutMs.
@@ -1109,10 +1109,10 @@ export const iot = $root.iot = (() => {
                         w.uint32(/* id 5, wireType 0 =*/40).uint32(m.maxMetricsPerSession);
                     if (m.maxMetricNameBytes != null && $Object.hasOwnProperty.call(m, "maxMetricNameBytes") && m.maxMetricNameBytes !== 0)
                         w.uint32(/* id 6, wireType 0 =*/48).uint32(m.maxMetricNameBytes);
-                    if (m.maxFutureSkewMs != null && $Object.hasOwnProperty.call(m, "maxFutureSkewMs") && m.maxFutureSkewMs !== 0)
-                        w.uint32(/* id 7, wireType 0 =*/56).uint32(m.maxFutureSkewMs);
-                    if (m.maxPastSkewMs != null && $Object.hasOwnProperty.call(m, "maxPastSkewMs") && m.maxPastSkewMs !== 0)
-                        w.uint32(/* id 8, wireType 0 =*/64).uint32(m.maxPastSkewMs);
+                    if (m.maxFutureSkewMs != null && $Object.hasOwnProperty.call(m, "maxFutureSkewMs") && (typeof m.maxFutureSkewMs === "object" ? m.maxFutureSkewMs.low || m.maxFutureSkewMs.high : m.maxFutureSkewMs !== 0))
+                        w.uint32(/* id 7, wireType 0 =*/56).uint64(m.maxFutureSkewMs);
+                    if (m.maxPastSkewMs != null && $Object.hasOwnProperty.call(m, "maxPastSkewMs") && (typeof m.maxPastSkewMs === "object" ? m.maxPastSkewMs.low || m.maxPastSkewMs.high : m.maxPastSkewMs !== 0))
+                        w.uint32(/* id 8, wireType 0 =*/64).uint64(m.maxPastSkewMs);
                     if (m.idleTimeoutMs != null && $Object.hasOwnProperty.call(m, "idleTimeoutMs") && m.idleTimeoutMs !== 0)
                         w.uint32(/* id 9, wireType 0 =*/72).uint32(m.idleTimeoutMs);
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
@@ -1216,7 +1216,7 @@ export const iot = $root.iot = (() => {
                         case 7: {
                                 if (u !== 0)
                                     break;
-                                if (v = r.uint32())
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
                                     m.maxFutureSkewMs = v;
                                 else
                                     delete m.maxFutureSkewMs;
@@ -1225,7 +1225,7 @@ export const iot = $root.iot = (() => {
                         case 8: {
                                 if (u !== 0)
                                     break;
-                                if (v = r.uint32())
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
                                     m.maxPastSkewMs = v;
                                 else
                                     delete m.maxPastSkewMs;

@@ -48,7 +48,7 @@ export const CloseCode = {
   RATE_LIMITED: 4004,
   /** A batch with more readings than max_batch_readings. */
   BATCH_TOO_LARGE: 4005,
-  /** A metric definition with a bad name, unit or id, or too many metrics. */
+  /** A metric definition with a bad name or unit, an id redefined, or too many metrics. */
   INVALID_METRIC: 4006,
   /** Hello asked for a protocol version the hub does not speak. */
   UNSUPPORTED_VERSION: 4007,
@@ -65,9 +65,9 @@ export const RECONNECTABLE_CLOSE_CODES: ReadonlySet<number> = new Set([
 
 /** Codes of Notice messages that do not close the session. */
 export const NoticeCode = {
-  /** Credit was reduced because storage is behind; acks will be slower. */
+  /** Credit was reduced because storage is behind; sent when credit first drops below the window. */
   BACKPRESSURE: 100,
-  /** The device's clock is off by more than the skew bounds; readings are being corrected or dropped. */
+  /** Readings were out of the skew bounds (corrected or dropped); sent once per session, with the estimated offset. */
   CLOCK_SKEW: 101,
 } as const;
 

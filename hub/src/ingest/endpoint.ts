@@ -5,7 +5,7 @@
 // Imports: proto, auth, spool (the BatchStore seam), metrics, uws types.
 // It never imports a concrete store, main.ts or http/.
 import {
-  CloseCode, DEVICE_SUBPROTOCOL, PROTOCOL_VERSION, TOKEN_SUBPROTOCOL_PREFIX, closeReason,
+  CloseCode, NoticeCode, DEVICE_SUBPROTOCOL, PROTOCOL_VERSION, TOKEN_SUBPROTOCOL_PREFIX, closeReason,
   decodeDeviceMessage, encodeHubMessage, type BatchReport, type Command, type DeviceMessage, type Hello,
 } from '@telemetry/proto';
 import type { DeviceAuthenticator } from '../auth/registry.ts';
@@ -57,6 +57,9 @@ class Session {
   lastCredit = 0;
   firmware = '';
   welcomed = false;
+  /** Notices already sent this session (each once). */
+  toldSkew = false;
+  toldBackpressure = false;
   /** Close accounting done (exactly once, whoever closed). */
   gone = false;
   constructor(readonly id: string, readonly deviceId: string, readonly tags: Readonly<Record<string, string>>, readonly addr: string) {}
@@ -390,6 +393,11 @@ export class DeviceEndpoint {
     }
 
     const r = out.report;
+    if ((r.skewDropped || r.skewCorrected) && !s.toldSkew) {
+      s.toldSkew = true;
+      s.ws!.send(encodeHubMessage({ notice: { code: NoticeCode.CLOCK_SKEW,
+        reason: `readings out of the skew bounds (${r.skewCorrected} corrected, ${r.skewDropped} dropped in batch ${seq}); estimated device clock offset ${s.clock.offsetMs} ms; see Ack reports` } }), true);
+    }
     if (r.nonFiniteDropped || r.skewDropped || r.skewCorrected) {
       s.reports.push({ seq, nonFiniteDropped: r.nonFiniteDropped, skewDropped: r.skewDropped, skewCorrected: r.skewCorrected, clockOffsetMs: s.clock.offsetMs });
       if (r.nonFiniteDropped) { m.readingsNonFinite.inc(r.nonFiniteDropped); m.limit('non_finite'); }
@@ -484,7 +492,13 @@ export class DeviceEndpoint {
       s.lastAckSeq = acked;
       s.lastCredit = credit;
       const bytes = encodeHubMessage({ ack: { seq: acked, credit, reports } });
-      ws.cork(() => ws.send(bytes, true));
+      const notice = credit < this.#c.window && !s.toldBackpressure;
+      if (notice) s.toldBackpressure = true;
+      else if (credit === this.#c.window) s.toldBackpressure = false;
+      ws.cork(() => {
+        ws.send(bytes, true);
+        if (notice) ws.send(encodeHubMessage({ notice: { code: NoticeCode.BACKPRESSURE, reason: `storage is behind: credit ${credit} of ${this.#c.window}` } }), true);
+      });
     }
     this.#dirty.clear();
   }
