@@ -5,7 +5,33 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { Fleet } from '@telemetry/device-sim';
-import { DeviceRegistry, MemoryBatchStore, buildApp, createLogger, generateToken, hashToken, loadConfig, type RegistryFile } from '@telemetry/hub';
+import { DeviceRegistry, buildApp, createLogger, generateToken, hashToken, loadConfig, type AcceptedBatch, type BatchStore, type RegistryFile } from '@telemetry/hub';
+
+/**
+ * Durable `delayMs` after append, in order (the BatchStore contract), so a
+ * dropped link reliably catches batches in flight.
+ */
+class SlowStore implements BatchStore {
+  readonly batches: AcceptedBatch[] = [];
+  readingsStored = 0;
+  readonly #accepted = new Map<string, number>();
+  readonly #durable = new Map<string, number>();
+  constructor(readonly delayMs: number) {}
+  readonly healthy = true;
+  acceptedSeq(id: string): number { return this.#accepted.get(id) ?? 0; }
+  durableSeq(id: string): number { return this.#durable.get(id) ?? 0; }
+  pressure(): number { return 0; }
+  append(b: AcceptedBatch): Promise<void> {
+    this.#accepted.set(b.deviceId, b.seq);
+    return new Promise((resolve) => setTimeout(() => {
+      this.#durable.set(b.deviceId, b.seq);
+      this.batches.push(b);
+      this.readingsStored += b.values.length;
+      resolve();
+    }, this.delayMs));
+  }
+  async close(): Promise<void> { await new Promise((r) => setTimeout(r, this.delayMs + 10)); }
+}
 
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
@@ -25,7 +51,7 @@ test('e2e - a fleet with dropped links: nothing lost, nothing stored twice, ever
     devices.push({ id, token });
     file.devices[id] = { tokenHash: hashToken(token), tags: { site: `s${i % 3}` } };
   }
-  const store = new MemoryBatchStore({ keepBatches: 1_000_000 });
+  const store = new SlowStore(40);
   const hub = buildApp(loadConfig({}, { host: '127.0.0.1', port: 0, logLevel: 'silent' }), { store, auth: new DeviceRegistry(file), log: createLogger('silent') });
   const port = await hub.listen();
   t.after(() => hub.close({ deadlineMs: 2000 }));
@@ -50,7 +76,7 @@ test('e2e - a fleet with dropped links: nothing lost, nothing stored twice, ever
   assert.ok(c.reconnects >= 5 * Math.floor(n / 3), `reconnects ${c.reconnects}`);
   assert.ok(c.batchesResent > 0, 'some batches were resent after a dropped link');
   const stored = new Map<string, number[]>();
-  for (const b of store.recent()) {
+  for (const b of store.batches) {
     const list = stored.get(b.deviceId) ?? [];
     list.push(b.seq);
     stored.set(b.deviceId, list);
