@@ -88,13 +88,13 @@ function histQuantile(a: Map<string, number>, b: Map<string, number>, name: stri
   return NaN;
 }
 
-async function startHub(port: number, extraEnv: Record<string, string> = {}): Promise<ChildProcess> {
+async function startHub(port: number, dataDir: string): Promise<ChildProcess> {
   const hub = spawn(process.execPath, ['--import', 'tsx', join(root, 'hub/src/main.ts')], {
     cwd: root,
     env: {
-      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: tmp, HUB_DEVICES_FILE: registry,
+      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: registry,
       HUB_LOG_LEVEL: 'warn', HUB_MAX_CONN_PER_ADDRESS: '1000000', HUB_ADMISSION_RATE: '100000', HUB_ADMISSION_BURST: '100000',
-      HUB_MAX_READINGS_PER_SEC: '1000000', HUB_READINGS_BURST: '10000000', ...extraEnv,
+      HUB_MAX_READINGS_PER_SEC: '1000000', HUB_READINGS_BURST: '10000000',
     },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -132,7 +132,7 @@ async function main(): Promise<void> {
   const url = `ws://127.0.0.1:${port}/v1/devices`;
 
   // ---- 1 + 2: throughput and wire bytes ----
-  const hub = await startHub(port);
+  const hub = await startHub(port, join(tmp, 'throughput'));
   const sim = runSim(['--url', url, '--devices', String(devices), '--rate', String(rate), '--batch-ms', String(batchMs),
     '--tokens', tokens, '--prefix', 'bench-', '--duration', String(duration + 5), '--ramp-ms', '2000', '--processes', String(simProcesses)]);
   await new Promise((r) => setTimeout(r, 4000)); // ramp-up and first batches
@@ -171,7 +171,7 @@ async function main(): Promise<void> {
   let idleResult: Record<string, number> | null = null;
   if (idle > 0) {
     const port2 = await freePort();
-    const hub2 = await startHub(port2);
+    const hub2 = await startHub(port2, join(tmp, 'idle')); // fresh: no spool to recover
     await new Promise((r) => setTimeout(r, 3000)); // let startup garbage be collected
     const rss0 = rssMiB(hub2.pid!);
     const heap0 = ((await scrape(port2)).get('nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20;
