@@ -20,6 +20,8 @@ COPY device-sim device-sim
 COPY scripts scripts
 
 ENV HUB_HOST=0.0.0.0 HUB_PORT=8080 HUB_DATA_DIR=/data HUB_DEVICES_FILE=/data/devices.json
+# Owned by the unprivileged user before VOLUME, so a new named volume is too.
+RUN mkdir -p /data && chown node:node /data
 VOLUME /data
 EXPOSE 8080
 USER node
