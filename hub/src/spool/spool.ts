@@ -10,7 +10,7 @@
 //   checkpoint.json                {segment, offset}: the sink has everything before
 //   devices.json                   highest stored seq per device, written before
 //                                  segments are deleted (so the numbers survive)
-import { mkdir, open, readdir, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StoreError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -436,10 +436,4 @@ async function writeFileAtomic(dir: string, name: string, text: string): Promise
 async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
   try { await fh.sync(); } finally { await fh.close(); }
-}
-
-export async function spoolBytesOnDisk(dir: string): Promise<number> {
-  let total = 0;
-  for (const f of await readdir(dir)) if (SEG_RE.test(f)) total += (await stat(join(dir, f))).size;
-  return total;
 }
