@@ -22,6 +22,10 @@ export class HubMetrics {
   readonly storeErrors: Counter;
   readonly commandResults: Counter<'ok'>;
   readonly ingestBytes: Counter;
+  readonly sinkLinesWritten: Counter;
+  readonly sinkLinesDeadLettered: Counter;
+  readonly sinkErrors: Counter<'kind'>;
+  readonly sinkWriteSeconds: Histogram;
   readonly ingestMessages: Counter;
 
   readonly batchAccepted;
@@ -50,6 +54,10 @@ export class HubMetrics {
     this.commandResults = new Counter({ name: 'hub_command_results_total', help: 'Downlink command results from devices', labelNames: ['ok'], registers: [r] });
     this.ingestBytes = new Counter({ name: 'hub_ingest_bytes_total', help: 'Device WebSocket message payload bytes received', registers: [r] });
     this.ingestMessages = new Counter({ name: 'hub_ingest_messages_total', help: 'Device WebSocket messages received', registers: [r] });
+    this.sinkLinesWritten = new Counter({ name: 'hub_sink_lines_written_total', help: 'Lines InfluxDB confirmed', registers: [r] });
+    this.sinkLinesDeadLettered = new Counter({ name: 'hub_sink_lines_dead_lettered_total', help: 'Lines InfluxDB rejected as invalid, written to the dead-letter file', registers: [r] });
+    this.sinkErrors = new Counter({ name: 'hub_sink_errors_total', help: 'Failed sink writes: retry (429/5xx/network) or auth (401/403)', labelNames: ['kind'], registers: [r] });
+    this.sinkWriteSeconds = new Histogram({ name: 'hub_sink_write_seconds', help: 'InfluxDB write request time', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [r] });
     this.batchAccepted = this.batches.labels('accepted');
     this.batchDuplicate = this.batches.labels('duplicate');
     this.readingsAccepted = this.readings.labels('accepted');

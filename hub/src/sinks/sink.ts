@@ -1,0 +1,27 @@
+// sinks/: what ships spooled batches onward. A sink reads from the spool
+// from its checkpoint and calls spool.commit() only for data its
+// destination has confirmed. Imports: spool (reader side), metrics, log.
+//
+// Guarantees every Sink gives:
+// - Data is committed in spool order; nothing is committed before the
+//   destination confirmed it (or it went to the dead-letter file with a reason).
+// - Failures never drop data except a line the destination rejects as
+//   invalid on its own (dead letter); everything else is retried from the spool.
+// - close() resolves only after every write in flight has settled.
+
+export type SinkState = 'starting' | 'ok' | 'retrying' | 'unauthorized' | 'stopped';
+
+export interface SinkStatus {
+  readonly name: string;
+  readonly state: SinkState;
+  readonly linesWritten: number;
+  readonly linesDeadLettered: number;
+  readonly lastError: string | null;
+}
+
+export interface Sink {
+  start(): void;
+  /** Ships what it can until `deadlineMs` (Unix ms), then stops. */
+  close(deadlineMs: number): Promise<void>;
+  status(): SinkStatus;
+}
