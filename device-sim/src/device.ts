@@ -303,6 +303,7 @@ export class SimDevice {
     } else if (m.ack) {
       const a = m.ack;
       this.#credit = a.credit ?? 0;
+      if (this.#credit < this.#window) this.counters.reducedCreditAcks++;
       for (const r of a.reports ?? []) {
         this.counters.hubNonFiniteDropped += r.nonFiniteDropped ?? 0;
         this.counters.hubSkewDropped += r.skewDropped ?? 0;

@@ -17,6 +17,8 @@ export interface SimCounters {
   hubSkewCorrected: number;
   reconnects: number;
   sessions: number;
+  /** Acks whose credit was below the window (the hub slowing the device down). */
+  reducedCreditAcks: number;
   /** Close codes (and http-<status> refusals, 'error' for network errors) seen. */
   closes: Record<string, number>;
 }
@@ -24,7 +26,7 @@ export interface SimCounters {
 export function emptyCounters(): SimCounters {
   return {
     readingsGenerated: 0, readingsSkipped: 0, batchesSent: 0, batchesResent: 0, batchesAcked: 0, readingsAcked: 0, batchesDropped: 0,
-    readingsDropped: 0, hubNonFiniteDropped: 0, hubSkewDropped: 0, hubSkewCorrected: 0, reconnects: 0, sessions: 0, closes: {},
+    readingsDropped: 0, hubNonFiniteDropped: 0, hubSkewDropped: 0, hubSkewCorrected: 0, reconnects: 0, sessions: 0, reducedCreditAcks: 0, closes: {},
   };
 }
 

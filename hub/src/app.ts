@@ -10,6 +10,7 @@ import { attachHttp } from './http/routes.ts';
 import { DeviceEndpoint } from './ingest/endpoint.ts';
 import { createLogger, type Logger } from './log.ts';
 import { HubMetrics } from './metrics.ts';
+import type { SinkStatus } from './sinks/sink.ts';
 import { MemoryBatchStore, type BatchStore } from './spool/store.ts';
 import { loadUws, type UwsBinding, type UwsTypes } from './uws.ts';
 
@@ -20,6 +21,8 @@ export interface HubDeps {
   metrics?: HubMetrics;
   binding?: UwsBinding;
   now?: () => number;
+  /** Shown in /healthz. */
+  sinkStatus?: () => SinkStatus;
 }
 
 export interface Hub {
@@ -32,8 +35,11 @@ export interface Hub {
   /** Bound port after listen() (useful with port 0). */
   readonly port: number;
   listen(): Promise<number>;
-  /** Graceful: stop listening, settle acks, close devices with 1001, close the store. */
-  close(opts?: { deadlineMs?: number }): Promise<void>;
+  /**
+   * Graceful: stop listening, settle acks, close devices with 1001, then close
+   * the store (unless keepStore: the caller still drains it to a sink).
+   */
+  close(opts?: { deadlineMs?: number; keepStore?: boolean }): Promise<void>;
 }
 
 export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
@@ -68,7 +74,10 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
       const st = devices.stats();
       return {
         ok: !closing && store.healthy,
-        detail: { binding: binding.description, connections: st.connections, sessions: st.sessions, store: store.healthy ? 'ok' : 'unavailable' },
+        detail: {
+          binding: binding.description, connections: st.connections, sessions: st.sessions, store: store.healthy ? 'ok' : 'unavailable',
+          sink: deps.sinkStatus?.() ?? { name: 'none', state: 'embedded (INFLUX_URL unset): nothing reaches a database' },
+        },
       };
     },
   });
@@ -95,7 +104,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
       if (listenSocket) uws.us_listen_socket_close(listenSocket);
       listenSocket = null;
       await devices.shutdown(deadline);
-      await Promise.race([store.close(), new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - now())).unref())]);
+      if (!opts.keepStore) await Promise.race([store.close(), new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - now())).unref())]);
       // uWS closes remaining sockets (e.g. mid-handshake HTTP) when the app is closed.
       (app as unknown as { close?: () => void }).close?.();
     },

@@ -35,6 +35,12 @@ export interface HubConfig {
   readonly spoolMaxBytes: number;
   readonly spoolSegmentBytes: number;
   readonly spoolCommitMs: number;
+  readonly influxUrl: string | undefined;
+  readonly influxToken: string | undefined;
+  readonly influxOrg: string | undefined;
+  readonly influxBucket: string | undefined;
+  readonly sinkBatchLines: number;
+  readonly sinkMaxInFlight: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'enum';
@@ -80,6 +86,12 @@ export const CONFIG_KEYS = {
   shutdownTimeoutMs: { env: 'HUB_SHUTDOWN_TIMEOUT_MS', kind: 'int', default: 10_000, min: 100, max: 300_000, doc: 'Deadline for a graceful shutdown.' },
   spoolMaxBytes: { env: 'HUB_SPOOL_MAX_BYTES', kind: 'int', default: 1024 ** 3, min: 1 << 20, max: 2 ** 50, doc: 'Spool size cap: device credit shrinks past half of it and batches are refused (1013) at it. Without a database it is the size of the local history.' },
   spoolSegmentBytes: { env: 'HUB_SPOOL_SEGMENT_BYTES', kind: 'int', default: 16 << 20, min: 64 << 10, max: 1 << 30, why: 'recovery reads a segment at once', doc: 'Spool segment file size.' },
+  influxUrl: { env: 'INFLUX_URL', kind: 'string', default: undefined, doc: 'InfluxDB base URL (1.8+, 2.x, 3.x, Cloud: /api/v2/write). Unset: the embedded default, nothing reaches a database.' },
+  influxToken: { env: 'INFLUX_TOKEN', kind: 'string', default: undefined, doc: 'InfluxDB API token (1.8: `user:password`).' },
+  influxOrg: { env: 'INFLUX_ORG', kind: 'string', default: undefined, doc: 'InfluxDB organization (ignored by 1.8).' },
+  influxBucket: { env: 'INFLUX_BUCKET', kind: 'string', default: undefined, doc: 'InfluxDB bucket (1.8: `database/retention-policy`).' },
+  sinkBatchLines: { env: 'HUB_SINK_BATCH_LINES', kind: 'int', default: 5000, min: 1, max: 1_000_000, doc: 'Lines per InfluxDB write request.' },
+  sinkMaxInFlight: { env: 'HUB_SINK_MAX_IN_FLIGHT', kind: 'int', default: 4, min: 1, max: 64, doc: 'InfluxDB write requests in flight at once.' },
   spoolCommitMs: { env: 'HUB_SPOOL_COMMIT_MS', kind: 'int', default: 2, min: 1, max: 1000, why: 'acks wait for the group commit', doc: 'Group-commit window: batches arriving within it share one fdatasync.' },
 } as const satisfies Record<keyof HubConfig, KeyDef>;
 
@@ -104,6 +116,16 @@ export function loadConfig(
   const cfg = out as unknown as HubConfig;
   if ((cfg.tlsCert === undefined) !== (cfg.tlsKey === undefined)) {
     throw new HubError('HUB_ERR_CONFIG', `HUB_TLS_CERT and HUB_TLS_KEY must be set together (got ${cfg.tlsCert ? 'only HUB_TLS_CERT' : 'only HUB_TLS_KEY'})`);
+  }
+  if (cfg.influxUrl !== undefined) {
+    try {
+      new URL(cfg.influxUrl);
+    } catch {
+      throw new HubError('HUB_ERR_CONFIG', `INFLUX_URL=${JSON.stringify(cfg.influxUrl)} is invalid: expected a URL such as http://influxdb:8086`);
+    }
+    for (const [env, v] of [['INFLUX_TOKEN', cfg.influxToken], ['INFLUX_BUCKET', cfg.influxBucket]] as const) {
+      if (!v) throw new HubError('HUB_ERR_CONFIG', `${env} must be set when INFLUX_URL is`);
+    }
   }
   if (cfg.readingsBurst < cfg.maxBatchReadings) {
     // A full batch must fit in the bucket, or a legal batch could never pass.

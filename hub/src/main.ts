@@ -11,6 +11,7 @@ import { loadConfig, type ConfigWarning } from './config.ts';
 import { HubError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { HubMetrics } from './metrics.ts';
+import { InfluxSink } from './sinks/influx/influx-sink.ts';
 import { Spool } from './spool/spool.ts';
 import { loadUws } from './uws.ts';
 
@@ -55,21 +56,33 @@ async function main(): Promise<void> {
 
   let store: Spool;
   const spoolDir = resolve(config.dataDir, 'spool');
+  const influx = config.influxUrl !== undefined;
   try {
     store = await Spool.open({
       dir: spoolDir, maxBytes: config.spoolMaxBytes, segmentBytes: config.spoolSegmentBytes,
-      commitDelayMs: config.spoolCommitMs, mode: 'embedded', log,
+      commitDelayMs: config.spoolCommitMs, mode: influx ? 'sink' : 'embedded', log,
     });
   } catch (err) {
     fail(new HubError('HUB_ERR_STORE', `cannot open the spool in ${spoolDir} (HUB_DATA_DIR)`, { cause: err }));
   }
-  log.warn({ spool: spoolDir, maxBytes: config.spoolMaxBytes },
-    `storage: no database configured; readings are kept only in the local spool (${spoolDir}), the oldest rotated out past HUB_SPOOL_MAX_BYTES. Nothing reaches a database.`);
 
   const metrics = new HubMetrics({ defaultMetrics: true });
+  let sink: InfluxSink | null = null;
+  if (influx) {
+    sink = new InfluxSink({
+      url: config.influxUrl!, token: config.influxToken!, org: config.influxOrg ?? '', bucket: config.influxBucket!,
+      spool: store, log, metrics, deadLetterFile: resolve(config.dataDir, 'dead-letter.ndjson'),
+      batchLines: config.sinkBatchLines, maxInFlight: config.sinkMaxInFlight,
+    });
+    log.info({ url: config.influxUrl, org: config.influxOrg, bucket: config.influxBucket, spool: spoolDir },
+      `storage: spool ${spoolDir} -> InfluxDB ${config.influxUrl} bucket ${config.influxBucket}`);
+  } else {
+    log.warn({ spool: spoolDir, maxBytes: config.spoolMaxBytes },
+      `storage: no database configured (INFLUX_URL unset); readings are kept only in the local spool (${spoolDir}), the oldest rotated out past HUB_SPOOL_MAX_BYTES. Nothing reaches a database.`);
+  }
   let hub;
   try {
-    hub = buildApp(config, { store, auth: registry, log, metrics, binding });
+    hub = buildApp(config, { store, auth: registry, log, metrics, binding, sinkStatus: sink ? () => sink.status() : undefined });
   } catch (err) {
     fail(err);
   }
@@ -78,6 +91,7 @@ async function main(): Promise<void> {
   } catch (err) {
     fail(err);
   }
+  sink?.start();
   const scheme = hub.tls ? 'wss' : 'ws';
   const http = hub.tls ? 'https' : 'http';
   const shown = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
@@ -98,13 +112,19 @@ async function main(): Promise<void> {
     }, config.shutdownTimeoutMs + 1000);
     hard.unref();
     stopWatching();
-    hub.close().then(() => {
-      log.info('shutdown complete');
-      process.exit(0);
-    }, (err: unknown) => {
-      log.error({ err }, 'shutdown failed');
-      process.exit(1);
-    });
+    // Order: stop listening, settle acks, devices get 1001 (hub.close, with
+    // the spool kept open), ship what the sink can by the deadline, close the spool.
+    const deadline = Date.now() + config.shutdownTimeoutMs;
+    hub.close({ deadlineMs: config.shutdownTimeoutMs, keepStore: true })
+      .then(() => sink?.close(deadline))
+      .then(() => store.close())
+      .then(() => {
+        log.info({ sink: sink?.status() }, 'shutdown complete');
+        process.exit(0);
+      }, (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

@@ -164,6 +164,15 @@ export class Spool implements BatchStore {
 
   /** Reads up to `maxBytes` of durable records starting at `from`. */
   async read(from: Position, maxBytes = 4 << 20): Promise<SpoolRecord[]> {
+    return (await this.readFrom(from, maxBytes)).records;
+  }
+
+  /**
+   * Like read(), and also says where reading stopped: past the end of fully
+   * read segments even when they held no more records, so a reader's cursor
+   * never stalls on an empty segment tail.
+   */
+  async readFrom(from: Position, maxBytes = 4 << 20): Promise<{ records: SpoolRecord[]; next: Position }> {
     let pos = from;
     const out: SpoolRecord[] = [];
     let budget = maxBytes;
@@ -203,7 +212,7 @@ export class Spool implements BatchStore {
       if (!progressed) break; // a record larger than the read window: read it alone next time
       pos = { segment: seg.n, offset: pos.offset + off };
     }
-    return out;
+    return { records: out, next: pos };
   }
 
   /**

@@ -129,7 +129,10 @@ export class InfluxSink implements Sink {
         continue;
       }
       const chunk = await this.#nextChunk();
-      if (!chunk) continue;
+      if (!chunk) {
+        await this.#sleep(50); // never spin: nothing readable yet
+        continue;
+      }
       this.#inflight.push(chunk);
       // A chunk left unconfirmed at the shutdown deadline stays in the spool.
       const p: Promise<void> = this.#write(chunk).catch(() => undefined).finally(() => running.delete(p));
@@ -145,8 +148,12 @@ export class InfluxSink implements Sink {
 
   async #nextChunk(): Promise<Chunk | null> {
     // ~40 bytes of spool per reading; read about one chunk's worth.
-    const records = await this.#o.spool.read(this.#cursor, this.#o.batchLines * 40);
-    if (!records.length) return null;
+    const { records, next } = await this.#o.spool.readFrom(this.#cursor, this.#o.batchLines * 40);
+    if (!records.length) {
+      // Past committed-but-empty segment tails (e.g. the segment a restart began).
+      this.#cursor = next;
+      return null;
+    }
     const lines: string[] = [];
     let end = this.#cursor;
     for (const r of records) {
