@@ -1,0 +1,130 @@
+// Storage end to end: the real hub process with INFLUX_URL set, a real
+// influxd (1.6.7 behind the test-only /api/v2/write adapter), and a
+// simulated fleet. At the end every reading the devices got acked is in
+// InfluxDB exactly once (InfluxDB overwrites an identical point, so counts
+// cannot hide duplicates in the spool either: the spool is checked too).
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { DEVICE_PATH } from '@telemetry/proto';
+import { Fleet } from '@telemetry/device-sim';
+import { generateToken, hashToken, writeRegistryFile, type RegistryFile } from '@telemetry/hub';
+import { Influxd, startV2WriteAdapter } from '../hub/test/influxd.ts';
+
+const root = resolve(import.meta.dirname, '..');
+
+async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface Env { dir: string; influx: Influxd; adapterUrl: string; devices: { id: string; token: string }[]; port: number }
+
+async function setup(t: TestContext, n: number): Promise<Env> {
+  const cleanup: (() => Promise<unknown>)[] = [];
+  t.after(async () => { for (const f of cleanup.reverse()) await f(); });
+  const dir = await mkdtemp(join(tmpdir(), 'storage-e2e-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const influx = await Influxd.start('telemetry');
+  cleanup.push(() => influx.destroy());
+  const adapter = await startV2WriteAdapter(() => influx.url);
+  cleanup.push(() => adapter.close());
+  const file: RegistryFile = { version: 1, devices: {} };
+  const devices: { id: string; token: string }[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = `st-${i}`;
+    const token = generateToken(id);
+    devices.push({ id, token });
+    file.devices[id] = { tokenHash: hashToken(token), tags: { site: `site-${i % 2}` } };
+  }
+  writeRegistryFile(join(dir, 'devices.json'), file);
+  // A fixed free port so the restarted hub comes back on the same URL.
+  const { createServer } = await import('node:net');
+  const port = await new Promise<number>((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
+  return { dir, influx, adapterUrl: adapter.url, devices, port };
+}
+
+async function startHub(t: TestContext, e: Env, extra: Record<string, string> = {}): Promise<ChildProcess> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'hub/src/main.ts'], {
+    cwd: root,
+    env: {
+      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(e.port), HUB_DATA_DIR: e.dir, HUB_DEVICES_FILE: join(e.dir, 'devices.json'),
+      HUB_LOG_LEVEL: 'warn', INFLUX_URL: e.adapterUrl, INFLUX_TOKEN: 'test', INFLUX_ORG: 'test', INFLUX_BUCKET: 'telemetry',
+      HUB_SINK_BATCH_LINES: '500', ...extra,
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  t.after(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
+  await until(async () => {
+    try { return (await fetch(`http://127.0.0.1:${e.port}/healthz`)).ok; } catch { return false; }
+  }, 20_000, 'hub healthy');
+  return proc;
+}
+
+async function influxCount(influx: Influxd): Promise<number> {
+  const series = await influx.query('SELECT count("value") FROM /.*/', 'telemetry');
+  return series.reduce((a, s) => a + Number(s.values[0]?.[1] ?? 0), 0);
+}
+
+function fleetFor(e: Env, rate = 20): Fleet {
+  return new Fleet({
+    url: `ws://127.0.0.1:${e.port}${DEVICE_PATH}`, devices: e.devices, rate, batchIntervalMs: 250, rampMs: 200,
+    device: { backoffBaseMs: 100, backoffCapMs: 1000 },
+  });
+}
+
+test('storage - InfluxDB down for 30 s mid-stream, spool cap reached: devices are held back by credit, then everything lands once', async (t) => {
+  const e = await setup(t, 20);
+  // A 1 MiB spool: 30 s of backlog fills it. Credit shrinks past half, then
+  // the hub stops taking batches; devices hold their data.
+  const hub = await startHub(t, e, { HUB_SPOOL_MAX_BYTES: String(1 << 20), HUB_SPOOL_SEGMENT_BYTES: String(128 << 10) });
+  const fleet = fleetFor(e, 40);
+  t.after(() => fleet.stop());
+  await until(async () => (await influxCount(e.influx)) > 0, 20_000, 'first points in InfluxDB');
+  await e.influx.stop();
+  await new Promise((r) => setTimeout(r, 30_000));
+  const during = fleet.counters();
+  const health = await (await fetch(`http://127.0.0.1:${e.port}/healthz`)).json() as { sink: { state: string } };
+  assert.equal(health.sink.state, 'retrying');
+  assert.ok(during.reducedCreditAcks > 0, `the hub shrank credit while InfluxDB was down (${JSON.stringify(during)})`);
+  assert.ok(fleet.pending > 0, 'devices are holding batches the hub could not take');
+  await e.influx.run();
+  fleet.stopSampling();
+  await until(() => fleet.pending === 0, 60_000, 'devices delivered everything');
+  const acked = fleet.counters().readingsAcked;
+  await until(async () => (await influxCount(e.influx)) === acked, 60_000, `InfluxDB has all ${acked} acked readings`);
+  assert.equal(fleet.counters().readingsDropped, 0, 'no device had to drop data');
+  hub.kill('SIGTERM');
+  await new Promise((r) => hub.once('exit', r));
+});
+
+test('storage - the hub killed with SIGKILL mid-stream and restarted: every acked reading lands, nothing doubled', async (t) => {
+  const e = await setup(t, 20);
+  const first = await startHub(t, e);
+  const fleet = fleetFor(e);
+  t.after(() => fleet.stop());
+  await until(() => fleet.counters().batchesAcked > 100, 20_000, 'streaming');
+  first.kill('SIGKILL');
+  await new Promise((r) => first.once('exit', r));
+  await new Promise((r) => setTimeout(r, 1000));
+  const second = await startHub(t, e);
+  await until(() => fleet.connected === e.devices.length, 20_000, 'devices back');
+  await new Promise((r) => setTimeout(r, 2000));
+  fleet.stopSampling();
+  await until(() => fleet.pending === 0, 30_000, 'devices delivered everything');
+  const c = fleet.counters();
+  assert.ok(c.reconnects >= e.devices.length, 'every device reconnected');
+  await until(async () => (await influxCount(e.influx)) === c.readingsAcked, 60_000, `InfluxDB has all ${c.readingsAcked} acked readings`);
+  // Exactly-once in storage: per device, the readings in InfluxDB are the acked ones.
+  const perDevice = await e.influx.query('SELECT count("value") FROM "temperature" GROUP BY "device"', 'telemetry');
+  const generatedTemp = fleet.devices.reduce((a, d) => a + d.counters.readingsAcked / 4, 0);
+  assert.equal(perDevice.reduce((a, s) => a + Number(s.values[0]?.[1] ?? 0), 0), generatedTemp);
+  second.kill('SIGTERM');
+  await new Promise((r) => second.once('exit', r));
+});
