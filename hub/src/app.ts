@@ -6,6 +6,7 @@ import { DEVICE_PATH } from '@telemetry/proto';
 import { DeviceRegistry, type DeviceAuthenticator } from './auth/registry.ts';
 import type { HubConfig } from './config.ts';
 import { HubError } from './errors.ts';
+import type { HistorySource } from './http/history.ts';
 import { attachHttp } from './http/routes.ts';
 import { DeviceEndpoint } from './ingest/endpoint.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -23,6 +24,8 @@ export interface HubDeps {
   now?: () => number;
   /** Shown in /healthz. */
   sinkStatus?: () => SinkStatus;
+  /** Serves /api/v1/history; none in the embedded default (yet). */
+  history?: HistorySource;
 }
 
 export interface Hub {
@@ -80,7 +83,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
         },
       };
     },
-  });
+  }, deps.history ?? null, now);
 
   let listenSocket: UwsTypes.us_listen_socket | null = null;
   let port = 0;

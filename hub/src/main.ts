@@ -11,6 +11,7 @@ import { loadConfig, type ConfigWarning } from './config.ts';
 import { HubError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { HubMetrics } from './metrics.ts';
+import { InfluxHistory } from './http/history.ts';
 import { InfluxSink } from './sinks/influx/influx-sink.ts';
 import { Spool } from './spool/spool.ts';
 import { loadUws } from './uws.ts';
@@ -82,7 +83,11 @@ async function main(): Promise<void> {
   }
   let hub;
   try {
-    hub = buildApp(config, { store, auth: registry, log, metrics, binding, sinkStatus: sink ? () => sink.status() : undefined });
+    hub = buildApp(config, {
+      store, auth: registry, log, metrics, binding, sinkStatus: sink ? () => sink.status() : undefined,
+      // InfluxDB 2.x serves InfluxQL for a bucket through its v1 API (a DBRP mapping named like the bucket).
+      history: influx ? new InfluxHistory({ url: config.influxUrl!, token: config.influxToken!, database: config.influxBucket! }) : undefined,
+    });
   } catch (err) {
     fail(err);
   }

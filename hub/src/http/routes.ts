@@ -2,12 +2,38 @@
 // dashboard, REST and history join later). Imports: metrics, uws types.
 import type { HubMetrics } from '../metrics.ts';
 import type { UwsTypes } from '../uws.ts';
+import { BadRequest, parseHistoryQuery, type HistorySource } from './history.ts';
 
 export interface HealthSource {
   health(): { ok: boolean; detail: Record<string, unknown> };
 }
 
-export function attachHttp(app: UwsTypes.TemplatedApp, metrics: HubMetrics, health: HealthSource): void {
+function json(res: UwsTypes.HttpResponse, status: string, body: unknown): void {
+  res.cork(() => res.writeStatus(status).writeHeader('Content-Type', 'application/json').writeHeader('Cache-Control', 'no-store').end(JSON.stringify(body)));
+}
+
+export function attachHttp(app: UwsTypes.TemplatedApp, metrics: HubMetrics, health: HealthSource, history: HistorySource | null, now: () => number): void {
+  app.get('/api/v1/history', (res, req) => {
+    // Copy out of req before any await; register onAborted first (uWS rules).
+    const params = new URLSearchParams(req.getQuery() ?? '');
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    let q;
+    try {
+      q = parseHistoryQuery(params, now());
+    } catch (err) {
+      if (err instanceof BadRequest) return json(res, '400 Bad Request', { error: err.message });
+      throw err;
+    }
+    if (!history) {
+      return json(res, '503 Service Unavailable', { error: 'history needs a database: set INFLUX_URL (in-memory history of the recent past arrives with the live path)' });
+    }
+    history.query(q).then(
+      (points) => { if (!aborted) json(res, '200 OK', { metric: q.metric, scope: q.scope, from: q.fromMs, to: q.toMs, step: q.stepMs, source: history.name, points }); },
+      (err: unknown) => { if (!aborted) json(res, '502 Bad Gateway', { error: `history source failed: ${(err as Error).message}` }); },
+    );
+  });
+
   app.get('/healthz', (res) => {
     const h = health.health();
     res.cork(() => {

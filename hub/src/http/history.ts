@@ -1,0 +1,112 @@
+// GET /api/v1/history: a downsampled series for one metric and one scope
+// (a device, a tag group, or the whole fleet) over a time range.
+//   ?metric=temperature&device=dev-1&from=-15m&to=now&step=10s
+//   ?metric=temperature&group=site:north&from=1764000000000&to=1764003600000&step=1m
+// Parameters are validated against strict patterns (400 with a message);
+// the InfluxQL is built from validated values only, quoted and escaped as
+// well, so nothing in a parameter can change the query.
+import { METRIC_NAME_RE } from '../ingest/validate.ts';
+import { DEVICE_ID_RE } from '../auth/registry.ts';
+
+export interface HistoryQuery {
+  metric: string;
+  scope: { kind: 'device'; id: string } | { kind: 'group'; key: string; value: string } | { kind: 'fleet' };
+  fromMs: number;
+  toMs: number;
+  stepMs: number;
+}
+
+export interface HistoryPoint { t: number; count: number; mean: number; min: number; max: number }
+
+export interface HistorySource {
+  readonly name: string;
+  query(q: HistoryQuery): Promise<HistoryPoint[]>;
+}
+
+const TAG_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+const MAX_RANGE_MS = 31 * 86_400_000;
+const MAX_POINTS = 10_000;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+export class BadRequest extends Error {
+  override readonly name = 'BadRequest';
+}
+
+function duration(v: string, key: string): number {
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(v);
+  if (!m) throw new BadRequest(`${key}=${JSON.stringify(v.slice(0, 40))}: expected a duration such as 10s, 5m, 1h`);
+  return Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+function time(v: string | null, key: string, now: number, dflt: number): number {
+  if (v === null || v === '') return dflt;
+  if (v === 'now') return now;
+  if (v.startsWith('-')) return now - duration(v.slice(1), key);
+  if (/^\d{1,15}$/.test(v)) return Number(v);
+  const t = Date.parse(v);
+  if (Number.isNaN(t) || !/^\d{4}-\d{2}-\d{2}T/.test(v)) throw new BadRequest(`${key}=${JSON.stringify(v.slice(0, 40))}: expected Unix ms, an ISO 8601 time, "now" or -<duration>`);
+  return t;
+}
+
+/** Parses and validates query parameters; throws BadRequest with a message for the client. */
+export function parseHistoryQuery(params: URLSearchParams, now: number): HistoryQuery {
+  const metric = params.get('metric') ?? '';
+  if (!METRIC_NAME_RE.test(metric) || metric.length > 255) throw new BadRequest('metric: required, a metric name such as temperature');
+  const device = params.get('device');
+  const group = params.get('group');
+  if (device !== null && group !== null) throw new BadRequest('give device or group, not both');
+  let scope: HistoryQuery['scope'] = { kind: 'fleet' };
+  if (device !== null) {
+    if (!DEVICE_ID_RE.test(device)) throw new BadRequest(`device=${JSON.stringify(device.slice(0, 40))}: not a device id`);
+    scope = { kind: 'device', id: device };
+  } else if (group !== null) {
+    const i = group.indexOf(':');
+    const key = group.slice(0, i);
+    const value = group.slice(i + 1);
+    if (i <= 0 || !TAG_KEY_RE.test(key) || key === 'device' || value === '' || Buffer.byteLength(value) > 256) {
+      throw new BadRequest(`group=${JSON.stringify(group.slice(0, 40))}: expected tag:value, e.g. site:north`);
+    }
+    scope = { kind: 'group', key, value };
+  }
+  const toMs = time(params.get('to'), 'to', now, now);
+  const fromMs = time(params.get('from'), 'from', now, toMs - 15 * 60_000);
+  if (!(fromMs < toMs)) throw new BadRequest('from must be before to');
+  if (toMs - fromMs > MAX_RANGE_MS) throw new BadRequest('the range may be at most 31 days');
+  const stepParam = params.get('step');
+  const stepMs = stepParam ? duration(stepParam, 'step') : Math.max(1000, Math.ceil((toMs - fromMs) / 300 / 1000) * 1000);
+  if (stepMs < 1000) throw new BadRequest('step must be at least 1s');
+  if ((toMs - fromMs) / stepMs > MAX_POINTS) throw new BadRequest(`at most ${MAX_POINTS} points: use a larger step`);
+  return { metric, scope, fromMs, toMs, stepMs };
+}
+
+// InfluxQL quoting (https://docs.influxdata.com/influxdb/v1/query_language/spec/#identifiers)
+const ident = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+const literal = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+
+export function influxQL(q: HistoryQuery): string {
+  let where = `time >= ${Math.floor(q.fromMs)}ms AND time < ${Math.ceil(q.toMs)}ms`;
+  if (q.scope.kind === 'device') where += ` AND "device" = ${literal(q.scope.id)}`;
+  if (q.scope.kind === 'group') where += ` AND ${ident(q.scope.key)} = ${literal(q.scope.value)}`;
+  return `SELECT count("value"), mean("value"), min("value"), max("value") FROM ${ident(q.metric)} WHERE ${where} GROUP BY time(${q.stepMs}ms) fill(none)`;
+}
+
+/**
+ * History from InfluxDB's /query (InfluxQL), which InfluxDB 1.x, 2.x (v1
+ * compatibility API, bucket mapped as database) and 3.x serve.
+ */
+export class InfluxHistory implements HistorySource {
+  readonly name = 'influxdb';
+  constructor(readonly o: { url: string; token: string; database: string; timeoutMs?: number }) {}
+
+  async query(q: HistoryQuery): Promise<HistoryPoint[]> {
+    const body = new URLSearchParams({ db: this.o.database, q: influxQL(q), epoch: 'ms' });
+    const res = await fetch(new URL('/query', this.o.url), {
+      method: 'POST', body, headers: { authorization: `Token ${this.o.token}` }, signal: AbortSignal.timeout(this.o.timeoutMs ?? 15_000),
+    });
+    const json = await res.json().catch(() => ({})) as { results?: { series?: { values: [number, number, number, number, number][] }[]; error?: string }[]; error?: string };
+    const err = json.error ?? json.results?.[0]?.error;
+    if (!res.ok || err) throw new Error(`InfluxDB /query: HTTP ${res.status}${err ? `: ${err}` : ''}`);
+    const values = json.results?.[0]?.series?.[0]?.values ?? [];
+    return values.map(([t, count, mean, min, max]) => ({ t, count, mean, min, max }));
+  }
+}
