@@ -70,6 +70,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   }
 
   const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now });
+  metrics.observeStore(store);
   devices.attach(app, DEVICE_PATH);
   let closing = false;
   attachHttp(app, metrics, {

@@ -66,6 +66,12 @@ export class HubMetrics {
     this.readingsSkewCorrected = this.readings.labels('skew_corrected');
   }
 
+  /** Spool depth and pressure, read when scraped. */
+  observeStore(store: { pressure(): number; readonly bytes?: number }): void {
+    new Gauge({ name: 'hub_spool_bytes', help: 'Spool bytes not yet committed by the sink (with no sink: bytes kept)', registers: [this.registry], collect() { this.set(store.bytes ?? 0); } });
+    new Gauge({ name: 'hub_spool_pressure', help: 'Spool fill relative to HUB_SPOOL_MAX_BYTES (credit shrinks above 0.5)', registers: [this.registry], collect() { this.set(store.pressure()); } });
+  }
+
   limit(name: LimitName): void {
     let c = this.#limit.get(name);
     if (!c) {

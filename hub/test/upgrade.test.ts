@@ -107,5 +107,7 @@ test('http - /healthz reports the binding and connections; unknown paths are 404
   assert.equal((await fetch(`http://127.0.0.1:${th.port}/nope`)).status, 404);
   const m = await (await fetch(`http://127.0.0.1:${th.port}/metrics`)).text();
   assert.match(m, /hub_device_connections 1/);
+  assert.match(m, /hub_spool_pressure 0/);
+  assert.match(m, /hub_spool_bytes 0/);
   d.close();
 });
