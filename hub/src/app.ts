@@ -12,7 +12,7 @@ import { DeviceEndpoint } from './ingest/endpoint.ts';
 import { createLogger, type Logger } from './log.ts';
 import { HubMetrics } from './metrics.ts';
 import type { SinkStatus } from './sinks/sink.ts';
-import { MemoryBatchStore, type BatchStore } from './spool/store.ts';
+import { MemoryBatchStore, type AcceptedBatch, type BatchStore } from './spool/store.ts';
 import { loadUws, type UwsBinding, type UwsTypes } from './uws.ts';
 
 export interface HubDeps {
@@ -24,8 +24,10 @@ export interface HubDeps {
   now?: () => number;
   /** Shown in /healthz. */
   sinkStatus?: () => SinkStatus;
-  /** Serves /api/v1/history; none in the embedded default (yet). */
+  /** Serves /api/v1/history. */
   history?: HistorySource;
+  /** Gets every batch once it is durable (in-memory rollups). */
+  onDurable?: (batch: AcceptedBatch) => void;
 }
 
 export interface Hub {
@@ -69,7 +71,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
     app = uws.App();
   }
 
-  const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now });
+  const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable });
   metrics.observeStore(store);
   devices.attach(app, DEVICE_PATH);
   let closing = false;

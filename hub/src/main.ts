@@ -12,6 +12,7 @@ import { HubError } from './errors.ts';
 import { createLogger } from './log.ts';
 import { HubMetrics } from './metrics.ts';
 import { InfluxHistory } from './http/history.ts';
+import { MemoryHistory } from './live/rollups.ts';
 import { InfluxSink } from './sinks/influx/influx-sink.ts';
 import { Spool } from './spool/spool.ts';
 import { loadUws } from './uws.ts';
@@ -81,12 +82,15 @@ async function main(): Promise<void> {
     log.warn({ spool: spoolDir, maxBytes: config.spoolMaxBytes },
       `storage: no database configured (INFLUX_URL unset); readings are kept only in the local spool (${spoolDir}), the oldest rotated out past HUB_SPOOL_MAX_BYTES. Nothing reaches a database.`);
   }
+  const rollups = influx ? null : new MemoryHistory();
   let hub;
   try {
     hub = buildApp(config, {
       store, auth: registry, log, metrics, binding, sinkStatus: sink ? () => sink.status() : undefined,
-      // InfluxDB 2.x serves InfluxQL for a bucket through its v1 API (a DBRP mapping named like the bucket).
-      history: influx ? new InfluxHistory({ url: config.influxUrl!, token: config.influxToken!, database: config.influxBucket! }) : undefined,
+      // InfluxDB 2.x serves InfluxQL for a bucket through its v1 API (a DBRP
+      // mapping named like the bucket). Without a database: the last hour, in memory.
+      history: influx ? new InfluxHistory({ url: config.influxUrl!, token: config.influxToken!, database: config.influxBucket! }) : rollups!,
+      onDurable: rollups ? (b) => rollups.record(b) : undefined,
     });
   } catch (err) {
     fail(err);

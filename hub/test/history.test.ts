@@ -3,7 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { influxQL, parseHistoryQuery, InfluxHistory } from '../src/http/history.ts';
-import { startHub } from './helpers.ts';
+import { MemoryHistory } from '../src/live/rollups.ts';
+import type { AcceptedBatch } from '../src/spool/store.ts';
+import { batchOf, connectDevice, startHub } from './helpers.ts';
 import { Influxd } from './influxd.ts';
 
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
@@ -71,8 +73,49 @@ test('history - series from InfluxDB through the hub, per device, group and flee
   assert.equal(bad.status, 400);
   assert.match(bad.body.error ?? '', /not a device id/);
 
-  const embedded = await startHub(t);
-  const r = await fetch(`http://127.0.0.1:${embedded.port}/api/v1/history?metric=temperature`);
-  assert.equal(r.status, 503);
-  assert.match(((await r.json()) as { error: string }).error, /INFLUX_URL/);
+});
+
+test('history (memory) - rollups per fleet, group and device, aligned steps, late data and the series bound', async () => {
+  const h = new MemoryHistory({ maxSeries: 7 });
+  const t0 = Math.floor(NOW / 60_000) * 60_000 - 30 * 60_000;
+  const mk = (deviceId: string, site: string, seq: number, values: number[], start: number): AcceptedBatch => ({
+    deviceId, seq, tags: { site }, receivedAtMs: start, clockOffsetMs: 0, metricNames: ['temperature'], metricUnits: ['degC'],
+    metricIndex: new Uint16Array(values.length), timesMs: Float64Array.from(values, (_, i) => start + i * 1000), deviceTimesMs: null, values: Float64Array.from(values),
+  });
+  h.record(mk('a', 'north', 1, Array.from({ length: 120 }, (_, i) => i), t0)); // 2 min of 1 Hz
+  h.record(mk('b', 'south', 1, [100, 200], t0));
+  const range = (extra: string) => parseHistoryQuery(new URLSearchParams(`metric=temperature&from=${t0}&to=${t0 + 3_600_000 - 1}${extra}`), t0 + 3_600_000);
+  const fleet = await h.query(range('&step=1m'));
+  assert.deepEqual(fleet.map((p) => [p.t, p.count, p.min, p.max]), [[t0, 62, 0, 200], [t0 + 60_000, 60, 60, 119]]);
+  assert.equal(fleet[1]!.mean, (60 + 119) / 2);
+  const dev = await h.query(range('&device=a&step=1m'));
+  assert.deepEqual(dev.map((p) => p.count), [60, 60]);
+  const south = await h.query(range('&group=site:south&step=10s'));
+  assert.deepEqual(south.map((p) => [p.t, p.count, p.mean]), [[t0, 2, 150]]);
+  assert.deepEqual(await h.query(range('&device=nobody')), []);
+  // Late data older than the ring's window is ignored, not mixed into newer buckets.
+  h.record(mk('a', 'north', 2, [5], t0 + 3_600_000 * 2));
+  h.record(mk('a', 'north', 3, [999], t0));
+  const later = await h.query(parseHistoryQuery(new URLSearchParams(`metric=temperature&device=a&from=${t0}&to=${t0 + 3 * 3_600_000}&step=1h`), t0 + 3 * 3_600_000));
+  assert.ok(later.every((p) => p.max !== 999));
+  // Bounded: fleet + 2 devices + 2 groups = 5 series for one metric; a second metric would need 3 more.
+  h.record({ ...mk('a', 'north', 4, [1], t0), metricNames: ['humidity'] });
+  assert.ok(h.seriesCount <= 7);
+  assert.ok(h.refused > 0);
+});
+
+test('history (memory) - the hub records durable batches once; resends are not counted twice', async (t) => {
+  const rollups = new MemoryHistory();
+  const th = await startHub(t, { deps: { history: rollups, onDurable: (b) => rollups.record(b) } });
+  const { d } = await connectDevice(th, 'dev-1');
+  d.batch(batchOf(1, 5));
+  await d.ackFor(1);
+  d.batch(batchOf(1, 5)); // a resend
+  await d.ackFor(1);
+  const r = await fetch(`http://127.0.0.1:${th.port}/api/v1/history?metric=temperature&device=dev-1&from=-5m&step=5m`);
+  assert.equal(r.status, 200);
+  const body = await r.json() as { source: string; points: { count: number }[] };
+  assert.equal(body.source, 'memory');
+  assert.equal(body.points.reduce((a, p) => a + p.count, 0), 5);
+  d.close();
 });

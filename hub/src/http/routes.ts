@@ -25,9 +25,7 @@ export function attachHttp(app: UwsTypes.TemplatedApp, metrics: HubMetrics, heal
       if (err instanceof BadRequest) return json(res, '400 Bad Request', { error: err.message });
       throw err;
     }
-    if (!history) {
-      return json(res, '503 Service Unavailable', { error: 'history needs a database: set INFLUX_URL (in-memory history of the recent past arrives with the live path)' });
-    }
+    if (!history) return json(res, '503 Service Unavailable', { error: 'no history source configured' });
     history.query(q).then(
       (points) => { if (!aborted) json(res, '200 OK', { metric: q.metric, scope: q.scope, from: q.fromMs, to: q.toMs, step: q.stepMs, source: history.name, points }); },
       (err: unknown) => { if (!aborted) json(res, '502 Bad Gateway', { error: `history source failed: ${(err as Error).message}` }); },

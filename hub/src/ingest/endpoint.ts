@@ -12,7 +12,7 @@ import type { DeviceAuthenticator } from '../auth/registry.ts';
 import type { HubConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { HubMetrics, LimitName, RefusalReason } from '../metrics.ts';
-import type { BatchStore } from '../spool/store.ts';
+import type { AcceptedBatch, BatchStore } from '../spool/store.ts';
 import type { UwsTypes } from '../uws.ts';
 import { ClockOffsetEstimator } from './clock.ts';
 import { AddressCounter, TokenBucket, jitteredRetryMs } from './limits.ts';
@@ -41,6 +41,8 @@ export interface IngestDeps {
   readonly log: Logger;
   readonly uws: typeof UwsTypes;
   readonly now: () => number;
+  /** Called once per batch when it is durable (not for duplicates). */
+  readonly onDurable?: (batch: AcceptedBatch) => void;
 }
 
 class Session {
@@ -412,6 +414,7 @@ export class DeviceEndpoint {
     this.#pendingAppends++;
     store.append(out.batch).then(
       () => {
+        this.#d.onDurable?.(out.batch);
         // Ack on whichever session the device has now (it may have reconnected).
         const cur = this.#devices.get(deviceId)?.session;
         if (cur) this.#markDirty(cur);
