@@ -4,7 +4,9 @@
 // Flags: --devices N (default 200), --rate R readings/s per metric (default 1),
 // --no-sim (hub only). Every HUB_* variable is passed through to the hub.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureSimFleet } from './sim-fleet.ts';
@@ -62,13 +64,26 @@ hub.once('exit', (code) => {
 
 const scheme = process.env.HUB_TLS_CERT ? 'https' : 'http';
 const base = `${scheme}://127.0.0.1:${port}`;
+/** GET /healthz; over TLS it trusts SIM_CA (the dev CA) as the simulator does. */
+function healthy(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const ca = scheme === 'https' && process.env.SIM_CA ? readFileSync(process.env.SIM_CA) : undefined;
+    const req = (scheme === 'https' ? httpsGet : httpGet)(`${base}/healthz`, { ca, timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => { req.destroy(); resolve(false); });
+  });
+}
+
 async function waitHealthy(): Promise<void> {
   const end = Date.now() + 30_000;
-  for (;;) {
-    try {
-      if ((await fetch(`${base}/healthz`)).ok) return;
-    } catch { /* not up yet */ }
-    if (Date.now() > end || hub.exitCode !== null) throw new Error('the hub did not become healthy within 30 s');
+  while (!(await healthy())) {
+    if (Date.now() > end || hub.exitCode !== null) {
+      const hint = scheme === 'https' && !process.env.SIM_CA ? ' (a private CA? set SIM_CA to its file, e.g. certs/dev-ca.pem)' : '';
+      throw new Error(`the hub did not become healthy within 30 s${hint}`);
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
 }
