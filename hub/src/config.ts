@@ -53,13 +53,15 @@ interface KeyDef {
   values?: readonly string[];
   /** Why the range is what it is; shown when a value is clamped. */
   why?: string;
+  /** Out of range is an error, not a clamp (no safe value to pick for the user). */
+  strict?: boolean;
   doc: string;
 }
 
 /** Every key; README's config table is generated from the same facts. */
 export const CONFIG_KEYS = {
   host: { env: 'HUB_HOST', kind: 'string', default: '0.0.0.0', doc: 'Address to listen on.' },
-  port: { env: 'HUB_PORT', kind: 'int', default: 8080, min: 0, max: 65535, doc: 'Port for devices, dashboards, HTTP (0 = any free port).' },
+  port: { env: 'HUB_PORT', kind: 'int', default: 8080, min: 0, max: 65535, strict: true, doc: 'Port for devices, dashboards, HTTP (0 = any free port).' },
   tlsCert: { env: 'HUB_TLS_CERT', kind: 'string', default: undefined, doc: 'PEM certificate file; with HUB_TLS_KEY the hub serves wss:// and https://.' },
   tlsKey: { env: 'HUB_TLS_KEY', kind: 'string', default: undefined, doc: 'PEM private key file for HUB_TLS_CERT.' },
   devicesFile: { env: 'HUB_DEVICES_FILE', kind: 'string', default: './data/devices.json', doc: 'Device registry (ids, token hashes, tags). Reloaded when it changes.' },
@@ -162,6 +164,9 @@ function parseValue(key: string, def: KeyDef, raw: unknown, warnings: ConfigWarn
       const n = typeof raw === 'number' ? raw : /^\s*-?\d+\s*$/.test(String(raw)) ? Number(raw) : NaN;
       if (!Number.isSafeInteger(n)) throw bad(name, raw, 'an integer');
       if (n === 0 && key !== 'port') return def.default; // zero means default
+      if (def.strict && ((def.min !== undefined && n < def.min) || (def.max !== undefined && n > def.max))) {
+        throw bad(name, raw, `an integer in ${def.min}..${def.max}`);
+      }
       if (def.min !== undefined && n < def.min) {
         warnings.push({ key, message: `${name}=${n} raised to ${def.min}${def.why ? ` (${def.why})` : ''}` });
         return def.min;

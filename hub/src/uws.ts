@@ -40,12 +40,15 @@ export function loadUws(opts: LoadUwsOptions): UwsBinding {
 
   // 1. Upstream uWebSockets.js (installed from its GitHub releases). It has
   //    no JS fallback: if it is present but cannot load, say so and go on.
-  let upstreamError: unknown;
+  let upstreamNote = '';
   try {
     const uws = load('uWebSockets.js') as Uws;
     return { uws, native: true, description: `uWebSockets.js (upstream, native, ABI ${modules})` };
   } catch (err) {
-    upstreamError = err;
+    // Installed but unloadable (wrong Node or glibc) is worth saying; absent is normal.
+    if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') {
+      upstreamNote = `; the installed upstream uWebSockets.js did not load: ${(err as Error).message.split('\n')[0]}`;
+    }
   }
 
   // 2. The npm build: load its native binary directly.
@@ -58,13 +61,13 @@ export function loadUws(opts: LoadUwsOptions): UwsBinding {
   const binary = join(pkgDir, 'binaries', `uws_${platform}_${arch}_${modules}.node`);
   try {
     const uws = load(binary) as Uws;
-    return { uws, native: true, description: `${UNOFFICIAL} 20.30.0 (native ${platform}-${arch}, ABI ${modules})` };
+    return { uws, native: true, description: `${UNOFFICIAL} 20.30.0 (native ${platform}-${arch}, ABI ${modules})${upstreamNote}` };
   } catch (nativeError) {
-    const why = `no native uWebSockets.js binary for ${platform}-${arch} ABI ${modules} (Node ${process.version}): ${(nativeError as Error).message.split('\n')[0]}`;
+    const why = `no native uWebSockets.js binary for ${platform}-${arch} ABI ${modules} (Node ${process.version}): ${(nativeError as Error).message.split('\n')[0]}${upstreamNote}`;
     if (!opts.allowFallback) {
       throw new HubError('HUB_ERR_UWS_FALLBACK',
         `${why}. Only the slow pure-JS fallback would run. Use Node 20 (ABI 115), install an upstream uWebSockets.js build for this Node (see README), or set HUB_ALLOW_UWS_FALLBACK=1 to run slowly anyway.`,
-        { cause: upstreamError ?? nativeError });
+        { cause: nativeError });
     }
     const uws = load(join(pkgDir, 'dist', 'index.js')) as Uws;
     return { uws, native: false, description: `${UNOFFICIAL} pure-JS fallback (SLOW; ${why})` };

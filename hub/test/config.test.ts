@@ -41,6 +41,8 @@ test('config - invalid values are rejected with the variable and the value', () 
   assert.throws(() => loadConfig({ HUB_ALLOW_UWS_FALLBACK: 'maybe' }), configError(/HUB_ALLOW_UWS_FALLBACK="maybe"/));
   assert.throws(() => loadConfig({ HUB_SKEW_POLICY: 'ignore' }), configError(/HUB_SKEW_POLICY="ignore" is invalid: expected one of correct, drop/));
   assert.throws(() => loadConfig({ HUB_LOG_LEVEL: 'loud' }), configError(/HUB_LOG_LEVEL/));
+  assert.throws(() => loadConfig({ HUB_PORT: '-1' }), configError(/HUB_PORT="-1" is invalid: expected an integer in 0..65535/));
+  assert.throws(() => loadConfig({ HUB_PORT: '70000' }), configError(/HUB_PORT/));
 });
 
 test('config - the burst is raised so that a full batch fits', () => {

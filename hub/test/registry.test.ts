@@ -32,6 +32,10 @@ test('registry - tokens verify; wrong, unknown and malformed ones do not; disabl
   }
   const dis = reg.authenticate(generateToken('dev-2'));
   assert.ok(!dis.ok && dis.status === 401, 'a wrong token for a disabled device is still 401');
+  const t3 = generateToken('dev-3');
+  const reg3 = new DeviceRegistry({ version: 1, devices: { 'dev-3': { tokenHash: hashToken(t3), tags: {}, disabled: true } } });
+  const r3 = reg3.authenticate(t3);
+  assert.ok(!r3.ok && r3.status === 403, 'the right token for a disabled device is 403');
   assert.throws(() => generateToken('bad id'), RegistryError);
 });
 
@@ -78,6 +82,9 @@ test('registry - changes to the file are picked up; a bad edit keeps the previou
     writeFileSync(file, '{broken');
     await until(() => errors.length > 0, 3000, 'error reported');
     assert.equal(reg.authenticate(t2).ok, true, 'previous content still in force');
+    rmSync(file);
+    await until(() => errors.some((e) => /was removed; keeping/.test(String((e as Error).message))), 3000, 'removal reported');
+    assert.equal(reg.authenticate(t2).ok, true, 'a deleted file does not revoke the fleet');
   } finally {
     stop();
   }

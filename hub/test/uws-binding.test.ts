@@ -42,8 +42,19 @@ test('uws - refuses the pure-JS fallback unless allowed (HUB_ERR_UWS_FALLBACK)',
   // Node 22 (ABI 127): the npm build has no binary for it.
   assert.throws(
     () => loadUws({ allowFallback: false, ...env, modules: '127', require: requireFrom({ '/pkg/dist/index.js': fakeFallback }) }),
-    (err: unknown) => err instanceof HubError && err.code === 'HUB_ERR_UWS_FALLBACK' && /HUB_ALLOW_UWS_FALLBACK=1/.test(err.message) && /ABI 127/.test(err.message),
+    (err: unknown) => err instanceof HubError && err.code === 'HUB_ERR_UWS_FALLBACK' && /HUB_ALLOW_UWS_FALLBACK=1/.test(err.message) && /ABI 127/.test(err.message)
+      && /uws_linux_x64_127\.node/.test(String((err.cause as Error).message)),
   );
+});
+
+test('uws - an installed upstream build that cannot load is reported, not silently skipped', () => {
+  const broken = (id: string) => {
+    if (id === 'uWebSockets.js') throw new Error('This version of uWS.js supports only Node.js versions 22, 23');
+    return requireFrom({ '/pkg/binaries/uws_linux_x64_115.node': fakeNative })(id);
+  };
+  const b = loadUws({ allowFallback: false, ...env, modules: '115', require: broken });
+  assert.equal(b.native, true);
+  assert.match(b.description, /installed upstream uWebSockets\.js did not load: This version of uWS\.js supports only/);
 });
 
 test('uws - with HUB_ALLOW_UWS_FALLBACK the fallback loads and says it is slow', () => {

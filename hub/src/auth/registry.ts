@@ -172,6 +172,9 @@ export function watchRegistryFile(path: string, registry: DeviceRegistry, onErro
       clearTimeout(timer);
       timer = setTimeout(() => {
         try {
+          // A deleted file is far more likely a mistake (or the middle of a
+          // non-atomic replace) than "revoke every device": keep the registry.
+          if (!existsSync(path)) throw new RegistryError(`${path} was removed; keeping the registry in force (write an empty registry to revoke every device)`);
           registry.replace(readRegistryFile(path));
           onReload?.();
         } catch (err) {
