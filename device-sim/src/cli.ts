@@ -1,189 +1,364 @@
-// npm run sim -- --url ws://127.0.0.1:8080/v1/devices --devices 200 --rate 1 --tokens data/sim-tokens.json
-// Runs a simulated fleet; prints a status line every second and a summary
-// at the end (--duration, SIGINT or SIGTERM). --json prints the summary as
-// one JSON line. --processes N splits the fleet over N child processes
-// (a process may hold at most ~20,000 open files).
+// The load-test command line:
+//   npm run sim -w device-sim -- --url ws://127.0.0.1:8080/v1/devices --devices 200 --rate 1 --tokens data/sim-tokens.json
+// Owns flag parsing and validation, the per-second status line, the final
+// summary (text, or one JSON line with --json), and --processes: N forked
+// children each run a slice of the fleet and report over IPC, because one
+// process may hold only ~20,000 open files.
+// Imports: this package's modules and node.
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Fleet } from './fleet.ts';
-import { Reservoir, addCounters, emptyCounters, type SimCounters } from './stats.ts';
-import { expandAddresses, loadTokens } from './tokens.ts';
+import { Fleet, behaviourFor } from './fleet.ts';
+import { Reservoir, addCounters, emptyCounters, errorCount, type Percentiles, type SimCounters } from './stats.ts';
+import { envToken, expandAddresses, fleetCredentials, loadTokenFile, type DeviceCredentials } from './tokens.ts';
 
-const USAGE = `usage: npm run sim -- --url URL --tokens FILE [--devices N] [--rate R] [--batch-ms MS] [--duration S]
-  [--prefix sim-] [--offset K] [--ramp-ms MS] [--churn F] [--bad-actors F] [--auth header|subprotocol]
-  [--ca FILE] [--source-addresses 127.0.0.2-127.0.0.40] [--processes N] [--json] [--quiet]`;
+export const USAGE = `usage: npm run sim -- --url URL (--tokens FILE | SIM_TOKEN=<token>) [options]
+  --devices N            fleet size (default 200; 1 with SIM_TOKEN)
+  --rate R               readings per second per metric, 4 metrics (default 1; 0 = idle sessions)
+  --batch-ms MS          batch interval (default 1000)
+  --duration S           stop after S seconds (default 0: until Ctrl-C / SIGTERM)
+  --prefix P --offset K  device ids P0000.. starting at index K (default sim-, 0)
+  --ramp-ms MS           spread device starts over MS (default 0)
+  --churn F              fraction of devices per minute that drop their link (default 0)
+  --bad-actors F         fraction of devices that misbehave (default 0)
+  --auth header|subprotocol   how the token is sent (default header)
+  --ca FILE              extra CA to trust for wss:// (the dev certificate)
+  --source-addresses A-B spread connections over addresses, e.g. 127.0.0.2-127.0.0.40
+  --processes N          split the fleet over N processes (default 1)
+  --json                 print the summary as one JSON line
+  --quiet                no per-second status line`;
 
-const { values } = parseArgs({
-  options: {
-    url: { type: 'string', default: 'ws://127.0.0.1:8080/v1/devices' },
-    devices: { type: 'string', default: '200' },
-    rate: { type: 'string', default: '1' },
-    'batch-ms': { type: 'string', default: '1000' },
-    duration: { type: 'string', default: '0' },
-    tokens: { type: 'string' },
-    prefix: { type: 'string', default: 'sim-' },
-    offset: { type: 'string', default: '0' },
-    'ramp-ms': { type: 'string', default: '0' },
-    churn: { type: 'string', default: '0' },
-    'bad-actors': { type: 'string', default: '0' },
-    auth: { type: 'string', default: 'header' },
-    ca: { type: 'string' },
-    'source-addresses': { type: 'string' },
-    processes: { type: 'string', default: '1' },
-    json: { type: 'boolean', default: false },
-    quiet: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
-  strict: true,
-});
+/** ~20,000 open files per process here; leave room for the runtime's own. */
+const DEVICES_PER_PROCESS_HINT = 19_000;
 
-function num(name: string, min: number, max: number): number {
-  const v = Number(values[name as keyof typeof values]);
-  if (!Number.isFinite(v) || v < min || v > max) {
-    console.error(`sim: --${name} must be a number in ${min}..${max} (got ${JSON.stringify(values[name as keyof typeof values])})\n${USAGE}`);
-    process.exit(2);
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export interface CliConfig {
+  url: string;
+  devices: DeviceCredentials[];
+  rate: number;
+  batchMs: number;
+  durationS: number;
+  rampMs: number;
+  churn: number;
+  badActors: number;
+  auth: 'header' | 'subprotocol';
+  caFile?: string;
+  sourceAddresses?: string[];
+  processes: number;
+  json: boolean;
+  quiet: boolean;
+}
+
+function number(values: Record<string, unknown>, name: string, def: number, min: number, max: number, integer = false): number {
+  const raw = values[name];
+  if (raw === undefined) return def;
+  const v = Number(raw);
+  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
+    throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} in ${min}..${max} (got ${JSON.stringify(raw)})`);
   }
   return v;
 }
 
-if (values.help) { console.log(USAGE); process.exit(0); }
-const devices = num('devices', 1, 1_000_000);
-const rate = num('rate', 0, 100_000);
-const batchMs = num('batch-ms', 10, 3_600_000);
-const duration = num('duration', 0, 365 * 86_400);
-const offset = num('offset', 0, 10_000_000);
-const rampMs = num('ramp-ms', 0, 3_600_000);
-const churn = num('churn', 0, 60);
-const badActors = num('bad-actors', 0, 1);
-const processes = num('processes', 1, 64);
-if (values.auth !== 'header' && values.auth !== 'subprotocol') { console.error(`sim: --auth must be header or subprotocol\n${USAGE}`); process.exit(2); }
-const isChild = typeof process.send === 'function' && process.env.SIM_CHILD === '1';
+/** Parses and validates the flags (and SIM_TOKEN); throws UsageError naming the bad flag. */
+export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        url: { type: 'string', default: 'ws://127.0.0.1:8080/v1/devices' },
+        devices: { type: 'string' },
+        rate: { type: 'string' },
+        'batch-ms': { type: 'string' },
+        duration: { type: 'string' },
+        tokens: { type: 'string' },
+        prefix: { type: 'string', default: 'sim-' },
+        offset: { type: 'string' },
+        'ramp-ms': { type: 'string' },
+        churn: { type: 'string' },
+        'bad-actors': { type: 'string' },
+        auth: { type: 'string', default: 'header' },
+        ca: { type: 'string' },
+        'source-addresses': { type: 'string' },
+        processes: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        quiet: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return 'help';
 
-interface Summary {
+  const url = String(values.url);
+  let parsed: URL;
+  try { parsed = new URL(url); } catch { throw new UsageError(`--url is not a URL: ${JSON.stringify(url)}`); }
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new UsageError(`--url must be ws:// or wss:// (got ${parsed.protocol}//)`);
+  const auth = values.auth;
+  if (auth !== 'header' && auth !== 'subprotocol') throw new UsageError(`--auth must be header or subprotocol (got ${JSON.stringify(auth)})`);
+
+  const rate = number(values, 'rate', 1, 0, 100_000);
+  const batchMs = number(values, 'batch-ms', 1000, 10, 3_600_000, true);
+  const durationS = number(values, 'duration', 0, 0, 366 * 86_400);
+  const rampMs = number(values, 'ramp-ms', 0, 0, 3_600_000);
+  const churn = number(values, 'churn', 0, 0, 60);
+  const badActors = number(values, 'bad-actors', 0, 0, 1);
+  const offset = number(values, 'offset', 0, 0, 100_000_000, true);
+
+  // Credentials: a tokens file for a fleet, or SIM_TOKEN for one device.
+  let devices: DeviceCredentials[];
+  const tokensFile = values.tokens as string | undefined;
+  const single = tokensFile ? undefined : envToken(env);
+  if (tokensFile) {
+    const count = number(values, 'devices', 200, 1, 1_000_000, true);
+    let tokens: Map<string, string>;
+    try { tokens = loadTokenFile(tokensFile); } catch (err) { throw new UsageError(`--tokens: ${(err as Error).message}`); }
+    try { devices = fleetCredentials(tokens, { prefix: String(values.prefix), count, offset }); } catch (err) { throw new UsageError((err as Error).message); }
+  } else if (single) {
+    if (number(values, 'devices', 1, 1, 1_000_000, true) !== 1) throw new UsageError('SIM_TOKEN runs exactly one device; use --tokens FILE for a fleet');
+    const [id, token] = [...single][0]!;
+    devices = [{ id, token }];
+  } else {
+    throw new UsageError('no credentials: give --tokens FILE ({"<deviceId>": "<token>"}) or set SIM_TOKEN=<token> for one device');
+  }
+
+  const processes = number(values, 'processes', 1, 1, 256, true);
+  if (processes > devices.length) throw new UsageError(`--processes ${processes} is more than the ${devices.length} devices`);
+
+  const caFile = values.ca as string | undefined;
+  if (caFile) {
+    try { readFileSync(caFile); } catch (err) { throw new UsageError(`--ca: cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`); }
+  }
+  let sourceAddresses: string[] | undefined;
+  if (values['source-addresses'] !== undefined) {
+    try { sourceAddresses = expandAddresses(String(values['source-addresses'])); } catch (err) { throw new UsageError(`--source-addresses: ${(err as Error).message}`); }
+    if (!sourceAddresses.length) throw new UsageError('--source-addresses is empty');
+  }
+  return {
+    url, devices, rate, batchMs, durationS, rampMs, churn, badActors, auth, caFile, sourceAddresses, processes,
+    json: values.json === true, quiet: values.quiet === true,
+  };
+}
+
+// ---- reporting ----------------------------------------------------------------
+
+/** What one status tick (and a child's IPC status message) carries. */
+interface StatusSample { devices: number; connected: number; pending: number; inflight: number; counters: SimCounters }
+
+export interface Summary {
   devices: number;
+  badActors: number;
+  processes: number;
   seconds: number;
   counters: SimCounters;
-  latencyMs: { p50: number; p95: number; p99: number; samples: number };
+  /** Closes other than 1000, refusals and network errors, summed. */
+  errors: number;
+  latencyMs: Percentiles;
   readingsAckedPerSec: number;
+  batchesAckedPerSec: number;
+  connectedAtEnd: number;
+  /** Batches devices still held (unacked) when they stopped. */
+  pendingAtEnd: number;
+  /** This process and its children: user + system CPU. */
   cpu: { userSeconds: number; systemSeconds: number; percentOfOneCore: number };
 }
 
-function summarize(c: SimCounters, lat: Reservoir, seconds: number, cpuMicros: { user: number; system: number }, n: number): Summary {
+const fmt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
+
+function statusLine(elapsedS: number, now: StatusSample, prev: StatusSample | null, dtS: number): string {
+  const c = now.counters;
+  const p = prev?.counters ?? emptyCounters();
+  const rate = (a: number, b: number) => fmt((a - b) / dtS);
+  const errs = Object.entries(c.closes).filter(([k]) => k !== '1000').sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k, v]) => `${k}:${v}`).join(' ');
+  return `[sim ${elapsedS.toFixed(0).padStart(4)}s] ${now.connected}/${now.devices} connected | ${rate(c.batchesSent, p.batchesSent)} batches/s sent | `
+    + `${rate(c.readingsAcked, p.readingsAcked)} readings/s acked | ${now.inflight} in flight, ${now.pending} pending | `
+    + `${c.reconnects} reconnects | ${errorCount(c)} errors${errs ? ` (${errs})` : ''}`;
+}
+
+function formatSummary(s: Summary): string {
+  const c = s.counters;
+  const l = s.latencyMs;
+  const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '-');
+  const lines = [
+    '',
+    `sim summary: ${fmt(s.devices)} devices (${fmt(s.badActors)} bad actors) in ${s.processes} process${s.processes > 1 ? 'es' : ''}, ${s.seconds.toFixed(1)} s`,
+    `  batches   sent ${fmt(c.batchesSent)} (resent ${fmt(c.batchesResent)}), acked ${fmt(c.batchesAcked)}, dropped by full outbox ${fmt(c.batchesDropped)}, still held at the end ${fmt(s.pendingAtEnd)}`,
+    `  readings  generated ${fmt(c.readingsGenerated)}, acked ${fmt(c.readingsAcked)} (${fmt(s.readingsAckedPerSec)}/s); hub dropped NaN ${fmt(c.hubNonFiniteDropped)}, skew ${fmt(c.hubSkewDropped)}; corrected ${fmt(c.hubSkewCorrected)}`,
+  ];
+  if (c.readingsSkipped) lines.push(`  SATURATED: ${fmt(c.readingsSkipped)} readings not generated in time (the simulator, not the hub, was the limit)`);
+  lines.push(
+    `  sessions  ${fmt(c.sessions)}, reconnects ${fmt(c.reconnects)}, acks with reduced credit ${fmt(c.reducedCreditAcks)}`,
+    `  closes    ${Object.entries(c.closes).sort().map(([k, v]) => `${k}: ${fmt(v)}`).join(', ') || 'none'} (${fmt(s.errors)} errors)`,
+    `  notices   ${Object.entries(c.notices).sort().map(([k, v]) => `${k}: ${fmt(v)}`).join(', ') || 'none'}`,
+    `  ack latency p50 ${ms(l.p50)}, p95 ${ms(l.p95)}, p99 ${ms(l.p99)} (${fmt(l.samples)} acked batches, send -> ack)`,
+    `  simulator CPU ${s.cpu.userSeconds.toFixed(2)} s user + ${s.cpu.systemSeconds.toFixed(2)} s system = ${s.cpu.percentOfOneCore.toFixed(0)} % of one core`,
+  );
+  return lines.join('\n');
+}
+
+function summarize(o: {
+  cfg: CliConfig; seconds: number; counters: SimCounters; latency: Reservoir; connected: number; pending: number;
+  cpuMicros: { user: number; system: number }; badActors?: number;
+}): Summary {
+  const { counters: c, seconds } = o;
+  const cpuS = (o.cpuMicros.user + o.cpuMicros.system) / 1e6;
+  let bad = o.badActors ?? 0;
+  if (o.badActors === undefined) for (let i = 0; i < o.cfg.devices.length; i++) if (behaviourFor(i, o.cfg.badActors) !== 'good') bad++;
   return {
-    devices: n, seconds, counters: c,
-    latencyMs: { p50: lat.percentile(50), p95: lat.percentile(95), p99: lat.percentile(99), samples: lat.count },
-    readingsAckedPerSec: c.readingsAcked / seconds,
-    cpu: { userSeconds: cpuMicros.user / 1e6, systemSeconds: cpuMicros.system / 1e6, percentOfOneCore: ((cpuMicros.user + cpuMicros.system) / 1e6 / seconds) * 100 },
+    devices: o.cfg.devices.length, badActors: bad, processes: o.cfg.processes, seconds, counters: c, errors: errorCount(c),
+    latencyMs: o.latency.percentiles(), readingsAckedPerSec: c.readingsAcked / seconds, batchesAckedPerSec: c.batchesAcked / seconds,
+    connectedAtEnd: o.connected, pendingAtEnd: o.pending,
+    cpu: { userSeconds: o.cpuMicros.user / 1e6, systemSeconds: o.cpuMicros.system / 1e6, percentOfOneCore: (cpuS / seconds) * 100 },
   };
 }
 
-function printSummary(s: Summary): void {
-  if (values.json) { console.log(JSON.stringify(s)); return; }
-  const c = s.counters;
-  const f = (n: number) => Math.round(n).toLocaleString('en-US');
-  console.log(`\nsim summary: ${f(s.devices)} devices, ${s.seconds.toFixed(1)} s`);
-  console.log(`  batches   sent ${f(c.batchesSent)} (resent ${f(c.batchesResent)}), acked ${f(c.batchesAcked)}, dropped by full outbox ${f(c.batchesDropped)}`);
-  if (c.readingsSkipped) console.log(`  SATURATED: ${f(c.readingsSkipped)} readings not generated in time (the simulator, not the hub, is the limit)`);
-  console.log(`  readings  generated ${f(c.readingsGenerated)}, acked ${f(c.readingsAcked)} (${f(s.readingsAckedPerSec)}/s); hub dropped NaN ${f(c.hubNonFiniteDropped)}, skew ${f(c.hubSkewDropped)}, corrected ${f(c.hubSkewCorrected)}`);
-  console.log(`  sessions  ${f(c.sessions)}, reconnects ${f(c.reconnects)}, closes/refusals ${JSON.stringify(c.closes)}`);
-  console.log(`  ack latency p50 ${s.latencyMs.p50} ms, p95 ${s.latencyMs.p95} ms, p99 ${s.latencyMs.p99} ms (${f(s.latencyMs.samples)} acks)`);
-  console.log(`  simulator CPU ${s.cpu.userSeconds.toFixed(1)} s user + ${s.cpu.systemSeconds.toFixed(1)} s system = ${s.cpu.percentOfOneCore.toFixed(0)} % of one core`);
+function write(text: string, exitCode: number): void {
+  // Exit only once the text is out: a pipe to a benchmark script must get the whole JSON line.
+  process.stdout.write(text + '\n', () => process.exit(exitCode));
 }
 
-async function runFleet(): Promise<void> {
-  const tokens = loadTokens(values.tokens);
-  const list: { id: string; token: string }[] = [];
-  for (let i = offset; i < offset + devices; i++) {
-    const id = `${values.prefix}${String(i).padStart(4, '0')}`;
-    const token = tokens.get(id);
-    if (!token) {
-      console.error(`sim: no token for ${id} in ${values.tokens ?? 'SIM_TOKEN'} (register the fleet: npx tsx scripts/sim-fleet.ts --devices ${offset + devices})`);
-      process.exit(2);
-    }
-    list.push({ id, token });
-  }
+// ---- one process --------------------------------------------------------------
+
+type ChildMessage =
+  | { type: 'status'; status: StatusSample }
+  | { type: 'summary'; summary: Summary; samples: number[] };
+
+function runFleet(cfg: CliConfig, child: boolean): void {
   const started = performance.now();
   const cpu0 = process.cpuUsage();
+  if (!child && cfg.devices.length > DEVICES_PER_PROCESS_HINT) {
+    console.error(`sim: ${cfg.devices.length} devices in one process; a process may hold only ~20,000 open files. Use --processes ${Math.ceil(cfg.devices.length / DEVICES_PER_PROCESS_HINT)} or more.`);
+  }
   const fleet = new Fleet({
-    url: values.url!, devices: list, rate, batchIntervalMs: batchMs, rampMs, churn, badActors,
-    authVia: values.auth as 'header' | 'subprotocol', ca: values.ca ? readFileSync(values.ca) : undefined,
-    sourceAddresses: values['source-addresses'] ? expandAddresses(values['source-addresses']) : undefined,
+    url: cfg.url, devices: cfg.devices, rate: cfg.rate, batchIntervalMs: cfg.batchMs, rampMs: cfg.rampMs, churn: cfg.churn,
+    badActors: cfg.badActors, authVia: cfg.auth, ca: cfg.caFile ? readFileSync(cfg.caFile) : undefined, sourceAddresses: cfg.sourceAddresses,
   });
-  let last = fleet.counters();
+  const sample = (): StatusSample => ({ devices: fleet.devices.length, connected: fleet.connected, pending: fleet.pending, inflight: fleet.inflight, counters: fleet.counters() });
+  let prev: StatusSample | null = null;
+  let prevAt = started;
   const status = setInterval(() => {
-    const c = fleet.counters();
-    const line = { connected: fleet.connected, devices: list.length, batches: c.batchesAcked - last.batchesAcked, readings: c.readingsAcked - last.readingsAcked, pending: fleet.pending, reconnects: c.reconnects };
-    last = c;
-    if (isChild) process.send!({ type: 'status', line });
-    else if (!values.quiet && !values.json) printStatus(line, c.closes);
+    const s = sample();
+    const now = performance.now();
+    if (child) process.send!({ type: 'status', status: s } satisfies ChildMessage);
+    else if (!cfg.quiet && !cfg.json) console.log(statusLine((now - started) / 1000, s, prev, (now - prevAt) / 1000));
+    prev = s;
+    prevAt = now;
   }, 1000);
 
+  let finishing = false;
   const finish = async () => {
+    if (finishing) return;
+    finishing = true;
     clearInterval(status);
-    await fleet.stop();
+    clearTimeout(durationTimer);
     const seconds = (performance.now() - started) / 1000;
-    const s = summarize(fleet.counters(), fleet.latency, seconds, process.cpuUsage(cpu0), list.length);
-    if (isChild) process.send!({ type: 'summary', summary: s, samples: fleet.latency.samples }, () => process.exit(0));
-    else { printSummary(s); process.exit(0); }
+    const connected = fleet.connected;
+    await fleet.stop();
+    const summary = summarize({ cfg, seconds, counters: fleet.counters(), latency: fleet.latency, connected, pending: fleet.pending, cpuMicros: process.cpuUsage(cpu0) });
+    if (child) process.send!({ type: 'summary', summary, samples: fleet.latency.samples } satisfies ChildMessage, () => process.exit(0));
+    else write(cfg.json ? JSON.stringify(summary) : formatSummary(summary), 0);
   };
-  if (duration > 0) setTimeout(() => void finish(), duration * 1000);
+  const durationTimer = cfg.durationS > 0 ? setTimeout(() => void finish(), cfg.durationS * 1000) : undefined;
   process.once('SIGINT', () => void finish());
   process.once('SIGTERM', () => void finish());
-  if (isChild) process.once('disconnect', () => void finish());
+  if (child) process.once('disconnect', () => void finish()); // the parent went away
 }
 
-function printStatus(l: { connected: number; devices: number; batches: number; readings: number; pending: number; reconnects: number }, closes: Record<string, number>): void {
-  const errs = Object.entries(closes).filter(([k]) => k !== '1000').map(([k, v]) => `${k}:${v}`).join(' ') || '-';
-  console.log(`[sim] ${l.connected}/${l.devices} connected | ${l.batches} batches/s | ${l.readings} readings/s acked | ${l.pending} pending | ${l.reconnects} reconnects | closes ${errs}`);
-}
+// ---- several processes --------------------------------------------------------
 
-async function runParent(): Promise<void> {
+function runParent(cfg: CliConfig): void {
   const started = performance.now();
-  const per = Math.ceil(devices / processes);
   const self = fileURLToPath(import.meta.url);
-  const lines = new Map<number, { connected: number; devices: number; batches: number; readings: number; pending: number; reconnects: number }>();
-  const done: Promise<{ summary: Summary; samples: number[] }>[] = [];
+  const per = Math.ceil(cfg.devices.length / cfg.processes);
+  const statuses = new Map<number, StatusSample>();
   const children: ChildProcess[] = [];
-  for (let p = 0; p < processes; p++) {
-    const n = Math.min(per, devices - p * per);
-    if (n <= 0) break;
-    const args = process.argv.slice(2).filter((a, i, all) => !['--processes', '--devices', '--offset'].includes(a) && !['--processes', '--devices', '--offset'].includes(all[i - 1]!));
-    const child = fork(self, [...args, '--devices', String(n), '--offset', String(offset + p * per)], { env: { ...process.env, SIM_CHILD: '1' }, execArgv: process.execArgv });
+  const results: Promise<{ summary: Summary; samples: number[] }>[] = [];
+  for (let p = 0; p * per < cfg.devices.length; p++) {
+    const slice: CliConfig = { ...cfg, devices: cfg.devices.slice(p * per, (p + 1) * per), processes: 1 };
+    // The slice travels in the environment: no re-parsing, and the tokens stay off the command line (ps).
+    const child = fork(self, [], {
+      env: { ...process.env, SIM_CHILD_CONFIG: JSON.stringify(slice) }, execArgv: process.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    });
     children.push(child);
-    done.push(new Promise((resolve, reject) => {
-      child.on('message', (m: { type: string; line?: never; summary?: Summary; samples?: number[] }) => {
-        if (m.type === 'status') lines.set(p, m.line!);
-        if (m.type === 'summary') resolve({ summary: m.summary!, samples: m.samples! });
+    results.push(new Promise((resolve, reject) => {
+      child.on('message', (m: ChildMessage) => {
+        if (m.type === 'status') statuses.set(p, m.status);
+        else resolve({ summary: m.summary, samples: m.samples });
       });
-      child.once('exit', (code) => reject(new Error(`simulator process ${p} exited ${code} without a summary`)));
+      child.once('exit', (code, signal) => reject(new Error(`simulator process ${p} exited (${signal ?? code}) without a summary`)));
     }));
   }
+  let prev: StatusSample | null = null;
+  let prevAt = started;
   const status = setInterval(() => {
-    if (values.quiet || values.json) return;
-    const sum = { connected: 0, devices: 0, batches: 0, readings: 0, pending: 0, reconnects: 0 };
-    for (const l of lines.values()) for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += l[k];
-    printStatus(sum, {});
+    if (cfg.quiet || cfg.json || statuses.size === 0) return;
+    const sum: StatusSample = { devices: cfg.devices.length, connected: 0, pending: 0, inflight: 0, counters: emptyCounters() };
+    for (const s of statuses.values()) {
+      sum.connected += s.connected; sum.pending += s.pending; sum.inflight += s.inflight;
+      addCounters(sum.counters, s.counters);
+    }
+    const now = performance.now();
+    console.log(statusLine((now - started) / 1000, sum, prev, (now - prevAt) / 1000));
+    prev = sum;
+    prevAt = now;
   }, 1000);
-  const stopAll = () => { for (const c of children) c.kill('SIGTERM'); };
+  const stopAll = () => { for (const c of children) if (c.connected) c.kill('SIGTERM'); };
   process.once('SIGINT', stopAll);
   process.once('SIGTERM', stopAll);
-  const results = await Promise.all(done);
-  clearInterval(status);
-  const counters = emptyCounters();
-  const lat = new Reservoir(100_000);
-  let user = 0; let system = 0;
-  for (const r of results) {
-    addCounters(counters, r.summary.counters);
-    lat.merge(r.samples);
-    user += r.summary.cpu.userSeconds * 1e6;
-    system += r.summary.cpu.systemSeconds * 1e6;
-  }
-  const own = process.cpuUsage();
-  printSummary(summarize(counters, lat, (performance.now() - started) / 1000, { user: user + own.user, system: system + own.system }, devices));
-  process.exit(0);
+
+  void Promise.allSettled(results).then((settled) => {
+    clearInterval(status);
+    const ok = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    for (const r of settled) if (r.status === 'rejected') console.error(`sim: ${(r.reason as Error).message}`);
+    if (!ok.length) process.exit(1);
+    const counters = emptyCounters();
+    let user = 0; let system = 0; let connected = 0; let pending = 0; let seconds = 0; let badActors = 0;
+    for (const { summary: s } of ok) {
+      addCounters(counters, s.counters);
+      badActors += s.badActors;
+      user += s.cpu.userSeconds * 1e6;
+      system += s.cpu.systemSeconds * 1e6;
+      connected += s.connectedAtEnd;
+      pending += s.pendingAtEnd;
+      seconds = Math.max(seconds, s.seconds);
+    }
+    const latency = Reservoir.merged(ok.map((r) => ({ samples: r.samples, count: r.summary.latencyMs.samples })));
+    const own = process.cpuUsage();
+    const summary = summarize({ cfg, seconds, counters, latency, connected, pending, badActors, cpuMicros: { user: user + own.user, system: system + own.system } });
+    // A lost process makes a failed run even if the others reported.
+    write(cfg.json ? JSON.stringify(summary) : formatSummary(summary), ok.length === settled.length ? 0 : 1);
+  });
 }
 
-if (processes > 1 && !isChild) void runParent();
-else void runFleet();
+// ---- entry --------------------------------------------------------------------
+
+function main(): void {
+  const childConfig = process.env.SIM_CHILD_CONFIG;
+  if (childConfig && typeof process.send === 'function') {
+    runFleet(JSON.parse(childConfig) as CliConfig, true);
+    return;
+  }
+  let cfg: CliConfig | 'help';
+  try {
+    cfg = parseCli(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`sim: ${err.message}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (cfg === 'help') { console.log(USAGE); return; }
+  if (cfg.processes > 1) runParent(cfg);
+  else runFleet(cfg, false);
+}
+
+const isEntry = (() => {
+  try { return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url)); } catch { return false; }
+})();
+if (isEntry) main();

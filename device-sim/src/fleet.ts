@@ -1,70 +1,119 @@
 // A fleet of simulated devices driven by one shared ticker (one timer for
-// thousands of devices), with a staggered start, churn (devices that drop
-// their link and come back) and a share of bad actors.
+// thousands of devices, not one each): staggered start over rampMs, churn
+// (devices that lose their link and come back), a share of bad actors, and
+// the fleet-wide counters and ack-latency percentiles.
+// Imports: this package's device, sensors, stats and tokens.
 import { BAD_BEHAVIOURS, SimDevice, type Behaviour, type SimDeviceOptions } from './device.ts';
-import { Reservoir, addCounters, emptyCounters, type SimCounters } from './stats.ts';
-import { prng } from './sensors.ts';
+import { mulberry32 } from './sensors.ts';
+import { Reservoir, addCounters, emptyCounters, type Percentiles, type SimCounters } from './stats.ts';
+import type { DeviceCredentials } from './tokens.ts';
 
 export interface FleetOptions {
   url: string;
-  /** Device ids with their tokens, in order. */
-  devices: { id: string; token: string }[];
+  /** Device ids with their tokens, in order (see fleetCredentials()). */
+  devices: DeviceCredentials[];
+  /** Readings per second per metric. */
   rate: number;
   batchIntervalMs?: number;
+  /** Device i starts at rampMs * i / n. Default 0: all at once. */
   rampMs?: number;
-  /** Fraction of devices per minute that drop their link (and reconnect). */
+  /** Fraction of the devices per minute that drop their link (no close frame) and reconnect. */
   churn?: number;
-  /** Fraction of devices that misbehave (behaviours assigned round-robin). */
+  /** Fraction of the devices that misbehave, spread evenly; behaviours assigned round-robin. */
   badActors?: number;
+  /** How long a bad actor waits after a fatal close before trying again. Default 30,000. */
+  badActorBackoffMs?: number;
   authVia?: 'header' | 'subprotocol';
-  ca?: Buffer;
-  /** Source addresses to spread connections over (per-address limits). */
-  sourceAddresses?: string[];
+  ca?: Buffer | string;
+  /** Source addresses, assigned round-robin (the hub limits connections per address). */
+  sourceAddresses?: readonly string[];
+  /** Seeds churn choices; device seeds come from their ids. */
   seed?: number;
+  /** Reservoir size for ack latency. Default 100,000. */
+  latencySamples?: number;
+  /** Options applied to every device (after the fleet's own). */
   device?: Partial<SimDeviceOptions>;
+}
+
+export interface FleetStats {
+  devices: number;
+  started: number;
+  connected: number;
+  /** Batches kept by devices (unacked). */
+  pending: number;
+  /** Batches in flight (sent in the current sessions, unacked). */
+  inflight: number;
+  counters: SimCounters;
+  latencyMs: Percentiles;
+}
+
+/** Which behaviour device i gets when `fraction` of a fleet misbehaves: evenly spread, round-robin. */
+export function behaviourFor(i: number, fraction: number): Behaviour {
+  if (!(fraction > 0)) return 'good';
+  const f = Math.min(1, fraction);
+  // Device i is bad where the running count floor(n*f) steps up: round(n*f) of n, evenly spaced.
+  const before = Math.floor(i * f + 1e-9);
+  if (Math.floor((i + 1) * f + 1e-9) === before) return 'good';
+  return BAD_BEHAVIOURS[before % BAD_BEHAVIOURS.length]!;
 }
 
 export class Fleet {
   readonly devices: SimDevice[] = [];
-  readonly latency = new Reservoir(100_000);
+  readonly latency: Reservoir;
+  /** Links dropped by churn. */
+  churned = 0;
   readonly #ticker: NodeJS.Timeout;
-  readonly #timers: NodeJS.Timeout[] = [];
   readonly #random: () => number;
   readonly #churn: number;
+  readonly #startAt: number[] = [];
+  readonly #t0 = Date.now();
+  #nextStart = 0;
   #lastChurn = Date.now();
+  #stopped = false;
 
   constructor(o: FleetOptions) {
-    this.#random = prng(o.seed ?? 42);
+    if (!(o.rate >= 0)) throw new RangeError(`fleet: rate must be >= 0 (got ${o.rate})`);
+    this.#random = mulberry32(o.seed ?? 42);
     this.#churn = o.churn ?? 0;
-    // Every step-th device misbehaves, cycling through the bad behaviours.
-    const step = (o.badActors ?? 0) > 0 ? Math.max(1, Math.round(1 / o.badActors!)) : 0;
+    this.latency = new Reservoir(o.latencySamples ?? 100_000);
+    const n = o.devices.length;
+    const ramp = o.rampMs ?? 0;
     o.devices.forEach(({ id, token }, i) => {
-      const isBad = step > 0 && i % step === step - 1;
-      const behaviour: Behaviour = isBad ? BAD_BEHAVIOURS[Math.floor(i / step) % BAD_BEHAVIOURS.length]! : 'good';
+      const behaviour = behaviourFor(i, o.badActors ?? 0);
+      const bad = behaviour !== 'good';
       this.devices.push(new SimDevice({
         id, token, url: o.url, rate: o.rate, batchIntervalMs: o.batchIntervalMs, authVia: o.authVia, ca: o.ca,
         localAddress: o.sourceAddresses?.length ? o.sourceAddresses[i % o.sourceAddresses.length] : undefined,
-        behaviour, reconnectOnFatal: isBad, latency: this.latency, ...o.device,
+        behaviour, latency: this.latency, autoTick: false,
+        // Bad actors keep coming back (slowly), so a long run keeps exercising the hub's defences.
+        reconnectOnFatal: bad, fatalBackoffMs: bad ? (o.badActorBackoffMs ?? 30_000) : undefined,
+        ...o.device,
       }));
+      this.#startAt.push(n > 1 ? (ramp * i) / n : 0);
     });
-    const ramp = o.rampMs ?? 0;
-    this.devices.forEach((d, i) => {
-      const delay = this.devices.length > 1 ? (ramp * i) / this.devices.length : 0;
-      if (delay <= 0) d.start();
-      else this.#timers.push(setTimeout(() => d.start(), delay));
-    });
+    this.#startDue(this.#t0);
     const tickMs = Math.max(20, Math.min(100, Math.floor((o.batchIntervalMs ?? 1000) / 4)));
     this.#ticker = setInterval(() => this.#tick(), tickMs);
   }
 
+  #startDue(now: number): void {
+    while (this.#nextStart < this.devices.length && this.#startAt[this.#nextStart]! <= now - this.#t0) {
+      this.devices[this.#nextStart++]!.start();
+    }
+  }
+
   #tick(): void {
-    for (const d of this.devices) d.tick();
-    if (this.#churn > 0) {
-      const now = Date.now();
-      const expected = (this.#churn * this.devices.length * (now - this.#lastChurn)) / 60_000;
+    const now = Date.now();
+    this.#startDue(now);
+    for (let i = 0; i < this.#nextStart; i++) this.devices[i]!.tick(now);
+    if (this.#churn > 0 && this.#nextStart > 0) {
+      const expected = (this.#churn * this.#nextStart * (now - this.#lastChurn)) / 60_000;
       this.#lastChurn = now;
-      let n = Math.floor(expected) + (this.#random() < expected % 1 ? 1 : 0);
-      while (n-- > 0) this.devices[Math.floor(this.#random() * this.devices.length)]!.dropConnection();
+      let k = Math.floor(expected) + (this.#random() < expected % 1 ? 1 : 0);
+      while (k-- > 0) {
+        const d = this.devices[Math.floor(this.#random() * this.#nextStart)]!;
+        if (d.connected) { d.dropConnection(); this.churned++; }
+      }
     }
   }
 
@@ -79,9 +128,16 @@ export class Fleet {
     return n;
   }
 
+  /** Batches kept by all devices (unacked). */
   get pending(): number {
     let n = 0;
     for (const d of this.devices) n += d.outboxSize;
+    return n;
+  }
+
+  get inflight(): number {
+    let n = 0;
+    for (const d of this.devices) n += d.inflight;
     return n;
   }
 
@@ -91,11 +147,18 @@ export class Fleet {
     return c;
   }
 
-  /** Stops every device (clean 1000 closes) and waits briefly for the closes to go out. */
+  stats(): FleetStats {
+    return {
+      devices: this.devices.length, started: this.#nextStart, connected: this.connected, pending: this.pending, inflight: this.inflight,
+      counters: this.counters(), latencyMs: this.latency.percentiles(),
+    };
+  }
+
+  /** Stops every device (clean 1000 closes) and resolves when their sockets have closed (bounded per device). */
   async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
     clearInterval(this.#ticker);
-    for (const t of this.#timers) clearTimeout(t);
-    for (const d of this.devices) d.stop();
-    await new Promise((r) => setTimeout(r, 200));
+    await Promise.all(this.devices.map((d) => d.stop()));
   }
 }

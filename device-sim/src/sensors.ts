@@ -1,9 +1,12 @@
-// Sensor models for simulated devices: plausible, deterministic for a seed.
-// Each model is sampled at a device-clock time and keeps its own state
-// (random walks, battery drain), so values evolve like a real sensor's.
+// Sensor models for simulated devices: plausible values, deterministic for a
+// seed. Owns the seeded PRNG and the four default metrics. Each model is
+// sampled at a device-clock time; models with state (pressure walk, battery)
+// evolve with elapsed time, not with the number of samples, so a device
+// sampled at 1 Hz and one at 100 Hz follow the same curves.
+// Imports: nothing.
 
 /** mulberry32: a small, fast, seeded PRNG (enough for simulation, not crypto). */
-export function prng(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -14,80 +17,185 @@ export function prng(seed: number): () => number {
   };
 }
 
+/** The seeded PRNG every model uses (mulberry32). */
+export const prng = mulberry32;
+
 /** Standard normal sample (Box-Muller). */
 export function gaussian(random: () => number): number {
-  const u = 1 - random();
+  const u = 1 - random(); // (0, 1]: log(0) would be -Infinity
   const v = random();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
 }
 
 export interface SensorModel {
+  /** Metric name on the wire (MetricDef.name). */
   readonly name: string;
+  /** Unit on the wire (MetricDef.unit), at most 16 bytes. */
   readonly unit: string;
+  /** The reading at device-clock time tMs (Unix ms). Call with non-decreasing times. */
   sample(tMs: number): number;
 }
 
-const DAY_MS = 86_400_000;
+/** The default metrics, in the order defaultSensors() returns them. */
+export const DEFAULT_METRICS: readonly { name: string; unit: string }[] = [
+  { name: 'temperature', unit: 'degC' },
+  { name: 'humidity', unit: '%' },
+  { name: 'pressure', unit: 'hPa' },
+  { name: 'battery', unit: 'V' },
+];
 
-/** Daily sinusoid (coldest ~05:00, warmest ~17:00) + device offset + noise + rare spikes. */
+const DAY_MS = 86_400_000;
+const HOUR_MS = 3_600_000;
+const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
+
+export interface TemperatureOptions {
+  /** Mean of the daily cycle before the device offset, degC. */
+  mean?: number;
+  /** Half the day-night swing, degC. */
+  amplitude?: number;
+  /** Standard deviation of the per-device offset (placement, calibration), degC. */
+  offsetSd?: number;
+  /** Measurement noise, degC. */
+  noiseSd?: number;
+  /** Chance per sample of a spike (a glitch, a heat source nearby). */
+  spikeProbability?: number;
+}
+
+/** Daily sinusoid (coldest ~05:00 UTC, warmest ~17:00) + per-device offset + noise + rare spikes. */
 export class Temperature implements SensorModel {
   readonly name = 'temperature';
   readonly unit = 'degC';
-  readonly #offset: number;
-  constructor(readonly random: () => number, readonly spikeProbability = 0.001) {
-    this.#offset = gaussian(random) * 3;
+  /** This device's mean (the option's mean plus its offset). */
+  readonly mean: number;
+  readonly amplitude: number;
+  readonly #noiseSd: number;
+  readonly #spikeProbability: number;
+  /** Per-device phase shift (a device a bit east or west), ms. */
+  readonly #phaseMs: number;
+  readonly #random: () => number;
+
+  constructor(random: () => number, o: TemperatureOptions = {}) {
+    this.#random = random;
+    this.mean = (o.mean ?? 18) + gaussian(random) * (o.offsetSd ?? 3);
+    this.amplitude = o.amplitude ?? 6;
+    this.#noiseSd = o.noiseSd ?? 0.2;
+    this.#spikeProbability = o.spikeProbability ?? 0.001;
+    this.#phaseMs = (random() - 0.5) * HOUR_MS;
   }
+
+  /** The noise-free daily curve; humidity follows it. */
+  baseline(tMs: number): number {
+    // sin peaks a quarter day after its zero crossing: zero at 11:00 -> peak at 17:00.
+    const phase = (((tMs + this.#phaseMs) % DAY_MS) / DAY_MS) * 2 * Math.PI;
+    return this.mean + this.amplitude * Math.sin(phase - (11 / 24) * 2 * Math.PI);
+  }
+
   sample(tMs: number): number {
-    const phase = ((tMs % DAY_MS) / DAY_MS) * 2 * Math.PI;
-    let v = 18 + this.#offset + 6 * Math.sin(phase - (11 / 24) * 2 * Math.PI) + gaussian(this.random) * 0.2;
-    if (this.random() < this.spikeProbability) v += 15 + this.random() * 20; // a sensor glitch or a heat source
-    return Math.round(v * 100) / 100;
+    let v = this.baseline(tMs) + gaussian(this.#random) * this.#noiseSd;
+    if (this.#random() < this.#spikeProbability) v += 15 + this.#random() * 20;
+    return round(v, 2);
   }
 }
 
-/** Relative humidity, anti-correlated with temperature, clamped to 0..100. */
+/** Relative humidity: falls as the air warms (anti-correlated with temperature), clamped to 0..100. */
 export class Humidity implements SensorModel {
   readonly name = 'humidity';
   readonly unit = '%';
-  constructor(readonly random: () => number, readonly temperature: Temperature) {}
+  /** Percentage points per degC away from the temperature's mean. */
+  static readonly SLOPE = 2.5;
+  readonly #mean: number;
+  readonly #random: () => number;
+
+  constructor(random: () => number, readonly temperature: Temperature) {
+    this.#random = random;
+    this.#mean = 55 + gaussian(random) * 8;
+  }
+
   sample(tMs: number): number {
-    const phase = ((tMs % DAY_MS) / DAY_MS) * 2 * Math.PI;
-    const v = 55 - 15 * Math.sin(phase - (11 / 24) * 2 * Math.PI) + gaussian(this.random) * 1.5;
-    return Math.round(Math.min(100, Math.max(0, v)) * 10) / 10;
+    const dT = this.temperature.baseline(tMs) - this.temperature.mean;
+    const v = this.#mean - Humidity.SLOPE * dT + gaussian(this.#random) * 1.5;
+    return round(Math.min(100, Math.max(0, v)), 1);
   }
 }
 
-/** Barometric pressure: a slow mean-reverting random walk around 1013 hPa. */
+/**
+ * Barometric pressure: a mean-reverting random walk (Ornstein-Uhlenbeck)
+ * around 1013 hPa, sampled exactly for the elapsed time: about 1 hPa per
+ * hour, weather systems that fade over days.
+ */
 export class Pressure implements SensorModel {
   readonly name = 'pressure';
   readonly unit = 'hPa';
+  static readonly MEAN = 1013;
+  /** Long-run standard deviation, hPa. */
+  static readonly SD = 7;
+  /** How long a departure from the mean takes to fade (1/e), ms. */
+  static readonly TAU_MS = 3 * DAY_MS;
   #v: number;
-  constructor(readonly random: () => number) {
-    this.#v = 1013 + gaussian(random) * 5;
+  #lastT = Number.NaN;
+  readonly #random: () => number;
+
+  constructor(random: () => number) {
+    this.#random = random;
+    this.#v = Pressure.MEAN + gaussian(random) * Pressure.SD;
   }
-  sample(): number {
-    this.#v += (1013 - this.#v) * 0.001 + gaussian(this.random) * 0.05;
-    return Math.round(this.#v * 10) / 10;
+
+  sample(tMs: number): number {
+    const dt = Number.isNaN(this.#lastT) ? 0 : Math.max(0, tMs - this.#lastT);
+    this.#lastT = tMs;
+    if (dt > 0) {
+      const e = Math.exp(-dt / Pressure.TAU_MS);
+      this.#v = Pressure.MEAN + (this.#v - Pressure.MEAN) * e + Pressure.SD * Math.sqrt(1 - e * e) * gaussian(this.#random);
+    }
+    return round(Math.min(1085, Math.max(940, this.#v)), 1);
   }
 }
 
-/** Battery voltage: drains from ~4.2 V towards 3.3 V, with measurement noise. */
+export interface BatteryOptions {
+  /** Time from the first sample to an empty battery (3.3 V), ms. Default 30 days. */
+  lifetimeMs?: number;
+  /** Measurement noise, V. */
+  noiseSd?: number;
+}
+
+/**
+ * Battery voltage: a Li-ion discharge curve from ~4.2 V (a quick early drop,
+ * a long plateau, a knee near empty) down to 3.3 V, plus noise. Time counts
+ * from the first sample.
+ */
 export class Battery implements SensorModel {
   readonly name = 'battery';
   readonly unit = 'V';
-  #v: number;
-  constructor(readonly random: () => number, readonly drainPerSample = 0.00002) {
-    this.#v = 4.05 + random() * 0.15;
+  static readonly EMPTY_V = 3.3;
+  readonly #full: number;
+  readonly #lifetimeMs: number;
+  readonly #noiseSd: number;
+  #t0 = Number.NaN;
+  readonly #random: () => number;
+
+  constructor(random: () => number, o: BatteryOptions = {}) {
+    this.#random = random;
+    this.#full = 4.1 + random() * 0.1;
+    this.#lifetimeMs = o.lifetimeMs ?? 30 * DAY_MS;
+    this.#noiseSd = o.noiseSd ?? 0.005;
   }
-  sample(): number {
-    this.#v = Math.max(3.3, this.#v - this.drainPerSample * (0.5 + this.random()));
-    return Math.round((this.#v + gaussian(this.random) * 0.005) * 1000) / 1000;
+
+  sample(tMs: number): number {
+    if (Number.isNaN(this.#t0)) this.#t0 = tMs;
+    const used = Math.min(1, Math.max(0, (tMs - this.#t0) / this.#lifetimeMs));
+    const v = Battery.EMPTY_V + (this.#full - Battery.EMPTY_V) * (1 - used) ** 0.35;
+    return round(Math.max(Battery.EMPTY_V - 0.02, v + gaussian(this.#random) * this.#noiseSd), 3);
   }
 }
 
-/** The default sensor set of a simulated device. */
-export function defaultSensors(seed: number, opts: { spikeProbability?: number } = {}): SensorModel[] {
-  const random = prng(seed);
-  const temperature = new Temperature(random, opts.spikeProbability);
-  return [temperature, new Humidity(random, temperature), new Pressure(random), new Battery(random)];
+export interface SensorSetOptions {
+  temperature?: TemperatureOptions;
+  battery?: BatteryOptions;
+}
+
+/** The default sensor set of a simulated device (DEFAULT_METRICS order), deterministic for the seed. */
+export function defaultSensors(seed: number, o: SensorSetOptions = {}): SensorModel[] {
+  const random = mulberry32(seed);
+  const temperature = new Temperature(random, o.temperature);
+  return [temperature, new Humidity(random, temperature), new Pressure(random), new Battery(random, o.battery)];
 }
