@@ -9,10 +9,10 @@
 // Figures, not assertions: run it on a quiet machine and read them.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { freePort, histQuantileMs, scrape } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -41,17 +41,6 @@ const children: ChildProcess[] = [];
 process.on('exit', () => { for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); rmSync(tmp, { recursive: true, force: true }); });
 process.on('SIGINT', () => process.exit(130));
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-    s.on('error', rej);
-  });
-}
-
 /** utime+stime of a process in seconds, from /proc. */
 function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -64,30 +53,7 @@ function rssMiB(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-async function scrape(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
-
 /** Quantile from a Prometheus histogram's cumulative buckets (upper bound of the bucket). */
-function histQuantile(a: Map<string, number>, b: Map<string, number>, name: string, q: number): number {
-  const buckets: [number, number][] = [];
-  for (const [k, v] of b) {
-    const m = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\}$`).exec(k);
-    if (m) buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), v - (a.get(k) ?? 0)]);
-  }
-  buckets.sort((x, y) => x[0] - y[0]);
-  const total = buckets.at(-1)?.[1] ?? 0;
-  for (const [le, c] of buckets) if (c >= q * total) return le;
-  return NaN;
-}
-
 async function startHub(port: number, dataDir: string): Promise<ChildProcess> {
   const hub = spawn(process.execPath, ['--import', 'tsx', join(root, 'hub/src/main.ts')], {
     cwd: root,
@@ -157,8 +123,8 @@ async function main(): Promise<void> {
     readingsPerSec: readings / secs, batchesPerSec: batches / secs,
     offeredReadingsPerSec: devices * rate * 4,
     hubCpuPercent: ((c1 - c0) / secs) * 100,
-    ackLatencyHubP50Ms: histQuantile(m0, m1, 'hub_ack_latency_seconds', 0.5) * 1000,
-    ackLatencyHubP99Ms: histQuantile(m0, m1, 'hub_ack_latency_seconds', 0.99) * 1000,
+    ackLatencyHubP50Ms: histQuantileMs(m0, m1, 'hub_ack_latency_seconds', 0.5),
+    ackLatencyHubP99Ms: histQuantileMs(m0, m1, 'hub_ack_latency_seconds', 0.99),
     wireBytesPerReading: bytes / readings,
     wireBytesPerBatchMessage: bytes / msgs,
     hubRssMiB: rssMiB(hub.pid!),

@@ -12,11 +12,11 @@
 //      fast the backlog drains afterwards.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Influxd, startV2WriteAdapter } from '../hub/test/influxd.ts';
+import { freePort, histQuantileMs, scrape } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -40,33 +40,6 @@ process.on('SIGINT', () => process.exit(130));
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
-
-function freePort(): Promise<number> {
-  return new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
-}
-
-async function scrape(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
-
-function histQuantile(a: Map<string, number>, b: Map<string, number>, name: string, q: number): number {
-  const buckets: [number, number][] = [];
-  for (const [k, v] of b) {
-    const m = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\}$`).exec(k);
-    if (m) buckets.push([m[1] === '+Inf' ? Infinity : Number(m[1]), v - (a.get(k) ?? 0)]);
-  }
-  buckets.sort((x, y) => x[0] - y[0]);
-  const total = buckets.at(-1)?.[1] ?? 0;
-  for (const [le, c] of buckets) if (c >= q * total) return le * 1000;
-  return NaN;
-}
 
 /** InfluxDB's own ceiling: the hub's schema, 5,000 lines per POST, 4 in flight. */
 async function rawCeiling(db: Influxd, seconds: number): Promise<number> {
@@ -139,7 +112,7 @@ async function main(): Promise<void> {
   console.log(`  fleet: ${fmt(devices)} devices x 4 metrics x ${rate}/s (offered ${fmt(devices * rate * 4)} readings/s)`);
   console.log(`  end to end (confirmed by InfluxDB): ${fmt(landed)} readings/s; accepted by the hub ${fmt(accepted)}/s`);
   console.log(`  ratio to the InfluxDB ceiling: ${fmt(landed / ceiling, 3)}`);
-  console.log(`  ack latency at the hub (fdatasync group commit): p50 <= ${histQuantile(m0, m1, 'hub_ack_latency_seconds', 0.5)} ms, p99 <= ${histQuantile(m0, m1, 'hub_ack_latency_seconds', 0.99)} ms (bucket bounds)`);
+  console.log(`  ack latency at the hub (fdatasync group commit): p50 <= ${histQuantileMs(m0, m1, 'hub_ack_latency_seconds', 0.5)} ms, p99 <= ${histQuantileMs(m0, m1, 'hub_ack_latency_seconds', 0.99)} ms (bucket bounds)`);
 
   // ---- outage and drain ----
   if (outage > 0) {
