@@ -380,6 +380,389 @@ export namespace iot {
                 }
                 type $Shape = iot.telemetry.v1.CommandResult.$Properties;
             }
+
+            interface ILiveRequest extends iot.telemetry.v1.LiveRequest.$Properties {
+            }
+
+            class LiveRequest {
+                constructor(p?: iot.telemetry.v1.LiveRequest.$Properties);
+                $unknowns?: Uint8Array[];
+                subscribe?: (iot.telemetry.v1.Subscribe.$Properties|null);
+                msg?: "subscribe";
+                static encode(m: iot.telemetry.v1.LiveRequest.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.LiveRequest & iot.telemetry.v1.LiveRequest.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace LiveRequest {
+                interface $Properties {
+                    subscribe?: (iot.telemetry.v1.Subscribe.$Properties|null);
+                    msg?: "subscribe";
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = {
+                  subscribe?: iot.telemetry.v1.Subscribe.$Shape|null;
+                  $unknowns?: Uint8Array[];
+                } & (
+                  ({ msg?: undefined; subscribe?: null }|{ msg?: "subscribe"; subscribe: iot.telemetry.v1.Subscribe.$Shape })
+                );
+            }
+
+            interface ISubscribe extends iot.telemetry.v1.Subscribe.$Properties {
+            }
+
+            class Subscribe {
+                constructor(p?: iot.telemetry.v1.Subscribe.$Properties);
+                $unknowns?: Uint8Array[];
+                topics: string[];
+                static encode(m: iot.telemetry.v1.Subscribe.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.Subscribe & iot.telemetry.v1.Subscribe.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace Subscribe {
+                interface $Properties {
+                    topics?: (string[]|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.Subscribe.$Properties;
+            }
+
+            interface ILiveFrame extends iot.telemetry.v1.LiveFrame.$Properties {
+            }
+
+            class LiveFrame {
+                constructor(p?: iot.telemetry.v1.LiveFrame.$Properties);
+                $unknowns?: Uint8Array[];
+                seq: number;
+                hubTimeMs: number;
+                snapshot: boolean;
+                tickMs: number;
+                skippedTicks: number;
+                degraded: boolean;
+                health?: (iot.telemetry.v1.Health.$Properties|null);
+                scopes: iot.telemetry.v1.ScopeStats.$Properties[];
+                devices: iot.telemetry.v1.DeviceState.$Properties[];
+                alarms: iot.telemetry.v1.Alarm.$Properties[];
+                deviceDetails: iot.telemetry.v1.DeviceDetail.$Properties[];
+                removedDevices: string[];
+                static encode(m: iot.telemetry.v1.LiveFrame.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.LiveFrame & iot.telemetry.v1.LiveFrame.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace LiveFrame {
+                interface $Properties {
+                    seq?: (number|null);
+                    hubTimeMs?: (number|null);
+                    snapshot?: (boolean|null);
+                    tickMs?: (number|null);
+                    skippedTicks?: (number|null);
+                    degraded?: (boolean|null);
+                    health?: (iot.telemetry.v1.Health.$Properties|null);
+                    scopes?: (iot.telemetry.v1.ScopeStats.$Properties[]|null);
+                    devices?: (iot.telemetry.v1.DeviceState.$Properties[]|null);
+                    alarms?: (iot.telemetry.v1.Alarm.$Properties[]|null);
+                    deviceDetails?: (iot.telemetry.v1.DeviceDetail.$Properties[]|null);
+                    removedDevices?: (string[]|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.LiveFrame.$Properties;
+            }
+
+            interface IHealth extends iot.telemetry.v1.Health.$Properties {
+            }
+
+            class Health {
+                constructor(p?: iot.telemetry.v1.Health.$Properties);
+                $unknowns?: Uint8Array[];
+                connections: number;
+                devicesOnline: number;
+                devicesTotal: number;
+                readingsInPerS: number;
+                readingsOutPerS: number;
+                ackP50Ms: number;
+                ackP99Ms: number;
+                spoolBytes: number;
+                sinkLagBytes: number;
+                sinkLagMs: number;
+                sinkErrors: number;
+                sinkState: string;
+                dashboards: number;
+                seriesRefused: number;
+                static encode(m: iot.telemetry.v1.Health.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.Health & iot.telemetry.v1.Health.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace Health {
+                interface $Properties {
+                    connections?: (number|null);
+                    devicesOnline?: (number|null);
+                    devicesTotal?: (number|null);
+                    readingsInPerS?: (number|null);
+                    readingsOutPerS?: (number|null);
+                    ackP50Ms?: (number|null);
+                    ackP99Ms?: (number|null);
+                    spoolBytes?: (number|null);
+                    sinkLagBytes?: (number|null);
+                    sinkLagMs?: (number|null);
+                    sinkErrors?: (number|null);
+                    sinkState?: (string|null);
+                    dashboards?: (number|null);
+                    seriesRefused?: (number|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.Health.$Properties;
+            }
+
+            interface IWindowStats extends iot.telemetry.v1.WindowStats.$Properties {
+            }
+
+            class WindowStats {
+                constructor(p?: iot.telemetry.v1.WindowStats.$Properties);
+                $unknowns?: Uint8Array[];
+                windowMs: number;
+                startMs: number;
+                count: number;
+                min: number;
+                max: number;
+                mean: number;
+                last: number;
+                p50: number;
+                p95: number;
+                p99: number;
+                newestTimeMs: number;
+                static encode(m: iot.telemetry.v1.WindowStats.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.WindowStats & iot.telemetry.v1.WindowStats.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace WindowStats {
+                interface $Properties {
+                    windowMs?: (number|null);
+                    startMs?: (number|null);
+                    count?: (number|null);
+                    min?: (number|null);
+                    max?: (number|null);
+                    mean?: (number|null);
+                    last?: (number|null);
+                    p50?: (number|null);
+                    p95?: (number|null);
+                    p99?: (number|null);
+                    newestTimeMs?: (number|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.WindowStats.$Properties;
+            }
+
+            interface IMetricStats extends iot.telemetry.v1.MetricStats.$Properties {
+            }
+
+            class MetricStats {
+                constructor(p?: iot.telemetry.v1.MetricStats.$Properties);
+                $unknowns?: Uint8Array[];
+                metric: string;
+                unit: string;
+                windows: iot.telemetry.v1.WindowStats.$Properties[];
+                static encode(m: iot.telemetry.v1.MetricStats.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.MetricStats & iot.telemetry.v1.MetricStats.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace MetricStats {
+                interface $Properties {
+                    metric?: (string|null);
+                    unit?: (string|null);
+                    windows?: (iot.telemetry.v1.WindowStats.$Properties[]|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.MetricStats.$Properties;
+            }
+
+            interface IScopeStats extends iot.telemetry.v1.ScopeStats.$Properties {
+            }
+
+            class ScopeStats {
+                constructor(p?: iot.telemetry.v1.ScopeStats.$Properties);
+                $unknowns?: Uint8Array[];
+                scope: string;
+                devicesOnline: number;
+                devicesTotal: number;
+                readingsPerS: number;
+                metrics: iot.telemetry.v1.MetricStats.$Properties[];
+                alarmsActive: number;
+                static encode(m: iot.telemetry.v1.ScopeStats.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.ScopeStats & iot.telemetry.v1.ScopeStats.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace ScopeStats {
+                interface $Properties {
+                    scope?: (string|null);
+                    devicesOnline?: (number|null);
+                    devicesTotal?: (number|null);
+                    readingsPerS?: (number|null);
+                    metrics?: (iot.telemetry.v1.MetricStats.$Properties[]|null);
+                    alarmsActive?: (number|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.ScopeStats.$Properties;
+            }
+
+            enum Presence {
+                PRESENCE_UNKNOWN = 0,
+                ONLINE = 1,
+                STALE = 2,
+                OFFLINE = 3,
+                FLAPPING = 4
+            }
+
+            interface ILatestValue extends iot.telemetry.v1.LatestValue.$Properties {
+            }
+
+            class LatestValue {
+                constructor(p?: iot.telemetry.v1.LatestValue.$Properties);
+                $unknowns?: Uint8Array[];
+                metric: string;
+                unit: string;
+                value: number;
+                timeMs: number;
+                static encode(m: iot.telemetry.v1.LatestValue.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.LatestValue & iot.telemetry.v1.LatestValue.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace LatestValue {
+                interface $Properties {
+                    metric?: (string|null);
+                    unit?: (string|null);
+                    value?: (number|null);
+                    timeMs?: (number|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.LatestValue.$Properties;
+            }
+
+            interface IDeviceState extends iot.telemetry.v1.DeviceState.$Properties {
+            }
+
+            class DeviceState {
+                constructor(p?: iot.telemetry.v1.DeviceState.$Properties);
+                $unknowns?: Uint8Array[];
+                id: string;
+                presence: iot.telemetry.v1.Presence;
+                presenceSinceMs: number;
+                presenceReason: string;
+                lastSeenMs: number;
+                latest: iot.telemetry.v1.LatestValue.$Properties[];
+                tags: { [k: string]: string };
+                cadenceMs: number;
+                static encode(m: iot.telemetry.v1.DeviceState.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.DeviceState & iot.telemetry.v1.DeviceState.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace DeviceState {
+                interface $Properties {
+                    id?: (string|null);
+                    presence?: (iot.telemetry.v1.Presence|null);
+                    presenceSinceMs?: (number|null);
+                    presenceReason?: (string|null);
+                    lastSeenMs?: (number|null);
+                    latest?: (iot.telemetry.v1.LatestValue.$Properties[]|null);
+                    tags?: ({ [k: string]: string }|null);
+                    cadenceMs?: (number|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.DeviceState.$Properties;
+            }
+
+            interface IPresenceChange extends iot.telemetry.v1.PresenceChange.$Properties {
+            }
+
+            class PresenceChange {
+                constructor(p?: iot.telemetry.v1.PresenceChange.$Properties);
+                $unknowns?: Uint8Array[];
+                presence: iot.telemetry.v1.Presence;
+                timeMs: number;
+                reason: string;
+                static encode(m: iot.telemetry.v1.PresenceChange.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.PresenceChange & iot.telemetry.v1.PresenceChange.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace PresenceChange {
+                interface $Properties {
+                    presence?: (iot.telemetry.v1.Presence|null);
+                    timeMs?: (number|null);
+                    reason?: (string|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.PresenceChange.$Properties;
+            }
+
+            interface IDeviceDetail extends iot.telemetry.v1.DeviceDetail.$Properties {
+            }
+
+            class DeviceDetail {
+                constructor(p?: iot.telemetry.v1.DeviceDetail.$Properties);
+                $unknowns?: Uint8Array[];
+                state?: (iot.telemetry.v1.DeviceState.$Properties|null);
+                history: iot.telemetry.v1.PresenceChange.$Properties[];
+                firmware: string;
+                address: string;
+                static encode(m: iot.telemetry.v1.DeviceDetail.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.DeviceDetail & iot.telemetry.v1.DeviceDetail.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace DeviceDetail {
+                interface $Properties {
+                    state?: (iot.telemetry.v1.DeviceState.$Properties|null);
+                    history?: (iot.telemetry.v1.PresenceChange.$Properties[]|null);
+                    firmware?: (string|null);
+                    address?: (string|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.DeviceDetail.$Properties;
+            }
+
+            interface IAlarm extends iot.telemetry.v1.Alarm.$Properties {
+            }
+
+            class Alarm {
+                constructor(p?: iot.telemetry.v1.Alarm.$Properties);
+                $unknowns?: Uint8Array[];
+                id: string;
+                ruleId: string;
+                ruleName: string;
+                device: string;
+                metric: string;
+                condition: string;
+                value: number;
+                sinceMs: number;
+                untilMs: number;
+                static encode(m: iot.telemetry.v1.Alarm.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.Alarm & iot.telemetry.v1.Alarm.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace Alarm {
+                interface $Properties {
+                    id?: (string|null);
+                    ruleId?: (string|null);
+                    ruleName?: (string|null);
+                    device?: (string|null);
+                    metric?: (string|null);
+                    condition?: (string|null);
+                    value?: (number|null);
+                    sinceMs?: (number|null);
+                    untilMs?: (number|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.Alarm.$Properties;
+            }
         }
     }
 }

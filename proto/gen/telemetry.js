@@ -2918,6 +2918,3169 @@ export const iot = $root.iot = (() => {
                 return CommandResult;
             })();
 
+            v1.LiveRequest = (function() {
+
+                /**
+                 * Properties of a LiveRequest.
+                 * @typedef {Object} iot.telemetry.v1.LiveRequest.$Properties
+                 * @property {iot.telemetry.v1.Subscribe.$Properties|null} [subscribe] LiveRequest subscribe
+                 * @property {"subscribe"} [msg] LiveRequest msg
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a LiveRequest.
+                 * @memberof iot.telemetry.v1
+                 * @interface ILiveRequest
+                 * @augments iot.telemetry.v1.LiveRequest.$Properties
+                 * @deprecated Use iot.telemetry.v1.LiveRequest.$Properties instead.
+                 */
+
+                /**
+                 * Narrowed shape of a LiveRequest.
+                 * @typedef {{
+                 *   subscribe?: iot.telemetry.v1.Subscribe.$Shape|null;
+                 *   $unknowns?: Array.<Uint8Array>;
+                 * } & (
+                 *   ({ msg?: undefined; subscribe?: null }|{ msg?: "subscribe"; subscribe: iot.telemetry.v1.Subscribe.$Shape })
+                 * )} iot.telemetry.v1.LiveRequest.$Shape
+                 */
+
+                /**
+                 * Constructs a new LiveRequest.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a LiveRequest.
+                 * @constructor
+                 * @param {iot.telemetry.v1.LiveRequest.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const LiveRequest = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * LiveRequest subscribe.
+                 * @member {iot.telemetry.v1.Subscribe.$Properties|null|undefined} subscribe
+                 * @memberof iot.telemetry.v1.LiveRequest
+                 * @instance
+                 */
+                LiveRequest.prototype.subscribe = null;
+
+                // OneOf field names bound to virtual getters and setters
+                let $oneOfFields;
+
+                /**
+                 * LiveRequest msg.
+                 * @member {"subscribe"|undefined} msg
+                 * @memberof iot.telemetry.v1.LiveRequest
+                 * @instance
+                 */
+                $Object.defineProperty(LiveRequest.prototype, "msg", {
+                    get: $util.oneOfGetter($oneOfFields = ["subscribe"]),
+                    set: $util.oneOfSetter($oneOfFields)
+                });
+
+                /**
+                 * Encodes the specified LiveRequest message. Does not implicitly {@link iot.telemetry.v1.LiveRequest.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.LiveRequest
+                 * @static
+                 * @param {iot.telemetry.v1.LiveRequest.$Properties} m LiveRequest message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                LiveRequest.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.subscribe != null && $Object.hasOwnProperty.call(m, "subscribe"))
+                        $root.iot.telemetry.v1.Subscribe.encode(m.subscribe, w.uint32(/* id 1, wireType 2 =*/10).fork(), q + 1).ldelim();
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a LiveRequest message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.LiveRequest
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.LiveRequest & iot.telemetry.v1.LiveRequest.$Shape} LiveRequest
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                LiveRequest.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.LiveRequest();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                m.subscribe = $root.iot.telemetry.v1.Subscribe.decode(r, r.size(), $undefined, q + 1, m.subscribe);
+                                m.msg = "subscribe";
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for LiveRequest
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.LiveRequest
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                LiveRequest.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.LiveRequest";
+                };
+
+                return LiveRequest;
+            })();
+
+            v1.Subscribe = (function() {
+
+                /**
+                 * Properties of a Subscribe.
+                 * @typedef {Object} iot.telemetry.v1.Subscribe.$Properties
+                 * @property {Array.<string>|null} [topics] Subscribe topics
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a Subscribe.
+                 * @memberof iot.telemetry.v1
+                 * @interface ISubscribe
+                 * @augments iot.telemetry.v1.Subscribe.$Properties
+                 * @deprecated Use iot.telemetry.v1.Subscribe.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a Subscribe.
+                 * @typedef {iot.telemetry.v1.Subscribe.$Properties} iot.telemetry.v1.Subscribe.$Shape
+                 */
+
+                /**
+                 * Constructs a new Subscribe.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a Subscribe.
+                 * @constructor
+                 * @param {iot.telemetry.v1.Subscribe.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const Subscribe = function (p) {
+                    this.topics = [];
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * Subscribe topics.
+                 * @member {Array.<string>} topics
+                 * @memberof iot.telemetry.v1.Subscribe
+                 * @instance
+                 */
+                Subscribe.prototype.topics = $util.emptyArray;
+
+                /**
+                 * Encodes the specified Subscribe message. Does not implicitly {@link iot.telemetry.v1.Subscribe.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.Subscribe
+                 * @static
+                 * @param {iot.telemetry.v1.Subscribe.$Properties} m Subscribe message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                Subscribe.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.topics != null && m.topics.length) {
+                        for (var i = 0; i < m.topics.length; ++i)
+                            w.uint32(/* id 1, wireType 2 =*/10).string(m.topics[i]);
+                    }
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a Subscribe message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.Subscribe
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.Subscribe & iot.telemetry.v1.Subscribe.$Shape} Subscribe
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                Subscribe.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.Subscribe();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.topics && m.topics.length))
+                                    m.topics = [];
+                                m.topics.push(r.stringVerify());
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for Subscribe
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.Subscribe
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                Subscribe.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.Subscribe";
+                };
+
+                return Subscribe;
+            })();
+
+            v1.LiveFrame = (function() {
+
+                /**
+                 * Properties of a LiveFrame.
+                 * @typedef {Object} iot.telemetry.v1.LiveFrame.$Properties
+                 * @property {number|null} [seq] LiveFrame seq
+                 * @property {number|null} [hubTimeMs] LiveFrame hubTimeMs
+                 * @property {boolean|null} [snapshot] LiveFrame snapshot
+                 * @property {number|null} [tickMs] LiveFrame tickMs
+                 * @property {number|null} [skippedTicks] LiveFrame skippedTicks
+                 * @property {boolean|null} [degraded] LiveFrame degraded
+                 * @property {iot.telemetry.v1.Health.$Properties|null} [health] LiveFrame health
+                 * @property {Array.<iot.telemetry.v1.ScopeStats.$Properties>|null} [scopes] LiveFrame scopes
+                 * @property {Array.<iot.telemetry.v1.DeviceState.$Properties>|null} [devices] LiveFrame devices
+                 * @property {Array.<iot.telemetry.v1.Alarm.$Properties>|null} [alarms] LiveFrame alarms
+                 * @property {Array.<iot.telemetry.v1.DeviceDetail.$Properties>|null} [deviceDetails] LiveFrame deviceDetails
+                 * @property {Array.<string>|null} [removedDevices] LiveFrame removedDevices
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a LiveFrame.
+                 * @memberof iot.telemetry.v1
+                 * @interface ILiveFrame
+                 * @augments iot.telemetry.v1.LiveFrame.$Properties
+                 * @deprecated Use iot.telemetry.v1.LiveFrame.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a LiveFrame.
+                 * @typedef {iot.telemetry.v1.LiveFrame.$Properties} iot.telemetry.v1.LiveFrame.$Shape
+                 */
+
+                /**
+                 * Constructs a new LiveFrame.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a LiveFrame.
+                 * @constructor
+                 * @param {iot.telemetry.v1.LiveFrame.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const LiveFrame = function (p) {
+                    this.scopes = [];
+                    this.devices = [];
+                    this.alarms = [];
+                    this.deviceDetails = [];
+                    this.removedDevices = [];
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * LiveFrame seq.
+                 * @member {number} seq
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.seq = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+                /**
+                 * LiveFrame hubTimeMs.
+                 * @member {number} hubTimeMs
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.hubTimeMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * LiveFrame snapshot.
+                 * @member {boolean} snapshot
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.snapshot = false;
+
+                /**
+                 * LiveFrame tickMs.
+                 * @member {number} tickMs
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.tickMs = 0;
+
+                /**
+                 * LiveFrame skippedTicks.
+                 * @member {number} skippedTicks
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.skippedTicks = 0;
+
+                /**
+                 * LiveFrame degraded.
+                 * @member {boolean} degraded
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.degraded = false;
+
+                /**
+                 * LiveFrame health.
+                 * @member {iot.telemetry.v1.Health.$Properties|null|undefined} health
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.health = null;
+
+                /**
+                 * LiveFrame scopes.
+                 * @member {Array.<iot.telemetry.v1.ScopeStats.$Properties>} scopes
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.scopes = $util.emptyArray;
+
+                /**
+                 * LiveFrame devices.
+                 * @member {Array.<iot.telemetry.v1.DeviceState.$Properties>} devices
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.devices = $util.emptyArray;
+
+                /**
+                 * LiveFrame alarms.
+                 * @member {Array.<iot.telemetry.v1.Alarm.$Properties>} alarms
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.alarms = $util.emptyArray;
+
+                /**
+                 * LiveFrame deviceDetails.
+                 * @member {Array.<iot.telemetry.v1.DeviceDetail.$Properties>} deviceDetails
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.deviceDetails = $util.emptyArray;
+
+                /**
+                 * LiveFrame removedDevices.
+                 * @member {Array.<string>} removedDevices
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @instance
+                 */
+                LiveFrame.prototype.removedDevices = $util.emptyArray;
+
+                /**
+                 * Encodes the specified LiveFrame message. Does not implicitly {@link iot.telemetry.v1.LiveFrame.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @static
+                 * @param {iot.telemetry.v1.LiveFrame.$Properties} m LiveFrame message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                LiveFrame.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.seq != null && $Object.hasOwnProperty.call(m, "seq") && (typeof m.seq === "object" ? m.seq.low || m.seq.high : m.seq !== 0))
+                        w.uint32(/* id 1, wireType 0 =*/8).uint64(m.seq);
+                    if (m.hubTimeMs != null && $Object.hasOwnProperty.call(m, "hubTimeMs") && (typeof m.hubTimeMs === "object" ? m.hubTimeMs.low || m.hubTimeMs.high : m.hubTimeMs !== 0))
+                        w.uint32(/* id 2, wireType 0 =*/16).int64(m.hubTimeMs);
+                    if (m.snapshot != null && $Object.hasOwnProperty.call(m, "snapshot") && m.snapshot !== false)
+                        w.uint32(/* id 3, wireType 0 =*/24).bool(m.snapshot);
+                    if (m.tickMs != null && $Object.hasOwnProperty.call(m, "tickMs") && m.tickMs !== 0)
+                        w.uint32(/* id 4, wireType 0 =*/32).uint32(m.tickMs);
+                    if (m.skippedTicks != null && $Object.hasOwnProperty.call(m, "skippedTicks") && m.skippedTicks !== 0)
+                        w.uint32(/* id 5, wireType 0 =*/40).uint32(m.skippedTicks);
+                    if (m.degraded != null && $Object.hasOwnProperty.call(m, "degraded") && m.degraded !== false)
+                        w.uint32(/* id 6, wireType 0 =*/48).bool(m.degraded);
+                    if (m.health != null && $Object.hasOwnProperty.call(m, "health"))
+                        $root.iot.telemetry.v1.Health.encode(m.health, w.uint32(/* id 10, wireType 2 =*/82).fork(), q + 1).ldelim();
+                    if (m.scopes != null && m.scopes.length) {
+                        for (var i = 0; i < m.scopes.length; ++i)
+                            $root.iot.telemetry.v1.ScopeStats.encode(m.scopes[i], w.uint32(/* id 11, wireType 2 =*/90).fork(), q + 1).ldelim();
+                    }
+                    if (m.devices != null && m.devices.length) {
+                        for (var i = 0; i < m.devices.length; ++i)
+                            $root.iot.telemetry.v1.DeviceState.encode(m.devices[i], w.uint32(/* id 12, wireType 2 =*/98).fork(), q + 1).ldelim();
+                    }
+                    if (m.alarms != null && m.alarms.length) {
+                        for (var i = 0; i < m.alarms.length; ++i)
+                            $root.iot.telemetry.v1.Alarm.encode(m.alarms[i], w.uint32(/* id 13, wireType 2 =*/106).fork(), q + 1).ldelim();
+                    }
+                    if (m.deviceDetails != null && m.deviceDetails.length) {
+                        for (var i = 0; i < m.deviceDetails.length; ++i)
+                            $root.iot.telemetry.v1.DeviceDetail.encode(m.deviceDetails[i], w.uint32(/* id 14, wireType 2 =*/114).fork(), q + 1).ldelim();
+                    }
+                    if (m.removedDevices != null && m.removedDevices.length) {
+                        for (var i = 0; i < m.removedDevices.length; ++i)
+                            w.uint32(/* id 15, wireType 2 =*/122).string(m.removedDevices[i]);
+                    }
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a LiveFrame message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.LiveFrame & iot.telemetry.v1.LiveFrame.$Shape} LiveFrame
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                LiveFrame.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.LiveFrame();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.seq = v;
+                                else
+                                    delete m.seq;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.hubTimeMs = v;
+                                else
+                                    delete m.hubTimeMs;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.bool())
+                                    m.snapshot = v;
+                                else
+                                    delete m.snapshot;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.tickMs = v;
+                                else
+                                    delete m.tickMs;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.skippedTicks = v;
+                                else
+                                    delete m.skippedTicks;
+                                continue;
+                            }
+                        case 6: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.bool())
+                                    m.degraded = v;
+                                else
+                                    delete m.degraded;
+                                continue;
+                            }
+                        case 10: {
+                                if (u !== 2)
+                                    break;
+                                m.health = $root.iot.telemetry.v1.Health.decode(r, r.size(), $undefined, q + 1, m.health);
+                                continue;
+                            }
+                        case 11: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.scopes && m.scopes.length))
+                                    m.scopes = [];
+                                m.scopes.push($root.iot.telemetry.v1.ScopeStats.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
+                        case 12: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.devices && m.devices.length))
+                                    m.devices = [];
+                                m.devices.push($root.iot.telemetry.v1.DeviceState.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
+                        case 13: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.alarms && m.alarms.length))
+                                    m.alarms = [];
+                                m.alarms.push($root.iot.telemetry.v1.Alarm.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
+                        case 14: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.deviceDetails && m.deviceDetails.length))
+                                    m.deviceDetails = [];
+                                m.deviceDetails.push($root.iot.telemetry.v1.DeviceDetail.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
+                        case 15: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.removedDevices && m.removedDevices.length))
+                                    m.removedDevices = [];
+                                m.removedDevices.push(r.stringVerify());
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for LiveFrame
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.LiveFrame
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                LiveFrame.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.LiveFrame";
+                };
+
+                return LiveFrame;
+            })();
+
+            v1.Health = (function() {
+
+                /**
+                 * Properties of a Health.
+                 * @typedef {Object} iot.telemetry.v1.Health.$Properties
+                 * @property {number|null} [connections] Health connections
+                 * @property {number|null} [devicesOnline] Health devicesOnline
+                 * @property {number|null} [devicesTotal] Health devicesTotal
+                 * @property {number|null} [readingsInPerS] Health readingsInPerS
+                 * @property {number|null} [readingsOutPerS] Health readingsOutPerS
+                 * @property {number|null} [ackP50Ms] Health ackP50Ms
+                 * @property {number|null} [ackP99Ms] Health ackP99Ms
+                 * @property {number|null} [spoolBytes] Health spoolBytes
+                 * @property {number|null} [sinkLagBytes] Health sinkLagBytes
+                 * @property {number|null} [sinkLagMs] Health sinkLagMs
+                 * @property {number|null} [sinkErrors] Health sinkErrors
+                 * @property {string|null} [sinkState] Health sinkState
+                 * @property {number|null} [dashboards] Health dashboards
+                 * @property {number|null} [seriesRefused] Health seriesRefused
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a Health.
+                 * @memberof iot.telemetry.v1
+                 * @interface IHealth
+                 * @augments iot.telemetry.v1.Health.$Properties
+                 * @deprecated Use iot.telemetry.v1.Health.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a Health.
+                 * @typedef {iot.telemetry.v1.Health.$Properties} iot.telemetry.v1.Health.$Shape
+                 */
+
+                /**
+                 * Constructs a new Health.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a Health.
+                 * @constructor
+                 * @param {iot.telemetry.v1.Health.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const Health = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * Health connections.
+                 * @member {number} connections
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.connections = 0;
+
+                /**
+                 * Health devicesOnline.
+                 * @member {number} devicesOnline
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.devicesOnline = 0;
+
+                /**
+                 * Health devicesTotal.
+                 * @member {number} devicesTotal
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.devicesTotal = 0;
+
+                /**
+                 * Health readingsInPerS.
+                 * @member {number} readingsInPerS
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.readingsInPerS = 0;
+
+                /**
+                 * Health readingsOutPerS.
+                 * @member {number} readingsOutPerS
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.readingsOutPerS = 0;
+
+                /**
+                 * Health ackP50Ms.
+                 * @member {number} ackP50Ms
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.ackP50Ms = 0;
+
+                /**
+                 * Health ackP99Ms.
+                 * @member {number} ackP99Ms
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.ackP99Ms = 0;
+
+                /**
+                 * Health spoolBytes.
+                 * @member {number} spoolBytes
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.spoolBytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+                /**
+                 * Health sinkLagBytes.
+                 * @member {number} sinkLagBytes
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.sinkLagBytes = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+                /**
+                 * Health sinkLagMs.
+                 * @member {number} sinkLagMs
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.sinkLagMs = 0;
+
+                /**
+                 * Health sinkErrors.
+                 * @member {number} sinkErrors
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.sinkErrors = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+                /**
+                 * Health sinkState.
+                 * @member {string} sinkState
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.sinkState = "";
+
+                /**
+                 * Health dashboards.
+                 * @member {number} dashboards
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.dashboards = 0;
+
+                /**
+                 * Health seriesRefused.
+                 * @member {number} seriesRefused
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.seriesRefused = 0;
+
+                /**
+                 * Encodes the specified Health message. Does not implicitly {@link iot.telemetry.v1.Health.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.Health
+                 * @static
+                 * @param {iot.telemetry.v1.Health.$Properties} m Health message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                Health.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.connections != null && $Object.hasOwnProperty.call(m, "connections") && m.connections !== 0)
+                        w.uint32(/* id 1, wireType 0 =*/8).uint32(m.connections);
+                    if (m.devicesOnline != null && $Object.hasOwnProperty.call(m, "devicesOnline") && m.devicesOnline !== 0)
+                        w.uint32(/* id 2, wireType 0 =*/16).uint32(m.devicesOnline);
+                    if (m.devicesTotal != null && $Object.hasOwnProperty.call(m, "devicesTotal") && m.devicesTotal !== 0)
+                        w.uint32(/* id 3, wireType 0 =*/24).uint32(m.devicesTotal);
+                    if (m.readingsInPerS != null && $Object.hasOwnProperty.call(m, "readingsInPerS") && !$Object.is(m.readingsInPerS, 0))
+                        w.uint32(/* id 4, wireType 1 =*/33).double(m.readingsInPerS);
+                    if (m.readingsOutPerS != null && $Object.hasOwnProperty.call(m, "readingsOutPerS") && !$Object.is(m.readingsOutPerS, 0))
+                        w.uint32(/* id 5, wireType 1 =*/41).double(m.readingsOutPerS);
+                    if (m.ackP50Ms != null && $Object.hasOwnProperty.call(m, "ackP50Ms") && !$Object.is(m.ackP50Ms, 0))
+                        w.uint32(/* id 6, wireType 1 =*/49).double(m.ackP50Ms);
+                    if (m.ackP99Ms != null && $Object.hasOwnProperty.call(m, "ackP99Ms") && !$Object.is(m.ackP99Ms, 0))
+                        w.uint32(/* id 7, wireType 1 =*/57).double(m.ackP99Ms);
+                    if (m.spoolBytes != null && $Object.hasOwnProperty.call(m, "spoolBytes") && (typeof m.spoolBytes === "object" ? m.spoolBytes.low || m.spoolBytes.high : m.spoolBytes !== 0))
+                        w.uint32(/* id 8, wireType 0 =*/64).uint64(m.spoolBytes);
+                    if (m.sinkLagBytes != null && $Object.hasOwnProperty.call(m, "sinkLagBytes") && (typeof m.sinkLagBytes === "object" ? m.sinkLagBytes.low || m.sinkLagBytes.high : m.sinkLagBytes !== 0))
+                        w.uint32(/* id 9, wireType 0 =*/72).uint64(m.sinkLagBytes);
+                    if (m.sinkLagMs != null && $Object.hasOwnProperty.call(m, "sinkLagMs") && !$Object.is(m.sinkLagMs, 0))
+                        w.uint32(/* id 10, wireType 1 =*/81).double(m.sinkLagMs);
+                    if (m.sinkErrors != null && $Object.hasOwnProperty.call(m, "sinkErrors") && (typeof m.sinkErrors === "object" ? m.sinkErrors.low || m.sinkErrors.high : m.sinkErrors !== 0))
+                        w.uint32(/* id 11, wireType 0 =*/88).uint64(m.sinkErrors);
+                    if (m.sinkState != null && $Object.hasOwnProperty.call(m, "sinkState") && m.sinkState !== "")
+                        w.uint32(/* id 12, wireType 2 =*/98).string(m.sinkState);
+                    if (m.dashboards != null && $Object.hasOwnProperty.call(m, "dashboards") && m.dashboards !== 0)
+                        w.uint32(/* id 13, wireType 0 =*/104).uint32(m.dashboards);
+                    if (m.seriesRefused != null && $Object.hasOwnProperty.call(m, "seriesRefused") && m.seriesRefused !== 0)
+                        w.uint32(/* id 14, wireType 0 =*/112).uint32(m.seriesRefused);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a Health message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.Health
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.Health & iot.telemetry.v1.Health.$Shape} Health
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                Health.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.Health();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.connections = v;
+                                else
+                                    delete m.connections;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.devicesOnline = v;
+                                else
+                                    delete m.devicesOnline;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.devicesTotal = v;
+                                else
+                                    delete m.devicesTotal;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.readingsInPerS = v;
+                                else
+                                    delete m.readingsInPerS;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.readingsOutPerS = v;
+                                else
+                                    delete m.readingsOutPerS;
+                                continue;
+                            }
+                        case 6: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.ackP50Ms = v;
+                                else
+                                    delete m.ackP50Ms;
+                                continue;
+                            }
+                        case 7: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.ackP99Ms = v;
+                                else
+                                    delete m.ackP99Ms;
+                                continue;
+                            }
+                        case 8: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.spoolBytes = v;
+                                else
+                                    delete m.spoolBytes;
+                                continue;
+                            }
+                        case 9: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.sinkLagBytes = v;
+                                else
+                                    delete m.sinkLagBytes;
+                                continue;
+                            }
+                        case 10: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.sinkLagMs = v;
+                                else
+                                    delete m.sinkLagMs;
+                                continue;
+                            }
+                        case 11: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.sinkErrors = v;
+                                else
+                                    delete m.sinkErrors;
+                                continue;
+                            }
+                        case 12: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.sinkState = v;
+                                else
+                                    delete m.sinkState;
+                                continue;
+                            }
+                        case 13: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.dashboards = v;
+                                else
+                                    delete m.dashboards;
+                                continue;
+                            }
+                        case 14: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.seriesRefused = v;
+                                else
+                                    delete m.seriesRefused;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for Health
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.Health
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                Health.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.Health";
+                };
+
+                return Health;
+            })();
+
+            v1.WindowStats = (function() {
+
+                /**
+                 * Properties of a WindowStats.
+                 * @typedef {Object} iot.telemetry.v1.WindowStats.$Properties
+                 * @property {number|null} [windowMs] WindowStats windowMs
+                 * @property {number|null} [startMs] WindowStats startMs
+                 * @property {number|null} [count] WindowStats count
+                 * @property {number|null} [min] WindowStats min
+                 * @property {number|null} [max] WindowStats max
+                 * @property {number|null} [mean] WindowStats mean
+                 * @property {number|null} [last] WindowStats last
+                 * @property {number|null} [p50] WindowStats p50
+                 * @property {number|null} [p95] WindowStats p95
+                 * @property {number|null} [p99] WindowStats p99
+                 * @property {number|null} [newestTimeMs] WindowStats newestTimeMs
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a WindowStats.
+                 * @memberof iot.telemetry.v1
+                 * @interface IWindowStats
+                 * @augments iot.telemetry.v1.WindowStats.$Properties
+                 * @deprecated Use iot.telemetry.v1.WindowStats.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a WindowStats.
+                 * @typedef {iot.telemetry.v1.WindowStats.$Properties} iot.telemetry.v1.WindowStats.$Shape
+                 */
+
+                /**
+                 * Constructs a new WindowStats.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a WindowStats.
+                 * @constructor
+                 * @param {iot.telemetry.v1.WindowStats.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const WindowStats = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * WindowStats windowMs.
+                 * @member {number} windowMs
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.windowMs = 0;
+
+                /**
+                 * WindowStats startMs.
+                 * @member {number} startMs
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.startMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * WindowStats count.
+                 * @member {number} count
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.count = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+                /**
+                 * WindowStats min.
+                 * @member {number} min
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.min = 0;
+
+                /**
+                 * WindowStats max.
+                 * @member {number} max
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.max = 0;
+
+                /**
+                 * WindowStats mean.
+                 * @member {number} mean
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.mean = 0;
+
+                /**
+                 * WindowStats last.
+                 * @member {number} last
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.last = 0;
+
+                /**
+                 * WindowStats p50.
+                 * @member {number} p50
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.p50 = 0;
+
+                /**
+                 * WindowStats p95.
+                 * @member {number} p95
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.p95 = 0;
+
+                /**
+                 * WindowStats p99.
+                 * @member {number} p99
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.p99 = 0;
+
+                /**
+                 * WindowStats newestTimeMs.
+                 * @member {number} newestTimeMs
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @instance
+                 */
+                WindowStats.prototype.newestTimeMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * Encodes the specified WindowStats message. Does not implicitly {@link iot.telemetry.v1.WindowStats.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @static
+                 * @param {iot.telemetry.v1.WindowStats.$Properties} m WindowStats message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                WindowStats.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.windowMs != null && $Object.hasOwnProperty.call(m, "windowMs") && m.windowMs !== 0)
+                        w.uint32(/* id 1, wireType 0 =*/8).uint32(m.windowMs);
+                    if (m.startMs != null && $Object.hasOwnProperty.call(m, "startMs") && (typeof m.startMs === "object" ? m.startMs.low || m.startMs.high : m.startMs !== 0))
+                        w.uint32(/* id 2, wireType 0 =*/16).int64(m.startMs);
+                    if (m.count != null && $Object.hasOwnProperty.call(m, "count") && (typeof m.count === "object" ? m.count.low || m.count.high : m.count !== 0))
+                        w.uint32(/* id 3, wireType 0 =*/24).uint64(m.count);
+                    if (m.min != null && $Object.hasOwnProperty.call(m, "min") && !$Object.is(m.min, 0))
+                        w.uint32(/* id 4, wireType 1 =*/33).double(m.min);
+                    if (m.max != null && $Object.hasOwnProperty.call(m, "max") && !$Object.is(m.max, 0))
+                        w.uint32(/* id 5, wireType 1 =*/41).double(m.max);
+                    if (m.mean != null && $Object.hasOwnProperty.call(m, "mean") && !$Object.is(m.mean, 0))
+                        w.uint32(/* id 6, wireType 1 =*/49).double(m.mean);
+                    if (m.last != null && $Object.hasOwnProperty.call(m, "last") && !$Object.is(m.last, 0))
+                        w.uint32(/* id 7, wireType 1 =*/57).double(m.last);
+                    if (m.p50 != null && $Object.hasOwnProperty.call(m, "p50") && !$Object.is(m.p50, 0))
+                        w.uint32(/* id 8, wireType 1 =*/65).double(m.p50);
+                    if (m.p95 != null && $Object.hasOwnProperty.call(m, "p95") && !$Object.is(m.p95, 0))
+                        w.uint32(/* id 9, wireType 1 =*/73).double(m.p95);
+                    if (m.p99 != null && $Object.hasOwnProperty.call(m, "p99") && !$Object.is(m.p99, 0))
+                        w.uint32(/* id 10, wireType 1 =*/81).double(m.p99);
+                    if (m.newestTimeMs != null && $Object.hasOwnProperty.call(m, "newestTimeMs") && (typeof m.newestTimeMs === "object" ? m.newestTimeMs.low || m.newestTimeMs.high : m.newestTimeMs !== 0))
+                        w.uint32(/* id 11, wireType 0 =*/88).int64(m.newestTimeMs);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a WindowStats message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.WindowStats & iot.telemetry.v1.WindowStats.$Shape} WindowStats
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                WindowStats.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.WindowStats();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.windowMs = v;
+                                else
+                                    delete m.windowMs;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.startMs = v;
+                                else
+                                    delete m.startMs;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.count = v;
+                                else
+                                    delete m.count;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.min = v;
+                                else
+                                    delete m.min;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.max = v;
+                                else
+                                    delete m.max;
+                                continue;
+                            }
+                        case 6: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.mean = v;
+                                else
+                                    delete m.mean;
+                                continue;
+                            }
+                        case 7: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.last = v;
+                                else
+                                    delete m.last;
+                                continue;
+                            }
+                        case 8: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.p50 = v;
+                                else
+                                    delete m.p50;
+                                continue;
+                            }
+                        case 9: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.p95 = v;
+                                else
+                                    delete m.p95;
+                                continue;
+                            }
+                        case 10: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.p99 = v;
+                                else
+                                    delete m.p99;
+                                continue;
+                            }
+                        case 11: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.newestTimeMs = v;
+                                else
+                                    delete m.newestTimeMs;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for WindowStats
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.WindowStats
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                WindowStats.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.WindowStats";
+                };
+
+                return WindowStats;
+            })();
+
+            v1.MetricStats = (function() {
+
+                /**
+                 * Properties of a MetricStats.
+                 * @typedef {Object} iot.telemetry.v1.MetricStats.$Properties
+                 * @property {string|null} [metric] MetricStats metric
+                 * @property {string|null} [unit] MetricStats unit
+                 * @property {Array.<iot.telemetry.v1.WindowStats.$Properties>|null} [windows] MetricStats windows
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a MetricStats.
+                 * @memberof iot.telemetry.v1
+                 * @interface IMetricStats
+                 * @augments iot.telemetry.v1.MetricStats.$Properties
+                 * @deprecated Use iot.telemetry.v1.MetricStats.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a MetricStats.
+                 * @typedef {iot.telemetry.v1.MetricStats.$Properties} iot.telemetry.v1.MetricStats.$Shape
+                 */
+
+                /**
+                 * Constructs a new MetricStats.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a MetricStats.
+                 * @constructor
+                 * @param {iot.telemetry.v1.MetricStats.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const MetricStats = function (p) {
+                    this.windows = [];
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * MetricStats metric.
+                 * @member {string} metric
+                 * @memberof iot.telemetry.v1.MetricStats
+                 * @instance
+                 */
+                MetricStats.prototype.metric = "";
+
+                /**
+                 * MetricStats unit.
+                 * @member {string} unit
+                 * @memberof iot.telemetry.v1.MetricStats
+                 * @instance
+                 */
+                MetricStats.prototype.unit = "";
+
+                /**
+                 * MetricStats windows.
+                 * @member {Array.<iot.telemetry.v1.WindowStats.$Properties>} windows
+                 * @memberof iot.telemetry.v1.MetricStats
+                 * @instance
+                 */
+                MetricStats.prototype.windows = $util.emptyArray;
+
+                /**
+                 * Encodes the specified MetricStats message. Does not implicitly {@link iot.telemetry.v1.MetricStats.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.MetricStats
+                 * @static
+                 * @param {iot.telemetry.v1.MetricStats.$Properties} m MetricStats message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                MetricStats.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.metric != null && $Object.hasOwnProperty.call(m, "metric") && m.metric !== "")
+                        w.uint32(/* id 1, wireType 2 =*/10).string(m.metric);
+                    if (m.unit != null && $Object.hasOwnProperty.call(m, "unit") && m.unit !== "")
+                        w.uint32(/* id 2, wireType 2 =*/18).string(m.unit);
+                    if (m.windows != null && m.windows.length) {
+                        for (var i = 0; i < m.windows.length; ++i)
+                            $root.iot.telemetry.v1.WindowStats.encode(m.windows[i], w.uint32(/* id 3, wireType 2 =*/26).fork(), q + 1).ldelim();
+                    }
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a MetricStats message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.MetricStats
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.MetricStats & iot.telemetry.v1.MetricStats.$Shape} MetricStats
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                MetricStats.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.MetricStats();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.metric = v;
+                                else
+                                    delete m.metric;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.unit = v;
+                                else
+                                    delete m.unit;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.windows && m.windows.length))
+                                    m.windows = [];
+                                m.windows.push($root.iot.telemetry.v1.WindowStats.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for MetricStats
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.MetricStats
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                MetricStats.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.MetricStats";
+                };
+
+                return MetricStats;
+            })();
+
+            v1.ScopeStats = (function() {
+
+                /**
+                 * Properties of a ScopeStats.
+                 * @typedef {Object} iot.telemetry.v1.ScopeStats.$Properties
+                 * @property {string|null} [scope] ScopeStats scope
+                 * @property {number|null} [devicesOnline] ScopeStats devicesOnline
+                 * @property {number|null} [devicesTotal] ScopeStats devicesTotal
+                 * @property {number|null} [readingsPerS] ScopeStats readingsPerS
+                 * @property {Array.<iot.telemetry.v1.MetricStats.$Properties>|null} [metrics] ScopeStats metrics
+                 * @property {number|null} [alarmsActive] ScopeStats alarmsActive
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a ScopeStats.
+                 * @memberof iot.telemetry.v1
+                 * @interface IScopeStats
+                 * @augments iot.telemetry.v1.ScopeStats.$Properties
+                 * @deprecated Use iot.telemetry.v1.ScopeStats.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a ScopeStats.
+                 * @typedef {iot.telemetry.v1.ScopeStats.$Properties} iot.telemetry.v1.ScopeStats.$Shape
+                 */
+
+                /**
+                 * Constructs a new ScopeStats.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a ScopeStats.
+                 * @constructor
+                 * @param {iot.telemetry.v1.ScopeStats.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const ScopeStats = function (p) {
+                    this.metrics = [];
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * ScopeStats scope.
+                 * @member {string} scope
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @instance
+                 */
+                ScopeStats.prototype.scope = "";
+
+                /**
+                 * ScopeStats devicesOnline.
+                 * @member {number} devicesOnline
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @instance
+                 */
+                ScopeStats.prototype.devicesOnline = 0;
+
+                /**
+                 * ScopeStats devicesTotal.
+                 * @member {number} devicesTotal
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @instance
+                 */
+                ScopeStats.prototype.devicesTotal = 0;
+
+                /**
+                 * ScopeStats readingsPerS.
+                 * @member {number} readingsPerS
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @instance
+                 */
+                ScopeStats.prototype.readingsPerS = 0;
+
+                /**
+                 * ScopeStats metrics.
+                 * @member {Array.<iot.telemetry.v1.MetricStats.$Properties>} metrics
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @instance
+                 */
+                ScopeStats.prototype.metrics = $util.emptyArray;
+
+                /**
+                 * ScopeStats alarmsActive.
+                 * @member {number} alarmsActive
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @instance
+                 */
+                ScopeStats.prototype.alarmsActive = 0;
+
+                /**
+                 * Encodes the specified ScopeStats message. Does not implicitly {@link iot.telemetry.v1.ScopeStats.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @static
+                 * @param {iot.telemetry.v1.ScopeStats.$Properties} m ScopeStats message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                ScopeStats.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.scope != null && $Object.hasOwnProperty.call(m, "scope") && m.scope !== "")
+                        w.uint32(/* id 1, wireType 2 =*/10).string(m.scope);
+                    if (m.devicesOnline != null && $Object.hasOwnProperty.call(m, "devicesOnline") && m.devicesOnline !== 0)
+                        w.uint32(/* id 2, wireType 0 =*/16).uint32(m.devicesOnline);
+                    if (m.devicesTotal != null && $Object.hasOwnProperty.call(m, "devicesTotal") && m.devicesTotal !== 0)
+                        w.uint32(/* id 3, wireType 0 =*/24).uint32(m.devicesTotal);
+                    if (m.readingsPerS != null && $Object.hasOwnProperty.call(m, "readingsPerS") && !$Object.is(m.readingsPerS, 0))
+                        w.uint32(/* id 4, wireType 1 =*/33).double(m.readingsPerS);
+                    if (m.metrics != null && m.metrics.length) {
+                        for (var i = 0; i < m.metrics.length; ++i)
+                            $root.iot.telemetry.v1.MetricStats.encode(m.metrics[i], w.uint32(/* id 5, wireType 2 =*/42).fork(), q + 1).ldelim();
+                    }
+                    if (m.alarmsActive != null && $Object.hasOwnProperty.call(m, "alarmsActive") && m.alarmsActive !== 0)
+                        w.uint32(/* id 6, wireType 0 =*/48).uint32(m.alarmsActive);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a ScopeStats message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.ScopeStats & iot.telemetry.v1.ScopeStats.$Shape} ScopeStats
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                ScopeStats.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.ScopeStats();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.scope = v;
+                                else
+                                    delete m.scope;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.devicesOnline = v;
+                                else
+                                    delete m.devicesOnline;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.devicesTotal = v;
+                                else
+                                    delete m.devicesTotal;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.readingsPerS = v;
+                                else
+                                    delete m.readingsPerS;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.metrics && m.metrics.length))
+                                    m.metrics = [];
+                                m.metrics.push($root.iot.telemetry.v1.MetricStats.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
+                        case 6: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.alarmsActive = v;
+                                else
+                                    delete m.alarmsActive;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for ScopeStats
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.ScopeStats
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                ScopeStats.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.ScopeStats";
+                };
+
+                return ScopeStats;
+            })();
+
+            /**
+             * Presence enum.
+             * @name iot.telemetry.v1.Presence
+             * @enum {number}
+             * @property {number} PRESENCE_UNKNOWN=0 PRESENCE_UNKNOWN value
+             * @property {number} ONLINE=1 ONLINE value
+             * @property {number} STALE=2 STALE value
+             * @property {number} OFFLINE=3 OFFLINE value
+             * @property {number} FLAPPING=4 FLAPPING value
+             */
+            v1.Presence = (function() {
+                const valuesById = $Object.create(null), values = $Object.create(valuesById);
+                values[valuesById[0] = "PRESENCE_UNKNOWN"] = 0;
+                values[valuesById[1] = "ONLINE"] = 1;
+                values[valuesById[2] = "STALE"] = 2;
+                values[valuesById[3] = "OFFLINE"] = 3;
+                values[valuesById[4] = "FLAPPING"] = 4;
+                return values;
+            })();
+
+            v1.LatestValue = (function() {
+
+                /**
+                 * Properties of a LatestValue.
+                 * @typedef {Object} iot.telemetry.v1.LatestValue.$Properties
+                 * @property {string|null} [metric] LatestValue metric
+                 * @property {string|null} [unit] LatestValue unit
+                 * @property {number|null} [value] LatestValue value
+                 * @property {number|null} [timeMs] LatestValue timeMs
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a LatestValue.
+                 * @memberof iot.telemetry.v1
+                 * @interface ILatestValue
+                 * @augments iot.telemetry.v1.LatestValue.$Properties
+                 * @deprecated Use iot.telemetry.v1.LatestValue.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a LatestValue.
+                 * @typedef {iot.telemetry.v1.LatestValue.$Properties} iot.telemetry.v1.LatestValue.$Shape
+                 */
+
+                /**
+                 * Constructs a new LatestValue.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a LatestValue.
+                 * @constructor
+                 * @param {iot.telemetry.v1.LatestValue.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const LatestValue = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * LatestValue metric.
+                 * @member {string} metric
+                 * @memberof iot.telemetry.v1.LatestValue
+                 * @instance
+                 */
+                LatestValue.prototype.metric = "";
+
+                /**
+                 * LatestValue unit.
+                 * @member {string} unit
+                 * @memberof iot.telemetry.v1.LatestValue
+                 * @instance
+                 */
+                LatestValue.prototype.unit = "";
+
+                /**
+                 * LatestValue value.
+                 * @member {number} value
+                 * @memberof iot.telemetry.v1.LatestValue
+                 * @instance
+                 */
+                LatestValue.prototype.value = 0;
+
+                /**
+                 * LatestValue timeMs.
+                 * @member {number} timeMs
+                 * @memberof iot.telemetry.v1.LatestValue
+                 * @instance
+                 */
+                LatestValue.prototype.timeMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * Encodes the specified LatestValue message. Does not implicitly {@link iot.telemetry.v1.LatestValue.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.LatestValue
+                 * @static
+                 * @param {iot.telemetry.v1.LatestValue.$Properties} m LatestValue message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                LatestValue.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.metric != null && $Object.hasOwnProperty.call(m, "metric") && m.metric !== "")
+                        w.uint32(/* id 1, wireType 2 =*/10).string(m.metric);
+                    if (m.unit != null && $Object.hasOwnProperty.call(m, "unit") && m.unit !== "")
+                        w.uint32(/* id 2, wireType 2 =*/18).string(m.unit);
+                    if (m.value != null && $Object.hasOwnProperty.call(m, "value") && !$Object.is(m.value, 0))
+                        w.uint32(/* id 3, wireType 1 =*/25).double(m.value);
+                    if (m.timeMs != null && $Object.hasOwnProperty.call(m, "timeMs") && (typeof m.timeMs === "object" ? m.timeMs.low || m.timeMs.high : m.timeMs !== 0))
+                        w.uint32(/* id 4, wireType 0 =*/32).int64(m.timeMs);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a LatestValue message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.LatestValue
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.LatestValue & iot.telemetry.v1.LatestValue.$Shape} LatestValue
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                LatestValue.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.LatestValue();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.metric = v;
+                                else
+                                    delete m.metric;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.unit = v;
+                                else
+                                    delete m.unit;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.value = v;
+                                else
+                                    delete m.value;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.timeMs = v;
+                                else
+                                    delete m.timeMs;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for LatestValue
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.LatestValue
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                LatestValue.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.LatestValue";
+                };
+
+                return LatestValue;
+            })();
+
+            v1.DeviceState = (function() {
+
+                /**
+                 * Properties of a DeviceState.
+                 * @typedef {Object} iot.telemetry.v1.DeviceState.$Properties
+                 * @property {string|null} [id] DeviceState id
+                 * @property {iot.telemetry.v1.Presence|null} [presence] DeviceState presence
+                 * @property {number|null} [presenceSinceMs] DeviceState presenceSinceMs
+                 * @property {string|null} [presenceReason] DeviceState presenceReason
+                 * @property {number|null} [lastSeenMs] DeviceState lastSeenMs
+                 * @property {Array.<iot.telemetry.v1.LatestValue.$Properties>|null} [latest] DeviceState latest
+                 * @property {Object.<string,string>|null} [tags] DeviceState tags
+                 * @property {number|null} [cadenceMs] DeviceState cadenceMs
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a DeviceState.
+                 * @memberof iot.telemetry.v1
+                 * @interface IDeviceState
+                 * @augments iot.telemetry.v1.DeviceState.$Properties
+                 * @deprecated Use iot.telemetry.v1.DeviceState.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a DeviceState.
+                 * @typedef {iot.telemetry.v1.DeviceState.$Properties} iot.telemetry.v1.DeviceState.$Shape
+                 */
+
+                /**
+                 * Constructs a new DeviceState.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a DeviceState.
+                 * @constructor
+                 * @param {iot.telemetry.v1.DeviceState.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const DeviceState = function (p) {
+                    this.latest = [];
+                    this.tags = {};
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * DeviceState id.
+                 * @member {string} id
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @instance
+                 */
+                DeviceState.prototype.id = "";
+
+                /**
+                 * DeviceState presence.
+                 * @member {iot.telemetry.v1.Presence} presence
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @instance
+                 */
+                DeviceState.prototype.presence = 0;
+
+                /**
+                 * DeviceState presenceSinceMs.
+                 * @member {number} presenceSinceMs
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @instance
+                 */
+                DeviceState.prototype.presenceSinceMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * DeviceState presenceReason.
+                 * @member {string} presenceReason
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @instance
+                 */
+                DeviceState.prototype.presenceReason = "";
+
+                /**
+                 * DeviceState lastSeenMs.
+                 * @member {number} lastSeenMs
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @instance
+                 */
+                DeviceState.prototype.lastSeenMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * DeviceState latest.
+                 * @member {Array.<iot.telemetry.v1.LatestValue.$Properties>} latest
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @instance
+                 */
+                DeviceState.prototype.latest = $util.emptyArray;
+
+                /**
+                 * DeviceState tags.
+                 * @member {Object.<string,string>} tags
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @instance
+                 */
+                DeviceState.prototype.tags = $util.emptyObject;
+
+                /**
+                 * DeviceState cadenceMs.
+                 * @member {number} cadenceMs
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @instance
+                 */
+                DeviceState.prototype.cadenceMs = 0;
+
+                /**
+                 * Encodes the specified DeviceState message. Does not implicitly {@link iot.telemetry.v1.DeviceState.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @static
+                 * @param {iot.telemetry.v1.DeviceState.$Properties} m DeviceState message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                DeviceState.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.id != null && $Object.hasOwnProperty.call(m, "id") && m.id !== "")
+                        w.uint32(/* id 1, wireType 2 =*/10).string(m.id);
+                    if (m.presence != null && $Object.hasOwnProperty.call(m, "presence") && m.presence !== 0)
+                        w.uint32(/* id 2, wireType 0 =*/16).int32(m.presence);
+                    if (m.presenceSinceMs != null && $Object.hasOwnProperty.call(m, "presenceSinceMs") && (typeof m.presenceSinceMs === "object" ? m.presenceSinceMs.low || m.presenceSinceMs.high : m.presenceSinceMs !== 0))
+                        w.uint32(/* id 3, wireType 0 =*/24).int64(m.presenceSinceMs);
+                    if (m.presenceReason != null && $Object.hasOwnProperty.call(m, "presenceReason") && m.presenceReason !== "")
+                        w.uint32(/* id 4, wireType 2 =*/34).string(m.presenceReason);
+                    if (m.lastSeenMs != null && $Object.hasOwnProperty.call(m, "lastSeenMs") && (typeof m.lastSeenMs === "object" ? m.lastSeenMs.low || m.lastSeenMs.high : m.lastSeenMs !== 0))
+                        w.uint32(/* id 5, wireType 0 =*/40).int64(m.lastSeenMs);
+                    if (m.latest != null && m.latest.length) {
+                        for (var i = 0; i < m.latest.length; ++i)
+                            $root.iot.telemetry.v1.LatestValue.encode(m.latest[i], w.uint32(/* id 6, wireType 2 =*/50).fork(), q + 1).ldelim();
+                    }
+                    if (m.tags != null && $Object.hasOwnProperty.call(m, "tags")) {
+                        for (var ks = $Object.keys(m.tags), i = 0; i < ks.length; ++i) {
+                            w.uint32(/* id 7, wireType 2 =*/58).fork().uint32(/* id 1, wireType 2 =*/10).string(ks[i]).uint32(/* id 2, wireType 2 =*/18).string(m.tags[ks[i]]).ldelim();
+                        }
+                    }
+                    if (m.cadenceMs != null && $Object.hasOwnProperty.call(m, "cadenceMs") && m.cadenceMs !== 0)
+                        w.uint32(/* id 8, wireType 0 =*/64).uint32(m.cadenceMs);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a DeviceState message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.DeviceState & iot.telemetry.v1.DeviceState.$Shape} DeviceState
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                DeviceState.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, k, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.DeviceState();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.id = v;
+                                else
+                                    delete m.id;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.int32())
+                                    m.presence = v;
+                                else
+                                    delete m.presence;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.presenceSinceMs = v;
+                                else
+                                    delete m.presenceSinceMs;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.presenceReason = v;
+                                else
+                                    delete m.presenceReason;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.lastSeenMs = v;
+                                else
+                                    delete m.lastSeenMs;
+                                continue;
+                            }
+                        case 6: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.latest && m.latest.length))
+                                    m.latest = [];
+                                m.latest.push($root.iot.telemetry.v1.LatestValue.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
+                        case 7: {
+                                if (u !== 2)
+                                    break;
+                                if (m.tags === $util.emptyObject)
+                                    m.tags = {};
+                                var c2 = r.size() + r.pos;
+                                if (c2 > r.len)
+                                    throw $RangeError("index out of range");
+                                r.len = c2;
+                                k = "";
+                                v = "";
+                                while (r.pos < c2) {
+                                    var t2 = r.tag();
+                                    u = t2 & 7;
+                                    switch (t2 >>>= 3) {
+                                    case 1:
+                                        if (u !== 2)
+                                            break;
+                                        k = r.stringVerify();
+                                        continue;
+                                    case 2:
+                                        if (u !== 2)
+                                            break;
+                                        v = r.stringVerify();
+                                        continue;
+                                    }
+                                    r.skipType(u, q, t2);
+                                }
+                                if (r.pos !== c2)
+                                    throw $RangeError("index out of range");
+                                r.len = c;
+                                if (k === "__proto__")
+                                    $util.makeProp(m.tags, k);
+                                m.tags[k] = v;
+                                continue;
+                            }
+                        case 8: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.cadenceMs = v;
+                                else
+                                    delete m.cadenceMs;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for DeviceState
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.DeviceState
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                DeviceState.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.DeviceState";
+                };
+
+                return DeviceState;
+            })();
+
+            v1.PresenceChange = (function() {
+
+                /**
+                 * Properties of a PresenceChange.
+                 * @typedef {Object} iot.telemetry.v1.PresenceChange.$Properties
+                 * @property {iot.telemetry.v1.Presence|null} [presence] PresenceChange presence
+                 * @property {number|null} [timeMs] PresenceChange timeMs
+                 * @property {string|null} [reason] PresenceChange reason
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a PresenceChange.
+                 * @memberof iot.telemetry.v1
+                 * @interface IPresenceChange
+                 * @augments iot.telemetry.v1.PresenceChange.$Properties
+                 * @deprecated Use iot.telemetry.v1.PresenceChange.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a PresenceChange.
+                 * @typedef {iot.telemetry.v1.PresenceChange.$Properties} iot.telemetry.v1.PresenceChange.$Shape
+                 */
+
+                /**
+                 * Constructs a new PresenceChange.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a PresenceChange.
+                 * @constructor
+                 * @param {iot.telemetry.v1.PresenceChange.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const PresenceChange = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * PresenceChange presence.
+                 * @member {iot.telemetry.v1.Presence} presence
+                 * @memberof iot.telemetry.v1.PresenceChange
+                 * @instance
+                 */
+                PresenceChange.prototype.presence = 0;
+
+                /**
+                 * PresenceChange timeMs.
+                 * @member {number} timeMs
+                 * @memberof iot.telemetry.v1.PresenceChange
+                 * @instance
+                 */
+                PresenceChange.prototype.timeMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * PresenceChange reason.
+                 * @member {string} reason
+                 * @memberof iot.telemetry.v1.PresenceChange
+                 * @instance
+                 */
+                PresenceChange.prototype.reason = "";
+
+                /**
+                 * Encodes the specified PresenceChange message. Does not implicitly {@link iot.telemetry.v1.PresenceChange.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.PresenceChange
+                 * @static
+                 * @param {iot.telemetry.v1.PresenceChange.$Properties} m PresenceChange message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                PresenceChange.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.presence != null && $Object.hasOwnProperty.call(m, "presence") && m.presence !== 0)
+                        w.uint32(/* id 1, wireType 0 =*/8).int32(m.presence);
+                    if (m.timeMs != null && $Object.hasOwnProperty.call(m, "timeMs") && (typeof m.timeMs === "object" ? m.timeMs.low || m.timeMs.high : m.timeMs !== 0))
+                        w.uint32(/* id 2, wireType 0 =*/16).int64(m.timeMs);
+                    if (m.reason != null && $Object.hasOwnProperty.call(m, "reason") && m.reason !== "")
+                        w.uint32(/* id 3, wireType 2 =*/26).string(m.reason);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a PresenceChange message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.PresenceChange
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.PresenceChange & iot.telemetry.v1.PresenceChange.$Shape} PresenceChange
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                PresenceChange.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.PresenceChange();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.int32())
+                                    m.presence = v;
+                                else
+                                    delete m.presence;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.timeMs = v;
+                                else
+                                    delete m.timeMs;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.reason = v;
+                                else
+                                    delete m.reason;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for PresenceChange
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.PresenceChange
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                PresenceChange.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.PresenceChange";
+                };
+
+                return PresenceChange;
+            })();
+
+            v1.DeviceDetail = (function() {
+
+                /**
+                 * Properties of a DeviceDetail.
+                 * @typedef {Object} iot.telemetry.v1.DeviceDetail.$Properties
+                 * @property {iot.telemetry.v1.DeviceState.$Properties|null} [state] DeviceDetail state
+                 * @property {Array.<iot.telemetry.v1.PresenceChange.$Properties>|null} [history] DeviceDetail history
+                 * @property {string|null} [firmware] DeviceDetail firmware
+                 * @property {string|null} [address] DeviceDetail address
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a DeviceDetail.
+                 * @memberof iot.telemetry.v1
+                 * @interface IDeviceDetail
+                 * @augments iot.telemetry.v1.DeviceDetail.$Properties
+                 * @deprecated Use iot.telemetry.v1.DeviceDetail.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a DeviceDetail.
+                 * @typedef {iot.telemetry.v1.DeviceDetail.$Properties} iot.telemetry.v1.DeviceDetail.$Shape
+                 */
+
+                /**
+                 * Constructs a new DeviceDetail.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a DeviceDetail.
+                 * @constructor
+                 * @param {iot.telemetry.v1.DeviceDetail.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const DeviceDetail = function (p) {
+                    this.history = [];
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * DeviceDetail state.
+                 * @member {iot.telemetry.v1.DeviceState.$Properties|null|undefined} state
+                 * @memberof iot.telemetry.v1.DeviceDetail
+                 * @instance
+                 */
+                DeviceDetail.prototype.state = null;
+
+                /**
+                 * DeviceDetail history.
+                 * @member {Array.<iot.telemetry.v1.PresenceChange.$Properties>} history
+                 * @memberof iot.telemetry.v1.DeviceDetail
+                 * @instance
+                 */
+                DeviceDetail.prototype.history = $util.emptyArray;
+
+                /**
+                 * DeviceDetail firmware.
+                 * @member {string} firmware
+                 * @memberof iot.telemetry.v1.DeviceDetail
+                 * @instance
+                 */
+                DeviceDetail.prototype.firmware = "";
+
+                /**
+                 * DeviceDetail address.
+                 * @member {string} address
+                 * @memberof iot.telemetry.v1.DeviceDetail
+                 * @instance
+                 */
+                DeviceDetail.prototype.address = "";
+
+                /**
+                 * Encodes the specified DeviceDetail message. Does not implicitly {@link iot.telemetry.v1.DeviceDetail.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.DeviceDetail
+                 * @static
+                 * @param {iot.telemetry.v1.DeviceDetail.$Properties} m DeviceDetail message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                DeviceDetail.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.state != null && $Object.hasOwnProperty.call(m, "state"))
+                        $root.iot.telemetry.v1.DeviceState.encode(m.state, w.uint32(/* id 1, wireType 2 =*/10).fork(), q + 1).ldelim();
+                    if (m.history != null && m.history.length) {
+                        for (var i = 0; i < m.history.length; ++i)
+                            $root.iot.telemetry.v1.PresenceChange.encode(m.history[i], w.uint32(/* id 3, wireType 2 =*/26).fork(), q + 1).ldelim();
+                    }
+                    if (m.firmware != null && $Object.hasOwnProperty.call(m, "firmware") && m.firmware !== "")
+                        w.uint32(/* id 4, wireType 2 =*/34).string(m.firmware);
+                    if (m.address != null && $Object.hasOwnProperty.call(m, "address") && m.address !== "")
+                        w.uint32(/* id 5, wireType 2 =*/42).string(m.address);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a DeviceDetail message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.DeviceDetail
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.DeviceDetail & iot.telemetry.v1.DeviceDetail.$Shape} DeviceDetail
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                DeviceDetail.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.DeviceDetail();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                m.state = $root.iot.telemetry.v1.DeviceState.decode(r, r.size(), $undefined, q + 1, m.state);
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.history && m.history.length))
+                                    m.history = [];
+                                m.history.push($root.iot.telemetry.v1.PresenceChange.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.firmware = v;
+                                else
+                                    delete m.firmware;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.address = v;
+                                else
+                                    delete m.address;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for DeviceDetail
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.DeviceDetail
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                DeviceDetail.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.DeviceDetail";
+                };
+
+                return DeviceDetail;
+            })();
+
+            v1.Alarm = (function() {
+
+                /**
+                 * Properties of an Alarm.
+                 * @typedef {Object} iot.telemetry.v1.Alarm.$Properties
+                 * @property {string|null} [id] Alarm id
+                 * @property {string|null} [ruleId] Alarm ruleId
+                 * @property {string|null} [ruleName] Alarm ruleName
+                 * @property {string|null} [device] Alarm device
+                 * @property {string|null} [metric] Alarm metric
+                 * @property {string|null} [condition] Alarm condition
+                 * @property {number|null} [value] Alarm value
+                 * @property {number|null} [sinceMs] Alarm sinceMs
+                 * @property {number|null} [untilMs] Alarm untilMs
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of an Alarm.
+                 * @memberof iot.telemetry.v1
+                 * @interface IAlarm
+                 * @augments iot.telemetry.v1.Alarm.$Properties
+                 * @deprecated Use iot.telemetry.v1.Alarm.$Properties instead.
+                 */
+
+                /**
+                 * Shape of an Alarm.
+                 * @typedef {iot.telemetry.v1.Alarm.$Properties} iot.telemetry.v1.Alarm.$Shape
+                 */
+
+                /**
+                 * Constructs a new Alarm.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents an Alarm.
+                 * @constructor
+                 * @param {iot.telemetry.v1.Alarm.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const Alarm = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * Alarm id.
+                 * @member {string} id
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.id = "";
+
+                /**
+                 * Alarm ruleId.
+                 * @member {string} ruleId
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.ruleId = "";
+
+                /**
+                 * Alarm ruleName.
+                 * @member {string} ruleName
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.ruleName = "";
+
+                /**
+                 * Alarm device.
+                 * @member {string} device
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.device = "";
+
+                /**
+                 * Alarm metric.
+                 * @member {string} metric
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.metric = "";
+
+                /**
+                 * Alarm condition.
+                 * @member {string} condition
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.condition = "";
+
+                /**
+                 * Alarm value.
+                 * @member {number} value
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.value = 0;
+
+                /**
+                 * Alarm sinceMs.
+                 * @member {number} sinceMs
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.sinceMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * Alarm untilMs.
+                 * @member {number} untilMs
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @instance
+                 */
+                Alarm.prototype.untilMs = $util.Long ? $util.Long.fromBits(0,0,false) : 0;
+
+                /**
+                 * Encodes the specified Alarm message. Does not implicitly {@link iot.telemetry.v1.Alarm.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @static
+                 * @param {iot.telemetry.v1.Alarm.$Properties} m Alarm message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                Alarm.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.id != null && $Object.hasOwnProperty.call(m, "id") && m.id !== "")
+                        w.uint32(/* id 1, wireType 2 =*/10).string(m.id);
+                    if (m.ruleId != null && $Object.hasOwnProperty.call(m, "ruleId") && m.ruleId !== "")
+                        w.uint32(/* id 2, wireType 2 =*/18).string(m.ruleId);
+                    if (m.ruleName != null && $Object.hasOwnProperty.call(m, "ruleName") && m.ruleName !== "")
+                        w.uint32(/* id 3, wireType 2 =*/26).string(m.ruleName);
+                    if (m.device != null && $Object.hasOwnProperty.call(m, "device") && m.device !== "")
+                        w.uint32(/* id 4, wireType 2 =*/34).string(m.device);
+                    if (m.metric != null && $Object.hasOwnProperty.call(m, "metric") && m.metric !== "")
+                        w.uint32(/* id 5, wireType 2 =*/42).string(m.metric);
+                    if (m.condition != null && $Object.hasOwnProperty.call(m, "condition") && m.condition !== "")
+                        w.uint32(/* id 6, wireType 2 =*/50).string(m.condition);
+                    if (m.value != null && $Object.hasOwnProperty.call(m, "value") && !$Object.is(m.value, 0))
+                        w.uint32(/* id 7, wireType 1 =*/57).double(m.value);
+                    if (m.sinceMs != null && $Object.hasOwnProperty.call(m, "sinceMs") && (typeof m.sinceMs === "object" ? m.sinceMs.low || m.sinceMs.high : m.sinceMs !== 0))
+                        w.uint32(/* id 8, wireType 0 =*/64).int64(m.sinceMs);
+                    if (m.untilMs != null && $Object.hasOwnProperty.call(m, "untilMs") && (typeof m.untilMs === "object" ? m.untilMs.low || m.untilMs.high : m.untilMs !== 0))
+                        w.uint32(/* id 9, wireType 0 =*/72).int64(m.untilMs);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes an Alarm message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.Alarm & iot.telemetry.v1.Alarm.$Shape} Alarm
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                Alarm.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.Alarm();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.id = v;
+                                else
+                                    delete m.id;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.ruleId = v;
+                                else
+                                    delete m.ruleId;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.ruleName = v;
+                                else
+                                    delete m.ruleName;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.device = v;
+                                else
+                                    delete m.device;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.metric = v;
+                                else
+                                    delete m.metric;
+                                continue;
+                            }
+                        case 6: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.condition = v;
+                                else
+                                    delete m.condition;
+                                continue;
+                            }
+                        case 7: {
+                                if (u !== 1)
+                                    break;
+                                if (!$Object.is(v = r.double(), 0))
+                                    m.value = v;
+                                else
+                                    delete m.value;
+                                continue;
+                            }
+                        case 8: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.sinceMs = v;
+                                else
+                                    delete m.sinceMs;
+                                continue;
+                            }
+                        case 9: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.int64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.untilMs = v;
+                                else
+                                    delete m.untilMs;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for Alarm
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.Alarm
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                Alarm.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.Alarm";
+                };
+
+                return Alarm;
+            })();
+
             return v1;
         })();
 

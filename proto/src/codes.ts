@@ -89,3 +89,19 @@ export function closeReason(text: string, retryAfterMs?: number): string {
   while (Buffer.byteLength(t) > room) t = t.slice(0, -1);
   return t + hint;
 }
+
+/** WebSocket path of the live (dashboard) endpoint. */
+export const LIVE_PATH = '/v1/live';
+
+/** Subprotocol a dashboard offers on the live endpoint (and the hub selects). */
+export const LIVE_SUBPROTOCOL = 'iot.telemetry.live.v1';
+
+/** Close codes the hub uses on the live endpoint (besides 1001 at shutdown, 1009, 1008). */
+export const LiveCloseCode = {
+  /** The operator session expired or was signed out. */
+  SESSION_ENDED: 4101,
+  /** The client did not read its frames: past the backpressure limit even on coarse updates. */
+  TOO_SLOW: 4102,
+  /** Malformed LiveRequest or an unknown topic. */
+  BAD_REQUEST: 4103,
+} as const;

@@ -41,3 +41,38 @@ export function encodeHubMessage(m: iot.telemetry.v1.HubMessage.$Properties): Ui
 export function decodeHubMessage(bytes: Uint8Array): HubMessage {
   return v1.HubMessage.decode(bytes);
 }
+
+// ---- live endpoint (/v1/live) ----
+export type LiveRequest = iot.telemetry.v1.LiveRequest;
+export type LiveFrame = iot.telemetry.v1.LiveFrame;
+export type LiveFrameProps = iot.telemetry.v1.LiveFrame.$Properties;
+export type LiveHealth = iot.telemetry.v1.Health.$Properties;
+export type WindowStats = iot.telemetry.v1.WindowStats.$Properties;
+export type MetricStats = iot.telemetry.v1.MetricStats.$Properties;
+export type ScopeStats = iot.telemetry.v1.ScopeStats.$Properties;
+export type DeviceStateMsg = iot.telemetry.v1.DeviceState.$Properties;
+export type LatestValue = iot.telemetry.v1.LatestValue.$Properties;
+export type PresenceChange = iot.telemetry.v1.PresenceChange.$Properties;
+export type DeviceDetail = iot.telemetry.v1.DeviceDetail.$Properties;
+export type AlarmMsg = iot.telemetry.v1.Alarm.$Properties;
+export const Presence = v1.Presence;
+
+/** Encodes a dashboard -> hub live request. */
+export function encodeLiveRequest(m: iot.telemetry.v1.LiveRequest.$Properties): Uint8Array {
+  return v1.LiveRequest.encode(m).finish();
+}
+
+/** Decodes a dashboard -> hub live request; throws on malformed input. */
+export function decodeLiveRequest(bytes: Uint8Array): LiveRequest {
+  return v1.LiveRequest.decode(bytes);
+}
+
+/** Encodes a hub -> dashboard live frame. */
+export function encodeLiveFrame(m: LiveFrameProps): Uint8Array {
+  return v1.LiveFrame.encode(m).finish();
+}
+
+/** Decodes a hub -> dashboard live frame; throws on malformed input. */
+export function decodeLiveFrame(bytes: Uint8Array): LiveFrame {
+  return v1.LiveFrame.decode(bytes);
+}
