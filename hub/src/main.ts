@@ -6,6 +6,8 @@
 import { resolve } from 'node:path';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { buildApp } from './app.ts';
+import { generatePassword, Operators } from './auth/operators.ts';
+import { LiveState } from './live/state.ts';
 import { DeviceRegistry, readRegistryFile, watchRegistryFile } from './auth/registry.ts';
 import { loadConfig, type ConfigWarning } from './config.ts';
 import { HubError } from './errors.ts';
@@ -51,9 +53,10 @@ async function main(): Promise<void> {
   } catch (err) {
     fail(err);
   }
+  let onRegistryReload = (): void => {};
   const stopWatching = watchRegistryFile(devicesFile, registry,
     (err) => log.error({ err }, `device registry ${devicesFile} not reloaded; the previous one stays in force`),
-    () => log.info({ devices: registry.size }, 'device registry reloaded'));
+    () => { log.info({ devices: registry.size }, 'device registry reloaded'); onRegistryReload(); });
   if (registry.size === 0) log.warn(`no devices in ${devicesFile}: add one with \`npm run device-token -- --add DEVICE_ID\``);
 
   let store: Spool;
@@ -83,9 +86,41 @@ async function main(): Promise<void> {
       `storage: no database configured (INFLUX_URL unset); readings are kept only in the local spool (${spoolDir}), the oldest rotated out past HUB_SPOOL_MAX_BYTES. Nothing reaches a database.`);
   }
   const rollups = influx ? null : new MemoryHistory();
+
+  // Operators: the first run creates `admin` with a generated password, shown once.
+  let operators: Operators;
+  let firstRunPassword: string | null = null;
+  try {
+    operators = new Operators({
+      file: resolve(config.operatorsFile), sessionsFile: resolve(config.dataDir, 'sessions.json'), sessionTtlMs: config.sessionTtlS * 1000,
+    });
+    if (config.adminPassword !== undefined) {
+      await operators.setPassword('admin', config.adminPassword);
+    } else if (operators.size === 0) {
+      firstRunPassword = generatePassword();
+      await operators.setPassword('admin', firstRunPassword);
+    }
+  } catch (err) {
+    fail(err);
+  }
+  const sweepSessions = setInterval(() => operators.sweep(), 60_000);
+  sweepSessions.unref();
+
+  let live: LiveState;
+  try {
+    live = new LiveState({
+      maxSeries: config.liveMaxSeries, maxDevices: config.liveMaxDevices, alarmRulesFile: resolve(config.alarmRulesFile),
+      spoolBytes: () => store.bytes, sinkStatus: sink ? () => sink.status() : undefined, knownDevices: () => registry.entries(),
+    });
+  } catch (err) {
+    fail(err);
+  }
+  onRegistryReload = () => live.syncRegistry();
+
   let hub;
   try {
     hub = buildApp(config, {
+      operators, live,
       store, auth: registry, log, metrics, binding, sinkStatus: sink ? () => sink.status() : undefined,
       // InfluxDB 2.x serves InfluxQL for a bucket through its v1 API (a DBRP
       // mapping named like the bucket). Without a database: the last hour, in memory.
@@ -106,6 +141,11 @@ async function main(): Promise<void> {
   const shown = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
   log.info({ port: hub.port, devices: registry.size, tls: hub.tls },
     `hub listening: devices ${scheme}://${shown}:${hub.port}${DEVICE_PATH}  health ${http}://${shown}:${hub.port}/healthz  metrics ${http}://${shown}:${hub.port}/metrics`);
+  log.info({ url: `${http}://${shown}:${hub.port}/` }, `dashboard: ${http}://${shown}:${hub.port}/`);
+  if (firstRunPassword) {
+    // Printed on stdout once, outside the JSON log, for a person to read.
+    console.log(`\n  Dashboard: ${http}://${shown}:${hub.port}/\n  First run: created operator "admin" with password  ${firstRunPassword}\n  (stored hashed in ${resolve(config.operatorsFile)}; change it with \`npm run operator -- admin\`)\n`);
+  }
 
   let stopping = false;
   const stop = (signal: string): void => {

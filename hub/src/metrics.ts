@@ -35,6 +35,15 @@ export class HubMetrics {
   readonly readingsSkewDropped;
   readonly readingsSkewCorrected;
   readonly #limit = new Map<LimitName, Counter.Internal>();
+  readonly liveDashboards: Gauge;
+  readonly liveFrames: Counter;
+  readonly liveFrameBytes: Counter;
+  readonly liveSkipped: Counter;
+  readonly liveDegraded: Counter;
+  readonly liveCloses: Counter<'reason'>;
+  readonly liveRefusals: Counter<'status'>;
+  readonly liveTickSeconds: Histogram;
+  readonly signIns: Counter<'result'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = this.registry;
@@ -52,6 +61,15 @@ export class HubMetrics {
     });
     this.storeErrors = new Counter({ name: 'hub_store_errors_total', help: 'Appends the store failed', registers: [r] });
     this.commandResults = new Counter({ name: 'hub_command_results_total', help: 'Downlink command results from devices', labelNames: ['ok'], registers: [r] });
+    this.liveDashboards = new Gauge({ name: 'hub_live_dashboards', help: 'Open live (dashboard) connections', registers: [r] });
+    this.liveFrames = new Counter({ name: 'hub_live_frames_total', help: 'Live frames sent to dashboards', registers: [r] });
+    this.liveFrameBytes = new Counter({ name: 'hub_live_frame_bytes_total', help: 'Live frame bytes sent to dashboards', registers: [r] });
+    this.liveSkipped = new Counter({ name: 'hub_live_ticks_skipped_total', help: 'Ticks not sent to a slow dashboard (latest wins)', registers: [r] });
+    this.liveDegraded = new Counter({ name: 'hub_live_degraded_total', help: 'Times a slow dashboard was switched to coarse 10 s updates', registers: [r] });
+    this.liveCloses = new Counter({ name: 'hub_live_closes_total', help: 'Live connections closed, by reason', labelNames: ['reason'], registers: [r] });
+    this.liveRefusals = new Counter({ name: 'hub_live_refusals_total', help: 'Live upgrades refused, by HTTP status', labelNames: ['status'], registers: [r] });
+    this.liveTickSeconds = new Histogram({ name: 'hub_live_tick_seconds', help: 'Time to advance live state and send every frame of a tick', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1], registers: [r] });
+    this.signIns = new Counter({ name: 'hub_operator_sign_ins_total', help: 'Operator sign-in attempts by result', labelNames: ['result'], registers: [r] });
     this.ingestBytes = new Counter({ name: 'hub_ingest_bytes_total', help: 'Device WebSocket message payload bytes received', registers: [r] });
     this.ingestMessages = new Counter({ name: 'hub_ingest_messages_total', help: 'Device WebSocket messages received', registers: [r] });
     this.sinkLinesWritten = new Counter({ name: 'hub_sink_lines_written_total', help: 'Lines InfluxDB confirmed', registers: [r] });

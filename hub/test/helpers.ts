@@ -209,3 +209,16 @@ export class ManualStore implements BatchStore {
     this.commit();
   }
 }
+
+export const TEST_OPERATOR = { user: 'admin', password: 'test-operator-password' };
+
+/** Creates the test operator on a hub and signs in; returns the Cookie header value. */
+export async function signIn(th: { hub: Hub; port: number }, scheme: 'http' | 'https' = 'http'): Promise<string> {
+  if (!th.hub.operators.names().includes(TEST_OPERATOR.user)) await th.hub.operators.setPassword(TEST_OPERATOR.user, TEST_OPERATOR.password);
+  const r = await fetch(`${scheme}://127.0.0.1:${th.port}/login`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(TEST_OPERATOR),
+  });
+  if (r.status !== 200) throw new Error(`sign-in failed: ${r.status} ${await r.text()}`);
+  const set = r.headers.get('set-cookie') ?? '';
+  return set.split(';')[0]!;
+}

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { influxQL, parseHistoryQuery, InfluxHistory } from '../src/http/history.ts';
 import { MemoryHistory } from '../src/live/rollups.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';
-import { batchOf, connectDevice, startHub } from './helpers.ts';
+import { batchOf, connectDevice, signIn, startHub } from './helpers.ts';
 import { Influxd } from './influxd.ts';
 
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
@@ -58,7 +58,8 @@ test('history - series from InfluxDB through the hub, per device, group and flee
   assert.equal((await fetch(`${influx.url}/write?db=telemetry&precision=ms`, { method: 'POST', body: lines.join('\n') })).status, 204);
   const th = await startHub(t, { deps: { history: new InfluxHistory({ url: influx.url, token: 'unused-by-1.x', database: 'telemetry' }) } });
   const base = `http://127.0.0.1:${th.port}/api/v1/history`;
-  const get = async (qs: string) => { const r = await fetch(`${base}?${qs}`); return { status: r.status, body: await r.json() as { points: { t: number; count: number; mean: number; min: number; max: number }[]; error?: string; source?: string } }; };
+  const cookie = await signIn(th);
+  const get = async (qs: string) => { const r = await fetch(`${base}?${qs}`, { headers: { cookie } }); return { status: r.status, body: await r.json() as { points: { t: number; count: number; mean: number; min: number; max: number }[]; error?: string; source?: string } }; };
   const from = Math.floor(t0 / 10_000) * 10_000;
   const dev = await get(`metric=temperature&device=dev-1&from=${from}&to=${from + 80_000}&step=10s`);
   assert.equal(dev.status, 200);
@@ -112,7 +113,7 @@ test('history (memory) - the hub records durable batches once; resends are not c
   await d.ackFor(1);
   d.batch(batchOf(1, 5)); // a resend
   await d.ackFor(1);
-  const r = await fetch(`http://127.0.0.1:${th.port}/api/v1/history?metric=temperature&device=dev-1&from=-5m&step=5m`);
+  const r = await fetch(`http://127.0.0.1:${th.port}/api/v1/history?metric=temperature&device=dev-1&from=-5m&step=5m`, { headers: { cookie: await signIn(th) } });
   assert.equal(r.status, 200);
   const body = await r.json() as { source: string; points: { count: number }[] };
   assert.equal(body.source, 'memory');

@@ -1,7 +1,7 @@
 // Refusals happen at the HTTP upgrade, before a WebSocket exists.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawDevice, connectDevice, metric, startHub, within } from './helpers.ts';
+import { RawDevice, connectDevice, metric, signIn, startHub, within } from './helpers.ts';
 
 test('upgrade - no token is refused with 401 and WWW-Authenticate', async (t) => {
   const th = await startHub(t);
@@ -105,7 +105,7 @@ test('http - /healthz reports the binding and connections; unknown paths are 404
   assert.equal(body.connections, 1);
   assert.equal(body.sessions, 1);
   assert.equal((await fetch(`http://127.0.0.1:${th.port}/nope`)).status, 404);
-  const m = await (await fetch(`http://127.0.0.1:${th.port}/metrics`)).text();
+  const m = await (await fetch(`http://127.0.0.1:${th.port}/metrics`, { headers: { cookie: await signIn(th) } })).text();
   assert.match(m, /hub_device_connections 1/);
   assert.match(m, /hub_spool_pressure 0/);
   assert.match(m, /hub_spool_bytes 0/);

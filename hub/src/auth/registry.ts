@@ -60,6 +60,11 @@ export class DeviceRegistry implements DeviceAuthenticator {
 
   get size(): number { return this.#devices.size; }
 
+  /** Every registered device with its tags (the live path lists them before they connect). */
+  *entries(): IterableIterator<[string, Readonly<Record<string, string>>]> {
+    for (const [id, e] of this.#devices) yield [id, e.tags];
+  }
+
   tagsOf(deviceId: string): Readonly<Record<string, string>> | undefined {
     return this.#devices.get(deviceId)?.tags;
   }

@@ -1,39 +1,91 @@
-// http/: plain HTTP on the hub's port: /healthz and /metrics for now (the
-// dashboard, REST and history join later). Imports: metrics, uws types.
+// http/: plain HTTP on the hub's port. Public: /healthz and the sign-in page.
+// Everything else needs an operator session (cookie): the dashboard, /api/v1/*,
+// and /metrics (or a bearer HUB_METRICS_TOKEN, for Prometheus).
+// Imports: auth/operators, live/alarms, metrics, uws types, http/*.
+import { timingSafeEqual } from 'node:crypto';
+import { clearedSessionCookie, cookieValue, SESSION_COOKIE, sessionCookie, type Operators } from '../auth/operators.ts';
+import type { Alarms } from '../live/alarms.ts';
+import { RuleError } from '../live/alarms.ts';
+import { originAllowed } from '../live/endpoint.ts';
 import type { HubMetrics } from '../metrics.ts';
 import type { UwsTypes } from '../uws.ts';
 import { BadRequest, parseHistoryQuery, type HistorySource } from './history.ts';
+import { loginPage } from './login.ts';
+import type { StaticFiles } from './static.ts';
+
+type Res = UwsTypes.HttpResponse;
+type Req = UwsTypes.HttpRequest;
 
 export interface HealthSource {
   health(): { ok: boolean; detail: Record<string, unknown> };
 }
 
-function json(res: UwsTypes.HttpResponse, status: string, body: unknown): void {
-  res.cork(() => res.writeStatus(status).writeHeader('Content-Type', 'application/json').writeHeader('Cache-Control', 'no-store').end(JSON.stringify(body)));
+export interface HttpDeps {
+  metrics: HubMetrics;
+  health: HealthSource;
+  history: HistorySource | null;
+  now: () => number;
+  operators: Operators;
+  alarms: Alarms;
+  dashboard: StaticFiles;
+  tls: boolean;
+  metricsToken: string | undefined;
+  origins: string | undefined;
 }
 
-export function attachHttp(app: UwsTypes.TemplatedApp, metrics: HubMetrics, health: HealthSource, history: HistorySource | null, now: () => number): void {
-  app.get('/api/v1/history', (res, req) => {
-    // Copy out of req before any await; register onAborted first (uWS rules).
-    const params = new URLSearchParams(req.getQuery() ?? '');
-    let aborted = false;
-    res.onAborted(() => { aborted = true; });
-    let q;
-    try {
-      q = parseHistoryQuery(params, now());
-    } catch (err) {
-      if (err instanceof BadRequest) return json(res, '400 Bad Request', { error: err.message });
-      throw err;
-    }
-    if (!history) return json(res, '503 Service Unavailable', { error: 'no history source configured' });
-    history.query(q).then(
-      (points) => { if (!aborted) json(res, '200 OK', { metric: q.metric, scope: q.scope, from: q.fromMs, to: q.toMs, step: q.stepMs, source: history.name, points }); },
-      (err: unknown) => { if (!aborted) json(res, '502 Bad Gateway', { error: `history source failed: ${(err as Error).message}` }); },
-    );
+const MAX_BODY = 16 * 1024;
+
+function json(res: Res, status: string, body: unknown, headers: [string, string][] = []): void {
+  res.cork(() => {
+    res.writeStatus(status).writeHeader('Content-Type', 'application/json').writeHeader('Cache-Control', 'no-store');
+    for (const [k, v] of headers) res.writeHeader(k, v);
+    res.end(JSON.stringify(body));
   });
+}
+
+function html(res: Res, status: string, body: string, headers: [string, string][] = []): void {
+  res.cork(() => {
+    res.writeStatus(status).writeHeader('Content-Type', 'text/html; charset=utf-8').writeHeader('Cache-Control', 'no-store')
+      .writeHeader('X-Frame-Options', 'DENY').writeHeader('Content-Security-Policy', "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
+    for (const [k, v] of headers) res.writeHeader(k, v);
+    res.end(body);
+  });
+}
+
+/** Reads a request body up to `limit` bytes; null when it is larger (or the request was aborted). */
+function readBody(res: Res, limit: number, aborted: { v: boolean }): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let n = 0;
+    let done = false;
+    res.onData((ab, last) => {
+      if (done) return;
+      n += ab.byteLength;
+      if (n > limit) { done = true; return resolve(null); }
+      chunks.push(Buffer.from(ab.slice(0)));
+      if (last) { done = true; resolve(aborted.v ? null : Buffer.concat(chunks)); }
+    });
+  });
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a), y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}
+
+export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
+  const { metrics, operators } = d;
+  const who = (req: Req): { user: string; hash: string } | null => operators.check(cookieValue(req.getHeader('cookie'), SESSION_COOKIE));
+  /** API routes: 401 JSON without a session; 403 for a cross-origin write. */
+  const api = (write: boolean, h: (res: Res, req: Req, user: string) => void) => (res: Res, req: Req): void => {
+    const u = who(req);
+    if (!u) return json(res, '401 Unauthorized', { error: 'sign in first: POST /login' });
+    if (write && !originAllowed(req.getHeader('origin'), req.getHeader('host'), d.origins)) return json(res, '403 Forbidden', { error: 'cross-origin request refused' });
+    h(res, req, u.user);
+  };
 
   app.get('/healthz', (res) => {
-    const h = health.health();
+    const h = d.health.health();
     res.cork(() => {
       res.writeStatus(h.ok ? '200 OK' : '503 Service Unavailable')
         .writeHeader('Content-Type', 'application/json')
@@ -42,7 +94,119 @@ export function attachHttp(app: UwsTypes.TemplatedApp, metrics: HubMetrics, heal
     });
   });
 
-  app.get('/metrics', (res) => {
+  // ---- sign-in -------------------------------------------------------------
+
+  app.get('/login', (res, req) => {
+    if (who(req)) return void res.cork(() => res.writeStatus('303 See Other').writeHeader('Location', '/').end());
+    html(res, '200 OK', loginPage());
+  });
+
+  app.post('/login', (res, req) => {
+    const type = req.getHeader('content-type');
+    const origin = req.getHeader('origin');
+    const host = req.getHeader('host');
+    const addr = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const aborted = { v: false };
+    res.onAborted(() => { aborted.v = true; });
+    const isJson = type.startsWith('application/json');
+    const fail = (status: string, error: string, user = '', retry?: number): void => {
+      if (aborted.v) return;
+      const h: [string, string][] = retry ? [['Retry-After', String(Math.ceil(retry / 1000))]] : [];
+      if (isJson) json(res, status, { error }, h);
+      else html(res, status, loginPage({ error, user }), h);
+    };
+    if (!originAllowed(origin, host, d.origins)) return fail('403 Forbidden', 'cross-origin sign-in refused');
+    void readBody(res, MAX_BODY, aborted).then(async (body) => {
+      if (!body) return fail('413 Content Too Large', 'request too large');
+      let user = '', password = '';
+      try {
+        if (isJson) {
+          const j = JSON.parse(body.toString('utf8')) as { user?: unknown; password?: unknown };
+          user = typeof j.user === 'string' ? j.user : '';
+          password = typeof j.password === 'string' ? j.password : '';
+        } else {
+          const p = new URLSearchParams(body.toString('utf8'));
+          user = p.get('user') ?? '';
+          password = p.get('password') ?? '';
+        }
+      } catch {
+        return fail('400 Bad Request', 'expected JSON {"user","password"} or a form');
+      }
+      if (!user || !password) return fail('400 Bad Request', 'operator name and password are required', user);
+      const r = await operators.signIn(user, password, addr);
+      metrics.signIns.labels(r.ok ? 'ok' : r.status === 429 ? 'limited' : 'failed').inc();
+      if (aborted.v) return;
+      if (!r.ok) return fail(r.status === 429 ? '429 Too Many Requests' : '401 Unauthorized', r.reason, user, r.retryAfterMs);
+      const cookie = sessionCookie(r.token, r.maxAgeS, d.tls);
+      res.cork(() => {
+        if (isJson) res.writeStatus('200 OK').writeHeader('Set-Cookie', cookie).writeHeader('Content-Type', 'application/json').writeHeader('Cache-Control', 'no-store').end(JSON.stringify({ user: r.user }));
+        else res.writeStatus('303 See Other').writeHeader('Set-Cookie', cookie).writeHeader('Location', '/').end();
+      });
+    });
+  });
+
+  app.post('/api/v1/logout', (res, req) => {
+    if (!originAllowed(req.getHeader('origin'), req.getHeader('host'), d.origins)) return json(res, '403 Forbidden', { error: 'cross-origin request refused' });
+    operators.signOut(cookieValue(req.getHeader('cookie'), SESSION_COOKIE));
+    res.cork(() => res.writeStatus('204 No Content').writeHeader('Set-Cookie', clearedSessionCookie(d.tls)).writeHeader('Cache-Control', 'no-store').end());
+  });
+
+  app.get('/api/v1/me', api(false, (res, _req, user) => json(res, '200 OK', { user })));
+
+  // ---- data ------------------------------------------------------------------
+
+  app.get('/api/v1/history', api(false, (res, req) => {
+    // Copy out of req before any await; register onAborted first (uWS rules).
+    const params = new URLSearchParams(req.getQuery() ?? '');
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    let q;
+    try {
+      q = parseHistoryQuery(params, d.now());
+    } catch (err) {
+      if (err instanceof BadRequest) return json(res, '400 Bad Request', { error: err.message });
+      throw err;
+    }
+    const history = d.history;
+    if (!history) return json(res, '503 Service Unavailable', { error: 'no history source configured' });
+    history.query(q).then(
+      (points) => { if (!aborted) json(res, '200 OK', { metric: q.metric, scope: q.scope, from: q.fromMs, to: q.toMs, step: q.stepMs, source: history.name, points }); },
+      (err: unknown) => { if (!aborted) json(res, '502 Bad Gateway', { error: `history source failed: ${(err as Error).message}` }); },
+    );
+  }));
+
+  app.get('/api/v1/alarms/rules', api(false, (res) => json(res, '200 OK', { rules: d.alarms.rules })));
+
+  app.post('/api/v1/alarms/rules', api(true, (res) => {
+    const aborted = { v: false };
+    res.onAborted(() => { aborted.v = true; });
+    void readBody(res, MAX_BODY, aborted).then((body) => {
+      if (aborted.v) return;
+      if (!body) return json(res, '413 Content Too Large', { error: 'request too large' });
+      try {
+        const rule = d.alarms.add(JSON.parse(body.toString('utf8')));
+        json(res, '201 Created', { rule });
+      } catch (err) {
+        if (err instanceof RuleError || err instanceof SyntaxError) return json(res, '400 Bad Request', { error: err.message });
+        json(res, '500 Internal Server Error', { error: 'rule not saved' });
+      }
+    });
+  }));
+
+  app.del('/api/v1/alarms/rules/:id', api(true, (res, req) => {
+    const id = req.getParameter(0) ?? '';
+    if (d.alarms.remove(id)) void res.cork(() => res.writeStatus('204 No Content').end());
+    else json(res, '404 Not Found', { error: `no rule ${id}` });
+  }));
+
+  app.get('/metrics', (res, req) => {
+    const authz = req.getHeader('authorization');
+    const bearer = /^Bearer\s+(\S+)$/i.exec(authz)?.[1];
+    const ok = (d.metricsToken !== undefined && bearer !== undefined && safeEqual(bearer, d.metricsToken)) || who(req) !== null;
+    if (!ok) {
+      return void res.cork(() => res.writeStatus('401 Unauthorized').writeHeader('WWW-Authenticate', 'Bearer realm="metrics"')
+        .writeHeader('Content-Type', 'text/plain').end('sign in, or send Authorization: Bearer HUB_METRICS_TOKEN\n'));
+    }
     // uWS rule: register onAborted before async work; cork the late write.
     let aborted = false;
     res.onAborted(() => { aborted = true; });
@@ -58,7 +222,42 @@ export function attachHttp(app: UwsTypes.TemplatedApp, metrics: HubMetrics, heal
     );
   });
 
+  app.any('/api/*', (res) => json(res, '404 Not Found', { error: 'no such endpoint' }));
+
+  // ---- the dashboard ---------------------------------------------------------
+
+  app.get('/*', (res, req) => {
+    const url = req.getUrl();
+    const ifNoneMatch = req.getHeader('if-none-match');
+    const f = d.dashboard.get(url);
+    const page = url === '/' || url === '/index.html';
+    const notFound = (): void => void res.cork(() => res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain').end('not found\n'));
+    if (!who(req)) {
+      // Pages send the browser to sign in; assets are not served either.
+      if (page) return void res.cork(() => res.writeStatus('303 See Other').writeHeader('Location', '/login').end());
+      if (!f) return notFound();
+      return void res.cork(() => res.writeStatus('401 Unauthorized').writeHeader('Content-Type', 'text/plain').end('sign in first\n'));
+    }
+    if (!f) {
+      if (page) return void res.cork(() => res.writeStatus('503 Service Unavailable').writeHeader('Content-Type', 'text/plain').end(notBuiltNotice(d.dashboard.dir) + '\n'));
+      return notFound();
+    }
+    if (ifNoneMatch === f.etag) return void res.cork(() => res.writeStatus('304 Not Modified').writeHeader('ETag', f.etag).end());
+    res.cork(() => {
+      res.writeStatus('200 OK').writeHeader('Content-Type', f.type).writeHeader('ETag', f.etag)
+        .writeHeader('Cache-Control', f.immutable ? 'private, max-age=31536000, immutable' : 'no-cache')
+        .writeHeader('X-Content-Type-Options', 'nosniff');
+      if (f.type.startsWith('text/html')) res.writeHeader('X-Frame-Options', 'DENY');
+      res.end(f.body);
+    });
+  });
+
   app.any('/*', (res) => {
     res.cork(() => res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain').end('not found\n'));
   });
+}
+
+/** The page shown at / when the dashboard was not built. */
+export function notBuiltNotice(dir: string | null): string {
+  return `dashboard not built (looked in ${dir ?? 'nowhere'}): run \`npm run build -w dashboard\``;
 }

@@ -13,6 +13,7 @@ import type { HubConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { HubMetrics, LimitName, RefusalReason } from '../metrics.ts';
 import type { AcceptedBatch, BatchStore } from '../spool/store.ts';
+import type { LiveFeed } from '../live/state.ts';
 import type { UwsTypes } from '../uws.ts';
 import { ClockOffsetEstimator } from './clock.ts';
 import { AddressCounter, TokenBucket, jitteredRetryMs } from './limits.ts';
@@ -43,6 +44,8 @@ export interface IngestDeps {
   readonly now: () => number;
   /** Called once per batch when it is durable (not for duplicates). */
   readonly onDurable?: (batch: AcceptedBatch) => void;
+  /** The live path (dashboards): told about durable batches, sessions and ack latency. */
+  readonly live?: LiveFeed;
 }
 
 class Session {
@@ -64,6 +67,8 @@ class Session {
   toldBackpressure = false;
   /** Close accounting done (exactly once, whoever closed). */
   gone = false;
+  /** The hub ended the session (not the device or the network). */
+  closedByHub = false;
   constructor(readonly id: string, readonly deviceId: string, readonly tags: Readonly<Record<string, string>>, readonly addr: string) {}
 }
 
@@ -98,6 +103,7 @@ export class DeviceEndpoint {
   #timers: NodeJS.Timeout[] = [];
   #unsubscribeRevoked: () => void;
   #nextCommandId = 1;
+  #liveFailed = false;
 
   constructor(deps: IngestDeps) {
     this.#d = deps;
@@ -260,7 +266,20 @@ export class DeviceEndpoint {
     m.closes.labels(KNOWN_CODES.has(code) ? String(code) : 'other').inc();
     const dev = this.#devices.get(s.deviceId);
     if (dev && dev.session === s) dev.session = null;
+    if (s.welcomed) this.#feed((l) => l.sessionClosed(s.deviceId, code, s.closedByHub));
     this.#d.log.debug({ device: s.deviceId, session: s.id, code }, 'device session closed');
+  }
+
+  /** Calls the live path; a failure there is logged, never thrown into ingest. */
+  #feed(f: (live: LiveFeed) => void): void {
+    const live = this.#d.live;
+    if (!live) return;
+    try {
+      f(live);
+    } catch (err) {
+      if (!this.#liveFailed) this.#d.log.error({ err }, 'live path failed (ingest unaffected; logged once)');
+      this.#liveFailed = true;
+    }
   }
 
   /**
@@ -273,6 +292,7 @@ export class DeviceEndpoint {
     const ws = s.ws;
     s.state = 'closed';
     s.ws = null;
+    s.closedByHub = true;
     this.#d.log.debug({ device: s.deviceId, session: s.id, code, reason }, 'closing device session');
     ws.cork(() => {
       ws.send(encodeHubMessage({ notice: { code, reason, retryAfterMs: retryAfterMs ?? 0 } }), true);
@@ -354,6 +374,7 @@ export class DeviceEndpoint {
         },
       },
     }), true);
+    this.#feed((l) => l.sessionOpened(s.deviceId, s.tags, firmware, s.addr));
     this.#d.log.debug({ device: s.deviceId, session: s.id, firmware, offsetMs: s.clock.offsetMs }, 'device session open');
   }
 
@@ -415,6 +436,7 @@ export class DeviceEndpoint {
     store.append(out.batch).then(
       () => {
         this.#d.onDurable?.(out.batch);
+        this.#feed((l) => l.durable(out.batch));
         // Ack on whichever session the device has now (it may have reconnected).
         const cur = this.#devices.get(deviceId)?.session;
         if (cur) this.#markDirty(cur);
@@ -466,6 +488,7 @@ export class DeviceEndpoint {
     const now = this.#d.now();
     const credit = this.#credit();
     const lat = this.#d.metrics.ackLatency;
+    const live = this.#d.live;
     for (const s of this.#dirty) {
       const ws = s.ws;
       if (s.state !== 'open' || !ws) continue;
@@ -476,7 +499,9 @@ export class DeviceEndpoint {
         const seq = s.inflightSeq[i]!;
         if (seq <= durable) {
           if (seq > acked) acked = seq;
-          lat.observe((now - s.inflightAt[i]!) / 1000);
+          const ms = now - s.inflightAt[i]!;
+          lat.observe(ms / 1000);
+          if (live) live.ackLatency(ms);
         } else {
           s.inflightSeq[w] = seq;
           s.inflightAt[w] = s.inflightAt[i]!;

@@ -16,6 +16,8 @@ export interface SinkStatus {
   readonly state: SinkState;
   readonly linesWritten: number;
   readonly linesDeadLettered: number;
+  /** Failed writes so far (retried or auth). */
+  readonly errors: number;
   readonly lastError: string | null;
 }
 

@@ -59,6 +59,7 @@ export class InfluxSink implements Sink {
   #loop: Promise<void> | null = null;
   #linesWritten = 0;
   #deadLettered = 0;
+  #errors = 0;
   #lastError: string | null = null;
   #lastAuthLog = 0;
 
@@ -77,7 +78,7 @@ export class InfluxSink implements Sink {
   }
 
   status(): SinkStatus {
-    return { name: 'influxdb', state: this.#state, linesWritten: this.#linesWritten, linesDeadLettered: this.#deadLettered, lastError: this.#lastError };
+    return { name: 'influxdb', state: this.#state, linesWritten: this.#linesWritten, linesDeadLettered: this.#deadLettered, errors: this.#errors, lastError: this.#lastError };
   }
 
   start(): void {
@@ -209,6 +210,7 @@ export class InfluxSink implements Sink {
           this.#state = 'unauthorized';
           this.#lastError = out.reason;
           this.#o.metrics.sinkErrors.labels('auth').inc();
+          this.#errors++;
           if (Date.now() - this.#lastAuthLog > 60_000) {
             this.#lastAuthLog = Date.now();
             this.#o.log.error({ reason: out.reason }, 'influxdb: unauthorized; check INFLUX_TOKEN / INFLUX_ORG / INFLUX_BUCKET. Data stays in the spool and is retried.');
@@ -223,6 +225,7 @@ export class InfluxSink implements Sink {
           this.#state = 'retrying';
           this.#lastError = out.reason;
           this.#o.metrics.sinkErrors.labels('retry').inc();
+          this.#errors++;
           if (this.#closing && Date.now() >= this.#deadline) return this.#giveUpForNow();
           // Full jitter, at least what the server asked for.
           const cap = Math.min(this.#o.backoffCapMs, this.#o.backoffBaseMs * 2 ** Math.min(16, attempt - 1));
