@@ -2,8 +2,10 @@
 // and gets a snapshot, then one frame per tick with what changed. Frames
 // carry a per-connection sequence number; a reconnect starts over with a
 // snapshot. Slow sockets degrade before they are dropped: latest wins (skip
-// ticks while much is unsent), then coarse 10 s updates, and only past
-// HUB_LIVE_MAX_BACKPRESSURE a close (4102). Requires an operator session
+// ticks while more than HUB_LIVE_SKIP_BYTES is unsent), after 3 skips coarse
+// updates (10 s and 1 min windows, every 10th tick, sent even while behind),
+// and a close (4102) once more than HUB_LIVE_MAX_BACKPRESSURE is unsent. A
+// socket that catches up on coarse updates returns to every tick. Requires an operator session
 // cookie and an allowed Origin. Imports: proto, auth/operators, live/state.
 //
 // Nothing here runs on the ingest path: frames are built on a timer from
@@ -203,23 +205,26 @@ export class LiveEndpoint {
           this.#end(s, LiveCloseCode.TOO_SLOW, `more than ${c.liveMaxBackpressure} bytes unsent even on coarse updates`, 'too_slow');
           continue;
         }
-        if (buffered > c.liveSkipBytes) {
+        if (s.degraded) {
+          // Coarse: one frame every COARSE_EVERY ticks, whatever is unsent, so
+          // a client that stopped reading reaches the limit above and goes.
+          if (tick % COARSE_EVERY !== 0) { s.skippedSince++; continue; }
+          if (buffered > 0) s.clean = 0;
+          else if (++s.clean >= CLEAN_BEFORE_RECOVERY) { s.degraded = false; s.clean = 0; s.skippedRun = 0; }
+        } else if (buffered > c.liveSkipBytes) {
           // Latest wins: skip this tick; the next frame carries everything changed since the last one.
           s.skippedRun++;
           s.skippedSince++;
-          s.clean = 0;
           this.#d.metrics.liveSkipped.inc();
-          if (!s.degraded && s.skippedRun >= SKIPS_BEFORE_COARSE) {
+          if (s.skippedRun >= SKIPS_BEFORE_COARSE) {
             s.degraded = true;
+            s.clean = 0;
             this.#d.metrics.liveDegraded.inc();
             this.#d.log.info({ user: s.user, addr: s.addr, buffered }, 'slow dashboard: coarse updates');
           }
           continue;
-        }
-        s.skippedRun = 0;
-        if (s.degraded) {
-          if (tick % COARSE_EVERY !== 0) { s.skippedSince++; continue; }
-          if (buffered === 0 && ++s.clean >= CLEAN_BEFORE_RECOVERY) { s.degraded = false; s.clean = 0; }
+        } else {
+          s.skippedRun = 0;
         }
         this.#send(s, tick, false);
       }
