@@ -8,9 +8,13 @@ import WebSocket from 'ws';
 import { LIVE_PATH, LIVE_SUBPROTOCOL, LiveCloseCode, Presence, decodeLiveFrame, encodeLiveRequest, type LiveFrame } from '@telemetry/proto';
 import { batchOf, connectDevice, signIn, startHub, until, within, type TestHub } from './helpers.ts';
 
+/** A decoded frame: protobufjs fills repeated fields and scalars with defaults. */
+type Dec<T> = T extends (infer U)[] ? Dec<U>[] : T extends object ? { [K in keyof T]-?: Dec<NonNullable<T[K]>> } : T;
+type Frame = Dec<LiveFrame>;
+
 class LiveClient {
   readonly ws: WebSocket;
-  readonly frames: LiveFrame[] = [];
+  readonly frames: Frame[] = [];
   readonly opened: Promise<void>;
   readonly closed: Promise<{ code: number; reason: string }>;
   readonly refused: Promise<number>;
@@ -26,11 +30,11 @@ class LiveClient {
     this.ws.on('error', () => { /* via opened/refused */ });
     this.ws.on('message', (data: Buffer) => {
       this.bytes += data.byteLength;
-      this.frames.push(decodeLiveFrame(data));
+      this.frames.push(decodeLiveFrame(data) as unknown as Frame);
     });
   }
   subscribe(...topics: string[]): void { this.ws.send(encodeLiveRequest({ subscribe: { topics } })); }
-  get last(): LiveFrame | undefined { return this.frames[this.frames.length - 1]; }
+  get last(): Frame | undefined { return this.frames[this.frames.length - 1]; }
 }
 
 const fast = { liveTickMs: 100 };
