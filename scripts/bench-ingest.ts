@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { freePort, histQuantileMs, scrape } from './bench-lib.ts';
+import { BENCH_METRICS_TOKEN, freePort, histQuantileMs, scrape } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -58,7 +58,7 @@ async function startHub(port: number, dataDir: string): Promise<ChildProcess> {
   const hub = spawn(process.execPath, ['--import', 'tsx', join(root, 'hub/src/main.ts')], {
     cwd: root,
     env: {
-      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: registry,
+      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: registry,
       HUB_LOG_LEVEL: 'warn', HUB_MAX_CONN_PER_ADDRESS: '1000000', HUB_ADMISSION_RATE: '100000', HUB_ADMISSION_BURST: '100000',
       HUB_MAX_READINGS_PER_SEC: '1000000', HUB_READINGS_BURST: '10000000',
     },

@@ -13,9 +13,12 @@ export function freePort(): Promise<number> {
   });
 }
 
+/** Benchmark hubs are started with HUB_METRICS_TOKEN set to this, so /metrics can be scraped without signing in. */
+export const BENCH_METRICS_TOKEN = 'bench-metrics-token';
+
 /** The hub's /metrics as `name{labels}` -> value. */
 export async function scrape(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${BENCH_METRICS_TOKEN}` } })).text();
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Influxd, startV2WriteAdapter } from '../hub/test/influxd.ts';
-import { freePort, histQuantileMs, scrape } from './bench-lib.ts';
+import { BENCH_METRICS_TOKEN, freePort, histQuantileMs, scrape } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   const hub = spawn(process.execPath, ['--import', 'tsx', join(root, 'hub/src/main.ts')], {
     cwd: root,
     env: {
-      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: join(tmp, 'hub'), HUB_DEVICES_FILE: registry, HUB_LOG_LEVEL: 'warn',
+      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN, HUB_DATA_DIR: join(tmp, 'hub'), HUB_DEVICES_FILE: registry, HUB_LOG_LEVEL: 'warn',
       HUB_MAX_CONN_PER_ADDRESS: '100000', HUB_ADMISSION_RATE: '100000', HUB_ADMISSION_BURST: '100000',
       INFLUX_URL: adapter.url, INFLUX_TOKEN: 'bench', INFLUX_ORG: 'bench', INFLUX_BUCKET: 'telemetry',
     },

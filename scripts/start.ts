@@ -1,10 +1,11 @@
 // npm start: the hub plus a small simulated fleet, no other service, no
 // setup. First run registers the fleet's devices (data/devices.json holds
 // only token hashes; the simulator's tokens go to data/sim-tokens.json).
-// Flags: --devices N (default 200), --rate R readings/s per metric (default 1),
-// --no-sim (hub only). Every HUB_* variable is passed through to the hub.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+// Builds the dashboard when dashboard/dist is missing or older than its
+// sources. Flags: --devices N (default 200), --rate R readings/s per metric
+// (default 1), --no-sim (hub only). Every HUB_* variable is passed through.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
@@ -34,6 +35,30 @@ mkdirSync(dataDir, { recursive: true });
 // Register sim-0000.. once; re-runs reuse the same tokens.
 const { added } = ensureSimFleet(devicesFile, tokensFile, devices);
 if (added) console.log(`start: registered ${added} simulated devices in ${devicesFile}`);
+
+/** Newest modification time under a directory (the dashboard's sources). */
+function newest(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+// The dashboard: build it when it is missing or stale (a few seconds with Vite).
+const dashDir = join(root, 'dashboard');
+const builtIndex = join(dashDir, 'dist', 'index.html');
+if (!process.env.HUB_DASHBOARD_DIR) {
+  const sources = Math.max(newest(join(dashDir, 'src')), statSync(join(dashDir, 'index.html')).mtimeMs, newest(join(root, 'proto', 'gen')));
+  if (!existsSync(builtIndex) || statSync(builtIndex).mtimeMs < sources) {
+    console.log('start: building the dashboard (npm run build -w dashboard)...');
+    const b = spawnSync(process.execPath, [join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: dashDir, stdio: 'inherit' });
+    if (b.status !== 0) {
+      console.error('start: the dashboard did not build; the hub will say so at /');
+    }
+  }
+}
 
 const tsx = ['--import', 'tsx'];
 const children: ChildProcess[] = [];
@@ -90,7 +115,7 @@ async function waitHealthy(): Promise<void> {
 
 waitHealthy().then(() => {
   const ws = `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}/v1/devices`;
-  console.log(`\n  hub      ${ws}\n  health   ${base}/healthz\n  metrics  ${base}/metrics\n`);
+  console.log(`\n  dashboard  ${base}/   (sign in as admin; the first run prints the password above)\n  devices    ${ws}\n  health     ${base}/healthz\n  metrics    ${base}/metrics\n`);
   if (values['no-sim'] || devices === 0) return;
   const simArgs = [...tsx, join(root, 'device-sim/src/cli.ts'), '--url', ws, '--devices', String(devices), '--rate', values.rate!, '--tokens', tokensFile, '--ramp-ms', '3000'];
   if (process.env.SIM_CA) simArgs.push('--ca', process.env.SIM_CA);

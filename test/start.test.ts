@@ -31,6 +31,8 @@ test('start - npm start over wss with the dev certificate comes up and prints th
     proc.once('exit', () => { clearTimeout(timer); res(false); });
   });
   assert.ok(up, `start did not come up over TLS:\n${out.slice(-1500)}`);
+  assert.match(out, new RegExp(`dashboard\\s+https://127\\.0\\.0\\.1:${port}/`));
+  assert.match(out, /First run: created operator "admin" with password  [A-Za-z0-9_-]{20}/);
   assert.match(out, new RegExp(`health\\s+https://127\\.0\\.0\\.1:${port}/healthz`));
   proc.kill('SIGINT');
   const code = await new Promise<number | null>((r) => proc.exitCode !== null ? r(proc.exitCode) : proc.once('exit', r));

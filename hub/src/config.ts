@@ -41,7 +41,7 @@ export interface HubConfig {
   readonly influxBucket: string | undefined;
   readonly sinkBatchLines: number;
   readonly sinkMaxInFlight: number;
-  readonly operatorsFile: string;
+  readonly operatorsFile: string | undefined;
   readonly adminPassword: string | undefined;
   readonly sessionTtlS: number;
   readonly metricsToken: string | undefined;
@@ -53,7 +53,7 @@ export interface HubConfig {
   readonly liveMaxDashboards: number;
   readonly liveMaxSeries: number;
   readonly liveMaxDevices: number;
-  readonly alarmRulesFile: string;
+  readonly alarmRulesFile: string | undefined;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'enum';
@@ -108,7 +108,7 @@ export const CONFIG_KEYS = {
   sinkBatchLines: { env: 'HUB_SINK_BATCH_LINES', kind: 'int', default: 5000, min: 1, max: 1_000_000, doc: 'Lines per InfluxDB write request.' },
   sinkMaxInFlight: { env: 'HUB_SINK_MAX_IN_FLIGHT', kind: 'int', default: 4, min: 1, max: 64, doc: 'InfluxDB write requests in flight at once.' },
   spoolCommitMs: { env: 'HUB_SPOOL_COMMIT_MS', kind: 'int', default: 2, min: 1, max: 1000, why: 'acks wait for the group commit', doc: 'Group-commit window: batches arriving within it share one fdatasync.' },
-  operatorsFile: { env: 'HUB_OPERATORS_FILE', kind: 'string', default: './data/operators.json', doc: 'Operator accounts (names, scrypt password hashes). On first run, with none and no HUB_ADMIN_PASSWORD, an `admin` account is created and its password printed once.' },
+  operatorsFile: { env: 'HUB_OPERATORS_FILE', kind: 'string', default: undefined, doc: 'Operator accounts (default: HUB_DATA_DIR/operators.json) (names, scrypt password hashes). On first run, with none and no HUB_ADMIN_PASSWORD, an `admin` account is created and its password printed once.' },
   adminPassword: { env: 'HUB_ADMIN_PASSWORD', kind: 'string', default: undefined, doc: 'Sets the `admin` operator\'s password at start (stored hashed). Otherwise use `npm run operator -- NAME`.' },
   sessionTtlS: { env: 'HUB_SESSION_TTL_S', kind: 'int', default: 12 * 3600, min: 60, max: 30 * 86_400, doc: 'Operator sign-in lifetime (session cookie).' },
   metricsToken: { env: 'HUB_METRICS_TOKEN', kind: 'string', default: undefined, doc: 'Bearer token that may read /metrics without signing in (for Prometheus). Unset: /metrics needs an operator session.' },
@@ -120,7 +120,7 @@ export const CONFIG_KEYS = {
   liveMaxDashboards: { env: 'HUB_LIVE_MAX_DASHBOARDS', kind: 'int', default: 256, min: 1, max: 100_000, doc: 'Max live dashboard connections; more are refused with 503.' },
   liveMaxSeries: { env: 'HUB_LIVE_MAX_SERIES', kind: 'int', default: 4096, min: 1, max: 1_000_000, why: 'each live series takes ~10 KB', doc: 'Max live (scope, metric) series with windowed stats and sketches.' },
   liveMaxDevices: { env: 'HUB_LIVE_MAX_DEVICES', kind: 'int', default: 200_000, min: 1, max: 10_000_000, doc: 'Max devices the live path tracks (presence, latest values).' },
-  alarmRulesFile: { env: 'HUB_ALARM_RULES_FILE', kind: 'string', default: './data/alarm-rules.json', doc: 'Alarm threshold rules (edited from the dashboard\'s Alarms page).' },
+  alarmRulesFile: { env: 'HUB_ALARM_RULES_FILE', kind: 'string', default: undefined, doc: 'Alarm threshold rules (default: HUB_DATA_DIR/alarm-rules.json; edited from the dashboard\'s Alarms page).' },
 } as const satisfies Record<keyof HubConfig, KeyDef>;
 
 export interface ConfigWarning { key: string; message: string }

@@ -88,11 +88,12 @@ async function main(): Promise<void> {
   const rollups = influx ? null : new MemoryHistory();
 
   // Operators: the first run creates `admin` with a generated password, shown once.
+  const operatorsFile = resolve(config.operatorsFile ?? resolve(config.dataDir, 'operators.json'));
   let operators: Operators;
   let firstRunPassword: string | null = null;
   try {
     operators = new Operators({
-      file: resolve(config.operatorsFile), sessionsFile: resolve(config.dataDir, 'sessions.json'), sessionTtlMs: config.sessionTtlS * 1000,
+      file: operatorsFile, sessionsFile: resolve(config.dataDir, 'sessions.json'), sessionTtlMs: config.sessionTtlS * 1000,
     });
     if (config.adminPassword !== undefined) {
       await operators.setPassword('admin', config.adminPassword);
@@ -109,7 +110,7 @@ async function main(): Promise<void> {
   let live: LiveState;
   try {
     live = new LiveState({
-      maxSeries: config.liveMaxSeries, maxDevices: config.liveMaxDevices, alarmRulesFile: resolve(config.alarmRulesFile),
+      maxSeries: config.liveMaxSeries, maxDevices: config.liveMaxDevices, alarmRulesFile: resolve(config.alarmRulesFile ?? resolve(config.dataDir, 'alarm-rules.json')),
       spoolBytes: () => store.bytes, sinkStatus: sink ? () => sink.status() : undefined, knownDevices: () => registry.entries(),
     });
   } catch (err) {
@@ -144,7 +145,7 @@ async function main(): Promise<void> {
   log.info({ url: `${http}://${shown}:${hub.port}/` }, `dashboard: ${http}://${shown}:${hub.port}/`);
   if (firstRunPassword) {
     // Printed on stdout once, outside the JSON log, for a person to read.
-    console.log(`\n  Dashboard: ${http}://${shown}:${hub.port}/\n  First run: created operator "admin" with password  ${firstRunPassword}\n  (stored hashed in ${resolve(config.operatorsFile)}; change it with \`npm run operator -- admin\`)\n`);
+    console.log(`\n  Dashboard: ${http}://${shown}:${hub.port}/\n  First run: created operator "admin" with password  ${firstRunPassword}\n  (stored hashed in ${operatorsFile}; change it with \`npm run operator -- admin\`)\n`);
   }
 
   let stopping = false;

@@ -9,7 +9,7 @@ import { generatePassword, Operators } from '../auth/operators.ts';
 const { values, positionals } = parseArgs({
   options: {
     'password-stdin': { type: 'boolean', default: false },
-    file: { type: 'string', default: process.env.HUB_OPERATORS_FILE ?? './data/operators.json' },
+    file: { type: 'string', default: process.env.HUB_OPERATORS_FILE ?? `${process.env.HUB_DATA_DIR ?? './data'}/operators.json` },
   },
   allowPositionals: true,
   strict: true,

@@ -1,0 +1,170 @@
+// The dashboard in a real browser (Debian's chromium, driven by
+// playwright-core; never a downloaded browser) against a real hub process
+// and a simulated fleet: sign in, the device count matches the fleet, a chart
+// moves, a device opens, an alarm fires when a device pushes a metric over
+// the threshold, and the connection indicator goes to "reconnecting" while
+// the hub restarts and back to "live". Screenshots of every page go to
+// test-results/screenshots/ (git-ignored).
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import test from 'node:test';
+import { chromium, type Page } from 'playwright-core';
+import { Fleet, SimDevice, fleetCredentials, loadTokenFile, type SensorModel } from '@telemetry/device-sim';
+import { ensureSimFleet } from '../scripts/sim-fleet.ts';
+
+const root = resolve(import.meta.dirname, '..');
+const shots = join(root, 'test-results', 'screenshots');
+export const CHROMIUM = '/usr/bin/chromium';
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
+const PASSWORD = 'browser-test-password';
+const FLEET = 24;
+
+function freePort(): Promise<number> {
+  return new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
+}
+
+/** A temperature the test sets: how "the simulator pushes a metric over a threshold". */
+class Heater implements SensorModel {
+  readonly name = 'temperature';
+  readonly unit = 'degC';
+  level = 21;
+  sample(): number { return this.level; }
+}
+
+async function until(page: Page, what: string, f: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) {
+      await page.screenshot({ path: join(shots, `failed-${what.replace(/\W+/g, '-')}.png`) }).catch(() => {});
+      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 180_000 }, async (t) => {
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install chromium (.ci/run does)`);
+  assert.ok(existsSync(join(root, 'dashboard/dist/index.html')), 'dashboard not built: npm run build -w dashboard (npm test does)');
+  mkdirSync(shots, { recursive: true });
+  const dir = mkdtempSync(join(tmpdir(), 'browser-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const registry = join(dir, 'devices.json');
+  const tokensFile = join(dir, 'tokens.json');
+  ensureSimFleet(registry, tokensFile, FLEET + 1);
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+
+  let hub: ChildProcess | null = null;
+  let hubLog = '';
+  const startHub = async (): Promise<void> => {
+    hub = spawn(process.execPath, ['--import', 'tsx', join(root, 'hub/src/main.ts')], {
+      cwd: root,
+      env: { ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: join(dir, 'data'), HUB_DEVICES_FILE: registry, HUB_ADMIN_PASSWORD: PASSWORD, HUB_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    hub.stdout!.on('data', (c: Buffer) => { hubLog += c.toString(); });
+    hub.stderr!.on('data', (c: Buffer) => { hubLog += c.toString(); });
+    const end = Date.now() + 30_000;
+    for (;;) {
+      try { if ((await fetch(`${base}/healthz`)).ok) return; } catch { /* starting */ }
+      if (Date.now() > end || hub.exitCode !== null) throw new Error(`hub did not start:\n${hubLog.slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  const stopHub = async (): Promise<void> => {
+    const h = hub as ChildProcess | null;
+    if (!h || h.exitCode !== null) return;
+    h.kill('SIGTERM');
+    await new Promise((r) => h.once('exit', r));
+  };
+  t.after(stopHub);
+  await startHub();
+
+  const tokens = loadTokenFile(tokensFile);
+  const creds = fleetCredentials(tokens, { prefix: 'sim-', count: FLEET + 1 });
+  const url = `ws://127.0.0.1:${port}/v1/devices`;
+  const fleet = new Fleet({ url, devices: creds.slice(0, FLEET), rate: 1, batchIntervalMs: 500, rampMs: 1000 });
+  t.after(() => fleet.stop());
+  const heater = new Heater();
+  const probe = new SimDevice({ ...creds[FLEET]!, url, rate: 2, batchIntervalMs: 250, sensors: [heater] });
+  probe.start();
+  t.after(() => probe.stop());
+
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  t.after(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+
+  // Sign in: / sends an anonymous browser to /login.
+  await page.goto(`${base}/`);
+  assert.equal(new URL(page.url()).pathname, '/login');
+  await page.screenshot({ path: join(shots, 'login.png') });
+  await page.fill('#password', 'wrong-password');
+  await page.click('button[type=submit]');
+  assert.match(await page.textContent('[data-testid=login-error]') ?? '', /wrong name or password/);
+  await page.fill('#user', 'admin');
+  await page.fill('#password', PASSWORD);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${base}/`);
+  const conn = page.locator('[data-testid=conn]');
+  await until(page, 'live', async () => (await conn.getAttribute('data-state')) === 'live');
+
+  // Overview: the device count matches the fleet, and the throughput chart moves.
+  const all = FLEET + 1;
+  await until(page, `${all} / ${all} online`, async () => ((await page.textContent('[data-testid=kpi-online]')) ?? '').replace(/\s+/g, ' ').includes(`${all} / ${all}`));
+  const chart = page.locator('[data-testid=chart-throughput]');
+  const points0 = Number(await chart.getAttribute('data-points'));
+  await until(page, 'throughput chart to grow', async () => Number(await chart.getAttribute('data-points')) >= points0 + 3);
+  await until(page, 'throughput above zero', async () => Number(await chart.getAttribute('data-last')) > 0);
+  const temp = page.locator('[data-testid=chart-metric-temperature]');
+  await until(page, 'temperature chart', async () => Number(await temp.getAttribute('data-points')) >= 1, 30_000);
+  await page.screenshot({ path: join(shots, 'overview.png') });
+
+  // Devices: every device listed, search narrows it, a row opens the device.
+  await page.goto(`${base}/#/devices`);
+  await until(page, 'device table', async () => ((await page.textContent('[data-testid=device-count]')) ?? '').includes(String(all)));
+  await page.screenshot({ path: join(shots, 'devices.png') });
+  await page.fill('[data-testid=device-search]', 'sim-0003');
+  await until(page, 'search', async () => (await page.locator('[data-testid=device-row]').count()) === 1);
+  assert.equal(await page.locator('[data-testid=device-row]').getAttribute('data-presence'), 'online');
+  await page.click('[data-testid=device-row][data-id=sim-0003]');
+  await page.waitForURL(/#\/device\/sim-0003$/);
+  await until(page, 'device detail', async () => (await page.locator('[data-testid=device-detail][data-id=sim-0003]').count()) === 1);
+  await until(page, 'latest temperature', async () => /\d/.test((await page.textContent('[data-testid=latest-temperature]')) ?? ''));
+  await until(page, 'connection history', async () => (await page.locator('[data-testid=presence-row]').count()) >= 1);
+  await page.screenshot({ path: join(shots, 'device.png') });
+
+  // Alarms: add a rule in the UI, push the probe's temperature over it, see it fire.
+  await page.goto(`${base}/#/alarms`);
+  await page.fill('[data-testid=rule-name]', 'Overheat');
+  await page.fill('[data-testid=rule-metric]', 'temperature');
+  await page.selectOption('[data-testid=rule-op]', '>');
+  await page.fill('[data-testid=rule-threshold]', '80');
+  await page.fill('[data-testid=rule-for]', '2');
+  await page.click('[data-testid=rule-add]');
+  await until(page, 'rule listed', async () => (await page.locator('[data-testid=rule-row]').count()) === 1);
+  assert.equal(await page.locator(`[data-testid=alarm-active]`).count(), 0, 'nothing is over 80 yet');
+  heater.level = 95;
+  const probeId = creds[FLEET]!.id;
+  await until(page, 'alarm', async () => (await page.locator(`[data-testid=alarm-active][data-device=${probeId}]`).count()) >= 1);
+  assert.match((await page.textContent('[data-testid=alarm-badge]')) ?? '', /1/);
+  await page.screenshot({ path: join(shots, 'alarms.png') });
+  await page.goto(`${base}/#/`);
+  await until(page, 'alarm on the overview', async () => (await page.locator(`[data-testid=alarm-active][data-device=${probeId}]`).count()) >= 1);
+  heater.level = 21;
+
+  // The hub restarts: the indicator says so, then comes back by itself (the session survives).
+  await stopHub();
+  await until(page, 'reconnecting', async () => (await conn.getAttribute('data-state')) === 'reconnecting');
+  await page.screenshot({ path: join(shots, 'reconnecting.png') });
+  await startHub();
+  await until(page, 'live again', async () => (await conn.getAttribute('data-state')) === 'live', 30_000);
+  await until(page, 'fleet back', async () => ((await page.textContent('[data-testid=kpi-online]')) ?? '').replace(/\s+/g, ' ').includes(`/ ${all}`));
+
+  assert.deepEqual(errors, [], 'no errors in the page');
+});
