@@ -37,7 +37,7 @@ class Heater implements SensorModel {
 
 async function until(page: Page, what: string, f: () => Promise<boolean>, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
-  while (!(await f())) {
+  while (!(await f().catch(() => false))) {
     if (Date.now() > end) {
       await page.screenshot({ path: join(shots, `failed-${what.replace(/\W+/g, '-')}.png`) }).catch(() => {});
       throw new Error(`timed out after ${ms} ms waiting for ${what}`);
@@ -111,6 +111,7 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   await page.fill('#password', PASSWORD);
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}/`);
+  page.setDefaultTimeout(2000);
   const conn = page.locator('[data-testid=conn]');
   await until(page, 'live', async () => (await conn.getAttribute('data-state')) === 'live');
 

@@ -96,7 +96,7 @@ async function main(): Promise<void> {
       file: operatorsFile, sessionsFile: resolve(config.dataDir, 'sessions.json'), sessionTtlMs: config.sessionTtlS * 1000,
     });
     if (config.adminPassword !== undefined) {
-      await operators.setPassword('admin', config.adminPassword);
+      await operators.ensurePassword('admin', config.adminPassword);
     } else if (operators.size === 0) {
       firstRunPassword = generatePassword();
       await operators.setPassword('admin', firstRunPassword);

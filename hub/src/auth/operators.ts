@@ -117,6 +117,13 @@ export class Operators {
     if (prev) this.#endSessions((s) => s.user === name);
   }
 
+  /** Sets the password unless it already is this one (HUB_ADMIN_PASSWORD at every start keeps sessions). */
+  async ensurePassword(name: string, password: string): Promise<void> {
+    const acct = this.#accounts.get(name);
+    if (acct && (await verifyPassword(password, acct.password))) return;
+    await this.setPassword(name, password);
+  }
+
   /** Checks a password; failed attempts are limited per remote address (5, then 1 per 10 s). */
   async signIn(name: string, password: string, addr: string): Promise<SignInResult> {
     const now = this.#now();
