@@ -84,9 +84,10 @@ export function parseRetryAfterMs(reason: string): number | undefined {
 /** Formats a close reason with a retry hint, kept within 123 bytes. */
 export function closeReason(text: string, retryAfterMs?: number): string {
   const hint = retryAfterMs !== undefined ? `; retry-after=${Math.max(0, Math.round(retryAfterMs))}` : '';
-  const room = 123 - Buffer.byteLength(hint);
+  const utf8 = new TextEncoder();
+  const room = 123 - utf8.encode(hint).length;
   let t = text;
-  while (Buffer.byteLength(t) > room) t = t.slice(0, -1);
+  while (utf8.encode(t).length > room) t = t.slice(0, -1);
   return t + hint;
 }
 
