@@ -282,10 +282,13 @@ function runParent(cfg: CliConfig): void {
   const results: Promise<{ summary: Summary; samples: number[] }>[] = [];
   for (let p = 0; p * per < cfg.devices.length; p++) {
     const slice: CliConfig = { ...cfg, devices: cfg.devices.slice(p * per, (p + 1) * per), processes: 1 };
-    // The slice travels in the environment: no re-parsing, and the tokens stay off the command line (ps).
+    // The slice travels over IPC: no re-parsing, the tokens stay off the command
+    // line (ps), and there is no size limit (an environment variable is capped
+    // at 128 KiB, about 1,800 tokens).
     const child = fork(self, [], {
-      env: { ...process.env, SIM_CHILD_CONFIG: JSON.stringify(slice) }, execArgv: process.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      env: { ...process.env, SIM_CHILD: '1' }, execArgv: process.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     });
+    child.send({ type: 'config', config: slice });
     children.push(child);
     results.push(new Promise((resolve, reject) => {
       child.on('message', (m: ChildMessage) => {
@@ -340,9 +343,10 @@ function runParent(cfg: CliConfig): void {
 // ---- entry --------------------------------------------------------------------
 
 function main(): void {
-  const childConfig = process.env.SIM_CHILD_CONFIG;
-  if (childConfig && typeof process.send === 'function') {
-    runFleet(JSON.parse(childConfig) as CliConfig, true);
+  if (process.env.SIM_CHILD === '1' && typeof process.send === 'function') {
+    process.once('message', (m: { type: string; config: CliConfig }) => {
+      if (m.type === 'config') runFleet(m.config, true);
+    });
     return;
   }
   let cfg: CliConfig | 'help';

@@ -91,3 +91,15 @@ test('cli - --processes 2 splits the fleet and merges the summaries', async (t) 
   assert.equal(s.counters.batchesAcked, stored);
   assert.equal(s.latencyMs.samples, stored);
 });
+
+test('cli - --processes hands each child its slice over IPC: thousands of tokens fit (an env var is capped at 128 KiB)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sim-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'tokens.json');
+  // Real-sized tokens: id + '.' + 43 characters of base64url.
+  writeFileSync(file, JSON.stringify(Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [deviceId('sim-', i), `${deviceId('sim-', i)}.${'x'.repeat(43)}`]))));
+  // Nothing listens on port 9 here: the devices only back off; the point is that both children start and report.
+  const s = await summaryOf(['--url', 'ws://127.0.0.1:9/v1/devices', '--tokens', file, '--devices', '5000', '--rate', '0', '--duration', '1', '--processes', '2']);
+  assert.equal(s.devices, 5000);
+  assert.equal(s.processes, 2);
+});
