@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'node:test';
 import { Presence } from '@telemetry/proto';
-import { Partial, WindowedSeries } from '../src/live/aggregates.ts';
+import { addToAll, Partial, WindowedSeries } from '../src/live/aggregates.ts';
 import { Alarms, parseRule } from '../src/live/alarms.ts';
 import { closeExplanation, DeviceTracker } from '../src/live/devices.ts';
 import { LiveState } from '../src/live/state.ts';
@@ -70,6 +70,21 @@ test('aggregates - partials from two hubs merge to the same stats as one hub see
   assert.ok(Math.abs(x.mean - y.mean) < 1e-9);
   assert.equal(x.p50, y.p50);
   assert.equal(x.p99, y.p99);
+});
+
+test('aggregates - one reading added to several scopes at once equals adding it to each (negative, zero and positive values)', () => {
+  const shared = [new Partial(), new Partial(), new Partial()];
+  const alone = new Partial();
+  for (let i = 0; i < 3000; i++) {
+    const v = i % 7 === 0 ? 0 : Math.sin(i) * 10 ** ((i % 5) - 2);
+    addToAll(shared, v, i);
+    alone.add(v, i);
+  }
+  for (const p of shared) {
+    assert.deepEqual(p.summary(1000, 0), alone.summary(1000, 0));
+    assert.equal(p.sketch.zeroCount, alone.sketch.zeroCount);
+    for (const q of [0.01, 0.25, 0.5, 0.9, 0.999]) assert.equal(p.sketch.getValueAtQuantile(q), alone.sketch.getValueAtQuantile(q));
+  }
 });
 
 test('devices - latest value by event time: a late reading never replaces a newer one', () => {

@@ -52,6 +52,7 @@ export class MemoryHistory implements HistorySource {
   readonly name = 'memory';
   readonly #series = new Map<string, Ring>();
   readonly #max: number;
+  readonly #routes = new Map<string, { tags: Readonly<Record<string, string>>; names: string[]; perMetric: Ring[][] }>();
   /** Series not created because maxSeries was reached. */
   refused = 0;
 
@@ -71,14 +72,24 @@ export class MemoryHistory implements HistorySource {
     return r;
   }
 
-  /** Adds a durable batch. Rings are resolved per metric once, not per reading. */
+  /**
+   * Adds a durable batch. Rings are resolved per metric once per device (while
+   * its tags and metric names stay the same: a whole session), not per batch.
+   */
   record(b: AcceptedBatch): void {
-    const tags = Object.entries(b.tags);
-    const perMetric: Ring[][] = b.metricNames.map((m) => {
-      const rings = [this.#ring(`${m}\0fleet`, false), this.#ring(`${m}\0d:${b.deviceId}`, true)];
-      for (const [k, v] of tags) rings.push(this.#ring(`${m}\0g:${k}=${v}`, false));
-      return rings.filter((r): r is Ring => r !== null);
-    });
+    let route = this.#routes.get(b.deviceId);
+    if (!route || route.tags !== b.tags || route.names.length !== b.metricNames.length || route.names.some((m, i) => m !== b.metricNames[i])) {
+      const tags = Object.entries(b.tags);
+      const perMetric = b.metricNames.map((m) => {
+        const rings = [this.#ring(`${m}\0fleet`, false), this.#ring(`${m}\0d:${b.deviceId}`, true)];
+        for (const [k, v] of tags) rings.push(this.#ring(`${m}\0g:${k}=${v}`, false));
+        return rings.filter((r): r is Ring => r !== null);
+      });
+      route = { tags: b.tags, names: [...b.metricNames], perMetric };
+      if (this.#routes.size >= this.#max) this.#routes.clear();
+      this.#routes.set(b.deviceId, route);
+    }
+    const perMetric = route.perMetric;
     for (let i = 0; i < b.values.length; i++) {
       const rings = perMetric[b.metricIndex[i]!]!;
       const t = b.timesMs[i]!;

@@ -8,7 +8,7 @@
 import { Presence, type LiveHealth } from '@telemetry/proto';
 import type { SinkStatus } from '../sinks/sink.ts';
 import type { AcceptedBatch } from '../spool/store.ts';
-import { WINDOWS_MS, WindowedSeries } from './aggregates.ts';
+import { addToAll, type Partial, WINDOWS_MS, WindowedSeries } from './aggregates.ts';
 import { Alarms } from './alarms.ts';
 import { DeviceTracker, type TrackedDevice } from './devices.ts';
 
@@ -34,6 +34,19 @@ export interface Scope {
   readingsPerS: number;
 }
 
+interface Route {
+  readonly tags: Readonly<Record<string, string>>;
+  readonly names: readonly string[];
+  /** Per metric: its series in the fleet and each tag group (null past HUB_LIVE_MAX_SERIES). */
+  readonly series: (WindowedSeries | null)[][];
+}
+
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export interface LiveStateOptions {
   maxSeries: number;
   maxDevices: number;
@@ -56,6 +69,7 @@ export class LiveState implements LiveFeed {
   /** Series not created because HUB_LIVE_MAX_SERIES was reached. */
   seriesRefused = 0;
   readonly #ack: WindowedSeries;
+  readonly #routes = new Map<string, Route>();
   #readingsIn = 0;
   #lastTickAt: number;
   #lastReadingsIn = 0;
@@ -116,22 +130,20 @@ export class LiveState implements LiveFeed {
       d.sawBatch(now);
       d.changed = this.tick + 1;
     }
-    const scopes: Scope[] = [this.scopes.get('fleet')!];
-    for (const k in b.tags) {
-      const v = b.tags[k]!;
-      scopes.push(this.#scope(`group:${k}=${v}`, { key: k, value: v }));
-    }
     const names = b.metricNames;
-    // Series resolved once per metric per batch, not per reading.
-    const per: (WindowedSeries | null)[][] = names.map((m, i) => scopes.map((s) => this.#seriesOf(s, m, b.metricUnits[i] ?? '', now)));
+    const route = this.#route(b, now);
+    // The open 1 s partial of every (metric, scope) this batch counts in.
+    const parts: Partial[][] = route.series.map((list) => {
+      const out: Partial[] = [];
+      for (const ws of list) if (ws) out.push(ws.open);
+      return out;
+    });
     const newest = new Int32Array(names.length).fill(-1);
     const idx = b.metricIndex, vals = b.values, times = b.timesMs;
     for (let i = 0; i < n; i++) {
       const mi = idx[i]!;
-      const v = vals[i]!;
       const t = times[i]!;
-      const list = per[mi]!;
-      for (let j = 0; j < list.length; j++) list[j]?.add(v, t);
+      addToAll(parts[mi]!, vals[i]!, t);
       const k = newest[mi]!;
       if (k < 0 || t >= times[k]!) newest[mi] = i;
     }
@@ -141,6 +153,26 @@ export class LiveState implements LiveFeed {
         if (i >= 0) d.latest(names[mi]!, b.metricUnits[mi] ?? '', vals[i]!, times[i]!);
       }
     }
+  }
+
+  /**
+   * The series a device's batches feed, per metric: fleet plus one per tag.
+   * Cached per device while its tags and metric names stay the same (they
+   * do for a whole session), so a batch costs no string building or lookups.
+   */
+  #route(b: AcceptedBatch, now: number): Route {
+    const r = this.#routes.get(b.deviceId);
+    if (r && r.tags === b.tags && sameNames(r.names, b.metricNames)) return r;
+    const scopes: Scope[] = [this.scopes.get('fleet')!];
+    for (const k in b.tags) {
+      const v = b.tags[k]!;
+      scopes.push(this.#scope(`group:${k}=${v}`, { key: k, value: v }));
+    }
+    const names = [...b.metricNames];
+    const route: Route = { tags: b.tags, names, series: names.map((m, i) => scopes.map((s) => this.#seriesOf(s, m, b.metricUnits[i] ?? '', now))) };
+    if (this.#routes.size >= this.#o.maxDevices) this.#routes.clear();
+    this.#routes.set(b.deviceId, route);
+    return route;
   }
 
   sessionOpened(deviceId: string, tags: Readonly<Record<string, string>>, firmware: string, address: string): void {
