@@ -124,7 +124,6 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   await until(page, 'throughput above zero', async () => Number(await chart.getAttribute('data-last')) > 0);
   const temp = page.locator('[data-testid=chart-metric-temperature]');
   await until(page, 'temperature chart', async () => Number(await temp.getAttribute('data-points')) >= 1, 30_000);
-  await page.screenshot({ path: join(shots, 'overview.png') });
 
   // Devices: every device listed, search narrows it, a row opens the device.
   await page.goto(`${base}/#/devices`);
@@ -157,6 +156,7 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   await page.screenshot({ path: join(shots, 'alarms.png') });
   await page.goto(`${base}/#/`);
   await until(page, 'alarm on the overview', async () => (await page.locator(`[data-testid=alarm-active][data-device=${probeId}]`).count()) >= 1);
+  await page.screenshot({ path: join(shots, 'overview.png') });
   heater.level = 21;
 
   // The hub restarts: the indicator says so, then comes back by itself (the session survives).

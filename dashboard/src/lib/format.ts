@@ -69,13 +69,16 @@ export function num(v: number): string {
   if (!Number.isFinite(v)) return String(v);
   const a = Math.abs(v);
   if (a === 0) return '0';
-  if (a >= 1000) return v.toFixed(0);
+  if (a >= 1000) return int(v);
   if (a >= 100) return v.toFixed(1);
   if (a >= 1) return v.toFixed(2);
   return v.toPrecision(3);
 }
 
 /** A rate or count shown as an integer (no grouping, so tests can parse it). */
+const GROUPED = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+
+/** A whole number with thousands separators (205,703). */
 export function int(v: number): string {
-  return Math.round(v).toString();
+  return GROUPED.format(Math.round(v));
 }
