@@ -156,6 +156,8 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   await page.screenshot({ path: join(shots, 'alarms.png') });
   await page.goto(`${base}/#/`);
   await until(page, 'alarm on the overview', async () => (await page.locator(`[data-testid=alarm-active][data-device=${probeId}]`).count()) >= 1);
+  // A few 10 s windows on the metric charts before the picture (it is the README's).
+  await until(page, 'three temperature windows', async () => Number(await temp.getAttribute('data-points')) >= 3, 40_000);
   await page.screenshot({ path: join(shots, 'overview.png') });
   heater.level = 21;
 

@@ -206,11 +206,13 @@ function dataset(spec: LineSpec, data: Pt[]): ChartDataset<'line', Pt[]> {
   const style = spec.style ?? 'line';
   const base: ChartDataset<'line', Pt[]> = {
     label: spec.label, data, borderColor: spec.color, backgroundColor: spec.color,
-    borderWidth: 1.5, pointRadius: 0, pointHoverRadius: 3, tension: 0, fill: false,
+    borderWidth: 1.5, tension: 0, fill: false, pointHoverRadius: 3,
+    // A line needs two points: until a series has them, show its points.
+    pointRadius: (ctx) => ((ctx.dataset.data as Pt[]).length < 3 ? 2.5 : 0),
   };
   if (style === 'dashed') return { ...base, borderDash: [4, 3], borderWidth: 1.25 };
-  if (style === 'band-low') return { ...base, borderWidth: 0, borderColor: 'transparent', pointHoverRadius: 0 };
-  if (style === 'band-high') return { ...base, borderWidth: 0, borderColor: 'transparent', pointHoverRadius: 0, fill: '-1' };
+  if (style === 'band-low') return { ...base, borderWidth: 0, borderColor: 'transparent', pointRadius: 0, pointHoverRadius: 0 };
+  if (style === 'band-high') return { ...base, borderWidth: 0, borderColor: 'transparent', pointRadius: 0, pointHoverRadius: 0, fill: '-1' };
   return base;
 }
 
