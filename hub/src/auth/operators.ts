@@ -11,9 +11,9 @@
 // <data>/sessions.json, so a restart keeps operators signed in and a stolen
 // file signs nobody in.
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { HubError } from '../errors.ts';
+import { writeJsonAtomic } from '../json-file.ts';
 import { TokenBucket } from '../ingest/limits.ts';
 
 export const SESSION_COOKIE = 'hub_session';
@@ -50,13 +50,6 @@ export function generatePassword(): string {
 
 interface OperatorRecord { name: string; password: string; created?: string }
 interface SessionRecord { hash: string; user: string; expires: number }
-
-function writeJsonAtomic(file: string, value: unknown): void {
-  mkdirSync(dirname(file), { recursive: true });
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n', { mode: 0o600 });
-  renameSync(tmp, file);
-}
 
 function sha256(s: string): string {
   return createHash('sha256').update(s).digest('hex');

@@ -7,9 +7,10 @@
 // upgrade path would let a reconnect storm (10k devices x ~50 ms) starve the
 // hub. Comparison is constant-time.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync, writeFileSync, renameSync, mkdirSync, watch, existsSync, type FSWatcher } from 'node:fs';
+import { readFileSync, mkdirSync, watch, existsSync, type FSWatcher } from 'node:fs';
 import { dirname, basename } from 'node:path';
 import { RegistryError } from '../errors.ts';
+import { writeJsonAtomic } from '../json-file.ts';
 
 export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$/;
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -146,10 +147,7 @@ export function readRegistryFile(path: string): RegistryFile {
 
 /** Writes atomically (temp file + rename) so a running hub never reads half a file. */
 export function writeRegistryFile(path: string, file: RegistryFile): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
-  renameSync(tmp, path);
+  writeJsonAtomic(path, file);
 }
 
 /** Adds (or re-keys) a device; returns the new token, which is not stored. */

@@ -5,10 +5,10 @@
 // when it stops meeting it. Rules are kept in HUB_ALARM_RULES_FILE.
 // Imports: errors, ingest/validate (metric names), live/devices.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { HubError } from '../errors.ts';
 import { METRIC_NAME_RE } from '../ingest/validate.ts';
+import { writeJsonAtomic } from '../json-file.ts';
 import type { DeviceTracker } from './devices.ts';
 
 export type AlarmOp = '>' | '>=' | '<' | '<=';
@@ -178,9 +178,6 @@ export class Alarms {
   }
 
   #save(): void {
-    if (!this.#file) return;
-    mkdirSync(dirname(this.#file), { recursive: true });
-    writeFileSync(`${this.#file}.tmp`, JSON.stringify({ rules: this.#rules }, null, 2) + '\n');
-    renameSync(`${this.#file}.tmp`, this.#file);
+    if (this.#file) writeJsonAtomic(this.#file, { rules: this.#rules });
   }
 }
