@@ -118,7 +118,7 @@ export const CONFIG_KEYS = {
   liveSkipBytes: { env: 'HUB_LIVE_SKIP_BYTES', kind: 'int', default: 256 * 1024, min: 1024, max: 1 << 30, doc: 'A dashboard socket with more unsent bytes than this skips ticks (latest wins); after 3 skips it gets coarse 10 s updates.' },
   liveMaxBackpressure: { env: 'HUB_LIVE_MAX_BACKPRESSURE', kind: 'int', default: 16 << 20, min: 64 * 1024, max: 1 << 30, doc: 'A dashboard socket with more unsent bytes than this is closed (4102).' },
   liveMaxDashboards: { env: 'HUB_LIVE_MAX_DASHBOARDS', kind: 'int', default: 256, min: 1, max: 100_000, doc: 'Max live dashboard connections; more are refused with 503.' },
-  liveMaxSeries: { env: 'HUB_LIVE_MAX_SERIES', kind: 'int', default: 4096, min: 1, max: 1_000_000, why: 'each live series takes ~10 KB', doc: 'Max live (scope, metric) series with windowed stats and sketches.' },
+  liveMaxSeries: { env: 'HUB_LIVE_MAX_SERIES', kind: 'int', default: 4096, min: 1, max: 1_000_000, why: 'each live series takes ~5 KB', doc: 'Max live (scope, metric) series with windowed stats and sketches.' },
   liveMaxDevices: { env: 'HUB_LIVE_MAX_DEVICES', kind: 'int', default: 200_000, min: 1, max: 10_000_000, doc: 'Max devices the live path tracks (presence, latest values).' },
   alarmRulesFile: { env: 'HUB_ALARM_RULES_FILE', kind: 'string', default: undefined, doc: 'Alarm threshold rules (default: HUB_DATA_DIR/alarm-rules.json; edited from the dashboard\'s Alarms page).' },
 } as const satisfies Record<keyof HubConfig, KeyDef>;

@@ -10,9 +10,9 @@
 // only. Closing a 1 s window merges it into the 10 s and 1 min ones (a few
 // microseconds per series per second).
 //
-// Memory: a series holds three open windows and three closed summaries; a
-// DDSketch at 1 % accuracy over one decade of values is ~2.5 KB, so a
-// series is ~8-10 KB. Series are capped (HUB_LIVE_MAX_SERIES).
+// Memory: a series holds three open windows and three closed summaries:
+// 4.7 KB measured for values spread over one decade (a sketch's bins grow
+// with the log of the value range). Series are capped (HUB_LIVE_MAX_SERIES).
 import { DDSketch } from '@datadog/sketches-js';
 
 export const WINDOWS_MS = [1_000, 10_000, 60_000] as const;
