@@ -52,7 +52,7 @@ export class MemoryHistory implements HistorySource {
   readonly name = 'memory';
   readonly #series = new Map<string, Ring>();
   readonly #max: number;
-  readonly #routes = new Map<string, { tags: Readonly<Record<string, string>>; names: string[]; perMetric: Ring[][] }>();
+  readonly #routes = new Map<string, { tags: Readonly<Record<string, string>>; byMetric: Map<string, Ring[]> }>();
   /** Series not created because maxSeries was reached. */
   refused = 0;
 
@@ -73,23 +73,26 @@ export class MemoryHistory implements HistorySource {
   }
 
   /**
-   * Adds a durable batch. Rings are resolved per metric once per device (while
-   * its tags and metric names stay the same: a whole session), not per batch.
+   * Adds a durable batch. A device's rings are resolved once per metric while
+   * its tags stay the same (a whole session), not per batch or reading.
    */
   record(b: AcceptedBatch): void {
     let route = this.#routes.get(b.deviceId);
-    if (!route || route.tags !== b.tags || route.names.length !== b.metricNames.length || route.names.some((m, i) => m !== b.metricNames[i])) {
-      const tags = Object.entries(b.tags);
-      const perMetric = b.metricNames.map((m) => {
-        const rings = [this.#ring(`${m}\0fleet`, false), this.#ring(`${m}\0d:${b.deviceId}`, true)];
-        for (const [k, v] of tags) rings.push(this.#ring(`${m}\0g:${k}=${v}`, false));
-        return rings.filter((r): r is Ring => r !== null);
-      });
-      route = { tags: b.tags, names: [...b.metricNames], perMetric };
+    if (!route || route.tags !== b.tags) {
       if (this.#routes.size >= this.#max) this.#routes.clear();
+      route = { tags: b.tags, byMetric: new Map<string, Ring[]>() };
       this.#routes.set(b.deviceId, route);
     }
-    const perMetric = route.perMetric;
+    const byMetric = route.byMetric;
+    const perMetric = b.metricNames.map((m) => {
+      const known = byMetric.get(m);
+      if (known) return known;
+      const found = [this.#ring(`${m}\0fleet`, false), this.#ring(`${m}\0d:${b.deviceId}`, true)];
+      for (const k in b.tags) found.push(this.#ring(`${m}\0g:${k}=${b.tags[k]}`, false));
+      const rings = found.filter((r): r is Ring => r !== null);
+      byMetric.set(m, rings);
+      return rings;
+    });
     for (let i = 0; i < b.values.length; i++) {
       const rings = perMetric[b.metricIndex[i]!]!;
       const t = b.timesMs[i]!;

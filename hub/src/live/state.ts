@@ -36,15 +36,9 @@ export interface Scope {
 
 interface Route {
   readonly tags: Readonly<Record<string, string>>;
-  readonly names: readonly string[];
-  /** Per metric: its series in the fleet and each tag group (null past HUB_LIVE_MAX_SERIES). */
-  readonly series: (WindowedSeries | null)[][];
-}
-
-function sameNames(a: readonly string[], b: readonly string[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  readonly scopes: readonly Scope[];
+  /** Per metric: its series in each scope (null past HUB_LIVE_MAX_SERIES). */
+  readonly byMetric: Map<string, (WindowedSeries | null)[]>;
 }
 
 export interface LiveStateOptions {
@@ -131,9 +125,14 @@ export class LiveState implements LiveFeed {
       d.changed = this.tick + 1;
     }
     const names = b.metricNames;
-    const route = this.#route(b, now);
+    const route = this.#route(b);
     // The open 1 s partial of every (metric, scope) this batch counts in.
-    const parts: Partial[][] = route.series.map((list) => {
+    const parts: Partial[][] = names.map((m, i) => {
+      let list = route.byMetric.get(m);
+      if (!list) {
+        list = route.scopes.map((sc) => this.#seriesOf(sc, m, b.metricUnits[i] ?? '', now));
+        route.byMetric.set(m, list);
+      }
       const out: Partial[] = [];
       for (const ws of list) if (ws) out.push(ws.open);
       return out;
@@ -156,20 +155,19 @@ export class LiveState implements LiveFeed {
   }
 
   /**
-   * The series a device's batches feed, per metric: fleet plus one per tag.
-   * Cached per device while its tags and metric names stay the same (they
-   * do for a whole session), so a batch costs no string building or lookups.
+   * The scopes a device's batches feed (fleet plus one per tag) and, per
+   * metric, their series. Kept per device while its tags stay the same (a
+   * whole session), so a batch costs a map lookup per metric, no string building.
    */
-  #route(b: AcceptedBatch, now: number): Route {
+  #route(b: AcceptedBatch): Route {
     const r = this.#routes.get(b.deviceId);
-    if (r && r.tags === b.tags && sameNames(r.names, b.metricNames)) return r;
+    if (r && r.tags === b.tags) return r;
     const scopes: Scope[] = [this.scopes.get('fleet')!];
     for (const k in b.tags) {
       const v = b.tags[k]!;
       scopes.push(this.#scope(`group:${k}=${v}`, { key: k, value: v }));
     }
-    const names = [...b.metricNames];
-    const route: Route = { tags: b.tags, names, series: names.map((m, i) => scopes.map((s) => this.#seriesOf(s, m, b.metricUnits[i] ?? '', now))) };
+    const route: Route = { tags: b.tags, scopes, byMetric: new Map() };
     if (this.#routes.size >= this.#o.maxDevices) this.#routes.clear();
     this.#routes.set(b.deviceId, route);
     return route;
