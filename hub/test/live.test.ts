@@ -216,3 +216,47 @@ test('live - a stalled dashboard skips ticks, degrades, and is closed; ingest an
   for (const d of devs) d.close();
   healthy.ws.close();
 });
+
+test('live - a dashboard that fell behind gets coarse updates, and every tick again once it has caught up', async (t) => {
+  const th = await startHub(t, { config: { liveTickMs: 100, liveSkipBytes: 64 * 1024, liveMaxBackpressure: 64 << 20 } });
+  const c = new LiveClient(th, await signIn(th));
+  await within(c.opened, 3000, 'open');
+  c.subscribe('fleet', 'devices');
+  await until(() => c.frames.length > 0, 3000, 'first frame');
+  const socket = (c.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+  socket.pause();
+  const names = Array.from({ length: 8 }, (_, k) => `metric_${k}`);
+  let seq = 0;
+  const feed = (): void => {
+    seq++;
+    const now = Date.now();
+    for (let i = 0; i < 5000; i++) {
+      th.hub.live.durable({
+        deviceId: `synthetic-${i}`, seq, tags: {}, receivedAtMs: now, clockOffsetMs: 0,
+        metricNames: names, metricUnits: names.map(() => 'u'), metricIndex: Uint16Array.from(names.keys()),
+        timesMs: new Float64Array(names.length).fill(now), deviceTimesMs: null, values: Float64Array.from(names, (_, k) => seq + k),
+      });
+    }
+  };
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline && (await th.hub.metrics.value('hub_live_degraded_total')) === 0) {
+    feed();
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.equal(await th.hub.metrics.value('hub_live_degraded_total'), 1);
+  socket.resume(); // the browser catches up; the fleet goes quiet
+  await until(() => {
+    const i = c.frames.findIndex((f) => f.degraded);
+    return i >= 0 && c.frames.slice(i).some((f) => !f.degraded);
+  }, 15_000, 'back to every tick');
+  const coarse = c.frames.filter((f) => f.degraded);
+  assert.ok(coarse.length >= 2, `${coarse.length} coarse frames`);
+  for (const f of coarse) {
+    const windows = f.scopes.flatMap((s) => s.metrics.flatMap((m) => m.windows.map((w) => w.windowMs)));
+    assert.ok(windows.every((w) => w !== 1000), 'coarse frames carry only the 10 s and 1 min windows');
+  }
+  assert.ok(coarse.some((f) => f.skippedTicks >= 9), 'a coarse frame comes every 10th tick');
+  c.frames.forEach((fr, i) => assert.equal(Number(fr.seq), i + 1));
+  assert.equal(await th.hub.metrics.value('hub_live_closes_total', { reason: 'too_slow' }), 0, 'never closed');
+  c.ws.close();
+});
