@@ -115,7 +115,7 @@ async function waitHealthy(): Promise<void> {
 
 waitHealthy().then(() => {
   const ws = `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}/v1/devices`;
-  console.log(`\n  dashboard  ${base}/   (sign in as admin; the first run prints the password above)\n  devices    ${ws}\n  health     ${base}/healthz\n  metrics    ${base}/metrics\n`);
+  console.log(`\n  dashboard  ${base}/   (operator admin: the first run printed its password; npm run operator -- admin sets a new one)\n  devices    ${ws}\n  health     ${base}/healthz\n  metrics    ${base}/metrics\n`);
   if (values['no-sim'] || devices === 0) return;
   const simArgs = [...tsx, join(root, 'device-sim/src/cli.ts'), '--url', ws, '--devices', String(devices), '--rate', values.rate!, '--tokens', tokensFile, '--ramp-ms', '3000'];
   if (process.env.SIM_CA) simArgs.push('--ca', process.env.SIM_CA);
