@@ -28,15 +28,17 @@ const PASSWORD = 'bench-live-password';
 interface CpuProfile { nodes: { id: number; callFrame: { url: string; functionName: string }; hitCount?: number; children?: number[] }[] }
 
 /** Share of non-idle samples whose stack includes hub/src/live/. */
-function liveShare(file: string): { live: number; total: number; top: [string, number][] } {
+function liveShare(file: string): { live: number; total: number; busy: number; top: [string, number][] } {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  let live = 0, total = 0;
+  let live = 0, total = 0, all = 0, idle = 0;
   const self = new Map<string, number>();
   const walk = (id: number, inLive: boolean): void => {
     const n = byId.get(id)!;
     const here = inLive || n.callFrame.url.includes('/hub/src/live/');
     const fn = n.callFrame.functionName;
+    all += n.hitCount ?? 0;
+    if (fn === '(idle)') idle += n.hitCount ?? 0;
     if (fn !== '(idle)' && fn !== '(program)' && fn !== '(garbage collector)') {
       total += n.hitCount ?? 0;
       if (here) {
@@ -48,7 +50,7 @@ function liveShare(file: string): { live: number; total: number; top: [string, n
     for (const c of n.children ?? []) walk(c, here);
   };
   walk(p.nodes[0]!.id, false);
-  return { live, total, top: [...self].sort((a, b) => b[1] - a[1]).slice(0, 8) };
+  return { live, total, busy: (all - idle) / all, top: [...self].sort((a, b) => b[1] - a[1]).slice(0, 8) };
 }
 
 function quantile(xs: number[], q: number): number {
@@ -134,7 +136,7 @@ async function run(n: number): Promise<void> {
     const prof = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
     if (prof) {
       const s = liveShare(join(profDir, prof));
-      console.log(`  hub CPU on the live path: ${(100 * s.live / s.total).toFixed(1)} % of the hub's busy CPU samples (the whole run: ramp-up, overview, devices page)`);
+      console.log(`  hub CPU on the live path: ${(100 * s.live / s.total).toFixed(1)} % of the hub's busy CPU samples (the whole run: ramp-up, overview, devices page); the hub's main thread was busy (not idle) in ${(100 * s.busy).toFixed(0)} % of its samples`);
       for (const [k, v] of s.top) console.log(`    ${(100 * v / s.total).toFixed(1).padStart(5)} %  ${k}`);
     }
   } finally {
