@@ -5,9 +5,8 @@
 // and merge (DDSketch merges exactly; count/min/max/sum trivially).
 // Imports: @datadog/sketches-js only.
 //
-// Cost: per reading one logarithm (the sketch bin, shared by every scope the
-// reading counts in) and a counter increment per scope, into the 1 s window
-// only. Closing a 1 s window merges it into the 10 s and 1 min ones (a few
+// Cost: per reading one logarithm (its sketch bin, in a per-batch Digest)
+// and a bin increment per scope it counts in, into the 1 s window only. Closing a 1 s window merges it into the 10 s and 1 min ones (a few
 // microseconds per series per second).
 //
 // Memory: a series holds three open windows and three closed summaries:
@@ -53,6 +52,26 @@ export class Partial {
     this.sketch.accept(v);
   }
 
+  /** Adds a batch's digest: what add() would do for each of its readings. */
+  addDigest(d: Digest): void {
+    if (d.count === 0) return;
+    this.count += d.count;
+    this.sum += d.sum;
+    if (d.min < this.min) this.min = d.min;
+    if (d.max > this.max) this.max = d.max;
+    this.last = d.last;
+    if (d.newest > this.newest) this.newest = d.newest;
+    // DDSketch.accept's bookkeeping, with the bins computed once in the digest.
+    const sk = this.sketch;
+    for (let i = 0; i < d.npos; i++) sk.store.add(d.pos[i]!, 1);
+    for (let i = 0; i < d.nneg; i++) sk.negativeStore.add(d.neg[i]!, 1);
+    sk.zeroCount += d.zeros;
+    sk.count += d.count;
+    sk.sum += d.sum;
+    if (d.min < sk.min) sk.min = d.min;
+    if (d.max > sk.max) sk.max = d.max;
+  }
+
   /** Folds another partial in (same or later arrival window). */
   merge(o: Partial): void {
     if (o.count === 0) return;
@@ -80,33 +99,54 @@ export class Partial {
 const MAPPING = new DDSketch({ relativeAccuracy: ACCURACY }).mapping;
 
 /**
- * Adds one reading to several partials (the scopes it counts in), computing
- * its sketch bin once. Equivalent to calling add() on each: DDSketch.accept
- * with the bin lookup hoisted out (same public fields it updates).
+ * One batch's readings of one metric, reduced once before they reach any
+ * scope: count, sum, min, max, last, newest event time, and each reading's
+ * sketch bin (one logarithm per reading). Partial.addDigest() then costs a
+ * bin increment per reading per scope instead of a full sketch insert.
+ * Reused batch after batch (reset()), so it allocates nothing in steady state.
  */
-export function addToAll(parts: readonly Partial[], v: number, eventTimeMs: number): void {
-  const n = parts.length;
-  if (n === 1) return parts[0]!.add(v, eventTimeMs);
-  const min = MAPPING.minPossible;
-  const sign = v > min ? 1 : v < -min ? -1 : 0;
-  const key = sign === 1 ? MAPPING.key(v) : sign === -1 ? MAPPING.key(-v) : 0;
-  for (let i = 0; i < n; i++) {
-    const p = parts[i]!;
-    p.count++;
-    p.sum += v;
-    if (v < p.min) p.min = v;
-    if (v > p.max) p.max = v;
-    p.last = v;
-    if (eventTimeMs > p.newest) p.newest = eventTimeMs;
-    const sk = p.sketch;
-    if (sign === 1) sk.store.add(key, 1);
-    else if (sign === -1) sk.negativeStore.add(key, 1);
-    else sk.zeroCount += 1;
-    sk.count += 1;
-    sk.sum += v;
-    if (v < sk.min) sk.min = v;
-    if (v > sk.max) sk.max = v;
+export class Digest {
+  count = 0;
+  sum = 0;
+  min = Infinity;
+  max = -Infinity;
+  last = NaN;
+  newest = 0;
+  zeros = 0;
+  pos: Int32Array<ArrayBuffer> = new Int32Array(64);
+  npos = 0;
+  neg: Int32Array<ArrayBuffer> = new Int32Array(8);
+  nneg = 0;
+
+  reset(): void {
+    this.count = 0; this.sum = 0; this.min = Infinity; this.max = -Infinity; this.last = NaN; this.newest = 0;
+    this.zeros = 0; this.npos = 0; this.nneg = 0;
   }
+
+  add(v: number, eventTimeMs: number): void {
+    this.count++;
+    this.sum += v;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+    this.last = v;
+    if (eventTimeMs > this.newest) this.newest = eventTimeMs;
+    // The same bin rule as DDSketch.accept.
+    if (v > MAPPING.minPossible) {
+      if (this.npos === this.pos.length) this.pos = grow(this.pos);
+      this.pos[this.npos++] = MAPPING.key(v);
+    } else if (v < -MAPPING.minPossible) {
+      if (this.nneg === this.neg.length) this.neg = grow(this.neg);
+      this.neg[this.nneg++] = MAPPING.key(-v);
+    } else {
+      this.zeros++;
+    }
+  }
+}
+
+function grow(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
+  const b = new Int32Array(a.length * 2);
+  b.set(a);
+  return b;
 }
 
 interface Level { readonly ms: number; start: number; acc: Partial }

@@ -12,6 +12,10 @@
 import type { HistoryPoint, HistoryQuery, HistorySource } from '../http/history.ts';
 import type { AcceptedBatch } from '../spool/store.ts';
 
+/** Fleet and group buckets, and device buckets (1 h of each). */
+const FINE_MS = 10_000;
+const COARSE_MS = 60_000;
+
 class Ring {
   readonly count: Float64Array;
   readonly sum: Float64Array;
@@ -28,19 +32,50 @@ class Ring {
   }
 
   add(t: number, v: number): void {
-    const b = Math.floor(t / this.res);
+    this.addRun(Math.floor(t / this.res), 1, v, v, v);
+  }
+
+  /** Adds `count` readings of bucket `b` at once (sum, min, max of them). */
+  addRun(b: number, count: number, sum: number, min: number, max: number): void {
     const i = b % this.n;
     const held = this.slot[i]!;
     if (held !== b) {
       if (held > b) return; // older than what the ring holds now
       this.slot[i] = b;
-      this.count[i] = 1; this.sum[i] = v; this.min[i] = v; this.max[i] = v;
+      this.count[i] = count; this.sum[i] = sum; this.min[i] = min; this.max[i] = max;
       return;
     }
-    this.count[i]!++;
-    this.sum[i]! += v;
-    if (v < this.min[i]!) this.min[i] = v;
-    if (v > this.max[i]!) this.max[i] = v;
+    this.count[i]! += count;
+    this.sum[i]! += sum;
+    if (min < this.min[i]!) this.min[i] = min;
+    if (max > this.max[i]!) this.max[i] = max;
+  }
+}
+
+/**
+ * Readings of one metric in one batch, folded into runs of the same bucket
+ * (a batch's readings mostly share one 10 s and one 1 min bucket), so rings
+ * are touched once per run, not once per reading.
+ */
+class Run {
+  bucket = -1;
+  count = 0;
+  sum = 0;
+  min = Infinity;
+  max = -Infinity;
+  add(b: number, v: number, rings: readonly Ring[]): void {
+    if (b !== this.bucket) {
+      this.flush(rings);
+      this.bucket = b;
+    }
+    this.count++;
+    this.sum += v;
+    if (v < this.min) this.min = v;
+    if (v > this.max) this.max = v;
+  }
+  flush(rings: readonly Ring[]): void {
+    if (this.count > 0) for (const r of rings) r.addRun(this.bucket, this.count, this.sum, this.min, this.max);
+    this.bucket = -1; this.count = 0; this.sum = 0; this.min = Infinity; this.max = -Infinity;
   }
 }
 
@@ -52,7 +87,8 @@ export class MemoryHistory implements HistorySource {
   readonly name = 'memory';
   readonly #series = new Map<string, Ring>();
   readonly #max: number;
-  readonly #routes = new Map<string, { tags: Readonly<Record<string, string>>; byMetric: Map<string, Ring[]> }>();
+  readonly #routes = new Map<string, { tags: Readonly<Record<string, string>>; byMetric: Map<string, { fine: Ring[]; coarse: Ring[] }> }>();
+  readonly #runs: { fine: Run; coarse: Run }[] = [];
   /** Series not created because maxSeries was reached. */
   refused = 0;
 
@@ -66,7 +102,7 @@ export class MemoryHistory implements HistorySource {
     let r = this.#series.get(key);
     if (!r) {
       if (this.#series.size >= this.#max) { this.refused++; return null; }
-      r = device ? new Ring(60_000, 60) : new Ring(10_000, 360);
+      r = device ? new Ring(COARSE_MS, 60) : new Ring(FINE_MS, 360);
       this.#series.set(key, r);
     }
     return r;
@@ -80,24 +116,36 @@ export class MemoryHistory implements HistorySource {
     let route = this.#routes.get(b.deviceId);
     if (!route || route.tags !== b.tags) {
       if (this.#routes.size >= this.#max) this.#routes.clear();
-      route = { tags: b.tags, byMetric: new Map<string, Ring[]>() };
+      route = { tags: b.tags, byMetric: new Map<string, { fine: Ring[]; coarse: Ring[] }>() };
       this.#routes.set(b.deviceId, route);
     }
     const byMetric = route.byMetric;
-    const perMetric = b.metricNames.map((m) => {
-      const known = byMetric.get(m);
-      if (known) return known;
-      const found = [this.#ring(`${m}\0fleet`, false), this.#ring(`${m}\0d:${b.deviceId}`, true)];
-      for (const k in b.tags) found.push(this.#ring(`${m}\0g:${k}=${b.tags[k]}`, false));
-      const rings = found.filter((r): r is Ring => r !== null);
-      byMetric.set(m, rings);
-      return rings;
+    const names = b.metricNames;
+    // Per metric: the 10 s rings (fleet, groups) and the 1 min ring (device), each fed by runs.
+    while (this.#runs.length < names.length) this.#runs.push({ fine: new Run(), coarse: new Run() });
+    const rings = names.map((m) => {
+      let e = byMetric.get(m);
+      if (!e) {
+        const fine = [this.#ring(`${m}\0fleet`, false)];
+        for (const k in b.tags) fine.push(this.#ring(`${m}\0g:${k}=${b.tags[k]}`, false));
+        e = { fine: fine.filter((r): r is Ring => r !== null), coarse: [this.#ring(`${m}\0d:${b.deviceId}`, true)].filter((r): r is Ring => r !== null) };
+        byMetric.set(m, e);
+      }
+      return e;
     });
-    for (let i = 0; i < b.values.length; i++) {
-      const rings = perMetric[b.metricIndex[i]!]!;
-      const t = b.timesMs[i]!;
-      const v = b.values[i]!;
-      for (let j = 0; j < rings.length; j++) rings[j]!.add(t, v);
+    const runs = this.#runs;
+    const idx = b.metricIndex, times = b.timesMs, vals = b.values;
+    for (let i = 0; i < vals.length; i++) {
+      const mi = idx[i]!;
+      const t = times[i]!;
+      const v = vals[i]!;
+      const r = runs[mi]!, e = rings[mi]!;
+      r.fine.add(Math.floor(t / FINE_MS), v, e.fine);
+      r.coarse.add(Math.floor(t / COARSE_MS), v, e.coarse);
+    }
+    for (let mi = 0; mi < names.length; mi++) {
+      runs[mi]!.fine.flush(rings[mi]!.fine);
+      runs[mi]!.coarse.flush(rings[mi]!.coarse);
     }
   }
 

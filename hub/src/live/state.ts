@@ -8,7 +8,7 @@
 import { Presence, type LiveHealth } from '@telemetry/proto';
 import type { SinkStatus } from '../sinks/sink.ts';
 import type { AcceptedBatch } from '../spool/store.ts';
-import { addToAll, type Partial, WINDOWS_MS, WindowedSeries } from './aggregates.ts';
+import { Digest, WINDOWS_MS, WindowedSeries } from './aggregates.ts';
 import { Alarms } from './alarms.ts';
 import { DeviceTracker, type TrackedDevice } from './devices.ts';
 
@@ -64,6 +64,8 @@ export class LiveState implements LiveFeed {
   seriesRefused = 0;
   readonly #ack: WindowedSeries;
   readonly #routes = new Map<string, Route>();
+  readonly #digests: Digest[] = [];
+  #newest = new Int32Array(16);
   #readingsIn = 0;
   #lastTickAt: number;
   #lastReadingsIn = 0;
@@ -126,31 +128,32 @@ export class LiveState implements LiveFeed {
     }
     const names = b.metricNames;
     const route = this.#route(b);
-    // The open 1 s partial of every (metric, scope) this batch counts in.
-    const parts: Partial[][] = names.map((m, i) => {
-      let list = route.byMetric.get(m);
-      if (!list) {
-        list = route.scopes.map((sc) => this.#seriesOf(sc, m, b.metricUnits[i] ?? '', now));
-        route.byMetric.set(m, list);
-      }
-      const out: Partial[] = [];
-      for (const ws of list) if (ws) out.push(ws.open);
-      return out;
-    });
-    const newest = new Int32Array(names.length).fill(-1);
+    // Reduce each metric's readings once (one digest per metric), then add
+    // the digests to the open 1 s window of every scope.
+    while (this.#digests.length < names.length) this.#digests.push(new Digest());
+    const digests = this.#digests;
+    for (let mi = 0; mi < names.length; mi++) digests[mi]!.reset();
+    const newest = this.#newest.length >= names.length ? this.#newest : (this.#newest = new Int32Array(names.length * 2));
+    newest.fill(-1, 0, names.length);
     const idx = b.metricIndex, vals = b.values, times = b.timesMs;
     for (let i = 0; i < n; i++) {
       const mi = idx[i]!;
       const t = times[i]!;
-      addToAll(parts[mi]!, vals[i]!, t);
+      digests[mi]!.add(vals[i]!, t);
       const k = newest[mi]!;
       if (k < 0 || t >= times[k]!) newest[mi] = i;
     }
-    if (d) {
-      for (let mi = 0; mi < names.length; mi++) {
-        const i = newest[mi]!;
-        if (i >= 0) d.latest(names[mi]!, b.metricUnits[mi] ?? '', vals[i]!, times[i]!);
+    for (let mi = 0; mi < names.length; mi++) {
+      const m = names[mi]!;
+      let list = route.byMetric.get(m);
+      if (!list) {
+        list = route.scopes.map((sc) => this.#seriesOf(sc, m, b.metricUnits[mi] ?? '', now));
+        route.byMetric.set(m, list);
       }
+      const dg = digests[mi]!;
+      for (const ws of list) ws?.open.addDigest(dg);
+      const i = newest[mi]!;
+      if (d && i >= 0) d.latest(m, b.metricUnits[mi] ?? '', vals[i]!, times[i]!);
     }
   }
 
