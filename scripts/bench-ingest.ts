@@ -125,6 +125,7 @@ async function main(): Promise<void> {
     hubCpuPercent: ((c1 - c0) / secs) * 100,
     ackLatencyHubP50Ms: histQuantileMs(m0, m1, 'hub_ack_latency_seconds', 0.5),
     ackLatencyHubP99Ms: histQuantileMs(m0, m1, 'hub_ack_latency_seconds', 0.99),
+    liveTickP99Ms: histQuantileMs(m0, m1, 'hub_live_tick_seconds', 0.99),
     wireBytesPerReading: bytes / readings,
     wireBytesPerBatchMessage: bytes / msgs,
     hubRssMiB: rssMiB(hub.pid!),
@@ -181,6 +182,7 @@ async function main(): Promise<void> {
     console.log(`  hub CPU:           ${fmt(t.hubCpuPercent)} % of one core; RSS ${fmt(t.hubRssMiB)} MiB`);
     console.log(`  simulator:         ${JSON.stringify(t.sim)}`);
     console.log(`  ack latency (hub): p50 <= ${t.ackLatencyHubP50Ms} ms, p99 <= ${t.ackLatencyHubP99Ms} ms (histogram bucket bounds)`);
+    console.log(`  live tick (hub):   p99 <= ${t.liveTickP99Ms} ms (advancing the live state and sending frames, once a second)`);
     console.log(`  wire bytes:        ${fmt(t.wireBytesPerReading, 2)} bytes/reading (${fmt(t.wireBytesPerBatchMessage)} bytes/batch message, payload; +2..8 bytes WebSocket framing per message)`);
     if (idleResult) {
       console.log(`  idle sessions:     ${fmt(idleResult.sessions!)} -> hub RSS ${fmt(idleResult.rssBeforeMiB!)} MiB -> ${fmt(idleResult.rssWithSessionsMiB!)} MiB (${fmt(idleResult.kibPerSession!, 1)} KiB per session);`
