@@ -260,3 +260,15 @@ test('live - a dashboard that fell behind gets coarse updates, and every tick ag
   assert.equal(await th.hub.metrics.value('hub_live_closes_total', { reason: 'too_slow' }), 0, 'never closed');
   c.ws.close();
 });
+
+test('live - a failure on the live path is logged once and never reaches ingest: batches are still acked', async (t) => {
+  const th = await startHub(t);
+  th.hub.live.durable = () => { throw new Error('boom'); };
+  const { d } = await connectDevice(th, 'dev-1');
+  for (let seq = 1; seq <= 3; seq++) {
+    d.send({ batch: batchOf(seq, 2, { defs: seq === 1 }) });
+    assert.equal(Number((await d.ackFor(seq)).seq), seq);
+  }
+  assert.equal(th.store.batchesStored, 3);
+  d.close();
+});
