@@ -18,6 +18,9 @@ COPY proto proto
 COPY hub hub
 COPY device-sim device-sim
 COPY scripts scripts
+# The dashboard, built into dashboard/dist (the hub serves it at /).
+COPY dashboard dashboard
+RUN npm run build -w dashboard
 
 ENV HUB_HOST=0.0.0.0 HUB_PORT=8080 HUB_DATA_DIR=/data HUB_DEVICES_FILE=/data/devices.json
 # Owned by the unprivileged user before VOLUME, so a new named volume is too.
