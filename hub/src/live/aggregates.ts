@@ -32,21 +32,19 @@ export interface WindowSummary {
   newestTimeMs: number;
 }
 
-/** An open window: a mergeable partial. */
+/**
+ * An open window: a mergeable partial. Count, sum, min and max are the
+ * sketch's own (DDSketch keeps them on insert and merge); the partial adds
+ * the last value and the newest event time.
+ */
 export class Partial {
-  count = 0;
-  sum = 0;
-  min = Infinity;
-  max = -Infinity;
   last = NaN;
   newest = 0;
   sketch = new DDSketch({ relativeAccuracy: ACCURACY });
 
+  get count(): number { return this.sketch.count; }
+
   add(v: number, eventTimeMs: number): void {
-    this.count++;
-    this.sum += v;
-    if (v < this.min) this.min = v;
-    if (v > this.max) this.max = v;
     this.last = v;
     if (eventTimeMs > this.newest) this.newest = eventTimeMs;
     this.sketch.accept(v);
@@ -55,10 +53,6 @@ export class Partial {
   /** Adds a batch's digest: what add() would do for each of its readings. */
   addDigest(d: Digest): void {
     if (d.count === 0) return;
-    this.count += d.count;
-    this.sum += d.sum;
-    if (d.min < this.min) this.min = d.min;
-    if (d.max > this.max) this.max = d.max;
     this.last = d.last;
     if (d.newest > this.newest) this.newest = d.newest;
     // DDSketch.accept's bookkeeping, with the bins computed once in the digest.
@@ -75,21 +69,18 @@ export class Partial {
   /** Folds another partial in (same or later arrival window). */
   merge(o: Partial): void {
     if (o.count === 0) return;
-    this.count += o.count;
-    this.sum += o.sum;
-    if (o.min < this.min) this.min = o.min;
-    if (o.max > this.max) this.max = o.max;
     this.last = o.last;
     if (o.newest > this.newest) this.newest = o.newest;
     this.sketch.merge(o.sketch);
   }
 
   summary(windowMs: number, startMs: number): WindowSummary {
-    const n = this.count;
-    const q = (p: number): number => (n ? this.sketch.getValueAtQuantile(p) : 0);
+    const sk = this.sketch;
+    const n = sk.count;
+    const q = (p: number): number => (n ? sk.getValueAtQuantile(p) : 0);
     return {
       windowMs, startMs, count: n,
-      min: n ? this.min : 0, max: n ? this.max : 0, mean: n ? this.sum / n : 0, last: n ? this.last : 0,
+      min: n ? sk.min : 0, max: n ? sk.max : 0, mean: n ? sk.sum / n : 0, last: n ? this.last : 0,
       p50: q(0.5), p95: q(0.95), p99: q(0.99), newestTimeMs: this.newest,
     };
   }
@@ -176,31 +167,29 @@ export class WindowedSeries {
     for (let i = 0; i < L.length; i++) {
       const lv = L[i]!;
       if (now < lv.start + lv.ms) continue;
-      const next = L[i + 1];
-      if (next) {
-        // The next level must hold the window this one belongs to.
-        if (lv.start >= next.start + next.ms) this.#close(i + 1, lv.start);
-        next.acc.merge(lv.acc);
-      }
+      this.#end(i);
       const current = Math.floor(now / lv.ms) * lv.ms;
       // "Most recent closed window" is the one just before `current`: when
       // nothing arrived in it, that is an empty window, not an older one.
-      this.closed[i] = lv.start === current - lv.ms ? lv.acc.summary(lv.ms, lv.start) : new Partial().summary(lv.ms, current - lv.ms);
-      lv.acc = new Partial();
+      if (lv.start !== current - lv.ms) this.closed[i] = new Partial().summary(lv.ms, current - lv.ms);
       lv.start = current;
     }
   }
 
-  #close(i: number, at: number): void {
+  /** Ends level i's open window: folds it into the next level's window (ending that one first if it is older) and records it. */
+  #end(i: number): void {
     const lv = this.#levels[i]!;
     const next = this.#levels[i + 1];
     if (next) {
-      if (lv.start >= next.start + next.ms) this.#close(i + 1, lv.start);
+      const nextStart = Math.floor(lv.start / next.ms) * next.ms;
+      if (nextStart !== next.start) {
+        this.#end(i + 1);
+        next.start = nextStart;
+      }
       next.acc.merge(lv.acc);
     }
     this.closed[i] = lv.acc.summary(lv.ms, lv.start);
     lv.acc = new Partial();
-    lv.start = Math.floor(at / lv.ms) * lv.ms;
   }
 
   /** The open 1 s partial: what ingest adds to (and what another hub would merge). */

@@ -118,9 +118,13 @@ export class DeviceTracker {
   readonly #max: number;
   /** Devices not tracked because the cap was reached. */
   refused = 0;
-  /** Ids removed (registry) since the last tick, with the tick they went. */
+  /** Ids removed (registry), stamped like changes. */
   readonly removed: { id: string; tick: number }[] = [];
-  tick = 0;
+  /**
+   * The stamp for changes made now: the tick of the next frame that must
+   * carry them (LiveState moves it; frames send what changed after their last tick).
+   */
+  tick = 1;
 
   constructor(o: DeviceTrackerOptions) {
     this.#max = o.maxDevices;

@@ -31,10 +31,6 @@ class Ring {
     this.slot = new Float64Array(n).fill(-1);
   }
 
-  add(t: number, v: number): void {
-    this.addRun(Math.floor(t / this.res), 1, v, v, v);
-  }
-
   /** Adds `count` readings of bucket `b` at once (sum, min, max of them). */
   addRun(b: number, count: number, sum: number, min: number, max: number): void {
     const i = b % this.n;

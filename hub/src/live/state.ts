@@ -124,7 +124,7 @@ export class LiveState implements LiveFeed {
     const d = this.devices.get(b.deviceId, b.tags);
     if (d) {
       d.sawBatch(now);
-      d.changed = this.tick + 1;
+      d.changed = this.devices.tick;
     }
     const names = b.metricNames;
     const route = this.#route(b);
@@ -177,12 +177,10 @@ export class LiveState implements LiveFeed {
   }
 
   sessionOpened(deviceId: string, tags: Readonly<Record<string, string>>, firmware: string, address: string): void {
-    this.devices.tick = this.tick + 1;
     this.devices.opened(deviceId, tags, this.#now(), firmware, address);
   }
 
   sessionClosed(deviceId: string, code: number, byHub: boolean): void {
-    this.devices.tick = this.tick + 1;
     this.devices.closed(deviceId, code, byHub, this.#now());
   }
 
@@ -201,6 +199,8 @@ export class LiveState implements LiveFeed {
     this.#ack.roll(now);
     this.devices.sweep(now);
     this.alarms.evaluate(this.devices, now, this.tick);
+    // Changes from here until the next advance() go out with the next tick's frames.
+    this.devices.tick = this.tick + 1;
 
     // Presence per scope: one pass over the devices.
     for (const s of this.scopes.values()) { s.online = 0; s.total = 0; }
