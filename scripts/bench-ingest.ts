@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_METRICS_TOKEN, freePort, histQuantileMs, scrape } from './bench-lib.ts';
+import { BENCH_METRICS_TOKEN, freePort, histQuantileMs, scrape, waitHealthy } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -65,12 +65,8 @@ async function startHub(port: number, dataDir: string): Promise<ChildProcess> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(hub);
-  const end = Date.now() + 30_000;
-  for (;;) {
-    try { if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) return hub; } catch { /* starting */ }
-    if (Date.now() > end || hub.exitCode !== null) throw new Error('hub did not start');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitHealthy(`http://127.0.0.1:${port}`, hub);
+  return hub;
 }
 
 function runSim(args: string[]): { child: ChildProcess; done: Promise<Record<string, unknown>> } {

@@ -1,5 +1,7 @@
-// Shared by the benchmark scripts: free ports, /metrics scraping, and
+// Shared by the benchmark scripts (and the tests that run a hub process):
+// free ports, waiting for a hub to be healthy, /metrics scraping, and
 // quantiles from the hub's Prometheus histograms.
+import type { ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 
 export function freePort(): Promise<number> {
@@ -11,6 +13,16 @@ export function freePort(): Promise<number> {
     });
     s.on('error', rej);
   });
+}
+
+/** Polls `${base}/healthz` until it answers 200; throws after `ms` or when `proc` exits first. */
+export async function waitHealthy(base: string, proc: ChildProcess, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    try { if ((await fetch(`${base}/healthz`)).ok) return; } catch { /* starting */ }
+    if (Date.now() > end || proc.exitCode !== null) throw new Error(`the hub at ${base} did not become healthy within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Benchmark hubs are started with HUB_METRICS_TOKEN set to this, so /metrics can be scraped without signing in. */

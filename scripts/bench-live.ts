@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
-import { BENCH_METRICS_TOKEN, freePort, scrape } from './bench-lib.ts';
+import { BENCH_METRICS_TOKEN, freePort, scrape, waitHealthy } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({ options: {
@@ -76,11 +76,7 @@ async function run(n: number): Promise<void> {
   });
   const children: ChildProcess[] = [hub];
   try {
-    for (let i = 0; ; i++) {
-      try { if ((await fetch(`${base}/healthz`)).ok) break; } catch { /* starting */ }
-      if (i > 150) throw new Error('hub did not start');
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await waitHealthy(base, hub);
     const procs = Math.max(1, Math.ceil(n / 5000));
     const sim = spawn(process.execPath, ['--import', 'tsx', join(root, 'device-sim/src/cli.ts'), '--url', `ws://127.0.0.1:${port}/v1/devices`,
       '--devices', String(n), '--rate', values.rate!, '--batch-ms', values['batch-ms']!, '--tokens', tokens, '--ramp-ms', String(Math.max(2000, n / 2)), '--processes', String(procs), '--quiet'],

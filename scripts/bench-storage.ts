@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Influxd, startV2WriteAdapter } from '../hub/test/influxd.ts';
-import { BENCH_METRICS_TOKEN, freePort, histQuantileMs, scrape } from './bench-lib.ts';
+import { BENCH_METRICS_TOKEN, freePort, histQuantileMs, scrape, waitHealthy } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -87,11 +87,7 @@ async function main(): Promise<void> {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   children.push(hub);
-  for (let i = 0; ; i++) {
-    try { if ((await fetch(`http://127.0.0.1:${port}/healthz`)).ok) break; } catch { /* starting */ }
-    if (i > 300 || hub.exitCode !== null) throw new Error('hub did not start');
-    await sleep(100);
-  }
+  await waitHealthy(`http://127.0.0.1:${port}`, hub);
   const total = duration + outage + 120;
   const sim = spawn(process.execPath, ['--import', 'tsx', join(root, 'device-sim/src/cli.ts'), '--url', `ws://127.0.0.1:${port}/v1/devices`,
     '--devices', String(devices), '--rate', String(rate), '--tokens', tokens, '--prefix', 'bs-', '--duration', String(total), '--ramp-ms', '2000', '--json'],

@@ -8,12 +8,12 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import test from 'node:test';
 import { chromium, type Page } from 'playwright-core';
 import { Fleet, SimDevice, fleetCredentials, loadTokenFile, type SensorModel } from '@telemetry/device-sim';
+import { freePort, waitHealthy } from '../scripts/bench-lib.ts';
 import { ensureSimFleet } from '../scripts/sim-fleet.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -22,10 +22,6 @@ export const CHROMIUM = '/usr/bin/chromium';
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
 const PASSWORD = 'browser-test-password';
 const FLEET = 24;
-
-function freePort(): Promise<number> {
-  return new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
-}
 
 /** A temperature the test sets: how "the simulator pushes a metric over a threshold". */
 class Heater implements SensorModel {
@@ -68,12 +64,8 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
     });
     hub.stdout!.on('data', (c: Buffer) => { hubLog += c.toString(); });
     hub.stderr!.on('data', (c: Buffer) => { hubLog += c.toString(); });
-    const end = Date.now() + 30_000;
-    for (;;) {
-      try { if ((await fetch(`${base}/healthz`)).ok) return; } catch { /* starting */ }
-      if (Date.now() > end || hub.exitCode !== null) throw new Error(`hub did not start:\n${hubLog.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    const h = hub;
+    await waitHealthy(base, h).catch((err: Error) => { throw new Error(`${err.message}:\n${hubLog.slice(-2000)}`); });
   };
   const stopHub = async (): Promise<void> => {
     const h = hub as ChildProcess | null;

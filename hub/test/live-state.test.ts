@@ -1,13 +1,13 @@
 // Live path state without sockets: windowed aggregates and their sketches,
 // latest values by event time, presence with reasons, alarms, memory bounds.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'node:test';
 import { Presence } from '@telemetry/proto';
 import { Digest, Partial, WindowedSeries } from '../src/live/aggregates.ts';
-import { Alarms, parseRule } from '../src/live/alarms.ts';
+import { Alarms, MAX_RULES, parseRule } from '../src/live/alarms.ts';
 import { closeExplanation, DeviceTracker } from '../src/live/devices.ts';
 import { LiveState } from '../src/live/state.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';
@@ -193,6 +193,24 @@ test('alarms - rules are validated; a rule fires after its duration, per device 
   assert.equal(st.alarms.recent[0]!.untilMs, now0 + 3000);
   assert.ok(st.alarms.remove(rule.id));
   assert.equal(st.alarms.remove(rule.id), false);
+});
+
+test('alarms - a rule that cannot be saved is not in force; at most MAX_RULES rules', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'alarms-'));
+  const file = join(dir, 'rules.json');
+  const a = new Alarms(file);
+  const kept = a.add({ name: 'kept', metric: 'temperature', op: '>', threshold: 1 });
+  // The rules file becomes a directory: the next save fails.
+  rmSync(file);
+  mkdirSync(file);
+  assert.throws(() => a.add({ name: 'lost', metric: 'temperature', op: '>', threshold: 2 }));
+  assert.deepEqual(a.rules.map((r) => r.name), ['kept']);
+  assert.throws(() => a.remove(kept.id));
+  assert.deepEqual(a.rules.map((r) => r.name), ['kept'], 'a failed delete leaves the rule in force too');
+
+  const mem = new Alarms(null);
+  for (let i = 0; i < MAX_RULES; i++) mem.add({ name: `r${i}`, metric: 'm', op: '<', threshold: i });
+  assert.throws(() => mem.add({ name: 'one more', metric: 'm', op: '<', threshold: 0 }), new RegExp(`at most ${MAX_RULES} rules`));
 });
 
 test('live state - memory is bounded: 20,000 devices x 4 metrics, series capped', (t) => {

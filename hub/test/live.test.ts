@@ -143,6 +143,21 @@ test('live - an alarm rule fires for a device over the threshold and shows in fr
   d.close();
 });
 
+test('live - more dashboards than HUB_LIVE_MAX_DASHBOARDS are refused with 503', async (t) => {
+  const th = await startHub(t, { config: { liveMaxDashboards: 2 } });
+  const cookie = await signIn(th);
+  const a = new LiveClient(th, cookie), b = new LiveClient(th, cookie);
+  await within(Promise.all([a.opened, b.opened]), 3000, 'two open');
+  assert.equal(await within(new LiveClient(th, cookie).refused, 3000, 'refused'), 503);
+  a.ws.close();
+  await within(a.closed, 3000, 'closed');
+  await until(() => th.hub.dashboards.dashboards === 1, 3000, 'slot freed');
+  const c = new LiveClient(th, cookie);
+  await within(c.opened, 3000, 'a freed slot is usable');
+  b.ws.close();
+  c.ws.close();
+});
+
 test('live - bad requests close with 4103; signing out closes the socket with 4101', async (t) => {
   const th = await startHub(t, { config: fast });
   const cookie = await signIn(th);

@@ -2,11 +2,12 @@
 // (everything but /healthz and /login), failed-attempt limits, cross-origin
 // refusals, the dashboard's files, and the alarm-rule API.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'node:test';
 import { Operators } from '../src/auth/operators.ts';
+import { LiveState } from '../src/live/state.ts';
 import { signIn, startHub, TEST_OPERATOR } from './helpers.ts';
 
 const json = { 'Content-Type': 'application/json' };
@@ -40,6 +41,12 @@ test('operators - accounts and sessions are stored hashed and survive a restart;
   assert.ok(r3.ok);
   now += 5001;
   assert.equal(c.check(r3.token), null);
+  // A password that cannot be saved does not apply either.
+  rmSync(file);
+  mkdirSync(file);
+  await assert.rejects(c.setPassword('alice', 'yet another password'));
+  assert.ok((await c.signIn('alice', 'a new password!', 'y')).ok, 'the old password still works');
+  rmSync(file, { recursive: true });
   writeFileSync(file, '{"operators":[{"name":"x","password":"plain"}]}');
   assert.throws(() => new Operators({ file, sessionsFile: null, sessionTtlMs: 1 }), /scrypt password hash/);
 });
@@ -148,4 +155,22 @@ test('alarm rules API: validation, create, list, delete; cross-origin writes ref
   assert.deepEqual(list.rules.map((r) => [r.id, r.group, r.forS]), [[rule.id, 'site=test', 10]]);
   assert.equal((await fetch(`${url}/${rule.id}`, { method: 'DELETE', headers: { cookie } })).status, 204);
   assert.equal((await fetch(`${url}/${rule.id}`, { method: 'DELETE', headers: { cookie } })).status, 404);
+});
+
+test('alarm rules API: a rules file that cannot be written gives 500 and changes nothing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'rules-'));
+  const file = join(dir, 'rules.json');
+  const live = new LiveState({ maxSeries: 100, maxDevices: 100, alarmRulesFile: file });
+  const th = await startHub(t, { deps: { live } });
+  const cookie = await signIn(th);
+  const url = `http://127.0.0.1:${th.port}/api/v1/alarms/rules`;
+  const made = await fetch(url, { method: 'POST', headers: { ...json, cookie }, body: JSON.stringify({ name: 'Hot', metric: 'temperature', op: '>', threshold: 80 }) });
+  const { rule } = await made.json() as { rule: { id: string } };
+  rmSync(file);
+  mkdirSync(file); // the next write fails
+  const post = await fetch(url, { method: 'POST', headers: { ...json, cookie }, body: JSON.stringify({ name: 'Cold', metric: 'temperature', op: '<', threshold: 0 }) });
+  assert.equal(post.status, 500);
+  assert.equal((await fetch(`${url}/${rule.id}`, { method: 'DELETE', headers: { cookie } })).status, 500);
+  const list = await (await fetch(url, { headers: { cookie } })).json() as { rules: { name: string }[] };
+  assert.deepEqual(list.rules.map((r) => r.name), ['Hot']);
 });

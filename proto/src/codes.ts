@@ -81,13 +81,14 @@ export function parseRetryAfterMs(reason: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
+const UTF8 = new TextEncoder();
+
 /** Formats a close reason with a retry hint, kept within 123 bytes. */
 export function closeReason(text: string, retryAfterMs?: number): string {
   const hint = retryAfterMs !== undefined ? `; retry-after=${Math.max(0, Math.round(retryAfterMs))}` : '';
-  const utf8 = new TextEncoder();
-  const room = 123 - utf8.encode(hint).length;
+  const room = 123 - UTF8.encode(hint).length;
   let t = text;
-  while (utf8.encode(t).length > room) t = t.slice(0, -1);
+  while (UTF8.encode(t).length > room) t = t.slice(0, -1);
   return t + hint;
 }
 

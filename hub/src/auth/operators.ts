@@ -104,8 +104,10 @@ export class Operators {
     if (!OPERATOR_NAME_RE.test(name)) throw new HubError('HUB_ERR_CONFIG', `operator name ${JSON.stringify(name)}: letters, digits, _.@- (max 64)`);
     if (password.length < 8 || password.length > MAX_PASSWORD) throw new HubError('HUB_ERR_CONFIG', 'operator passwords are 8 to 1024 characters');
     const prev = this.#accounts.get(name);
-    this.#accounts.set(name, { name, password: await hashPassword(password), created: prev?.created ?? new Date(this.#now()).toISOString() });
-    this.#save();
+    const next = new Map(this.#accounts).set(name, { name, password: await hashPassword(password), created: prev?.created ?? new Date(this.#now()).toISOString() });
+    // Saved first, then in force: a password that could not be stored does not apply either.
+    if (this.#o.file) writeJsonAtomic(this.#o.file, { operators: [...next.values()] });
+    this.#accounts = next;
     // A new password ends the account's existing sessions.
     if (prev) this.#endSessions((s) => s.user === name);
   }
@@ -181,10 +183,6 @@ export class Operators {
     for (const h of gone) this.#sessions.delete(h);
     this.#saveSessions();
     for (const h of gone) for (const f of this.#ended) f(h);
-  }
-
-  #save(): void {
-    if (this.#o.file) writeJsonAtomic(this.#o.file, { operators: [...this.#accounts.values()] });
   }
 
   #saveSessions(): void {

@@ -6,7 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { clearedSessionCookie, cookieValue, SESSION_COOKIE, sessionCookie, type Operators } from '../auth/operators.ts';
 import type { Alarms } from '../live/alarms.ts';
 import { RuleError } from '../live/alarms.ts';
-import { originAllowed } from '../live/endpoint.ts';
+import { originAllowed } from './origin.ts';
 import type { HubMetrics } from '../metrics.ts';
 import type { UwsTypes } from '../uws.ts';
 import { BadRequest, parseHistoryQuery, type HistorySource } from './history.ts';
@@ -41,6 +41,10 @@ function json(res: Res, status: string, body: unknown, headers: [string, string]
     for (const [k, v] of headers) res.writeHeader(k, v);
     res.end(JSON.stringify(body));
   });
+}
+
+function text(res: Res, status: string, body: string): void {
+  res.cork(() => res.writeStatus(status).writeHeader('Content-Type', 'text/plain; charset=utf-8').end(body + '\n'));
 }
 
 function html(res: Res, status: string, body: string, headers: [string, string][] = []): void {
@@ -195,7 +199,13 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
 
   app.del('/api/v1/alarms/rules/:id', api(true, (res, req) => {
     const id = req.getParameter(0) ?? '';
-    if (d.alarms.remove(id)) void res.cork(() => res.writeStatus('204 No Content').end());
+    let removed: boolean;
+    try {
+      removed = d.alarms.remove(id);
+    } catch {
+      return json(res, '500 Internal Server Error', { error: 'rules file not written; the rule stays' });
+    }
+    if (removed) void res.cork(() => res.writeStatus('204 No Content').end());
     else json(res, '404 Not Found', { error: `no rule ${id}` });
   }));
 
@@ -231,15 +241,15 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
     const ifNoneMatch = req.getHeader('if-none-match');
     const f = d.dashboard.get(url);
     const page = url === '/' || url === '/index.html';
-    const notFound = (): void => void res.cork(() => res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain').end('not found\n'));
+    const notFound = (): void => text(res, '404 Not Found', 'not found');
     if (!who(req)) {
       // Pages send the browser to sign in; assets are not served either.
       if (page) return void res.cork(() => res.writeStatus('303 See Other').writeHeader('Location', '/login').end());
       if (!f) return notFound();
-      return void res.cork(() => res.writeStatus('401 Unauthorized').writeHeader('Content-Type', 'text/plain').end('sign in first\n'));
+      return text(res, '401 Unauthorized', 'sign in first');
     }
     if (!f) {
-      if (page) return void res.cork(() => res.writeStatus('503 Service Unavailable').writeHeader('Content-Type', 'text/plain').end(notBuiltNotice(d.dashboard.dir) + '\n'));
+      if (page) return text(res, '503 Service Unavailable', notBuiltNotice(d.dashboard.dir));
       return notFound();
     }
     if (ifNoneMatch === f.etag) return void res.cork(() => res.writeStatus('304 Not Modified').writeHeader('ETag', f.etag).end());
@@ -253,7 +263,7 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
   });
 
   app.any('/*', (res) => {
-    res.cork(() => res.writeStatus('404 Not Found').writeHeader('Content-Type', 'text/plain').end('not found\n'));
+    text(res, '404 Not Found', 'not found');
   });
 }
 

@@ -277,9 +277,24 @@ export class DeviceEndpoint {
     try {
       f(live);
     } catch (err) {
-      if (!this.#liveFailed) this.#d.log.error({ err }, 'live path failed (ingest unaffected; logged once)');
-      this.#liveFailed = true;
+      this.#liveFailure(err);
     }
+  }
+
+  /** The per-batch live call, without a closure per batch. */
+  #feedDurable(batch: AcceptedBatch): void {
+    const live = this.#d.live;
+    if (!live) return;
+    try {
+      live.durable(batch);
+    } catch (err) {
+      this.#liveFailure(err);
+    }
+  }
+
+  #liveFailure(err: unknown): void {
+    if (!this.#liveFailed) this.#d.log.error({ err }, 'live path failed (ingest unaffected; logged once)');
+    this.#liveFailed = true;
   }
 
   /**
@@ -436,7 +451,7 @@ export class DeviceEndpoint {
     store.append(out.batch).then(
       () => {
         this.#d.onDurable?.(out.batch);
-        this.#feed((l) => l.durable(out.batch));
+        this.#feedDurable(out.batch);
         // Ack on whichever session the device has now (it may have reconnected).
         const cur = this.#devices.get(deviceId)?.session;
         if (cur) this.#markDirty(cur);

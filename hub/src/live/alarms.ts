@@ -111,17 +111,15 @@ export class Alarms {
   add(raw: unknown): AlarmRule {
     if (this.#rules.length >= MAX_RULES) throw new RuleError(`at most ${MAX_RULES} rules`);
     const rule = parseRule(raw, randomBytes(6).toString('base64url'));
-    this.#rules = [...this.#rules, rule];
-    this.#save();
+    this.#commit([...this.#rules, rule]);
     return rule;
   }
 
   /** Deletes a rule; its active alarms clear at the next tick. */
   remove(id: string): boolean {
-    const n = this.#rules.length;
-    this.#rules = this.#rules.filter((r) => r.id !== id);
-    if (this.#rules.length === n) return false;
-    this.#save();
+    const next = this.#rules.filter((r) => r.id !== id);
+    if (next.length === this.#rules.length) return false;
+    this.#commit(next);
     return true;
   }
 
@@ -177,7 +175,9 @@ export class Alarms {
     return n;
   }
 
-  #save(): void {
-    if (this.#file) writeJsonAtomic(this.#file, { rules: this.#rules });
+  /** Saves first, then applies: a rule the API reports as failed is not in force either. */
+  #commit(next: AlarmRule[]): void {
+    if (this.#file) writeJsonAtomic(this.#file, { rules: next });
+    this.#rules = next;
   }
 }

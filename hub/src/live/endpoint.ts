@@ -16,12 +16,12 @@ import {
   type AlarmMsg, type DeviceDetail, type DeviceStateMsg, type LiveFrameProps, type MetricStats, type ScopeStats,
 } from '@telemetry/proto';
 import { cookieValue, SESSION_COOKIE, type Operators } from '../auth/operators.ts';
+import { originAllowed } from '../http/origin.ts';
 import type { HubConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import type { HubMetrics } from '../metrics.ts';
 import type { UwsTypes } from '../uws.ts';
 import type { AlarmRec } from './alarms.ts';
-import type { WindowSummary } from './aggregates.ts';
 import type { TrackedDevice } from './devices.ts';
 import type { LiveState, Scope } from './state.ts';
 
@@ -62,17 +62,6 @@ export interface LiveEndpointDeps {
   now: () => number;
 }
 
-/** True when a browser Origin may use the hub (the allowlist, or the hub's own origin). */
-export function originAllowed(origin: string, host: string, allowlist: string | undefined): boolean {
-  if (!origin) return true; // not a browser: cross-site requests always carry Origin
-  if (allowlist) return allowlist.split(',').map((o) => o.trim()).includes(origin);
-  try {
-    return new URL(origin).host === host;
-  } catch {
-    return false;
-  }
-}
-
 export class LiveEndpoint {
   readonly #d: LiveEndpointDeps;
   readonly #sockets = new Set<LiveSocket>();
@@ -81,7 +70,7 @@ export class LiveEndpoint {
   #unsubscribe: () => void;
   // Per-tick caches: built once per tick, shared by every socket.
   #cacheTick = -1;
-  #scopeCache = new Map<string, { fine: ScopeStats; coarse: ScopeStats }>();
+  #scopeCache = new Map<string, ScopeStats>();
   #deviceCache = new Map<string, DeviceStateMsg>();
 
   constructor(d: LiveEndpointDeps) {
@@ -287,14 +276,15 @@ export class LiveEndpoint {
   }
 
   #scopeStats(name: string, coarse: boolean): ScopeStats | null {
-    let e = this.#scopeCache.get(name);
+    const key = coarse ? `${name}\0coarse` : name;
+    let e = this.#scopeCache.get(key);
     if (!e) {
       const sc = this.#d.state.scopes.get(name);
       if (!sc) return null;
-      e = { fine: scopeMsg(sc, false, this.#d.state), coarse: scopeMsg(sc, true, this.#d.state) };
-      this.#scopeCache.set(name, e);
+      e = scopeMsg(sc, coarse, this.#d.state);
+      this.#scopeCache.set(key, e);
     }
-    return coarse ? e.coarse : e.fine;
+    return e;
   }
 
   #device(d: TrackedDevice): DeviceStateMsg {
@@ -334,20 +324,13 @@ export class LiveEndpoint {
   }
 }
 
-function windowMsg(w: WindowSummary) {
-  return {
-    windowMs: w.windowMs, startMs: w.startMs, count: w.count, min: w.min, max: w.max, mean: w.mean, last: w.last,
-    p50: w.p50, p95: w.p95, p99: w.p99, newestTimeMs: w.newestTimeMs,
-  };
-}
-
 function scopeMsg(sc: Scope, coarse: boolean, st: LiveState): ScopeStats {
   const metrics: MetricStats[] = [];
   for (const [metric, e] of sc.series) {
     const windows = [];
     for (let i = coarse ? 1 : 0; i < e.ws.closed.length; i++) {
       const w = e.ws.closed[i];
-      if (w) windows.push(windowMsg(w));
+      if (w) windows.push(w);
     }
     metrics.push({ metric, unit: e.unit, windows });
   }
