@@ -54,6 +54,18 @@ export interface HubConfig {
   readonly liveMaxSeries: number;
   readonly liveMaxDevices: number;
   readonly alarmRulesFile: string | undefined;
+  readonly maxMetricsPerDevice: number;
+  readonly maxMetricNames: number;
+  readonly historyMaxSeries: number;
+  readonly historyMaxDeviceSeries: number;
+  readonly loginFailuresPerAddress: number;
+  readonly loginFailuresPerAccount: number;
+  readonly loginRetryS: number;
+  readonly loginMaxConcurrent: number;
+  readonly loginMaxTracked: number;
+  readonly tlsProxy: boolean;
+  readonly deadLetterMaxBytes: number;
+  readonly logLinesPerMinute: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'enum';
@@ -121,6 +133,18 @@ export const CONFIG_KEYS = {
   liveMaxSeries: { env: 'HUB_LIVE_MAX_SERIES', kind: 'int', default: 4096, min: 1, max: 1_000_000, why: 'each live series takes ~5 KB', doc: 'Max live (scope, metric) series with windowed stats and sketches.' },
   liveMaxDevices: { env: 'HUB_LIVE_MAX_DEVICES', kind: 'int', default: 200_000, min: 1, max: 10_000_000, doc: 'Max devices the live path tracks (presence, latest values).' },
   alarmRulesFile: { env: 'HUB_ALARM_RULES_FILE', kind: 'string', default: undefined, doc: 'Alarm threshold rules (default: HUB_DATA_DIR/alarm-rules.json; edited from the dashboard\'s Alarms page).' },
+  maxMetricsPerDevice: { env: 'HUB_MAX_METRICS_PER_DEVICE', kind: 'int', default: 256, min: 1, max: 65_536, why: 'live state and history keep series per metric name of each device', doc: 'Max distinct metric names one device may use across all its sessions (while the hub runs); a new name past it closes with 4006.' },
+  maxMetricNames: { env: 'HUB_MAX_METRIC_NAMES', kind: 'int', default: 10_000, min: 1, max: 1_000_000, why: 'each name is an InfluxDB measurement and a live/history series per scope', doc: 'Max distinct metric names fleet-wide; a device defining a new name past it is closed with 4006.' },
+  historyMaxSeries: { env: 'HUB_HISTORY_MAX_SERIES', kind: 'int', default: 4096, min: 1, max: 1_000_000, why: 'a fleet or group series holds 1 h of 10 s buckets, 14.4 KB', doc: 'Embedded mode: max fleet and tag-group (scope, metric) series in the in-memory history (14.4 KB each).' },
+  historyMaxDeviceSeries: { env: 'HUB_HISTORY_MAX_DEVICE_SERIES', kind: 'int', default: 50_000, min: 1, max: 10_000_000, why: 'a device series holds 1 h of 1 min buckets, 2.4 KB', doc: 'Embedded mode: max per-device (device, metric) series in the in-memory history (2.4 KB each).' },
+  loginFailuresPerAddress: { env: 'HUB_LOGIN_FAILURES_PER_ADDRESS', kind: 'int', default: 5, min: 1, max: 1000, doc: 'Failed sign-ins one address (an IPv6 /64 counts as one) may make before it gets one attempt per HUB_LOGIN_RETRY_S; past it 429 with Retry-After.' },
+  loginFailuresPerAccount: { env: 'HUB_LOGIN_FAILURES_PER_ACCOUNT', kind: 'int', default: 20, min: 1, max: 10_000, doc: 'Failed sign-ins for one operator name, from any address, before it gets one attempt per HUB_LOGIN_RETRY_S; past it 429 with Retry-After.' },
+  loginRetryS: { env: 'HUB_LOGIN_RETRY_S', kind: 'int', default: 10, min: 1, max: 3600, doc: 'Once an address or account is limited: one sign-in attempt per this many seconds.' },
+  loginMaxConcurrent: { env: 'HUB_LOGIN_MAX_CONCURRENT', kind: 'int', default: 4, min: 1, max: 64, why: 'each password check takes ~50 ms of a core and 32 MiB in the hashing thread', doc: 'Password checks running or queued at once (hub-wide); more sign-ins are refused with 503 and Retry-After.' },
+  loginMaxTracked: { env: 'HUB_LOGIN_MAX_TRACKED', kind: 'int', default: 10_000, min: 100, max: 10_000_000, doc: 'Addresses and accounts whose failed sign-ins are remembered; past it the ones idle longest are forgotten first (never one still limited while others are idle).' },
+  tlsProxy: { env: 'HUB_TLS_PROXY', kind: 'bool', default: false, doc: 'A TLS-terminating proxy serves the hub to browsers over https: operator session cookies get Secure and the __Host- prefix (automatic when the hub terminates TLS itself).' },
+  deadLetterMaxBytes: { env: 'HUB_DEAD_LETTER_MAX_BYTES', kind: 'int', default: 32 << 20, min: 64 << 10, max: 2 ** 40, doc: 'Size at which HUB_DATA_DIR/dead-letter.ndjson is rotated to dead-letter.1.ndjson (the previous .1 is deleted): dead letters take at most twice this on disk.' },
+  logLinesPerMinute: { env: 'HUB_LOG_LINES_PER_MIN', kind: 'int', default: 60, min: 1, max: 1_000_000, why: 'devices and anonymous clients must not be able to fill the disk with log lines', doc: 'Log lines per minute for each kind of event a device or an anonymous client can trigger; the rest are counted and summarized in one line.' },
 } as const satisfies Record<keyof HubConfig, KeyDef>;
 
 export interface ConfigWarning { key: string; message: string }

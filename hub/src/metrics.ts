@@ -7,7 +7,8 @@ export type RefusalReason = 'no_token' | 'bad_token' | 'disabled' | 'per_address
 export type LimitName =
   | 'message_size' | 'batch_readings' | 'readings_rate' | 'window' | 'metric_name' | 'metric_unit'
   | 'metric_redefined' | 'metrics_per_session' | 'handshake_timeout' | 'per_address' | 'max_connections'
-  | 'admission' | 'non_finite' | 'skew' | 'protocol' | 'text_frame' | 'malformed' | 'version' | 'send_backpressure';
+  | 'admission' | 'non_finite' | 'skew' | 'protocol' | 'text_frame' | 'malformed' | 'version' | 'send_backpressure'
+  | 'metrics_per_device' | 'metric_names';
 
 export class HubMetrics {
   readonly registry = new Registry();
@@ -44,6 +45,13 @@ export class HubMetrics {
   readonly liveRefusals: Counter<'status'>;
   readonly liveTickSeconds: Histogram;
   readonly signIns: Counter<'result'>;
+  readonly passwordChecksInFlight: Gauge;
+  readonly metricNames: Gauge;
+  readonly logLinesSuppressed: Counter<'kind'>;
+  readonly deadLetterBytes: Gauge;
+  readonly deadLetterRotations: Counter;
+  readonly historySeries: Gauge<'kind'>;
+  readonly historySeriesRefused: Counter<'kind'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = this.registry;
@@ -69,7 +77,14 @@ export class HubMetrics {
     this.liveCloses = new Counter({ name: 'hub_live_closes_total', help: 'Live connections closed, by reason', labelNames: ['reason'], registers: [r] });
     this.liveRefusals = new Counter({ name: 'hub_live_refusals_total', help: 'Live upgrades refused, by HTTP status', labelNames: ['status'], registers: [r] });
     this.liveTickSeconds = new Histogram({ name: 'hub_live_tick_seconds', help: 'Time to advance live state and send every frame of a tick', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1], registers: [r] });
-    this.signIns = new Counter({ name: 'hub_operator_sign_ins_total', help: 'Operator sign-in attempts by result', labelNames: ['result'], registers: [r] });
+    this.signIns = new Counter({ name: 'hub_operator_sign_ins_total', help: 'Operator sign-in attempts by result: ok, failed (wrong name or password), limited (429: address or account over its failure limit), busy (503: HUB_LOGIN_MAX_CONCURRENT checks already running)', labelNames: ['result'], registers: [r] });
+    this.passwordChecksInFlight = new Gauge({ name: 'hub_password_checks_in_flight', help: 'Password checks running or queued in the hashing thread (at most HUB_LOGIN_MAX_CONCURRENT)', registers: [r] });
+    this.metricNames = new Gauge({ name: 'hub_metric_names', help: 'Distinct metric names defined fleet-wide since start (at most HUB_MAX_METRIC_NAMES)', registers: [r] });
+    this.logLinesSuppressed = new Counter({ name: 'hub_log_lines_suppressed_total', help: 'Log lines a device or client caused that were not written (over HUB_LOG_LINES_PER_MIN), by kind', labelNames: ['kind'], registers: [r] });
+    this.deadLetterBytes = new Gauge({ name: 'hub_sink_dead_letter_bytes', help: 'Bytes in the dead-letter files (current and rotated; at most 2 x HUB_DEAD_LETTER_MAX_BYTES)', registers: [r] });
+    this.deadLetterRotations = new Counter({ name: 'hub_sink_dead_letter_rotations_total', help: 'Times the dead-letter file reached HUB_DEAD_LETTER_MAX_BYTES and was rotated (the older rotated file is deleted)', registers: [r] });
+    this.historySeries = new Gauge({ name: 'hub_history_series', help: 'In-memory history series (embedded mode), by kind: group (fleet and tag groups) or device', labelNames: ['kind'], registers: [r] });
+    this.historySeriesRefused = new Counter({ name: 'hub_history_series_refused_total', help: 'In-memory history series not created because HUB_HISTORY_MAX_SERIES / HUB_HISTORY_MAX_DEVICE_SERIES was reached, by kind', labelNames: ['kind'], registers: [r] });
     this.ingestBytes = new Counter({ name: 'hub_ingest_bytes_total', help: 'Device WebSocket message payload bytes received', registers: [r] });
     this.ingestMessages = new Counter({ name: 'hub_ingest_messages_total', help: 'Device WebSocket messages received', registers: [r] });
     this.sinkLinesWritten = new Counter({ name: 'hub_sink_lines_written_total', help: 'Lines InfluxDB confirmed', registers: [r] });

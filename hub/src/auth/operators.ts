@@ -13,7 +13,7 @@
 import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { HubError } from '../errors.ts';
-import { writeJsonAtomic } from '../json-file.ts';
+import { writeJsonAtomicSync } from '../atomic-file.ts';
 import { TokenBucket } from '../ingest/limits.ts';
 
 export const SESSION_COOKIE = 'hub_session';
@@ -106,7 +106,7 @@ export class Operators {
     const prev = this.#accounts.get(name);
     const next = new Map(this.#accounts).set(name, { name, password: await hashPassword(password), created: prev?.created ?? new Date(this.#now()).toISOString() });
     // Saved first, then in force: a password that could not be stored does not apply either.
-    if (this.#o.file) writeJsonAtomic(this.#o.file, { operators: [...next.values()] });
+    if (this.#o.file) writeJsonAtomicSync(this.#o.file, { operators: [...next.values()] });
     this.#accounts = next;
     // A new password ends the account's existing sessions.
     if (prev) this.#endSessions((s) => s.user === name);
@@ -186,7 +186,7 @@ export class Operators {
   }
 
   #saveSessions(): void {
-    if (this.#o.sessionsFile) writeJsonAtomic(this.#o.sessionsFile, { sessions: [...this.#sessions.values()] });
+    if (this.#o.sessionsFile) writeJsonAtomicSync(this.#o.sessionsFile, { sessions: [...this.#sessions.values()] });
   }
 }
 

@@ -10,7 +10,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, mkdirSync, watch, existsSync, type FSWatcher } from 'node:fs';
 import { dirname, basename } from 'node:path';
 import { RegistryError } from '../errors.ts';
-import { writeJsonAtomic } from '../json-file.ts';
+import { writeJsonAtomicSync } from '../atomic-file.ts';
 
 export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$/;
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -147,7 +147,7 @@ export function readRegistryFile(path: string): RegistryFile {
 
 /** Writes atomically (temp file + rename) so a running hub never reads half a file. */
 export function writeRegistryFile(path: string, file: RegistryFile): void {
-  writeJsonAtomic(path, file);
+  writeJsonAtomicSync(path, file);
 }
 
 /** Adds (or re-keys) a device; returns the new token, which is not stored. */

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { HubError } from '../errors.ts';
 import { METRIC_NAME_RE } from '../ingest/validate.ts';
-import { writeJsonAtomic } from '../json-file.ts';
+import { writeJsonAtomicSync } from '../atomic-file.ts';
 import type { DeviceTracker } from './devices.ts';
 
 export type AlarmOp = '>' | '>=' | '<' | '<=';
@@ -177,7 +177,7 @@ export class Alarms {
 
   /** Saves first, then applies: a rule the API reports as failed is not in force either. */
   #commit(next: AlarmRule[]): void {
-    if (this.#file) writeJsonAtomic(this.#file, { rules: next });
+    if (this.#file) writeJsonAtomicSync(this.#file, { rules: next });
     this.#rules = next;
   }
 }

@@ -10,8 +10,9 @@
 //   checkpoint.json                {segment, offset}: the sink has everything before
 //   devices.json                   highest stored seq per device, written before
 //                                  segments are deleted (so the numbers survive)
-import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DIR_MODE, FILE_MODE, fsyncDir, writeFileAtomic } from '../atomic-file.ts';
 import { StoreError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { FRAME_HEADER_BYTES, checkFrame, decodeRecord, encodeRecord } from './codec.ts';
@@ -310,7 +311,7 @@ export class Spool implements BatchStore {
   /** Starts a new segment (header written and fsynced, directory fsynced). */
   async #roll(): Promise<void> {
     const n = (this.#segments.at(-1)?.n ?? 0) + 1;
-    const fh = await (this.#o.open ?? open)(join(this.#o.dir, segName(n)), 'wx');
+    const fh = await (this.#o.open ?? open)(join(this.#o.dir, segName(n)), 'wx', FILE_MODE);
     try {
       await fh.write(HEADER, 0, HEADER.length, 0);
       await fh.datasync();
@@ -353,8 +354,8 @@ export class Spool implements BatchStore {
     if (comparePos(cp, this.#persistedCheckpoint) === 0 && this.#segments[0]?.n === cp.segment) return;
     const doomed = this.#segments.filter((s) => s.n < cp.segment);
     // Seq numbers of deleted segments must survive: write them first.
-    if (doomed.length) await writeFileAtomic(this.#o.dir, 'devices.json', JSON.stringify(Object.fromEntries(this.#durable)));
-    await writeFileAtomic(this.#o.dir, 'checkpoint.json', JSON.stringify(cp));
+    if (doomed.length) await writeFileAtomic(join(this.#o.dir, 'devices.json'), JSON.stringify(Object.fromEntries(this.#durable)));
+    await writeFileAtomic(join(this.#o.dir, 'checkpoint.json'), JSON.stringify(cp));
     this.#persistedCheckpoint = cp;
     for (const s of doomed) {
       await rm(join(this.#o.dir, segName(s.n)), { force: true });
@@ -364,7 +365,9 @@ export class Spool implements BatchStore {
 
   async #recover(): Promise<void> {
     const { dir, log } = this.#o;
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: DIR_MODE });
+    // Readings are the fleet's data: owner only, also for a spool made by an older version.
+    await chmod(dir, DIR_MODE);
     const cp = await readJson<Position>(join(dir, 'checkpoint.json'));
     if (cp && Number.isSafeInteger(cp.segment) && Number.isSafeInteger(cp.offset)) this.#checkpoint = this.#persistedCheckpoint = cp;
     const seqs = (await readJson<Record<string, number>>(join(dir, 'devices.json'))) ?? {};
@@ -427,22 +430,4 @@ async function readJson<T>(path: string): Promise<T | null> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw new StoreError('HUB_ERR_STORE', `cannot read ${path}`, { cause: err });
   }
-}
-
-async function writeFileAtomic(dir: string, name: string, text: string): Promise<void> {
-  const tmp = join(dir, `${name}.tmp`);
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(text);
-    await fh.datasync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, join(dir, name));
-  await fsyncDir(dir);
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try { await fh.sync(); } finally { await fh.close(); }
 }
