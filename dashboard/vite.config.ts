@@ -29,6 +29,7 @@ export default defineConfig({
       '/login': hubHttp,
       '/logout': hubHttp,
       '/healthz': hubHttp,
+      '/readyz': hubHttp,
       '/v1/live': { target: hubUrl.replace(/^http/, 'ws'), ws: true, secure: false },
     },
   },

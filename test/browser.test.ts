@@ -91,10 +91,17 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // Every page (sign-in and dashboard) reports Content-Security-Policy violations here.
+  const cspViolations: string[] = [];
+  await page.exposeFunction('reportCspViolation', (v: string) => { cspViolations.push(v); });
+  await page.addInitScript({
+    content: "document.addEventListener('securitypolicyviolation', (e) => window.reportCspViolation(e.violatedDirective + ' ' + e.blockedURI + ' at ' + e.sourceFile + ':' + e.lineNumber));",
+  });
 
   // Sign in: / sends an anonymous browser to /login.
   await page.goto(`${base}/`);
   assert.equal(new URL(page.url()).pathname, '/login');
+  assert.match((await page.request.get(`${base}/login`)).headers()['content-security-policy'] ?? '', /default-src 'none'/);
   await page.screenshot({ path: join(shots, 'login.png') });
   await page.fill('#password', 'wrong-password');
   await page.click('button[type=submit]');
@@ -104,6 +111,8 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   await page.click('button[type=submit]');
   await page.waitForURL(`${base}/`);
   page.setDefaultTimeout(2000);
+  const index = await page.request.get(`${base}/`);
+  assert.match(index.headers()['content-security-policy'] ?? '', /default-src 'self';.* connect-src 'self'/, 'the dashboard is served with its CSP');
   const conn = page.locator('[data-testid=conn]');
   await until(page, 'live', async () => (await conn.getAttribute('data-state')) === 'live');
 
@@ -162,4 +171,5 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   await until(page, 'fleet back', async () => ((await page.textContent('[data-testid=kpi-online]')) ?? '').replace(/\s+/g, ' ').includes(`/ ${all}`));
 
   assert.deepEqual(errors, [], 'no errors in the page');
+  assert.deepEqual(cspViolations, [], 'the dashboard works within its Content-Security-Policy');
 });

@@ -10,7 +10,8 @@ export type HubErrorCode =
   | 'HUB_ERR_REGISTRY'
   | 'HUB_ERR_STORE_CLOSED'
   | 'HUB_ERR_STORE'
-  | 'HUB_ERR_STORE_FULL';
+  | 'HUB_ERR_STORE_FULL'
+  | 'HUB_ERR_PASSWORD_HASH';
 
 export class HubError extends Error {
   override readonly name: string = 'HubError';
@@ -30,5 +31,13 @@ export class StoreError extends HubError {
   override readonly name = 'StoreError';
   constructor(code: 'HUB_ERR_STORE_CLOSED' | 'HUB_ERR_STORE' | 'HUB_ERR_STORE_FULL', message: string, options?: { cause?: unknown }) {
     super(code, message, options);
+  }
+}
+
+/** The password-hashing thread failed or was closed while a check waited. */
+export class PasswordHashError extends HubError {
+  override readonly name = 'PasswordHashError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('HUB_ERR_PASSWORD_HASH', message, options);
   }
 }

@@ -1,5 +1,5 @@
 // Operator sign-in: hashed accounts, session cookies, what needs a session
-// (everything but /healthz and /login), failed-attempt limits, cross-origin
+// (everything but /healthz, /readyz and /login), failed-attempt limits, cross-origin
 // refusals, the dashboard's files, and the alarm-rule API.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,7 +24,7 @@ test('operators - accounts and sessions are stored hashed and survive a restart;
   assert.match(readFileSync(file, 'utf8'), /"password": "scrypt\$32768\$8\$1\$/);
   const b = new Operators({ file, sessionsFile, sessionTtlMs: 60_000 });
   assert.equal(b.check(r.token)?.user, 'alice', 'a restarted hub keeps the session');
-  b.signOut(r.token);
+  await b.signOut(r.token);
   assert.equal(b.check(r.token), null);
   const r2 = await b.signIn('alice', 'correct horse battery', '10.0.0.1');
   assert.ok(r2.ok);
@@ -88,7 +88,7 @@ test('operators - sign-in: cookie flags, wrong password, unknown name, failed-at
   assert.equal(garbage.status, 400);
 });
 
-test('operators - nothing but /healthz and /login without a session; /metrics also takes HUB_METRICS_TOKEN', async (t) => {
+test('operators - nothing but /healthz, /readyz and /login without a session; /metrics also takes HUB_METRICS_TOKEN', async (t) => {
   const dist = mkdtempSync(join(tmpdir(), 'dist-'));
   mkdirSync(join(dist, 'assets'));
   writeFileSync(join(dist, 'index.html'), '<!doctype html><title>dash</title>');
@@ -98,6 +98,7 @@ test('operators - nothing but /healthz and /login without a session; /metrics al
   const get = (p: string, headers: Record<string, string> = {}) => fetch(`${base}${p}`, { headers, redirect: 'manual' });
 
   assert.equal((await get('/healthz')).status, 200);
+  assert.equal((await get('/readyz')).status, 200);
   const login = await get('/login');
   assert.equal(login.status, 200);
   const page = await login.text();
@@ -105,7 +106,7 @@ test('operators - nothing but /healthz and /login without a session; /metrics al
   assert.doesNotMatch(page, /dev-1|temperature/, 'the sign-in page shows no data');
   assert.equal((await get('/')).status, 303);
   assert.equal((await get('/')).headers.get('location'), '/login');
-  for (const p of ['/assets/app-abc123.js', '/api/v1/me', '/api/v1/history?metric=temperature', '/api/v1/alarms/rules', '/metrics']) {
+  for (const p of ['/assets/app-abc123.js', '/api/v1/me', '/api/v1/status', '/api/v1/history?metric=temperature', '/api/v1/alarms/rules', '/metrics']) {
     assert.equal((await get(p)).status, 401, p);
   }
   assert.equal((await get('/metrics', { authorization: 'Bearer wrong' })).status, 401);

@@ -94,18 +94,20 @@ test('upgrade - a store that is unavailable refuses new sessions with 503', asyn
   assert.match(r.body, /storage/);
 });
 
-test('http - /healthz reports the binding and connections; unknown paths are 404', async (t) => {
+test('http - /healthz says ok; /api/v1/status reports the binding and connections to operators; unknown paths are 404', async (t) => {
   const th = await startHub(t);
   const { d } = await connectDevice(th, 'dev-1');
   const h = await fetch(`http://127.0.0.1:${th.port}/healthz`);
   assert.equal(h.status, 200);
-  const body = await h.json() as { status: string; binding: string; connections: number; sessions: number };
+  assert.deepEqual(await h.json(), { status: 'ok' });
+  const cookie = await signIn(th);
+  const body = await (await fetch(`http://127.0.0.1:${th.port}/api/v1/status`, { headers: { cookie } })).json() as { status: string; binding: string; connections: number; sessions: number };
   assert.equal(body.status, 'ok');
   assert.match(body.binding, /uWebSockets|uws/);
   assert.equal(body.connections, 1);
   assert.equal(body.sessions, 1);
-  assert.equal((await fetch(`http://127.0.0.1:${th.port}/nope`)).status, 404);
-  const m = await (await fetch(`http://127.0.0.1:${th.port}/metrics`, { headers: { cookie: await signIn(th) } })).text();
+  assert.equal((await fetch(`http://127.0.0.1:${th.port}/nope`, { headers: { cookie } })).status, 404);
+  const m = await (await fetch(`http://127.0.0.1:${th.port}/metrics`, { headers: { cookie } })).text();
   assert.match(m, /hub_device_connections 1/);
   assert.match(m, /hub_spool_pressure 0/);
   assert.match(m, /hub_spool_bytes 0/);

@@ -1,47 +1,33 @@
 // auth/: who may use the hub. This file: operator accounts (the people who
-// sign in to the dashboard) and their sessions.
-// Imports: errors, ingest/limits (token bucket for failed sign-ins).
+// sign in to the dashboard), their sessions, and the session cookie.
+// Imports: errors, config (defaults and types), atomic-file,
+// auth/password-hasher, auth/sign-in-limits.
 //
-// Accounts live in HUB_OPERATORS_FILE as scrypt hashes (Node's crypto.scrypt,
-// N=2^15, r=8, p=1: ~50 ms and 32 MiB per check, in libuv's thread pool so
-// the event loop never waits). On first run, with no account and no
-// HUB_ADMIN_PASSWORD, an `admin` account is created with a generated password
-// that the hub prints once. Sessions are 256-bit random tokens in an HttpOnly,
-// SameSite=Strict cookie; the hub stores only their SHA-256 in
+// Accounts live in HUB_OPERATORS_FILE as scrypt hashes, computed in the
+// hub's one hashing thread (password-hasher.ts) so no password check runs on
+// the event loop or on libuv's thread pool. At most HUB_LOGIN_MAX_CONCURRENT
+// checks run or wait at once; failed sign-ins are limited per address and
+// per account (sign-in-limits.ts). On first run, with no account and no
+// HUB_ADMIN_PASSWORD, an `admin` account is created with a generated
+// password that the hub prints once. Sessions are 256-bit random tokens in
+// an HttpOnly, SameSite=Strict cookie; the hub stores only their SHA-256 in
 // <data>/sessions.json, so a restart keeps operators signed in and a stolen
-// file signs nobody in.
-import { createHash, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+// file signs nobody in. Every file is written asynchronously, and saved
+// before the change it records is in force.
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { HubError } from '../errors.ts';
-import { writeJsonAtomicSync } from '../atomic-file.ts';
-import { TokenBucket } from '../ingest/limits.ts';
+import { writeJsonAtomic } from '../atomic-file.ts';
+import { CONFIG_KEYS, type HubConfig } from '../config.ts';
+import { DUMMY_HASH, hashPassword, sharedPasswordHasher, verifyPassword, type PasswordHasher } from './password-hasher.ts';
+import { addressKey, SignInLimits, type AttemptKeys } from './sign-in-limits.ts';
 
-export const SESSION_COOKIE = 'hub_session';
-const SCRYPT = { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 } as const;
 export const OPERATOR_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 const MAX_PASSWORD = 1024;
-
-function scrypt(password: string, salt: Buffer, opts: ScryptOptions): Promise<Buffer> {
-  return new Promise((resolve, reject) => scryptCb(password, salt, 32, opts, (err, key) => (err ? reject(err) : resolve(key))));
-}
-
-/** `scrypt$N$r$p$salt$hash` (base64url). */
-export async function hashPassword(password: string): Promise<string> {
-  const salt = randomBytes(16);
-  const key = await scrypt(password, salt, SCRYPT);
-  return `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${salt.toString('base64url')}$${key.toString('base64url')}`;
-}
-
-export async function verifyPassword(password: string, stored: string): Promise<boolean> {
-  const parts = stored.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
-  const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
-  const salt = Buffer.from(parts[4]!, 'base64url');
-  const want = Buffer.from(parts[5]!, 'base64url');
-  if (!(N >= 2 && r >= 1 && p >= 1) || want.length !== 32) return false;
-  const got = await scrypt(password, salt, { N, r, p, maxmem: SCRYPT.maxmem });
-  return timingSafeEqual(got, want);
-}
+/** Retry hint when every password check slot is taken: a check takes ~50 ms. */
+const BUSY_RETRY_MS = 1000;
+/** The account key for names no account can have (one bucket for all of them). */
+const MALFORMED_NAME = '\0malformed';
 
 /** A readable generated password: 20 characters of base64url (120 bits). */
 export function generatePassword(): string {
@@ -55,6 +41,17 @@ function sha256(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
+/** The HUB_LOGIN_* keys Operators reads (a HubConfig will do). */
+export type SignInLimitConfig = Pick<HubConfig, 'loginFailuresPerAddress' | 'loginFailuresPerAccount' | 'loginRetryS' | 'loginMaxConcurrent' | 'loginMaxTracked'>;
+
+const DEFAULT_LIMITS: SignInLimitConfig = {
+  loginFailuresPerAddress: CONFIG_KEYS.loginFailuresPerAddress.default,
+  loginFailuresPerAccount: CONFIG_KEYS.loginFailuresPerAccount.default,
+  loginRetryS: CONFIG_KEYS.loginRetryS.default,
+  loginMaxConcurrent: CONFIG_KEYS.loginMaxConcurrent.default,
+  loginMaxTracked: CONFIG_KEYS.loginMaxTracked.default,
+};
+
 export interface OperatorsOptions {
   /** HUB_OPERATORS_FILE; null keeps accounts in memory only (tests). */
   file: string | null;
@@ -62,27 +59,81 @@ export interface OperatorsOptions {
   sessionsFile: string | null;
   sessionTtlMs: number;
   now?: () => number;
+  /** HUB_LOGIN_* limits (default: the config defaults). */
+  limits?: SignInLimitConfig;
+  /** Key derivation (default: the process's hashing thread). Tests count calls with it. */
+  hasher?: PasswordHasher;
 }
 
 export type SignInResult =
   | { ok: true; token: string; user: string; maxAgeS: number }
-  | { ok: false; status: 401 | 429; reason: string; retryAfterMs?: number };
+  | { ok: false; status: 401; result: 'failed'; reason: string }
+  | { ok: false; status: 429; result: 'limited'; reason: string; retryAfterMs: number }
+  | { ok: false; status: 503; result: 'busy' | 'error'; reason: string; retryAfterMs: number };
+
+/**
+ * Runs saves of one file one after another; save() resolves once a write
+ * that began after the call has finished, so the file never goes back to
+ * an older state when saves overlap.
+ */
+class SerialSaver {
+  readonly #write: () => Promise<void>;
+  #running: Promise<void> | null = null;
+  #queued: Promise<void> | null = null;
+  constructor(write: () => Promise<void>) {
+    this.#write = write;
+  }
+
+  save(): Promise<void> {
+    if (this.#queued) return this.#queued;
+    if (!this.#running) return this.#start();
+    const settled = this.#running.then(() => undefined, () => undefined);
+    this.#queued = settled.then(() => {
+      this.#queued = null;
+      return this.#start();
+    });
+    return this.#queued;
+  }
+
+  #start(): Promise<void> {
+    const p: Promise<void> = this.#write().finally(() => { if (this.#running === p) this.#running = null; });
+    this.#running = p;
+    return p;
+  }
+}
 
 export class Operators {
-  readonly #o: OperatorsOptions;
+  readonly #options: OperatorsOptions;
   readonly #now: () => number;
+  readonly #hasher: PasswordHasher;
+  readonly #limits: SignInLimits;
+  readonly #maxChecks: number;
+  #checksInFlight = 0;
   #accounts = new Map<string, OperatorRecord>();
+  /** Account changes, one at a time (each saves the whole file). */
+  #accountChanges: Promise<unknown> = Promise.resolve();
   readonly #sessions = new Map<string, SessionRecord>();
-  readonly #failures = new Map<string, TokenBucket>();
+  readonly #sessionsSaver: SerialSaver;
   readonly #ended = new Set<(hash: string) => void>();
 
   constructor(o: OperatorsOptions) {
-    this.#o = o;
+    this.#options = o;
     this.#now = o.now ?? Date.now;
+    this.#hasher = o.hasher ?? sharedPasswordHasher();
+    const limits = o.limits ?? DEFAULT_LIMITS;
+    this.#limits = new SignInLimits({
+      failuresPerAddress: limits.loginFailuresPerAddress, failuresPerAccount: limits.loginFailuresPerAccount,
+      retryS: limits.loginRetryS, maxTracked: limits.loginMaxTracked,
+    });
+    this.#maxChecks = limits.loginMaxConcurrent;
+    const sessionsFile = o.sessionsFile;
+    this.#sessionsSaver = new SerialSaver(async () => {
+      if (sessionsFile) await writeJsonAtomic(sessionsFile, { sessions: [...this.#sessions.values()] });
+    });
     if (o.file && existsSync(o.file)) this.#accounts = readOperatorsFile(o.file);
-    if (o.sessionsFile && existsSync(o.sessionsFile)) {
+    if (sessionsFile && existsSync(sessionsFile)) {
       try {
-        const raw = JSON.parse(readFileSync(o.sessionsFile, 'utf8')) as { sessions?: SessionRecord[] };
+        const raw = JSON.parse(readFileSync(sessionsFile, 'utf8')) as { sessions?: SessionRecord[] };
         const now = this.#now();
         for (const s of raw.sessions ?? []) {
           if (typeof s.hash === 'string' && typeof s.user === 'string' && s.expires > now) this.#sessions.set(s.hash, s);
@@ -96,6 +147,12 @@ export class Operators {
   get size(): number { return this.#accounts.size; }
   names(): string[] { return [...this.#accounts.keys()]; }
 
+  /** Sign-in password checks running or waiting for the hashing thread (at most HUB_LOGIN_MAX_CONCURRENT). */
+  get checksInFlight(): number { return this.#checksInFlight; }
+
+  /** Addresses and accounts with failed sign-ins remembered (at most HUB_LOGIN_MAX_TRACKED each). */
+  get trackedFailures(): { addresses: number; accounts: number } { return this.#limits.tracked; }
+
   /**
    * Adds or replaces an account and saves the file. Used on first run, by
    * HUB_ADMIN_PASSWORD, and by `npm run operator`.
@@ -103,46 +160,79 @@ export class Operators {
   async setPassword(name: string, password: string): Promise<void> {
     if (!OPERATOR_NAME_RE.test(name)) throw new HubError('HUB_ERR_CONFIG', `operator name ${JSON.stringify(name)}: letters, digits, _.@- (max 64)`);
     if (password.length < 8 || password.length > MAX_PASSWORD) throw new HubError('HUB_ERR_CONFIG', 'operator passwords are 8 to 1024 characters');
-    const prev = this.#accounts.get(name);
-    const next = new Map(this.#accounts).set(name, { name, password: await hashPassword(password), created: prev?.created ?? new Date(this.#now()).toISOString() });
-    // Saved first, then in force: a password that could not be stored does not apply either.
-    if (this.#o.file) writeJsonAtomicSync(this.#o.file, { operators: [...next.values()] });
-    this.#accounts = next;
-    // A new password ends the account's existing sessions.
-    if (prev) this.#endSessions((s) => s.user === name);
+    const hash = await hashPassword(this.#hasher, password);
+    const change = this.#accountChanges.then(async () => {
+      const prev = this.#accounts.get(name);
+      const next = new Map(this.#accounts).set(name, { name, password: hash, created: prev?.created ?? new Date(this.#now()).toISOString() });
+      // Saved first, then in force: a password that could not be stored does not apply either.
+      if (this.#options.file) await writeJsonAtomic(this.#options.file, { operators: [...next.values()] });
+      this.#accounts = next;
+      // A new password ends the account's existing sessions.
+      if (prev) await this.#endSessions((s) => s.user === name);
+    });
+    this.#accountChanges = change.catch(() => undefined);
+    await change;
   }
 
   /** Sets the password unless it already is this one (HUB_ADMIN_PASSWORD at every start keeps sessions). */
   async ensurePassword(name: string, password: string): Promise<void> {
     const acct = this.#accounts.get(name);
-    if (acct && (await verifyPassword(password, acct.password))) return;
+    if (acct && (await verifyPassword(this.#hasher, password, acct.password))) return;
     await this.setPassword(name, password);
   }
 
-  /** Checks a password; failed attempts are limited per remote address (5, then 1 per 10 s). */
-  async signIn(name: string, password: string, addr: string): Promise<SignInResult> {
+  /**
+   * Checks a password. The attempt takes a token from its address's and its
+   * account's failure buckets before the check (a correct password gives
+   * them back), so concurrent guesses cannot overrun either limit; a check
+   * that cannot start at once because HUB_LOGIN_MAX_CONCURRENT are in
+   * flight is refused (503) without taking anything.
+   */
+  async signIn(name: string, password: string, remoteAddress: string): Promise<SignInResult> {
     const now = this.#now();
-    let bucket = this.#failures.get(addr);
-    if (bucket && bucket.waitMs(1, now) > 0) {
-      return { ok: false, status: 429, reason: 'too many failed sign-ins from this address', retryAfterMs: bucket.waitMs(1, now) };
+    // Names no account can have share one bucket, so they cannot fill the table either.
+    const wellFormed = OPERATOR_NAME_RE.test(name);
+    const keys: AttemptKeys = { address: addressKey(remoteAddress), account: wellFormed ? name : MALFORMED_NAME };
+    const refused = this.#limits.refusal(keys, now);
+    if (refused) {
+      return { ok: false, status: 429, result: 'limited', retryAfterMs: refused.retryAfterMs, reason: `too many failed sign-ins ${refused.by === 'address' ? 'from this address' : 'for this operator'}` };
     }
+    // Nothing to hash: the format alone says no (and says nothing about which names exist).
+    if (!wellFormed || password.length > MAX_PASSWORD) {
+      this.#limits.reserve(keys, now);
+      return { ok: false, status: 401, result: 'failed', reason: 'wrong name or password' };
+    }
+    if (this.#checksInFlight >= this.#maxChecks) {
+      return { ok: false, status: 503, result: 'busy', retryAfterMs: BUSY_RETRY_MS, reason: 'too many sign-ins at once; try again shortly' };
+    }
+    this.#limits.reserve(keys, now);
     const acct = this.#accounts.get(name);
-    // Verify against a dummy hash for unknown names so timing does not tell which names exist.
-    const ok = password.length <= MAX_PASSWORD && (await verifyPassword(password, acct?.password ?? DUMMY_HASH)) && acct !== undefined;
-    if (!ok) {
-      if (!bucket) {
-        if (this.#failures.size > 10_000) this.#failures.clear();
-        bucket = new TokenBucket(0.1, 5, now);
-        this.#failures.set(addr, bucket);
-      }
-      bucket.take(1, this.#now());
-      return { ok: false, status: 401, reason: 'wrong name or password' };
+    let matches: boolean;
+    this.#checksInFlight++;
+    try {
+      // Unknown names are checked against a dummy hash, so timing does not tell which names exist.
+      matches = await verifyPassword(this.#hasher, password, acct?.password ?? DUMMY_HASH);
+    } catch {
+      // Not the client's fault: the attempt does not count.
+      this.#limits.refund(keys, this.#now());
+      return { ok: false, status: 503, result: 'error', retryAfterMs: BUSY_RETRY_MS, reason: 'sign-in is unavailable; try again shortly' };
+    } finally {
+      this.#checksInFlight--;
     }
+    // The account may have been replaced while the check ran: it must still be the one checked.
+    if (!matches || !acct || this.#accounts.get(name) !== acct) return { ok: false, status: 401, result: 'failed', reason: 'wrong name or password' };
+    this.#limits.refund(keys, this.#now());
     const token = randomBytes(32).toString('base64url');
-    const expires = this.#now() + this.#o.sessionTtlMs;
-    this.#sessions.set(sha256(token), { hash: sha256(token), user: name, expires });
-    this.#saveSessions();
-    return { ok: true, token, user: name, maxAgeS: Math.floor(this.#o.sessionTtlMs / 1000) };
+    const hash = sha256(token);
+    this.#sessions.set(hash, { hash, user: name, expires: this.#now() + this.#options.sessionTtlMs });
+    try {
+      // Saved before the response says signed in: a restart keeps the session.
+      await this.#sessionsSaver.save();
+    } catch {
+      this.#sessions.delete(hash);
+      return { ok: false, status: 503, result: 'error', retryAfterMs: BUSY_RETRY_MS, reason: 'the session could not be saved; try again shortly' };
+    }
+    return { ok: true, token, user: name, maxAgeS: Math.floor(this.#options.sessionTtlMs / 1000) };
   }
 
   /** The operator a session token belongs to, or null (unknown, expired, account gone). */
@@ -158,10 +248,11 @@ export class Operators {
     return { user: s.user, hash };
   }
 
-  signOut(token: string | null): void {
+  /** Ends a session; resolves once the sessions file no longer holds it. */
+  async signOut(token: string | null): Promise<void> {
     if (!token) return;
     const hash = sha256(token);
-    this.#endSessions((s) => s.hash === hash);
+    await this.#endSessions((s) => s.hash === hash);
   }
 
   /** Called with a session's hash when it ends (live sockets on it are closed). */
@@ -173,25 +264,20 @@ export class Operators {
   /** Drops expired sessions and tells listeners; main calls it periodically. */
   sweep(): void {
     const now = this.#now();
-    this.#endSessions((s) => s.expires <= now || !this.#accounts.has(s.user));
+    // Expired sessions are refused whether or not the file still lists them; the next save drops them.
+    this.#endSessions((s) => s.expires <= now || !this.#accounts.has(s.user)).catch(() => undefined);
   }
 
-  #endSessions(match: (s: SessionRecord) => boolean): void {
+  async #endSessions(match: (s: SessionRecord) => boolean): Promise<void> {
     const gone: string[] = [];
     for (const s of this.#sessions.values()) if (match(s)) gone.push(s.hash);
     if (!gone.length) return;
+    // Out of force at once (memory), then out of the file.
     for (const h of gone) this.#sessions.delete(h);
-    this.#saveSessions();
     for (const h of gone) for (const f of this.#ended) f(h);
-  }
-
-  #saveSessions(): void {
-    if (this.#o.sessionsFile) writeJsonAtomicSync(this.#o.sessionsFile, { sessions: [...this.#sessions.values()] });
+    await this.#sessionsSaver.save();
   }
 }
-
-// A valid hash of a random password: unknown names cost as much as known ones.
-const DUMMY_HASH = `scrypt$${SCRYPT.N}$${SCRYPT.r}$${SCRYPT.p}$${randomBytes(16).toString('base64url')}$${randomBytes(32).toString('base64url')}`;
 
 export function readOperatorsFile(file: string): Map<string, OperatorRecord> {
   let raw: unknown;
@@ -212,19 +298,39 @@ export function readOperatorsFile(file: string): Map<string, OperatorRecord> {
   return out;
 }
 
-/** Reads a cookie value from a Cookie header. */
-export function cookieValue(header: string, name: string): string | null {
-  for (const part of header.split(';')) {
+/** The session cookie's name: `__Host-` (Secure, Path=/, no Domain) whenever browsers reach the hub over https. */
+export function sessionCookieName(https: boolean): string {
+  return https ? '__Host-hub_session' : 'hub_session';
+}
+
+/** Browsers reach the hub over https: it terminates TLS itself, or HUB_TLS_PROXY says a proxy in front does. */
+export function servedOverHttps(config: Pick<HubConfig, 'tlsCert' | 'tlsProxy'>): boolean {
+  return config.tlsCert !== undefined || config.tlsProxy;
+}
+
+/**
+ * The session token in a Cookie header, read the same way by every route
+ * and the live endpoint. Over https only the `__Host-` cookie counts (a
+ * sibling subdomain cannot set that one). Our cookie more than once in one
+ * header is no session: which one the browser lists first is up to the
+ * path and age of cookies an attacker may have planted (cookie tossing).
+ */
+export function sessionToken(cookieHeader: string, https: boolean): string | null {
+  const name = sessionCookieName(https);
+  let token: string | null = null;
+  for (const part of cookieHeader.split(';')) {
     const i = part.indexOf('=');
-    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+    if (i <= 0 || part.slice(0, i).trim() !== name) continue;
+    if (token !== null) return null;
+    token = part.slice(i + 1).trim();
   }
-  return null;
+  return token;
 }
 
-export function sessionCookie(token: string, maxAgeS: number, secure: boolean): string {
-  return `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${secure ? '; Secure' : ''}`;
+export function sessionCookie(token: string, maxAgeS: number, https: boolean): string {
+  return `${sessionCookieName(https)}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeS}${https ? '; Secure' : ''}`;
 }
 
-export function clearedSessionCookie(secure: boolean): string {
-  return `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${secure ? '; Secure' : ''}`;
+export function clearedSessionCookie(https: boolean): string {
+  return `${sessionCookieName(https)}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${https ? '; Secure' : ''}`;
 }

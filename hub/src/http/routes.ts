@@ -1,23 +1,49 @@
-// http/: plain HTTP on the hub's port. Public: /healthz and the sign-in page.
-// Everything else needs an operator session (cookie): the dashboard, /api/v1/*,
-// and /metrics (or a bearer HUB_METRICS_TOKEN, for Prometheus).
-// Imports: auth/operators, live/alarms, metrics, uws types, http/*.
+// http/: plain HTTP on the hub's port. Public: /healthz and /readyz (status
+// words only) and the sign-in page. Everything else needs an operator
+// session (cookie): the dashboard, /api/v1/*, /metrics and /api/v1/status
+// (those two also take a bearer HUB_METRICS_TOKEN, for Prometheus and
+// monitoring). Without a session the answer depends on the URL alone (pages
+// go to /login, everything else is 401), so it says nothing about which
+// files or endpoints exist.
+// Imports: auth/operators, live/alarms, metrics, sinks (types), uws types, http/*.
 import { timingSafeEqual } from 'node:crypto';
-import { clearedSessionCookie, cookieValue, SESSION_COOKIE, sessionCookie, type Operators } from '../auth/operators.ts';
+import { clearedSessionCookie, sessionCookie, sessionToken, type Operators } from '../auth/operators.ts';
 import type { Alarms } from '../live/alarms.ts';
 import { RuleError } from '../live/alarms.ts';
 import { originAllowed } from './origin.ts';
 import type { HubMetrics } from '../metrics.ts';
+import type { SinkStatus } from '../sinks/sink.ts';
 import type { UwsTypes } from '../uws.ts';
 import { BadRequest, parseHistoryQuery, type HistorySource } from './history.ts';
-import { loginPage } from './login.ts';
-import type { StaticFiles } from './static.ts';
+import { LOGIN_CSP, loginPage } from './login.ts';
+import { DASHBOARD_CSP, type StaticFiles } from './static.ts';
 
 type Res = UwsTypes.HttpResponse;
 type Req = UwsTypes.HttpRequest;
 
+/** What health and readiness are made of; routes decide what each endpoint shows. */
 export interface HealthSource {
-  health(): { ok: boolean; detail: Record<string, unknown> };
+  shuttingDown(): boolean;
+  store: { readonly healthy: boolean; pressure(): number };
+  /** null: the embedded default (no sink). */
+  sinkStatus: (() => SinkStatus) | null;
+  /** For operators only (/api/v1/status): binding, device connections and sessions. */
+  detail(): Record<string, unknown>;
+}
+
+export interface Readiness { ready: boolean; reasons: string[]; sink: string }
+
+/**
+ * Ready to take devices: not shutting down, and the spool is writable and
+ * not full. InfluxDB being down alone does not make a hub unready (the
+ * spool absorbs it); the spool filling up does.
+ */
+export function readiness(h: HealthSource): Readiness {
+  const reasons: string[] = [];
+  if (h.shuttingDown()) reasons.push('shutting down');
+  if (!h.store.healthy) reasons.push('spool not writable');
+  else if (h.store.pressure() >= 1) reasons.push('spool full');
+  return { ready: reasons.length === 0, reasons, sink: h.sinkStatus?.().state ?? 'embedded' };
 }
 
 export interface HttpDeps {
@@ -28,7 +54,8 @@ export interface HttpDeps {
   operators: Operators;
   alarms: Alarms;
   dashboard: StaticFiles;
-  tls: boolean;
+  /** Browsers reach the hub over https (its own TLS or HUB_TLS_PROXY): __Host- cookie with Secure. */
+  https: boolean;
   metricsToken: string | undefined;
   origins: string | undefined;
 }
@@ -50,7 +77,7 @@ function text(res: Res, status: string, body: string): void {
 function html(res: Res, status: string, body: string, headers: [string, string][] = []): void {
   res.cork(() => {
     res.writeStatus(status).writeHeader('Content-Type', 'text/html; charset=utf-8').writeHeader('Cache-Control', 'no-store')
-      .writeHeader('X-Frame-Options', 'DENY').writeHeader('Content-Security-Policy', "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
+      .writeHeader('X-Frame-Options', 'DENY').writeHeader('X-Content-Type-Options', 'nosniff').writeHeader('Content-Security-Policy', LOGIN_CSP);
     for (const [k, v] of headers) res.writeHeader(k, v);
     res.end(body);
   });
@@ -77,9 +104,19 @@ function safeEqual(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** Retry-After in whole seconds (RFC 9110 §10.2.3), at least 1. */
+function retryAfter(ms: number): [string, string] {
+  return ['Retry-After', String(Math.max(1, Math.ceil(ms / 1000)))];
+}
+
 export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
   const { metrics, operators } = d;
-  const who = (req: Req): { user: string; hash: string } | null => operators.check(cookieValue(req.getHeader('cookie'), SESSION_COOKIE));
+  const who = (req: Req): { user: string; hash: string } | null => operators.check(sessionToken(req.getHeader('cookie'), d.https));
+  /** An operator session, or the HUB_METRICS_TOKEN bearer (monitoring). */
+  const operatorOrToken = (req: Req): boolean => {
+    const bearer = /^Bearer\s+(\S+)$/i.exec(req.getHeader('authorization'))?.[1];
+    return (d.metricsToken !== undefined && bearer !== undefined && safeEqual(bearer, d.metricsToken)) || who(req) !== null;
+  };
   /** API routes: 401 JSON without a session; 403 for a cross-origin write. */
   const api = (write: boolean, h: (res: Res, req: Req, user: string) => void) => (res: Res, req: Req): void => {
     const u = who(req);
@@ -88,13 +125,29 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
     h(res, req, u.user);
   };
 
+  // ---- health (public: status words only; details need a session) ----------
+
   app.get('/healthz', (res) => {
-    const h = d.health.health();
-    res.cork(() => {
-      res.writeStatus(h.ok ? '200 OK' : '503 Service Unavailable')
-        .writeHeader('Content-Type', 'application/json')
-        .writeHeader('Cache-Control', 'no-store')
-        .end(JSON.stringify({ status: h.ok ? 'ok' : 'unavailable', ...h.detail }));
+    const ok = !d.health.shuttingDown() && d.health.store.healthy;
+    json(res, ok ? '200 OK' : '503 Service Unavailable', { status: ok ? 'ok' : 'unavailable' });
+  });
+
+  app.get('/readyz', (res) => {
+    const r = readiness(d.health);
+    json(res, r.ready ? '200 OK' : '503 Service Unavailable', { status: r.ready ? 'ready' : 'not ready', reasons: r.reasons, sink: r.sink });
+  });
+
+  app.get('/api/v1/status', (res, req) => {
+    if (!operatorOrToken(req)) {
+      return json(res, '401 Unauthorized', { error: 'sign in, or send Authorization: Bearer HUB_METRICS_TOKEN' }, [['WWW-Authenticate', 'Bearer realm="status"']]);
+    }
+    const h = d.health;
+    const r = readiness(h);
+    const ok = !h.shuttingDown() && h.store.healthy;
+    json(res, '200 OK', {
+      status: ok ? 'ok' : 'unavailable', ready: r.ready, reasons: r.reasons, ...h.detail(),
+      store: h.store.healthy ? 'ok' : 'unavailable', spoolPressure: h.store.pressure(),
+      sink: h.sinkStatus?.() ?? { name: 'none', state: 'embedded (INFLUX_URL unset): nothing reaches a database' },
     });
   });
 
@@ -113,9 +166,9 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
     const aborted = { v: false };
     res.onAborted(() => { aborted.v = true; });
     const isJson = type.startsWith('application/json');
-    const fail = (status: string, error: string, user = '', retry?: number): void => {
+    const fail = (status: string, error: string, user = '', retryMs?: number): void => {
       if (aborted.v) return;
-      const h: [string, string][] = retry ? [['Retry-After', String(Math.ceil(retry / 1000))]] : [];
+      const h: [string, string][] = retryMs !== undefined ? [retryAfter(retryMs)] : [];
       if (isJson) json(res, status, { error }, h);
       else html(res, status, loginPage({ error, user }), h);
     };
@@ -137,11 +190,17 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
         return fail('400 Bad Request', 'expected JSON {"user","password"} or a form');
       }
       if (!user || !password) return fail('400 Bad Request', 'operator name and password are required', user);
-      const r = await operators.signIn(user, password, addr);
-      metrics.signIns.labels(r.ok ? 'ok' : r.status === 429 ? 'limited' : 'failed').inc();
+      const pending = operators.signIn(user, password, addr);
+      metrics.passwordChecksInFlight.set(operators.checksInFlight);
+      const r = await pending;
+      metrics.passwordChecksInFlight.set(operators.checksInFlight);
+      metrics.signIns.labels(r.ok ? 'ok' : r.result).inc();
       if (aborted.v) return;
-      if (!r.ok) return fail(r.status === 429 ? '429 Too Many Requests' : '401 Unauthorized', r.reason, user, r.retryAfterMs);
-      const cookie = sessionCookie(r.token, r.maxAgeS, d.tls);
+      if (!r.ok) {
+        if (r.status === 401) return fail('401 Unauthorized', r.reason, user);
+        return fail(r.status === 429 ? '429 Too Many Requests' : '503 Service Unavailable', r.reason, user, r.retryAfterMs);
+      }
+      const cookie = sessionCookie(r.token, r.maxAgeS, d.https);
       res.cork(() => {
         if (isJson) res.writeStatus('200 OK').writeHeader('Set-Cookie', cookie).writeHeader('Content-Type', 'application/json').writeHeader('Cache-Control', 'no-store').end(JSON.stringify({ user: r.user }));
         else res.writeStatus('303 See Other').writeHeader('Set-Cookie', cookie).writeHeader('Location', '/').end();
@@ -151,8 +210,15 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
 
   app.post('/api/v1/logout', (res, req) => {
     if (!originAllowed(req.getHeader('origin'), req.getHeader('host'), d.origins)) return json(res, '403 Forbidden', { error: 'cross-origin request refused' });
-    operators.signOut(cookieValue(req.getHeader('cookie'), SESSION_COOKIE));
-    res.cork(() => res.writeStatus('204 No Content').writeHeader('Set-Cookie', clearedSessionCookie(d.tls)).writeHeader('Cache-Control', 'no-store').end());
+    const token = sessionToken(req.getHeader('cookie'), d.https);
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    const done = (): void => {
+      if (aborted) return;
+      res.cork(() => res.writeStatus('204 No Content').writeHeader('Set-Cookie', clearedSessionCookie(d.https)).writeHeader('Cache-Control', 'no-store').end());
+    };
+    // The session is out of force at once; the answer waits until the sessions file no longer holds it.
+    operators.signOut(token).then(done, () => { if (!aborted) json(res, '500 Internal Server Error', { error: 'sessions file not written; the session ended until the hub restarts' }); });
   });
 
   app.get('/api/v1/me', api(false, (res, _req, user) => json(res, '200 OK', { user })));
@@ -184,36 +250,38 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
   app.post('/api/v1/alarms/rules', api(true, (res) => {
     const aborted = { v: false };
     res.onAborted(() => { aborted.v = true; });
-    void readBody(res, MAX_BODY, aborted).then((body) => {
+    void readBody(res, MAX_BODY, aborted).then(async (body) => {
       if (aborted.v) return;
       if (!body) return json(res, '413 Content Too Large', { error: 'request too large' });
+      let rule;
       try {
-        const rule = d.alarms.add(JSON.parse(body.toString('utf8')));
-        json(res, '201 Created', { rule });
+        // Saved first, then in force: 201 means the rules file holds it.
+        rule = await d.alarms.add(JSON.parse(body.toString('utf8')));
       } catch (err) {
+        if (aborted.v) return;
         if (err instanceof RuleError || err instanceof SyntaxError) return json(res, '400 Bad Request', { error: err.message });
-        json(res, '500 Internal Server Error', { error: 'rule not saved' });
+        return json(res, '500 Internal Server Error', { error: 'rule not saved' });
       }
+      if (!aborted.v) json(res, '201 Created', { rule });
     });
   }));
 
   app.del('/api/v1/alarms/rules/:id', api(true, (res, req) => {
     const id = req.getParameter(0) ?? '';
-    let removed: boolean;
-    try {
-      removed = d.alarms.remove(id);
-    } catch {
-      return json(res, '500 Internal Server Error', { error: 'rules file not written; the rule stays' });
-    }
-    if (removed) void res.cork(() => res.writeStatus('204 No Content').end());
-    else json(res, '404 Not Found', { error: `no rule ${id}` });
+    let aborted = false;
+    res.onAborted(() => { aborted = true; });
+    d.alarms.remove(id).then(
+      (removed) => {
+        if (aborted) return;
+        if (removed) res.cork(() => res.writeStatus('204 No Content').end());
+        else json(res, '404 Not Found', { error: `no rule ${id}` });
+      },
+      () => { if (!aborted) json(res, '500 Internal Server Error', { error: 'rules file not written; the rule stays' }); },
+    );
   }));
 
   app.get('/metrics', (res, req) => {
-    const authz = req.getHeader('authorization');
-    const bearer = /^Bearer\s+(\S+)$/i.exec(authz)?.[1];
-    const ok = (d.metricsToken !== undefined && bearer !== undefined && safeEqual(bearer, d.metricsToken)) || who(req) !== null;
-    if (!ok) {
+    if (!operatorOrToken(req)) {
       return void res.cork(() => res.writeStatus('401 Unauthorized').writeHeader('WWW-Authenticate', 'Bearer realm="metrics"')
         .writeHeader('Content-Type', 'text/plain').end('sign in, or send Authorization: Bearer HUB_METRICS_TOKEN\n'));
     }
@@ -232,37 +300,40 @@ export function attachHttp(app: UwsTypes.TemplatedApp, d: HttpDeps): void {
     );
   });
 
-  app.any('/api/*', (res) => json(res, '404 Not Found', { error: 'no such endpoint' }));
+  app.any('/api/*', (res, req) => {
+    if (!who(req)) return json(res, '401 Unauthorized', { error: 'sign in first: POST /login' });
+    json(res, '404 Not Found', { error: 'no such endpoint' });
+  });
 
   // ---- the dashboard ---------------------------------------------------------
 
   app.get('/*', (res, req) => {
     const url = req.getUrl();
     const ifNoneMatch = req.getHeader('if-none-match');
-    const f = d.dashboard.get(url);
-    const page = url === '/' || url === '/index.html';
-    const notFound = (): void => text(res, '404 Not Found', 'not found');
+    const isIndex = url === '/' || url === '/index.html';
     if (!who(req)) {
-      // Pages send the browser to sign in; assets are not served either.
-      if (page) return void res.cork(() => res.writeStatus('303 See Other').writeHeader('Location', '/login').end());
-      if (!f) return notFound();
+      // Decided by the URL alone, never by whether the file exists: pages
+      // send the browser to sign in, everything else is 401.
+      if (isIndex || url.endsWith('.html')) return void res.cork(() => res.writeStatus('303 See Other').writeHeader('Location', '/login').writeHeader('Cache-Control', 'no-store').end());
       return text(res, '401 Unauthorized', 'sign in first');
     }
+    const f = d.dashboard.get(url);
     if (!f) {
-      if (page) return text(res, '503 Service Unavailable', notBuiltNotice(d.dashboard.dir));
-      return notFound();
+      if (isIndex) return text(res, '503 Service Unavailable', notBuiltNotice(d.dashboard.dir));
+      return text(res, '404 Not Found', 'not found');
     }
     if (ifNoneMatch === f.etag) return void res.cork(() => res.writeStatus('304 Not Modified').writeHeader('ETag', f.etag).end());
     res.cork(() => {
       res.writeStatus('200 OK').writeHeader('Content-Type', f.type).writeHeader('ETag', f.etag)
         .writeHeader('Cache-Control', f.immutable ? 'private, max-age=31536000, immutable' : 'no-cache')
         .writeHeader('X-Content-Type-Options', 'nosniff');
-      if (f.type.startsWith('text/html')) res.writeHeader('X-Frame-Options', 'DENY');
+      if (f.type.startsWith('text/html')) res.writeHeader('X-Frame-Options', 'DENY').writeHeader('Content-Security-Policy', DASHBOARD_CSP);
       res.end(f.body);
     });
   });
 
-  app.any('/*', (res) => {
+  app.any('/*', (res, req) => {
+    if (!who(req)) return text(res, '401 Unauthorized', 'sign in first');
     text(res, '404 Not Found', 'not found');
   });
 }

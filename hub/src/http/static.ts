@@ -10,6 +10,17 @@ const TYPES: Record<string, string> = {
   '.woff2': 'font/woff2', '.txt': 'text/plain; charset=utf-8',
 };
 
+/**
+ * Sent with every HTML file of the dashboard. The built dashboard loads only
+ * its own scripts and styles, talks to the hub's origin (fetch and the
+ * /v1/live WebSocket: CSP3 'self' covers same-origin ws:/wss:), and needs
+ * 'unsafe-inline' styles only because Svelte and Chart.js set style
+ * attributes; Chart.js draws data: images. 'wasm-unsafe-eval' lets
+ * long.js (bundled with protobufjs) compile its small WebAssembly helper; it
+ * allows no JavaScript eval.
+ */
+export const DASHBOARD_CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 export interface StaticFile { body: Buffer; type: string; etag: string; immutable: boolean }
 
 export class StaticFiles {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { HubError } from '../errors.ts';
 import { METRIC_NAME_RE } from '../ingest/validate.ts';
-import { writeJsonAtomicSync } from '../atomic-file.ts';
+import { writeJsonAtomic } from '../atomic-file.ts';
 import type { DeviceTracker } from './devices.ts';
 
 export type AlarmOp = '>' | '>=' | '<' | '<=';
@@ -108,19 +108,25 @@ export class Alarms {
 
   get rules(): readonly AlarmRule[] { return this.#rules; }
 
-  add(raw: unknown): AlarmRule {
-    if (this.#rules.length >= MAX_RULES) throw new RuleError(`at most ${MAX_RULES} rules`);
+  /** Adds a rule; resolves once it is saved and in force. */
+  async add(raw: unknown): Promise<AlarmRule> {
     const rule = parseRule(raw, randomBytes(6).toString('base64url'));
-    this.#commit([...this.#rules, rule]);
+    await this.#commit((rules) => {
+      if (rules.length >= MAX_RULES) throw new RuleError(`at most ${MAX_RULES} rules`);
+      return [...rules, rule];
+    });
     return rule;
   }
 
-  /** Deletes a rule; its active alarms clear at the next tick. */
-  remove(id: string): boolean {
-    const next = this.#rules.filter((r) => r.id !== id);
-    if (next.length === this.#rules.length) return false;
-    this.#commit(next);
-    return true;
+  /** Deletes a rule (false: no such rule); its active alarms clear at the next tick. */
+  async remove(id: string): Promise<boolean> {
+    let removed = false;
+    await this.#commit((rules) => {
+      const next = rules.filter((r) => r.id !== id);
+      removed = next.length !== rules.length;
+      return removed ? next : null;
+    });
+    return removed;
   }
 
   /** Evaluates every rule against every device's latest values. */
@@ -132,7 +138,7 @@ export class Alarms {
       const gv = eq > 0 ? rule.group.slice(eq + 1) : '';
       for (const d of devices.devices.values()) {
         if (gk && d.tags[gk] !== gv) continue;
-        const i = d.metrics.indexOf(rule.metric);
+        const i = d.metricIndex(rule.metric);
         if (i < 0) continue;
         const v = d.values[i]!;
         const key = `${rule.id}\0${d.id}`;
@@ -175,9 +181,21 @@ export class Alarms {
     return n;
   }
 
-  /** Saves first, then applies: a rule the API reports as failed is not in force either. */
-  #commit(next: AlarmRule[]): void {
-    if (this.#file) writeJsonAtomicSync(this.#file, { rules: next });
-    this.#rules = next;
+  /** Rule changes, one at a time, so none is computed from rules another is replacing. */
+  #changes: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Saves first, then applies: a rule the API reports as failed is not in
+   * force either. `change` gets the rules in force (null: nothing to do).
+   */
+  #commit(change: (rules: readonly AlarmRule[]) => AlarmRule[] | null): Promise<void> {
+    const run = this.#changes.then(async () => {
+      const next = change(this.#rules);
+      if (!next) return;
+      if (this.#file) await writeJsonAtomic(this.#file, { rules: next });
+      this.#rules = next;
+    });
+    this.#changes = run.catch(() => undefined);
+    return run;
   }
 }

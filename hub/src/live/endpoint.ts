@@ -15,7 +15,7 @@ import {
   LIVE_PATH, LIVE_SUBPROTOCOL, LiveCloseCode, decodeLiveRequest, encodeLiveFrame,
   type AlarmMsg, type DeviceDetail, type DeviceStateMsg, type LiveFrameProps, type MetricStats, type ScopeStats,
 } from '@telemetry/proto';
-import { cookieValue, SESSION_COOKIE, type Operators } from '../auth/operators.ts';
+import { servedOverHttps, sessionToken, type Operators } from '../auth/operators.ts';
 import { originAllowed } from '../http/origin.ts';
 import type { HubConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
@@ -120,7 +120,7 @@ export class LiveEndpoint {
     };
     if (this.#closing) return refuse('503 Service Unavailable', 'hub is shutting down');
     if (!originAllowed(origin, host, c.liveOrigins)) return refuse('403 Forbidden', `origin ${origin} is not allowed (HUB_LIVE_ORIGINS)`);
-    const who = this.#d.operators.check(cookieValue(cookie, SESSION_COOKIE));
+    const who = this.#d.operators.check(sessionToken(cookie, servedOverHttps(c)));
     if (!who) return refuse('401 Unauthorized', 'sign in first (operator session cookie)');
     if (this.#sockets.size >= c.liveMaxDashboards) return refuse('503 Service Unavailable', 'too many dashboards connected (HUB_LIVE_MAX_DASHBOARDS)');
     const selected = offered.split(',').map((p) => p.trim()).includes(LIVE_SUBPROTOCOL) ? LIVE_SUBPROTOCOL : '';
