@@ -2,8 +2,11 @@
 // downsampled series from a real influxd via InfluxQL on /query.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { influxQL, parseHistoryQuery, InfluxHistory } from '../src/http/history.ts';
 import { MemoryHistory } from '../src/live/rollups.ts';
+import { HubMetrics } from '../src/metrics.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';
 import { batchOf, connectDevice, signIn, startHub } from './helpers.ts';
 import { Influxd } from './influxd.ts';
@@ -77,7 +80,7 @@ test('history - series from InfluxDB through the hub, per device, group and flee
 });
 
 test('history (memory) - rollups per fleet, group and device, aligned steps, late data and the series bound', async () => {
-  const h = new MemoryHistory({ maxSeries: 7 });
+  const h = new MemoryHistory({ maxSeries: 4, maxDeviceSeries: 2 });
   const t0 = Math.floor(NOW / 60_000) * 60_000 - 30 * 60_000;
   const mk = (deviceId: string, site: string, seq: number, values: number[], start: number): AcceptedBatch => ({
     deviceId, seq, tags: { site }, receivedAtMs: start, clockOffsetMs: 0, metricNames: ['temperature'], metricUnits: ['degC'],
@@ -99,10 +102,83 @@ test('history (memory) - rollups per fleet, group and device, aligned steps, lat
   h.record(mk('a', 'north', 3, [999], t0));
   const later = await h.query(parseHistoryQuery(new URLSearchParams(`metric=temperature&device=a&from=${t0}&to=${t0 + 3 * 3_600_000}&step=1h`), t0 + 3 * 3_600_000));
   assert.ok(later.every((p) => p.max !== 999));
-  // Bounded: fleet + 2 devices + 2 groups = 5 series for one metric; a second metric would need 3 more.
+  // Bounded: fleet + 2 groups and 2 devices for one metric; a second metric from a gets its fleet series only.
   h.record({ ...mk('a', 'north', 4, [1], t0), metricNames: ['humidity'] });
-  assert.ok(h.seriesCount <= 7);
-  assert.ok(h.refused > 0);
+  assert.deepEqual([h.seriesOf('group'), h.seriesOf('device'), h.refused], [4, 2, 2]);
+});
+
+function batchAt(deviceId: string, tags: Record<string, string>, metric: string, t: number): AcceptedBatch {
+  return {
+    deviceId, seq: 1, tags, receivedAtMs: t, clockOffsetMs: 0, metricNames: [metric], metricUnits: [''],
+    metricIndex: new Uint16Array(1), timesMs: Float64Array.of(t), deviceTimesMs: null, values: Float64Array.of(1),
+  };
+}
+
+test('history (memory) - device series and fleet/group series have separate caps, counted by kind', async () => {
+  const metrics = new HubMetrics();
+  const h = new MemoryHistory({ maxSeries: 4, maxDeviceSeries: 3, metrics });
+  const tags = { site: 'x' };
+  // Five devices use up the device series; with one cap for both they would take the room of fleet series.
+  for (let i = 0; i < 5; i++) h.record(batchAt(`d${i}`, tags, 'temperature', NOW));
+  h.record(batchAt('d4', tags, 'humidity', NOW));
+  const range = parseHistoryQuery(new URLSearchParams(`metric=humidity&from=${NOW - 60_000}&to=${NOW + 60_000}&step=1m`), NOW + 60_000);
+  assert.equal((await h.query(range)).reduce((n, p) => n + p.count, 0), 1, 'the new metric has its fleet series');
+  assert.deepEqual([h.seriesOf('group'), h.seriesOf('device')], [4, 3]);
+  assert.equal(await metrics.value('hub_history_series', { kind: 'group' }), 4);
+  assert.equal(await metrics.value('hub_history_series', { kind: 'device' }), 3);
+  assert.equal(await metrics.value('hub_history_series_refused_total', { kind: 'device' }), 3, 'd3, d4 temperature and d4 humidity');
+  assert.equal(await metrics.value('hub_history_series_refused_total', { kind: 'group' }), 0);
+  h.record(batchAt('d0', tags, 'pressure', NOW));
+  assert.equal(await metrics.value('hub_history_series_refused_total', { kind: 'group' }), 2, 'past HUB_HISTORY_MAX_SERIES: fleet and site=x pressure');
+});
+
+/** A full GC without --expose-gc, so memory figures do not depend on how the tests were started. */
+function fullGc(): () => void {
+  if (global.gc) return global.gc;
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
+
+/** Collects until buffers freed earlier (released off the main thread) are gone, so a figure taken next is only what follows. */
+async function settledMemory(gc: () => void): Promise<NodeJS.MemoryUsage> {
+  for (let last = -1; ;) {
+    gc();
+    const m = process.memoryUsage();
+    if (m.arrayBuffers === last) return m;
+    last = m.arrayBuffers;
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+test('history (memory) - memory per series is what the rollups header says: 14.4 KB of buckets a fleet/group series, 2.4 KB a device series', async (t) => {
+  const gc = fullGc();
+  const n = 2000;
+  const keep: MemoryHistory[] = [];
+  const measure = async (h: MemoryHistory, fill: () => void): Promise<{ heap: number; buffers: number }> => {
+    keep.push(h); // nothing is freed while another figure is taken
+    const before = await settledMemory(gc);
+    fill();
+    const after = await settledMemory(gc);
+    return { heap: after.heapUsed - before.heapUsed, buffers: after.arrayBuffers - before.arrayBuffers };
+  };
+  // n fleet series: one device with n metrics (its device series capped at 1).
+  const g = new MemoryHistory({ maxSeries: n, maxDeviceSeries: 1 });
+  const group = await measure(g, () => { for (let i = 0; i < n; i++) g.record(batchAt('d', {}, `m${i}`, NOW)); });
+  // n device series as devices have them, 4 metrics a device (4 fleet series in all).
+  const d = new MemoryHistory({ maxSeries: 4, maxDeviceSeries: n });
+  const names = ['m0', 'm1', 'm2', 'm3'];
+  const device = await measure(d, () => {
+    for (let i = 0; i < n / 4; i++) {
+      d.record({ ...batchAt(`d${i}`, {}, 'm0', NOW), metricNames: names, metricUnits: ['', '', '', ''], metricIndex: Uint16Array.of(0, 1, 2, 3), timesMs: Float64Array.of(NOW, NOW, NOW, NOW), values: Float64Array.of(1, 2, 3, 4) });
+    }
+  });
+  assert.equal([g.seriesOf('group'), d.seriesOf('device')].join(), `${n},${n}`);
+  const groupBuffers = (group.buffers - 2400) / n, deviceBuffers = (device.buffers - 4 * 14_400) / n;
+  t.diagnostic(`per series: fleet/group ${groupBuffers} B of buckets + ${Math.round(group.heap / n)} B heap; device ${deviceBuffers} B + ${Math.round(device.heap / n)} B heap (objects, keys, maps, its share of the route)`);
+  assert.equal(groupBuffers, 360 * 5 * 8);
+  assert.equal(deviceBuffers, 60 * 5 * 8);
+  assert.ok(group.heap / n < 1024, `fleet/group series heap ${Math.round(group.heap / n)} B`);
+  assert.ok(device.heap / n < 1024, `device series heap ${Math.round(device.heap / n)} B`);
 });
 
 test('history (memory) - the hub records durable batches once; resends are not counted twice', async (t) => {

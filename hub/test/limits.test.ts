@@ -139,6 +139,7 @@ test('limits - metric names: length, charset, redefinition, unit and count per s
     ['injection', [{ id: 1, name: 'a,b=c' }], 'metric_name'],
     ['unit too long', [{ id: 1, name: 'temp', unit: 'x'.repeat(17) }], 'metric_unit'],
     ['unit control chars', [{ id: 1, name: 'temp', unit: 'a\nb' }], 'metric_unit'],
+    ['unit with a backslash', [{ id: 1, name: 'temp', unit: 'deg\\' }], 'metric_unit'],
     ['redefined', [{ id: 1, name: 'temp' }, { id: 1, name: 'hum' }], 'metric_redefined'],
     ['too many', [{ id: 1, name: 'a' }, { id: 2, name: 'b' }, { id: 3, name: 'c' }], 'metrics_per_session'],
   ];
@@ -201,6 +202,35 @@ test('limits - skew: out-of-bounds readings are dropped under the drop policy, o
   assert.equal(a2.reports![0]!.skewDropped, 1);
   assert.equal(a2.reports![0]!.skewCorrected ?? 0, 0);
   x.d.close();
+});
+
+test('limits - a unit with a backslash closes with 4006 and says why', async (t) => {
+  const th = await startHub(t);
+  const { d } = await connectDevice(th, 'dev-1');
+  d.batch({ seq: 1, baseTimeMs: Date.now(), metricDefs: [{ id: 1, name: 'temp', unit: 'a\\,b' }], metricIds: [1], timeOffsetsMs: [0], values: [1] });
+  const closed = await within(d.closed, 3000, 'close');
+  assert.equal(closed.code, CloseCode.INVALID_METRIC);
+  assert.match(closed.reason, /metric temp: unit must not contain a backslash/);
+  assert.equal(th.store.recent().length, 0);
+});
+
+test('limits - skew: a device time past 2^53 ms is dropped and reported, even when the device clock would "correct" it into bounds', async (t) => {
+  const th = await startHub(t);
+  const d = new RawDevice(th.url, { token: th.tokens.get('dev-1') });
+  await d.opened;
+  // A device whose clock reads 2^63 ms: readings at 2^62 + 2^62, and sent_time_ms 2^63 as well.
+  d.hello('dev-1', { deviceTimeMs: 2 ** 63 });
+  await d.next('welcome');
+  const now = Date.now();
+  d.batch({ seq: 1, baseTimeMs: 2 ** 62, metricDefs: [{ id: 1, name: 'temp' }], metricIds: [1, 1], timeOffsetsMs: [2 ** 62, now - 2 ** 62], values: [1, 2], sentTimeMs: 2 ** 63 });
+  const ack = await d.ackFor(1);
+  assert.equal(ack.reports![0]!.skewDropped, 1);
+  assert.equal(ack.reports![0]!.skewCorrected ?? 0, 0);
+  const b = th.store.recent()[0]!;
+  assert.deepEqual([...b.values], [2]);
+  for (const t of [...b.timesMs, ...(b.deviceTimesMs ?? [])]) assert.ok(Number.isSafeInteger(t), `stored time ${t}`);
+  assert.equal(await metric(th, 'hub_readings_total', { result: 'skew_dropped' }), 1);
+  d.close();
 });
 
 test('limits - a silent device that answers pings stays; one that does not is dropped after the idle timeout', async (t) => {

@@ -103,11 +103,13 @@ test('devices - latest value by event time: a late reading never replaces a newe
   st.durable(batch('d1', 1, [['temperature', 20, 2000], ['temperature', 25, 3000], ['humidity', 50, 3000]]));
   st.durable(batch('d1', 2, [['temperature', 99, 1000]])); // late
   const d = st.devices.devices.get('d1')!;
-  assert.equal(d.values[d.metrics.indexOf('temperature')], 25);
-  assert.equal(d.times[d.metrics.indexOf('temperature')], 3000);
+  assert.equal(d.values[d.metricIndex('temperature')], 25);
+  assert.equal(d.times[d.metricIndex('temperature')], 3000);
   st.durable(batch('d1', 3, [['temperature', 30, 4000]]));
-  assert.equal(d.values[d.metrics.indexOf('temperature')], 30);
-  assert.equal(d.values[d.metrics.indexOf('humidity')], 50);
+  assert.equal(d.values[d.metricIndex('temperature')], 30);
+  assert.equal(d.values[d.metricIndex('humidity')], 50);
+  assert.equal(d.metricIndex('pressure'), -1);
+  assert.deepEqual(d.metrics, ['temperature', 'humidity'], 'one row per metric, in first-seen order');
 });
 
 test('devices - presence explains itself: online, offline with the close reason, flapping, stale', () => {
@@ -161,7 +163,7 @@ test('devices - presence explains itself: online, offline with the close reason,
   assert.equal(e.reason, 'reporting again');
 });
 
-test('alarms - rules are validated; a rule fires after its duration, per device in its group, and clears', () => {
+test('alarms - rules are validated; a rule fires after its duration, per device in its group, and clears', async () => {
   for (const [bad, re] of [
     [{}, /name/], [{ name: 'x', metric: 'bad metric!' }, /metric/], [{ name: 'x', metric: 'm', op: '==' }, /op/],
     [{ name: 'x', metric: 'm', op: '>', threshold: 'hot' }, /threshold/], [{ name: 'x', metric: 'm', op: '>', threshold: 1, forS: -1 }, /forS/],
@@ -171,7 +173,7 @@ test('alarms - rules are validated; a rule fires after its duration, per device 
   const dir = mkdtempSync(join(tmpdir(), 'alarms-'));
   const file = join(dir, 'rules.json');
   const st = new LiveState({ maxSeries: 100, maxDevices: 100, alarmRulesFile: file });
-  const rule = st.alarms.add({ name: 'Hot north', metric: 'temperature', group: 'site=north', op: '>', threshold: 80, forS: 2 });
+  const rule = await st.alarms.add({ name: 'Hot north', metric: 'temperature', group: 'site=north', op: '>', threshold: 80, forS: 2 });
   assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).rules[0].metric, 'temperature');
   assert.equal(new Alarms(file).rules[0]!.id, rule.id, 'rules survive a restart');
 
@@ -191,26 +193,26 @@ test('alarms - rules are validated; a rule fires after its duration, per device 
   assert.equal(st.alarms.active.size, 0);
   assert.equal(st.alarms.recent.length, 1);
   assert.equal(st.alarms.recent[0]!.untilMs, now0 + 3000);
-  assert.ok(st.alarms.remove(rule.id));
-  assert.equal(st.alarms.remove(rule.id), false);
+  assert.ok(await st.alarms.remove(rule.id));
+  assert.equal(await st.alarms.remove(rule.id), false);
 });
 
-test('alarms - a rule that cannot be saved is not in force; at most MAX_RULES rules', () => {
+test('alarms - a rule that cannot be saved is not in force; at most MAX_RULES rules', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'alarms-'));
   const file = join(dir, 'rules.json');
   const a = new Alarms(file);
-  const kept = a.add({ name: 'kept', metric: 'temperature', op: '>', threshold: 1 });
+  const kept = await a.add({ name: 'kept', metric: 'temperature', op: '>', threshold: 1 });
   // The rules file becomes a directory: the next save fails.
   rmSync(file);
   mkdirSync(file);
-  assert.throws(() => a.add({ name: 'lost', metric: 'temperature', op: '>', threshold: 2 }));
+  await assert.rejects(a.add({ name: 'lost', metric: 'temperature', op: '>', threshold: 2 }));
   assert.deepEqual(a.rules.map((r) => r.name), ['kept']);
-  assert.throws(() => a.remove(kept.id));
+  await assert.rejects(a.remove(kept.id));
   assert.deepEqual(a.rules.map((r) => r.name), ['kept'], 'a failed delete leaves the rule in force too');
 
   const mem = new Alarms(null);
-  for (let i = 0; i < MAX_RULES; i++) mem.add({ name: `r${i}`, metric: 'm', op: '<', threshold: i });
-  assert.throws(() => mem.add({ name: 'one more', metric: 'm', op: '<', threshold: 0 }), new RegExp(`at most ${MAX_RULES} rules`));
+  for (let i = 0; i < MAX_RULES; i++) await mem.add({ name: `r${i}`, metric: 'm', op: '<', threshold: i });
+  await assert.rejects(mem.add({ name: 'one more', metric: 'm', op: '<', threshold: 0 }), new RegExp(`at most ${MAX_RULES} rules`));
 });
 
 test('live state - memory is bounded: 20,000 devices x 4 metrics, series capped', (t) => {

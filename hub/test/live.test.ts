@@ -3,9 +3,11 @@
 // bad requests, sign-out, and a stalled dashboard that cannot slow ingest or
 // other dashboards.
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import test from 'node:test';
 import WebSocket from 'ws';
 import { LIVE_PATH, LIVE_SUBPROTOCOL, LiveCloseCode, Presence, decodeLiveFrame, encodeLiveRequest, type LiveFrame } from '@telemetry/proto';
+import { createLogger } from '../src/log.ts';
 import { batchOf, connectDevice, signIn, startHub, until, within, type TestHub } from './helpers.ts';
 
 /** A decoded frame: protobufjs fills repeated fields and scalars with defaults. */
@@ -126,7 +128,7 @@ test('live - an alarm rule fires for a device over the threshold and shows in fr
   const c = new LiveClient(th, await signIn(th));
   await within(c.opened, 3000, 'open');
   c.subscribe('fleet');
-  const rule = th.hub.live.alarms.add({ name: 'Too hot', metric: 'temperature', op: '>', threshold: 80, forS: 0 });
+  const rule = await th.hub.live.alarms.add({ name: 'Too hot', metric: 'temperature', op: '>', threshold: 80, forS: 0 });
   const { d } = await connectDevice(th, 'dev-2');
   const t0 = Date.now();
   d.send({ batch: batchOf(1, 1, { base: t0, value: () => 20 }) });
@@ -277,13 +279,21 @@ test('live - a dashboard that fell behind gets coarse updates, and every tick ag
 });
 
 test('live - a failure on the live path is logged once and never reaches ingest: batches are still acked', async (t) => {
-  const th = await startHub(t);
+  let errorLines = 0;
+  const errors = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString().split('\n')) if (line && JSON.parse(line).msg.startsWith('live path failed')) errorLines++;
+      done();
+    },
+  });
+  const th = await startHub(t, { deps: { log: createLogger('error', errors) } });
   th.hub.live.durable = () => { throw new Error('boom'); };
   const { d } = await connectDevice(th, 'dev-1');
-  for (let seq = 1; seq <= 3; seq++) {
+  for (let seq = 1; seq <= 50; seq++) {
     d.send({ batch: batchOf(seq, 2, { defs: seq === 1 }) });
     assert.equal(Number((await d.ackFor(seq)).seq), seq);
   }
-  assert.equal(th.store.batchesStored, 3);
+  assert.equal(th.store.batchesStored, 50);
+  assert.equal(errorLines, 1, 'fifty failures, one error line');
   d.close();
 });

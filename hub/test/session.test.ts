@@ -193,9 +193,22 @@ test('session - command results are accepted and counted; commands reach an onli
   assert.equal(cmd.id, id);
   assert.equal(cmd.config?.sampleIntervalMs, 5000);
   d.send({ commandResult: { id: cmd.id ?? 0, ok: true, message: 'applied' } });
-  await until(async () => (await metric(th, 'hub_command_results_total', { ok: 'true' })) === 1, 3000, 'result counted');
+  await until(async () => (await metric(th, 'hub_command_results_total', { result: 'ok' })) === 1, 3000, 'result counted');
   assert.equal(th.hub.devices.sendCommand('dev-2', { config: {} }), null);
   d.close();
+});
+
+test('session - a seq above 2^53-1 closes with 4000 and a reason that names the range', async (t) => {
+  const th = await startHub(t);
+  for (const seq of [2 ** 53, 2 ** 63]) {
+    const { d } = await connectDevice(th, 'dev-1');
+    d.batch({ ...batchOf(1), seq });
+    const closed = await within(d.closed, 3000, `seq ${seq}: close`);
+    assert.equal(closed.code, CloseCode.PROTOCOL_ERROR);
+    assert.match(closed.reason, /^Batch\.seq must be 1\.\.2\^53-1 \(9007199254740991\)/);
+    assert.match((await d.next('notice')).reason ?? '', /^Batch\.seq must be 1\.\.2\^53-1 \(9007199254740991\)/);
+  }
+  assert.equal(th.store.recent().length, 0);
 });
 
 test('session - a store failure closes with 1011 and a retry hint, and nothing is acked', async (t) => {

@@ -12,9 +12,13 @@ export class ClockOffsetEstimator {
   #bestAt = 0;
   #samples = 0;
 
-  /** deviceTimeMs = 0 means the device has no clock; ignored. */
+  /**
+   * deviceTimeMs = 0 means the device has no clock; ignored. So is a time
+   * past 2^53 ms (no clock reads that; as a double it is not exact), which
+   * keeps the offset, and every time corrected by it, an exact integer.
+   */
   sample(deviceTimeMs: number, hubTimeMs: number): void {
-    if (!(deviceTimeMs > 0)) return;
+    if (!(deviceTimeMs > 0) || !Number.isSafeInteger(deviceTimeMs)) return;
     const s = deviceTimeMs - hubTimeMs;
     if (s > this.#best || hubTimeMs - this.#bestAt > EXPIRE_MS) {
       this.#best = s;

@@ -1,23 +1,25 @@
 // ingest/: the device endpoint /v1/devices. Owns the upgrade (auth, address
 // and admission limits), sessions (Hello/Welcome, metric interning, clock
-// offset), per-batch validation and limits, duplicate detection, and the ack
+// offset), per-device state that outlives sessions (readings bucket, metric
+// names), per-batch validation and limits, duplicate detection, and the ack
 // path (acks only after the store says durable, many per tick, corked).
+// Every log line a device can cause goes through a LogLimiter.
 // Imports: proto, auth, spool (the BatchStore seam), metrics, uws types.
 // It never imports a concrete store, main.ts or http/.
 import {
   CloseCode, NoticeCode, DEVICE_SUBPROTOCOL, PROTOCOL_VERSION, TOKEN_SUBPROTOCOL_PREFIX, closeReason,
-  decodeDeviceMessage, encodeHubMessage, type BatchReport, type Command, type DeviceMessage, type Hello,
+  decodeDeviceMessage, encodeHubMessage, type BatchReport, type Command, type CommandResult, type DeviceMessage, type Hello,
 } from '@telemetry/proto';
 import type { DeviceAuthenticator } from '../auth/registry.ts';
 import type { HubConfig } from '../config.ts';
-import type { Logger } from '../log.ts';
+import { LogLimiter, type Logger } from '../log.ts';
 import type { HubMetrics, LimitName, RefusalReason } from '../metrics.ts';
 import type { AcceptedBatch, BatchStore } from '../spool/store.ts';
 import type { LiveFeed } from '../live/state.ts';
 import type { UwsTypes } from '../uws.ts';
 import { ClockOffsetEstimator } from './clock.ts';
 import { AddressCounter, TokenBucket, jitteredRetryMs } from './limits.ts';
-import { MetricTable, defineMetrics, validateBatch, type ValidationLimits } from './validate.ts';
+import { MetricNames, MetricTable, defineMetrics, validateBatch, type ValidationLimits } from './validate.ts';
 
 type WebSocket = UwsTypes.WebSocket<SocketData>;
 type TemplatedApp = UwsTypes.TemplatedApp;
@@ -26,6 +28,14 @@ type HttpResponse = UwsTypes.HttpResponse;
 interface SocketData { session: Session }
 
 const MAX_FIRMWARE_BYTES = 128;
+/**
+ * Command ids a session remembers as sent and not yet answered; past it the
+ * oldest is forgotten (its late result counts as unknown), so a device that
+ * never answers cannot block newer commands nor grow the list.
+ */
+export const MAX_OUTSTANDING_COMMANDS = 16;
+/** A CommandResult message is logged up to this many characters. */
+export const MAX_LOGGED_MESSAGE_CHARS = 200;
 /** Close codes reported as metric labels; anything else is "other" (bounded cardinality). */
 const KNOWN_CODES: ReadonlySet<number> = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013, ...(Object.values(CloseCode) as number[])]);
 
@@ -46,13 +56,19 @@ export interface IngestDeps {
   readonly onDurable?: (batch: AcceptedBatch) => void;
   /** The live path (dashboards): told about durable batches, sessions and ack latency. */
   readonly live?: LiveFeed;
+  /** Rate limit for the log lines devices can cause (default: HUB_LOG_LINES_PER_MIN on `log`). */
+  readonly logLimiter?: LogLimiter;
 }
 
 class Session {
   ws: WebSocket | null = null;
   state: 'upgrading' | 'awaiting-hello' | 'open' | 'closed' = 'upgrading';
   openedAtMs = 0;
+  /** The device's state that outlives sessions (set when the socket opens). */
+  device: DeviceState | null = null;
   readonly metricTable = new MetricTable();
+  /** Ids of Commands sent in this session and not answered yet, oldest first (at most MAX_OUTSTANDING_COMMANDS). */
+  readonly commandIds: number[] = [];
   readonly clock = new ClockOffsetEstimator();
   /** Seqs received in this session and not yet acked, with their receive times. */
   readonly inflightSeq: number[] = [];
@@ -75,6 +91,8 @@ class Session {
 interface DeviceState {
   session: Session | null;
   readonly bucket: TokenBucket;
+  /** Metric names the device has defined in any session while the hub runs (at most HUB_MAX_METRICS_PER_DEVICE), interned fleet-wide. */
+  readonly metricNames: Set<string>;
 }
 
 export interface IngestStats {
@@ -85,8 +103,8 @@ export interface IngestStats {
 }
 
 export class DeviceEndpoint {
-  readonly #c: HubConfig;
-  readonly #d: IngestDeps;
+  readonly #config: HubConfig;
+  readonly #deps: IngestDeps;
   readonly #limits: ValidationLimits;
   readonly #devices = new Map<string, DeviceState>();
   readonly #sockets = new Set<Session>();
@@ -104,16 +122,31 @@ export class DeviceEndpoint {
   #unsubscribeRevoked: () => void;
   #nextCommandId = 1;
   #liveFailed = false;
+  /** Every metric name in use fleet-wide (HUB_MAX_METRIC_NAMES), shared by all devices. */
+  readonly #metricNames: MetricNames;
+  /** Log lines devices can cause go through here (HUB_LOG_LINES_PER_MIN per kind). */
+  readonly #deviceLog: LogLimiter;
+  readonly #commandResultOk: { inc(): void };
+  readonly #commandResultFailed: { inc(): void };
+  readonly #commandResultUnknown: { inc(): void };
 
   constructor(deps: IngestDeps) {
-    this.#d = deps;
-    this.#c = deps.config;
-    const c = this.#c;
+    this.#deps = deps;
+    this.#config = deps.config;
+    const c = this.#config;
     this.#limits = {
       maxBatchReadings: c.maxBatchReadings, maxMetricsPerSession: c.maxMetricsPerSession,
-      maxMetricNameBytes: c.maxMetricNameBytes, maxFutureSkewMs: c.maxFutureSkewMs,
-      maxPastSkewMs: c.maxPastSkewMs, skewPolicy: c.skewPolicy,
+      maxMetricNameBytes: c.maxMetricNameBytes, maxMetricsPerDevice: c.maxMetricsPerDevice,
+      maxFutureSkewMs: c.maxFutureSkewMs, maxPastSkewMs: c.maxPastSkewMs, skewPolicy: c.skewPolicy,
     };
+    const m = deps.metrics;
+    this.#metricNames = new MetricNames(c.maxMetricNames, (n) => m.metricNames.set(n));
+    this.#deviceLog = deps.logLimiter ?? new LogLimiter(deps.log, {
+      perMinute: c.logLinesPerMinute, now: deps.now, onSuppressed: (kind, n) => m.logLinesSuppressed.labels(kind).inc(n),
+    });
+    this.#commandResultOk = m.commandResults.labels('ok');
+    this.#commandResultFailed = m.commandResults.labels('failed');
+    this.#commandResultUnknown = m.commandResults.labels('unknown');
     this.#admission = new TokenBucket(c.admissionRate, c.admissionBurst, deps.now());
     this.#unsubscribeRevoked = deps.auth.onRevoked((ids) => {
       for (const id of ids) {
@@ -125,10 +158,10 @@ export class DeviceEndpoint {
 
   /** Registers the /v1/devices route on a uWS app and starts the session timers. */
   attach(app: TemplatedApp, path: string): void {
-    const c = this.#c;
+    const c = this.#config;
     app.ws<SocketData>(path, {
       // protocol: no permessage-deflate on the device endpoint (no decompression bombs).
-      compression: this.#d.uws.DISABLED,
+      compression: this.#deps.uws.DISABLED,
       // The hub enforces maxMessageBytes itself to answer with a proper 1009;
       // uWS only cuts off (no close frame) what is over twice that, from the
       // frame header, before buffering it.
@@ -156,11 +189,16 @@ export class DeviceEndpoint {
     return { connections: this.#sockets.size, sessions, addresses: this.#addresses.addresses, pendingAppends: this.#pendingAppends };
   }
 
-  /** Sends a downlink command to a connected device; returns its id, or null when offline. */
+  /**
+   * Sends a downlink command to a connected device; returns its id, or null
+   * when offline. The session remembers the last MAX_OUTSTANDING_COMMANDS ids
+   * it was sent: only results for those are counted as ok/failed and logged.
+   */
   sendCommand(deviceId: string, cmd: Omit<Command, 'id'>): number | null {
     const s = this.#devices.get(deviceId)?.session;
     if (!s || s.state !== 'open' || !s.ws) return null;
     const id = this.#nextCommandId++;
+    if (s.commandIds.push(id) > MAX_OUTSTANDING_COMMANDS) s.commandIds.shift();
     const ws = s.ws;
     ws.cork(() => ws.send(encodeHubMessage({ command: { ...cmd, id } }), true));
     return id;
@@ -174,11 +212,11 @@ export class DeviceEndpoint {
     const offered = req.getHeader('sec-websocket-protocol');
     const authz = req.getHeader('authorization');
     const addr = Buffer.from(res.getRemoteAddressAsText()).toString();
-    const c = this.#c;
-    const m = this.#d.metrics;
+    const c = this.#config;
+    const m = this.#deps.metrics;
 
     if (this.#shuttingDown) return this.#refuse(res, 503, 'shutting_down', 'hub is shutting down', c.retryAfterMs);
-    if (!this.#d.store.healthy) return this.#refuse(res, 503, 'store_unavailable', 'storage unavailable', c.retryAfterMs);
+    if (!this.#deps.store.healthy) return this.#refuse(res, 503, 'store_unavailable', 'storage unavailable', c.retryAfterMs);
     if (this.#sockets.size >= c.maxConnections) {
       m.limit('max_connections');
       return this.#refuse(res, 503, 'max_connections', 'hub at its connection limit', c.retryAfterMs);
@@ -200,12 +238,12 @@ export class DeviceEndpoint {
       if (mm) token = mm[1]!;
     }
     if (!token) return this.#refuse(res, 401, 'no_token', 'missing bearer token (Authorization header or bearer.<token> subprotocol)');
-    const auth = this.#d.auth.authenticate(token);
+    const auth = this.#deps.auth.authenticate(token);
     if (!auth.ok) return this.#refuse(res, auth.status, auth.status === 403 ? 'disabled' : 'bad_token', auth.reason);
 
     // Admission control last, so junk without a valid token cannot use up
     // the budget that keeps reconnect storms from starving the hub.
-    const now = this.#d.now();
+    const now = this.#deps.now();
     if (!this.#admission.take(1, now)) {
       m.limit('admission');
       return this.#refuse(res, 503, 'admission', 'too many new sessions right now', Math.max(c.retryAfterMs, this.#admission.waitMs(1, now)));
@@ -217,7 +255,7 @@ export class DeviceEndpoint {
   }
 
   #refuse(res: HttpResponse, status: 401 | 403 | 429 | 503, reason: RefusalReason, text: string, retryAfterMs?: number): void {
-    this.#d.metrics.refusal(status, reason);
+    this.#deps.metrics.refusal(status, reason);
     const statusText = { 401: '401 Unauthorized', 403: '403 Forbidden', 429: '429 Too Many Requests', 503: '503 Service Unavailable' }[status];
     res.cork(() => {
       res.writeStatus(statusText).writeHeader('Content-Type', 'text/plain; charset=utf-8');
@@ -234,17 +272,18 @@ export class DeviceEndpoint {
     const s = ws.getUserData().session;
     s.ws = ws;
     s.state = 'awaiting-hello';
-    s.openedAtMs = this.#d.now();
+    s.openedAtMs = this.#deps.now();
     this.#sockets.add(s);
     this.#awaitingHello.add(s);
     this.#addresses.inc(s.addr);
-    this.#d.metrics.connections.inc();
+    this.#deps.metrics.connections.inc();
 
     let dev = this.#devices.get(s.deviceId);
     if (!dev) {
-      dev = { session: null, bucket: new TokenBucket(this.#c.maxReadingsPerSecond, this.#c.readingsBurst, s.openedAtMs) };
+      dev = { session: null, bucket: new TokenBucket(this.#config.maxReadingsPerSecond, this.#config.readingsBurst, s.openedAtMs), metricNames: new Set() };
       this.#devices.set(s.deviceId, dev);
     }
+    s.device = dev;
     const old = dev.session;
     dev.session = s;
     // protocol: one session per device; the newer one wins.
@@ -260,19 +299,19 @@ export class DeviceEndpoint {
     this.#awaitingHello.delete(s);
     this.#dirty.delete(s);
     this.#addresses.dec(s.addr);
-    const m = this.#d.metrics;
+    const m = this.#deps.metrics;
     m.connections.dec();
     if (s.welcomed) m.sessions.dec();
     m.closes.labels(KNOWN_CODES.has(code) ? String(code) : 'other').inc();
     const dev = this.#devices.get(s.deviceId);
     if (dev && dev.session === s) dev.session = null;
     if (s.welcomed) this.#feed((l) => l.sessionClosed(s.deviceId, code, s.closedByHub));
-    this.#d.log.debug({ device: s.deviceId, session: s.id, code }, 'device session closed');
+    this.#deviceLog.debug('device_session_closed', { device: s.deviceId, session: s.id, code }, 'device session closed');
   }
 
   /** Calls the live path; a failure there is logged, never thrown into ingest. */
   #feed(f: (live: LiveFeed) => void): void {
-    const live = this.#d.live;
+    const live = this.#deps.live;
     if (!live) return;
     try {
       f(live);
@@ -283,7 +322,7 @@ export class DeviceEndpoint {
 
   /** The per-batch live call, without a closure per batch. */
   #feedDurable(batch: AcceptedBatch): void {
-    const live = this.#d.live;
+    const live = this.#deps.live;
     if (!live) return;
     try {
       live.durable(batch);
@@ -293,7 +332,7 @@ export class DeviceEndpoint {
   }
 
   #liveFailure(err: unknown): void {
-    if (!this.#liveFailed) this.#d.log.error({ err }, 'live path failed (ingest unaffected; logged once)');
+    if (!this.#liveFailed) this.#deviceLog.error('live_failure', { err }, 'live path failed (ingest unaffected; logged once)');
     this.#liveFailed = true;
   }
 
@@ -303,16 +342,18 @@ export class DeviceEndpoint {
    */
   #close(s: Session, code: number, reason: string, retryAfterMs: number | undefined, limit: LimitName | null): void {
     if (s.state === 'closed' || !s.ws) return;
-    if (limit) this.#d.metrics.limit(limit);
+    if (limit) this.#deps.metrics.limit(limit);
     const ws = s.ws;
     s.state = 'closed';
     s.ws = null;
     s.closedByHub = true;
-    this.#d.log.debug({ device: s.deviceId, session: s.id, code, reason }, 'closing device session');
-    ws.cork(() => {
-      ws.send(encodeHubMessage({ notice: { code, reason, retryAfterMs: retryAfterMs ?? 0 } }), true);
-      ws.end(code, closeReason(reason, retryAfterMs));
-    });
+    this.#deviceLog.debug('device_session_closing', { device: s.deviceId, session: s.id, code, reason }, 'closing device session');
+    ws.send(encodeHubMessage({ notice: { code, reason, retryAfterMs: retryAfterMs ?? 0 } }), true);
+    // Not inside ws.cork(): uWS sends the TCP FIN from end() only when the
+    // socket is not corked (or, inside a message handler, when uWS uncorks
+    // it after the handler). Corked by us, the connection would stay open
+    // until uWS's end timeout, 16 s at the default idle timeout.
+    ws.end(code, closeReason(reason, retryAfterMs));
     // uWS runs the close handler inside end(); account here too in case a
     // binding defers it (the `gone` flag makes this happen once).
     this.#closed(s, code);
@@ -323,10 +364,10 @@ export class DeviceEndpoint {
   #message(ws: WebSocket, data: ArrayBuffer, isBinary: boolean): void {
     const s = ws.getUserData().session;
     if (s.state === 'closed') return;
-    this.#d.metrics.ingestMessages.inc();
-    this.#d.metrics.ingestBytes.inc(data.byteLength);
-    if (data.byteLength > this.#c.maxMessageBytes) {
-      return this.#close(s, CloseCode.MESSAGE_TOO_BIG, `message of ${data.byteLength} bytes; the limit is ${this.#c.maxMessageBytes}`, undefined, 'message_size');
+    this.#deps.metrics.ingestMessages.inc();
+    this.#deps.metrics.ingestBytes.inc(data.byteLength);
+    if (data.byteLength > this.#config.maxMessageBytes) {
+      return this.#close(s, CloseCode.MESSAGE_TOO_BIG, `message of ${data.byteLength} bytes; the limit is ${this.#config.maxMessageBytes}`, undefined, 'message_size');
     }
     if (!isBinary) return this.#close(s, CloseCode.UNSUPPORTED_DATA, 'text frames are not part of the protocol; send binary protobuf', undefined, 'text_frame');
     let msg: DeviceMessage;
@@ -339,15 +380,31 @@ export class DeviceEndpoint {
     switch (msg.msg) {
       case 'hello': return this.#hello(s, msg.hello!);
       case 'batch': return this.#batch(s, msg);
-      case 'commandResult': {
-        if (s.state !== 'open') return this.#close(s, CloseCode.PROTOCOL_ERROR, 'CommandResult before Hello', undefined, 'protocol');
-        this.#d.metrics.commandResults.labels(msg.commandResult!.ok ? 'true' : 'false').inc();
-        this.#d.log.info({ device: s.deviceId, command: msg.commandResult!.id, ok: msg.commandResult!.ok, message: msg.commandResult!.message }, 'command result');
-        return;
-      }
+      case 'commandResult': return this.#commandResult(s, msg.commandResult!);
       default:
         return this.#close(s, CloseCode.PROTOCOL_ERROR, 'empty or unknown DeviceMessage', undefined, 'protocol');
     }
+  }
+
+  /**
+   * Counts and logs a result for a command this session was sent; a result
+   * for any other id (never sent, already answered, forgotten) is only
+   * counted, so a device cannot fill the log with results.
+   */
+  #commandResult(s: Session, r: CommandResult): void {
+    if (s.state !== 'open') return this.#close(s, CloseCode.PROTOCOL_ERROR, 'CommandResult before Hello', undefined, 'protocol');
+    const id = r.id ?? 0;
+    const at = s.commandIds.indexOf(id);
+    if (at < 0) {
+      this.#commandResultUnknown.inc();
+      return;
+    }
+    s.commandIds.splice(at, 1);
+    const ok = r.ok === true;
+    (ok ? this.#commandResultOk : this.#commandResultFailed).inc();
+    const text = r.message ?? '';
+    const message = text.length > MAX_LOGGED_MESSAGE_CHARS ? `${text.slice(0, MAX_LOGGED_MESSAGE_CHARS)}…` : text;
+    this.#deviceLog.info('command_result', { device: s.deviceId, session: s.id, command: id, ok, message, messageChars: text.length }, 'command result');
   }
 
   #hello(s: Session, h: Hello): void {
@@ -362,16 +419,16 @@ export class DeviceEndpoint {
     if (Buffer.byteLength(firmware) > MAX_FIRMWARE_BYTES) {
       return this.#close(s, CloseCode.PROTOCOL_ERROR, `Hello.firmware longer than ${MAX_FIRMWARE_BYTES} bytes`, undefined, 'protocol');
     }
-    const now = this.#d.now();
+    const now = this.#deps.now();
     s.firmware = firmware;
     s.clock.sample(h.deviceTimeMs ?? 0, now);
     s.state = 'open';
     s.welcomed = true;
     this.#awaitingHello.delete(s);
-    this.#d.metrics.sessions.inc();
-    const c = this.#c;
+    this.#deps.metrics.sessions.inc();
+    const c = this.#config;
     s.lastCredit = this.#credit();
-    s.lastAckSeq = this.#d.store.durableSeq(s.deviceId);
+    s.lastAckSeq = this.#deps.store.durableSeq(s.deviceId);
     s.ws!.send(encodeHubMessage({
       welcome: {
         sessionId: s.id,
@@ -390,27 +447,29 @@ export class DeviceEndpoint {
       },
     }), true);
     this.#feed((l) => l.sessionOpened(s.deviceId, s.tags, firmware, s.addr));
-    this.#d.log.debug({ device: s.deviceId, session: s.id, firmware, offsetMs: s.clock.offsetMs }, 'device session open');
+    this.#deviceLog.debug('device_session_open', { device: s.deviceId, session: s.id, firmware, offsetMs: s.clock.offsetMs }, 'device session open');
   }
 
   #batch(s: Session, msg: DeviceMessage): void {
     if (s.state !== 'open') return this.#close(s, CloseCode.PROTOCOL_ERROR, 'Batch before Hello', undefined, 'protocol');
     const b = msg.batch!;
-    const c = this.#c;
-    const m = this.#d.metrics;
+    const c = this.#config;
+    const m = this.#deps.metrics;
     // protocol: at most `window` unacked batches in flight.
     if (s.inflightSeq.length >= c.window) {
       return this.#close(s, CloseCode.WINDOW_EXCEEDED, `more than ${c.window} unacked batches in flight`, undefined, 'window');
     }
     const seq = b.seq ?? 0;
-    if (!(seq >= 1) || !Number.isSafeInteger(seq)) return this.#close(s, CloseCode.PROTOCOL_ERROR, 'Batch.seq must be >= 1', undefined, 'protocol');
-    const now = this.#d.now();
+    // protocol: 1 <= seq <= 2^53 - 1; the hub holds 64-bit integers as doubles.
+    if (!(seq >= 1) || !Number.isSafeInteger(seq)) return this.#close(s, CloseCode.PROTOCOL_ERROR, `Batch.seq must be 1..2^53-1 (9007199254740991); got ${seq}`, undefined, 'protocol');
+    const now = this.#deps.now();
     s.clock.sample(b.sentTimeMs ?? 0, now);
 
-    const defErr = defineMetrics(s.metricTable, b.metricDefs ?? [], this.#limits);
+    const dev = s.device!;
+    const defErr = defineMetrics(s.metricTable, b.metricDefs ?? [], this.#limits, dev.metricNames, this.#metricNames);
     if (defErr) return this.#close(s, defErr.code, defErr.reason, undefined, defErr.limit as LimitName);
 
-    const store = this.#d.store;
+    const store = this.#deps.store;
     if (seq <= store.acceptedSeq(s.deviceId)) {
       // protocol: a resend of a batch the hub holds is acked, not stored twice.
       m.batchDuplicate.inc();
@@ -424,7 +483,7 @@ export class DeviceEndpoint {
     if (!out.ok) return this.#close(s, out.code, out.reason, undefined, out.limit as LimitName);
 
     const n = b.metricIds?.length ?? 0;
-    const bucket = this.#devices.get(s.deviceId)!.bucket;
+    const bucket = dev.bucket;
     if (!bucket.take(n, now)) {
       const wait = Math.max(1000, bucket.waitMs(n, now));
       return this.#close(s, CloseCode.RATE_LIMITED, `over ${c.maxReadingsPerSecond} readings/s`, wait, 'readings_rate');
@@ -450,7 +509,7 @@ export class DeviceEndpoint {
     this.#pendingAppends++;
     store.append(out.batch).then(
       () => {
-        this.#d.onDurable?.(out.batch);
+        this.#deps.onDurable?.(out.batch);
         this.#feedDurable(out.batch);
         // Ack on whichever session the device has now (it may have reconnected).
         const cur = this.#devices.get(deviceId)?.session;
@@ -460,13 +519,13 @@ export class DeviceEndpoint {
       (err: unknown) => {
         m.storeErrors.inc();
         const full = (err as { code?: string }).code === 'HUB_ERR_STORE_FULL';
-        if (full) this.#d.log.warn({ device: deviceId, seq }, 'spool full; device told to come back later');
-        else this.#d.log.error({ err, device: deviceId, seq }, 'store append failed; the device will resend');
+        if (full) this.#deviceLog.warn('spool_full', { device: deviceId, seq }, 'spool full; device told to come back later');
+        else this.#deviceLog.error('store_append_failed', { err, device: deviceId, seq }, 'store append failed; the device will resend');
         // protocol: never ack what is not durable; the device resends after reconnecting.
         const cur = this.#devices.get(deviceId)?.session;
         if (cur) {
           this.#close(cur, full ? CloseCode.TRY_AGAIN_LATER : CloseCode.INTERNAL_ERROR, full ? 'storage full' : 'storage error',
-            jitteredRetryMs(this.#c.retryAfterMs), null);
+            jitteredRetryMs(this.#config.retryAfterMs), null);
         }
         this.#appendSettled();
       },
@@ -490,8 +549,8 @@ export class DeviceEndpoint {
 
   /** 0..window: full window while the store has room, shrinking as it fills. */
   #credit(): number {
-    const p = this.#d.store.pressure();
-    const w = this.#c.window;
+    const p = this.#deps.store.pressure();
+    const w = this.#config.window;
     if (p <= 0.5) return w;
     if (p >= 1) return 0;
     return Math.max(1, Math.floor(w * (1 - p) * 2));
@@ -499,11 +558,11 @@ export class DeviceEndpoint {
 
   #flushAcks(): void {
     this.#flushScheduled = false;
-    const store = this.#d.store;
-    const now = this.#d.now();
+    const store = this.#deps.store;
+    const now = this.#deps.now();
     const credit = this.#credit();
-    const lat = this.#d.metrics.ackLatency;
-    const live = this.#d.live;
+    const lat = this.#deps.metrics.ackLatency;
+    const live = this.#deps.live;
     for (const s of this.#dirty) {
       const ws = s.ws;
       if (s.state !== 'open' || !ws) continue;
@@ -535,12 +594,12 @@ export class DeviceEndpoint {
       s.lastAckSeq = acked;
       s.lastCredit = credit;
       const bytes = encodeHubMessage({ ack: { seq: acked, credit, reports } });
-      const notice = credit < this.#c.window && !s.toldBackpressure;
+      const notice = credit < this.#config.window && !s.toldBackpressure;
       if (notice) s.toldBackpressure = true;
-      else if (credit === this.#c.window) s.toldBackpressure = false;
+      else if (credit === this.#config.window) s.toldBackpressure = false;
       ws.cork(() => {
         ws.send(bytes, true);
-        if (notice) ws.send(encodeHubMessage({ notice: { code: NoticeCode.BACKPRESSURE, reason: `storage is behind: credit ${credit} of ${this.#c.window}` } }), true);
+        if (notice) ws.send(encodeHubMessage({ notice: { code: NoticeCode.BACKPRESSURE, reason: `storage is behind: credit ${credit} of ${this.#config.window}` } }), true);
       });
     }
     this.#dirty.clear();
@@ -555,10 +614,10 @@ export class DeviceEndpoint {
   }
 
   #sweep(): void {
-    const now = this.#d.now();
+    const now = this.#deps.now();
     for (const s of this.#awaitingHello) {
-      if (now - s.openedAtMs >= this.#c.handshakeTimeoutMs) {
-        this.#close(s, CloseCode.HANDSHAKE_TIMEOUT, `no Hello within ${this.#c.handshakeTimeoutMs} ms`, undefined, 'handshake_timeout');
+      if (now - s.openedAtMs >= this.#config.handshakeTimeoutMs) {
+        this.#close(s, CloseCode.HANDSHAKE_TIMEOUT, `no Hello within ${this.#config.handshakeTimeoutMs} ms`, undefined, 'handshake_timeout');
       }
     }
   }
@@ -574,14 +633,15 @@ export class DeviceEndpoint {
     if (this.#pendingAppends > 0) {
       await Promise.race([
         new Promise<void>((r) => this.#appendsSettled.push(r)),
-        new Promise<void>((r) => setTimeout(r, Math.max(0, deadlineMs - this.#d.now())).unref()),
+        new Promise<void>((r) => setTimeout(r, Math.max(0, deadlineMs - this.#deps.now())).unref()),
       ]);
     }
     this.#flushAcks();
     for (const s of [...this.#sockets]) {
-      this.#close(s, CloseCode.GOING_AWAY, 'hub shutting down', jitteredRetryMs(this.#c.retryAfterMs), null);
+      this.#close(s, CloseCode.GOING_AWAY, 'hub shutting down', jitteredRetryMs(this.#config.retryAfterMs), null);
     }
     for (const t of this.#timers) clearInterval(t);
     this.#unsubscribeRevoked();
+    this.#deviceLog.flush();
   }
 }

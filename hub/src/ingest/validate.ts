@@ -1,6 +1,9 @@
 // Validation of device input that needs no socket: metric definitions and
 // batches. Turns a decoded Batch into a self-contained AcceptedBatch plus a
 // report of what was done to readings that could not be stored as sent.
+// Everything accepted here must make a valid InfluxDB line once the sink
+// escapes it (line protocol escapes commas, equals signs and spaces, but has
+// no way to write a backslash before one of them or at the end of a value).
 import { CloseCode, type Batch, type MetricDef } from '@telemetry/proto';
 import type { AcceptedBatch } from '../spool/store.ts';
 
@@ -13,6 +16,8 @@ export interface ValidationLimits {
   readonly maxBatchReadings: number;
   readonly maxMetricsPerSession: number;
   readonly maxMetricNameBytes: number;
+  /** Distinct names one device may use across its sessions (HUB_MAX_METRICS_PER_DEVICE). */
+  readonly maxMetricsPerDevice: number;
   readonly maxFutureSkewMs: number;
   readonly maxPastSkewMs: number;
   readonly skewPolicy: 'correct' | 'drop';
@@ -36,6 +41,33 @@ export class MetricTable {
   nextGeneration(): number { return ++this.#gen; }
 }
 
+/**
+ * Every metric name defined fleet-wide since the hub started, interned: all
+ * sessions and devices that use a name share one string (the live path,
+ * history and batches keep it, not a copy per message). At most `max` names
+ * (HUB_MAX_METRIC_NAMES); names are never forgotten while the hub runs, since
+ * live state and history keep series under them.
+ */
+export class MetricNames {
+  readonly #names = new Map<string, string>();
+  readonly #onGrow: ((size: number) => void) | undefined;
+  constructor(readonly max: number, onGrow?: (size: number) => void) {
+    this.#onGrow = onGrow;
+  }
+
+  get size(): number { return this.#names.size; }
+
+  /** The shared copy of `name`; a new name is added unless the cap is reached (then null). */
+  intern(name: string): string | null {
+    const held = this.#names.get(name);
+    if (held !== undefined) return held;
+    if (this.#names.size >= this.max) return null;
+    this.#names.set(name, name);
+    this.#onGrow?.(this.#names.size);
+    return name;
+  }
+}
+
 export type Violation = { code: CloseCode; reason: string; limit: string };
 
 export interface BatchReportCounts {
@@ -48,7 +80,16 @@ export type BatchOutcome =
   | { ok: true; batch: AcceptedBatch; report: BatchReportCounts }
   | ({ ok: false } & Violation);
 
-export function defineMetrics(table: MetricTable, defs: readonly MetricDef[], limits: ValidationLimits): Violation | null {
+/**
+ * Applies a batch's definitions to the session's table. A new id costs a
+ * lookup in the device's names and the fleet's: a name the device already
+ * has is always accepted; a new one counts against HUB_MAX_METRICS_PER_DEVICE
+ * (`deviceNames` outlives sessions) and HUB_MAX_METRIC_NAMES (`fleet`). A name
+ * counts from its first definition, even in a batch that is then refused.
+ */
+export function defineMetrics(
+  table: MetricTable, defs: readonly MetricDef[], limits: ValidationLimits, deviceNames: Set<string>, fleet: MetricNames,
+): Violation | null {
   for (const d of defs) {
     const id = d.id ?? 0;
     const name = d.name ?? '';
@@ -58,6 +99,11 @@ export function defineMetrics(table: MetricTable, defs: readonly MetricDef[], li
     }
     if (Buffer.byteLength(unit) > MAX_UNIT_BYTES || CONTROL_RE.test(unit)) {
       return { code: CloseCode.INVALID_METRIC, limit: 'metric_unit', reason: `metric ${name}: unit must be at most ${MAX_UNIT_BYTES} bytes without control characters` };
+    }
+    // InfluxDB line protocol cannot express a backslash before an escaped
+    // character or at the end of a tag value: such a line would be rejected.
+    if (unit.includes('\\')) {
+      return { code: CloseCode.INVALID_METRIC, limit: 'metric_unit', reason: `metric ${name}: unit must not contain a backslash` };
     }
     const existing = table.get(id);
     if (existing) {
@@ -70,7 +116,16 @@ export function defineMetrics(table: MetricTable, defs: readonly MetricDef[], li
     if (table.size >= limits.maxMetricsPerSession) {
       return { code: CloseCode.INVALID_METRIC, limit: 'metrics_per_session', reason: `more than ${limits.maxMetricsPerSession} metrics in one session` };
     }
-    table.set(id, name, unit);
+    const known = deviceNames.has(name);
+    if (!known && deviceNames.size >= limits.maxMetricsPerDevice) {
+      return { code: CloseCode.INVALID_METRIC, limit: 'metrics_per_device', reason: `metric ${name}: this device already uses ${limits.maxMetricsPerDevice} metric names (HUB_MAX_METRICS_PER_DEVICE); reuse one of them` };
+    }
+    const shared = fleet.intern(name);
+    if (shared === null) {
+      return { code: CloseCode.INVALID_METRIC, limit: 'metric_names', reason: `metric ${name}: the hub already holds ${fleet.max} metric names fleet-wide (HUB_MAX_METRIC_NAMES); use an existing name` };
+    }
+    if (!known) deviceNames.add(shared);
+    table.set(id, shared, unit);
   }
   return null;
 }
@@ -124,8 +179,12 @@ export function validateBatch(
     const v = vals[i]!;
     if (!Number.isFinite(v)) { report.nonFiniteDropped++; continue; }
     const t = base + offsets[i]!;
+    // 64-bit times decode as doubles: past 2^53 they are no longer exact
+    // integers, so neither t nor a correction of it could be stored as sent.
+    if (!Number.isSafeInteger(t)) { report.skewDropped++; continue; }
     let stored = t;
     if (!(t >= minT && t <= maxT)) {
+      // An integer (t and the rounded offset are), and in bounds only if safe.
       const corrected = t - offset;
       if (canCorrect && corrected >= minT && corrected <= maxT) {
         stored = corrected;

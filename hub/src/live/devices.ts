@@ -6,7 +6,8 @@
 // Memory per device: 1.4-1.6 KB measured with 4 metrics and tags (the
 // live-state test), plus up to HISTORY presence changes (~100 B each).
 // Devices are capped (HUB_LIVE_MAX_DEVICES); past the cap new devices are
-// counted, not tracked.
+// counted, not tracked. Latest values: one per metric name of the device,
+// so at most HUB_MAX_METRICS_PER_DEVICE (ingest refuses more names).
 import { CloseCode, Presence } from '@telemetry/proto';
 
 /** Presence changes kept per device (connection history). */
@@ -38,10 +39,12 @@ export class TrackedDevice {
   address = '';
   /** Tick number of the last change (frames send devices changed since a socket's last frame). */
   changed = 0;
+  /** Latest value per metric, in columns (frames read them in order); #metricIndex finds a metric's row. */
   readonly metrics: string[] = [];
   readonly units: string[] = [];
   readonly values: number[] = [];
   readonly times: number[] = [];
+  readonly #metricIndex = new Map<string, number>();
   readonly history: PresenceChangeRec[] = [];
   readonly disconnects: number[] = [];
   constructor(readonly id: string, public tags: Readonly<Record<string, string>>) {}
@@ -55,11 +58,16 @@ export class TrackedDevice {
     if (this.history.length > HISTORY) this.history.shift();
   }
 
+  /** Row of a metric in the latest-value columns, -1 if none. */
+  metricIndex(metric: string): number {
+    return this.#metricIndex.get(metric) ?? -1;
+  }
+
   /** Latest value of a metric by event time: an older reading never replaces a newer one. */
   latest(metric: string, unit: string, value: number, timeMs: number): boolean {
-    let i = this.metrics.indexOf(metric);
-    if (i < 0) {
-      i = this.metrics.push(metric) - 1;
+    const i = this.#metricIndex.get(metric);
+    if (i === undefined) {
+      this.#metricIndex.set(metric, this.metrics.push(metric) - 1);
       this.units.push(unit);
       this.values.push(value);
       this.times.push(timeMs);

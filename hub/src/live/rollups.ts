@@ -2,49 +2,51 @@
 // history the hub serves without a database (the embedded default): per
 // metric, for the fleet, each tag group (site:north...) and each device,
 // count/sum/min/max in time buckets held in fixed-size rings.
-// Imports: spool types, http/history types. Fed by ingest once a batch is durable.
+// Imports: spool types, http/history types, metrics types. Fed by ingest once a batch is durable.
 //
-// Memory is bounded: fleet and group series keep 1 h of 10 s buckets
-// (360 x 36 B = 13 KB each), device series 1 h of 1 min buckets
-// (60 x 36 B = 2.2 KB each), and at most `maxSeries` series exist
-// (default 50,000: about 110 MB if every one were a fleet/group series;
-// 10,000 devices x 4 metrics of device series take ~86 MB).
+// Memory is bounded by two caps. A ring holds 5 doubles per bucket in one
+// Float64Array. Fleet and group series keep 1 h of 10 s buckets: 360 x 40 B
+// = 14.4 KB, ~14.7 KB with object, key and map entry (measured, history
+// test); at most HUB_HISTORY_MAX_SERIES (default 4096: ~60 MB). Device series
+// keep 1 h of 1 min buckets: 60 x 40 B = 2.4 KB, ~3.1 KB with their share of
+// the device's route; at most HUB_HISTORY_MAX_DEVICE_SERIES (default 50,000:
+// ~150 MB). Devices cannot crowd each other out by inventing names: ingest
+// caps names per device (HUB_MAX_METRICS_PER_DEVICE) and fleet-wide.
 import type { HistoryPoint, HistoryQuery, HistorySource } from '../http/history.ts';
+import type { HubMetrics } from '../metrics.ts';
 import type { AcceptedBatch } from '../spool/store.ts';
 
 /** Fleet and group buckets, and device buckets (1 h of each). */
 const FINE_MS = 10_000;
 const COARSE_MS = 60_000;
+const FINE_SLOTS = 360;
+const COARSE_SLOTS = 60;
+/** Doubles per bucket: bucket number (time / res; -1 = empty), count, sum, min, max. */
+const CELLS = 5;
 
 class Ring {
-  readonly count: Float64Array;
-  readonly sum: Float64Array;
-  readonly min: Float64Array;
-  readonly max: Float64Array;
-  /** Bucket number (time / res) each slot holds; -1 = empty. */
-  readonly slot: Float64Array;
+  /** One array for every bucket (a typed array each for the five columns would cost ~0.8 KB more per ring). */
+  readonly cells: Float64Array;
   constructor(readonly res: number, readonly n: number) {
-    this.count = new Float64Array(n);
-    this.sum = new Float64Array(n);
-    this.min = new Float64Array(n);
-    this.max = new Float64Array(n);
-    this.slot = new Float64Array(n).fill(-1);
+    this.cells = new Float64Array(n * CELLS);
+    for (let i = 0; i < n; i++) this.cells[i * CELLS] = -1;
   }
 
   /** Adds `count` readings of bucket `b` at once (sum, min, max of them). */
   addRun(b: number, count: number, sum: number, min: number, max: number): void {
-    const i = b % this.n;
-    const held = this.slot[i]!;
+    const c = this.cells;
+    const at = (b % this.n) * CELLS;
+    const held = c[at]!;
     if (held !== b) {
       if (held > b) return; // older than what the ring holds now
-      this.slot[i] = b;
-      this.count[i] = count; this.sum[i] = sum; this.min[i] = min; this.max[i] = max;
+      c[at] = b;
+      c[at + 1] = count; c[at + 2] = sum; c[at + 3] = min; c[at + 4] = max;
       return;
     }
-    this.count[i]! += count;
-    this.sum[i]! += sum;
-    if (min < this.min[i]!) this.min[i] = min;
-    if (max > this.max[i]!) this.max[i] = max;
+    c[at + 1]! += count;
+    c[at + 2]! += sum;
+    if (min < c[at + 3]!) c[at + 3] = min;
+    if (max > c[at + 4]!) c[at + 4] = max;
   }
 }
 
@@ -76,32 +78,64 @@ class Run {
 }
 
 export interface RollupOptions {
+  /** Fleet and tag-group series (HUB_HISTORY_MAX_SERIES). */
   maxSeries?: number;
+  /** Device series (HUB_HISTORY_MAX_DEVICE_SERIES). */
+  maxDeviceSeries?: number;
+  /** hub_history_series{kind} and hub_history_series_refused_total{kind}. */
+  metrics?: Pick<HubMetrics, 'historySeries' | 'historySeriesRefused'>;
 }
+
+/** A metric's rings for one device: the 10 s rings (fleet, groups) and the 1 min ring (device). */
+interface MetricRings { fine: Ring[]; coarse: Ring[] }
+
+type SeriesKind = 'group' | 'device';
 
 export class MemoryHistory implements HistorySource {
   readonly name = 'memory';
   readonly #series = new Map<string, Ring>();
-  readonly #max: number;
-  readonly #routes = new Map<string, { tags: Readonly<Record<string, string>>; byMetric: Map<string, { fine: Ring[]; coarse: Ring[] }> }>();
+  readonly #max: Record<SeriesKind, number>;
+  readonly #count: Record<SeriesKind, number> = { group: 0, device: 0 };
+  readonly #metrics: RollupOptions['metrics'];
+  readonly #routes = new Map<string, { tags: Readonly<Record<string, string>>; byMetric: Map<string, MetricRings> }>();
   readonly #runs: { fine: Run; coarse: Run }[] = [];
-  /** Series not created because maxSeries was reached. */
+  /** The current batch's rings per metric index (reused batch after batch). */
+  readonly #batchRings: MetricRings[] = [];
+  /** Series not created because a cap was reached (both kinds). */
   refused = 0;
 
   constructor(o: RollupOptions = {}) {
-    this.#max = o.maxSeries ?? 50_000;
+    this.#max = { group: o.maxSeries ?? 4096, device: o.maxDeviceSeries ?? 50_000 };
+    this.#metrics = o.metrics;
   }
 
   get seriesCount(): number { return this.#series.size; }
+  /** Series of one kind: fleet and groups, or devices. */
+  seriesOf(kind: SeriesKind): number { return this.#count[kind]; }
 
-  #ring(key: string, device: boolean): Ring | null {
+  #ring(key: string, kind: SeriesKind): Ring | null {
     let r = this.#series.get(key);
     if (!r) {
-      if (this.#series.size >= this.#max) { this.refused++; return null; }
-      r = device ? new Ring(COARSE_MS, 60) : new Ring(FINE_MS, 360);
+      if (this.#count[kind] >= this.#max[kind]) {
+        this.refused++;
+        this.#metrics?.historySeriesRefused.labels(kind).inc();
+        return null;
+      }
+      r = kind === 'device' ? new Ring(COARSE_MS, COARSE_SLOTS) : new Ring(FINE_MS, FINE_SLOTS);
       this.#series.set(key, r);
+      const count = ++this.#count[kind];
+      this.#metrics?.historySeries.labels(kind).set(count);
     }
     return r;
+  }
+
+  #ringsOf(m: string, b: AcceptedBatch): MetricRings {
+    const fine: Ring[] = [];
+    const add = (r: Ring | null): void => { if (r) fine.push(r); };
+    add(this.#ring(`${m}\0fleet`, 'group'));
+    for (const k in b.tags) add(this.#ring(`${m}\0g:${k}=${b.tags[k]}`, 'group'));
+    const device = this.#ring(`${m}\0d:${b.deviceId}`, 'device');
+    return { fine, coarse: device ? [device] : [] };
   }
 
   /**
@@ -111,24 +145,25 @@ export class MemoryHistory implements HistorySource {
   record(b: AcceptedBatch): void {
     let route = this.#routes.get(b.deviceId);
     if (!route || route.tags !== b.tags) {
-      if (this.#routes.size >= this.#max) this.#routes.clear();
-      route = { tags: b.tags, byMetric: new Map<string, { fine: Ring[]; coarse: Ring[] }>() };
+      // One route per device; each holds at most HUB_MAX_METRICS_PER_DEVICE metrics.
+      if (this.#routes.size >= this.#max.device) this.#routes.clear();
+      route = { tags: b.tags, byMetric: new Map<string, MetricRings>() };
       this.#routes.set(b.deviceId, route);
     }
     const byMetric = route.byMetric;
     const names = b.metricNames;
-    // Per metric: the 10 s rings (fleet, groups) and the 1 min ring (device), each fed by runs.
     while (this.#runs.length < names.length) this.#runs.push({ fine: new Run(), coarse: new Run() });
-    const rings = names.map((m) => {
+    const rings = this.#batchRings;
+    rings.length = names.length;
+    for (let mi = 0; mi < names.length; mi++) {
+      const m = names[mi]!;
       let e = byMetric.get(m);
       if (!e) {
-        const fine = [this.#ring(`${m}\0fleet`, false)];
-        for (const k in b.tags) fine.push(this.#ring(`${m}\0g:${k}=${b.tags[k]}`, false));
-        e = { fine: fine.filter((r): r is Ring => r !== null), coarse: [this.#ring(`${m}\0d:${b.deviceId}`, true)].filter((r): r is Ring => r !== null) };
+        e = this.#ringsOf(m, b);
         byMetric.set(m, e);
       }
-      return e;
-    });
+      rings[mi] = e;
+    }
     const runs = this.#runs;
     const idx = b.metricIndex, times = b.timesMs, vals = b.values;
     for (let i = 0; i < vals.length; i++) {
@@ -151,19 +186,21 @@ export class MemoryHistory implements HistorySource {
     if (!r) return [];
     // Steps aligned to multiples of the step, as InfluxDB's GROUP BY time().
     const out = new Map<number, HistoryPoint & { sum: number }>();
-    for (let i = 0; i < r.n; i++) {
-      const b = r.slot[i]!;
+    const c = r.cells;
+    for (let at = 0; at < c.length; at += CELLS) {
+      const b = c[at]!;
       if (b < 0) continue;
       const t = b * r.res;
       if (t < q.fromMs || t >= q.toMs) continue;
       const step = Math.floor(t / q.stepMs) * q.stepMs;
+      const count = c[at + 1]!, sum = c[at + 2]!, min = c[at + 3]!, max = c[at + 4]!;
       const p = out.get(step);
-      if (!p) out.set(step, { t: step, count: r.count[i]!, sum: r.sum[i]!, mean: 0, min: r.min[i]!, max: r.max[i]! });
+      if (!p) out.set(step, { t: step, count, sum, mean: 0, min, max });
       else {
-        p.count += r.count[i]!;
-        p.sum += r.sum[i]!;
-        if (r.min[i]! < p.min) p.min = r.min[i]!;
-        if (r.max[i]! > p.max) p.max = r.max[i]!;
+        p.count += count;
+        p.sum += sum;
+        if (min < p.min) p.min = min;
+        if (max > p.max) p.max = max;
       }
     }
     return [...out.values()].sort((a, b) => a.t - b.t).map(({ sum, ...p }) => ({ ...p, mean: sum / p.count }));

@@ -37,7 +37,10 @@ export interface Scope {
 interface Route {
   readonly tags: Readonly<Record<string, string>>;
   readonly scopes: readonly Scope[];
-  /** Per metric: its series in each scope (null past HUB_LIVE_MAX_SERIES). */
+  /**
+   * Per metric: its series in each scope (null past HUB_LIVE_MAX_SERIES). At
+   * most HUB_MAX_METRICS_PER_DEVICE entries: ingest refuses more names per device.
+   */
   readonly byMetric: Map<string, (WindowedSeries | null)[]>;
 }
 
