@@ -6,6 +6,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -24,7 +25,30 @@ async function until(cond: () => boolean | Promise<boolean>, ms: number, what: s
   }
 }
 
-interface Env { dir: string; influx: Influxd; adapterUrl: string; devices: { id: string; token: string }[]; port: number }
+interface Env { dir: string; influx: Influxd; adapterUrl: string; devices: { id: string; token: string }[]; port: number; logs: string[] }
+
+const METRICS_TOKEN = 'storage-test-metrics-token';
+
+/** A failure says what the hub was doing: the tail of its log is added. */
+async function withHubLog(e: Env, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (err) {
+    const tail = e.logs.flatMap((f) => { try { return readFileSync(f, 'utf8').trim().split('\n').slice(-40); } catch { return []; } });
+    if (err instanceof Error) err.message += `\n--- hub log (last lines) ---\n${tail.join('\n')}`;
+    throw err;
+  }
+}
+
+/** A gauge or counter from the hub's /metrics (summed over labels matching `labels`). */
+async function hubMetric(e: Env, name: string, labels = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${e.port}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name} `) || (line.startsWith(`${name}{`) && line.includes(labels))) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
 
 async function setup(t: TestContext, n: number): Promise<Env> {
   const cleanup: (() => Promise<unknown>)[] = [];
@@ -47,7 +71,7 @@ async function setup(t: TestContext, n: number): Promise<Env> {
   // A fixed free port so the restarted hub comes back on the same URL.
   const { createServer } = await import('node:net');
   const port = await new Promise<number>((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
-  return { dir, influx, adapterUrl: adapter.url, devices, port };
+  return { dir, influx, adapterUrl: adapter.url, devices, port, logs: [] };
 }
 
 async function startHub(t: TestContext, e: Env, extra: Record<string, string> = {}): Promise<ChildProcess> {
@@ -55,11 +79,17 @@ async function startHub(t: TestContext, e: Env, extra: Record<string, string> = 
     cwd: root,
     env: {
       ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(e.port), HUB_DATA_DIR: e.dir, HUB_DEVICES_FILE: join(e.dir, 'devices.json'),
-      HUB_LOG_LEVEL: 'warn', INFLUX_URL: e.adapterUrl, INFLUX_TOKEN: 'test', INFLUX_ORG: 'test', INFLUX_BUCKET: 'telemetry',
-      HUB_SINK_BATCH_LINES: '500', ...extra,
+      HUB_LOG_LEVEL: 'info', INFLUX_URL: e.adapterUrl, INFLUX_TOKEN: 'test', INFLUX_ORG: 'test', INFLUX_BUCKET: 'telemetry',
+      HUB_SINK_BATCH_LINES: '500', HUB_METRICS_TOKEN: METRICS_TOKEN, ...extra,
     },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Read both pipes (a full pipe would block the hub) into a file a failure can quote.
+  const logFile = join(e.dir, `hub-${e.logs.length + 1}.log`);
+  e.logs.push(logFile);
+  const out = createWriteStream(logFile);
+  proc.stdout!.pipe(out, { end: false });
+  proc.stderr!.pipe(out, { end: false });
   t.after(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
   await until(async () => {
     try { return (await fetch(`http://127.0.0.1:${e.port}/healthz`)).ok; } catch { return false; }
@@ -79,27 +109,35 @@ function fleetFor(e: Env, rate = 20): Fleet {
   });
 }
 
-test('storage - InfluxDB down for 30 s mid-stream, spool cap reached: devices are held back by credit, then everything lands once', async (t) => {
+test('storage - InfluxDB down mid-stream until the spool cap is reached: devices are held back by credit, then everything lands once', async (t) => {
   const e = await setup(t, 20);
-  // A 1 MiB spool: 30 s of backlog fills it. Credit shrinks past half, then
-  // the hub stops taking batches; devices hold their data.
+  // A 1 MiB spool: 15-30 s of backlog fills it. Credit shrinks past half,
+  // then the hub stops taking batches; devices hold their data.
   const hub = await startHub(t, e, { HUB_SPOOL_MAX_BYTES: String(1 << 20), HUB_SPOOL_SEGMENT_BYTES: String(128 << 10) });
   const fleet = fleetFor(e, 40);
   t.after(() => fleet.stop());
-  await until(async () => (await influxCount(e.influx)) > 0, 20_000, 'first points in InfluxDB');
-  await e.influx.stop();
-  await new Promise((r) => setTimeout(r, 30_000));
-  const during = fleet.counters();
-  const health = await (await fetch(`http://127.0.0.1:${e.port}/healthz`)).json() as { sink: { state: string } };
-  assert.equal(health.sink.state, 'retrying');
-  assert.ok(during.reducedCreditAcks > 0, `the hub shrank credit while InfluxDB was down (${JSON.stringify(during)})`);
-  assert.ok(fleet.pending > 0, 'devices are holding batches the hub could not take');
-  await e.influx.run();
-  fleet.stopSampling();
-  await until(() => fleet.pending === 0, 60_000, 'devices delivered everything');
-  const acked = fleet.counters().readingsAcked;
-  await until(async () => (await influxCount(e.influx)) === acked, 60_000, `InfluxDB has all ${acked} acked readings`);
-  assert.equal(fleet.counters().readingsDropped, 0, 'no device had to drop data');
+  await withHubLog(e, async () => {
+    await until(async () => (await influxCount(e.influx)) > 0, 20_000, 'first points in InfluxDB');
+    await e.influx.stop();
+    // The outage lasts until the spool is full and devices are held back:
+    // long enough for the sink's backoff to grow, on a fast or a busy machine.
+    await until(async () => (await hubMetric(e, 'hub_spool_pressure')) >= 1, 120_000, 'the spool at its cap');
+    await until(() => fleet.pending > 0 && fleet.counters().reducedCreditAcks > 0, 30_000, 'devices held back with reduced credit');
+    const during = fleet.counters();
+    // /readyz names the sink state (503 here: the spool is full); the detail is on /api/v1/status.
+    const ready = await (await fetch(`http://127.0.0.1:${e.port}/readyz`)).json() as { sink: string };
+    assert.equal(ready.sink, 'retrying');
+    assert.ok(during.reducedCreditAcks > 0, `the hub shrank credit while InfluxDB was down (${JSON.stringify(during)})`);
+    assert.ok(fleet.pending > 0, 'devices are holding batches the hub could not take');
+    await e.influx.run();
+    fleet.stopSampling();
+    // The sink's /ping probe ends its backoff within seconds; what remains is
+    // devices told to come back later (1013) at the cap.
+    await until(() => fleet.pending === 0, 60_000, 'devices delivered everything');
+    const acked = fleet.counters().readingsAcked;
+    await until(async () => (await influxCount(e.influx)) === acked, 60_000, `InfluxDB has all ${acked} acked readings`);
+    assert.equal(fleet.counters().readingsDropped, 0, 'no device had to drop data');
+  });
   hub.kill('SIGTERM');
   await new Promise((r) => hub.once('exit', r));
 });
@@ -109,22 +147,25 @@ test('storage - the hub killed with SIGKILL mid-stream and restarted: every acke
   const first = await startHub(t, e);
   const fleet = fleetFor(e);
   t.after(() => fleet.stop());
-  await until(() => fleet.counters().batchesAcked > 100, 20_000, 'streaming');
-  first.kill('SIGKILL');
-  await new Promise((r) => first.once('exit', r));
-  await new Promise((r) => setTimeout(r, 1000));
-  const second = await startHub(t, e);
-  await until(() => fleet.connected === e.devices.length, 20_000, 'devices back');
-  await new Promise((r) => setTimeout(r, 2000));
-  fleet.stopSampling();
-  await until(() => fleet.pending === 0, 30_000, 'devices delivered everything');
-  const c = fleet.counters();
-  assert.ok(c.reconnects >= e.devices.length, 'every device reconnected');
-  await until(async () => (await influxCount(e.influx)) === c.readingsAcked, 60_000, `InfluxDB has all ${c.readingsAcked} acked readings`);
-  // Exactly-once in storage: per device, the readings in InfluxDB are the acked ones.
-  const perDevice = await e.influx.query('SELECT count("value") FROM "temperature" GROUP BY "device"', 'telemetry');
-  const generatedTemp = fleet.devices.reduce((a, d) => a + d.counters.readingsAcked / 4, 0);
-  assert.equal(perDevice.reduce((a, s) => a + Number(s.values[0]?.[1] ?? 0), 0), generatedTemp);
-  second.kill('SIGTERM');
-  await new Promise((r) => second.once('exit', r));
+  await withHubLog(e, async () => {
+    await until(() => fleet.counters().batchesAcked > 100, 20_000, 'streaming');
+    first.kill('SIGKILL');
+    await new Promise((r) => first.once('exit', r));
+    await until(() => fleet.connected === 0, 10_000, 'devices noticing the hub is gone');
+    const second = await startHub(t, e);
+    await until(() => fleet.connected === e.devices.length, 20_000, 'devices back');
+    const acked = fleet.counters().batchesAcked;
+    await until(() => fleet.counters().batchesAcked > acked + 100, 20_000, 'streaming to the restarted hub');
+    fleet.stopSampling();
+    await until(() => fleet.pending === 0, 30_000, 'devices delivered everything');
+    const c = fleet.counters();
+    assert.ok(c.reconnects >= e.devices.length, 'every device reconnected');
+    await until(async () => (await influxCount(e.influx)) === c.readingsAcked, 60_000, `InfluxDB has all ${c.readingsAcked} acked readings`);
+    // Exactly-once in storage: per device, the readings in InfluxDB are the acked ones.
+    const perDevice = await e.influx.query('SELECT count("value") FROM "temperature" GROUP BY "device"', 'telemetry');
+    const generatedTemp = fleet.devices.reduce((a, d) => a + d.counters.readingsAcked / 4, 0);
+    assert.equal(perDevice.reduce((a, s) => a + Number(s.values[0]?.[1] ?? 0), 0), generatedTemp);
+    second.kill('SIGTERM');
+    await new Promise((r) => second.once('exit', r));
+  });
 });

@@ -1,33 +1,47 @@
 // The InfluxDB sink against a real influxd (1.6.7 behind the test-only
 // /api/v2/write adapter): every reading lands exactly once with its tags and
-// timestamp, an outage loses nothing, and a data error dead-letters exactly
-// the offending lines.
+// timestamp, an outage loses nothing and ends as soon as InfluxDB answers
+// again, and a data error dead-letters exactly the offending lines, cheaply.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { DeviceRegistry, DEVICE_ID_RE, generateToken, hashToken } from '../src/auth/registry.ts';
+import { MetricNames, MetricTable, METRIC_NAME_RE, defineMetrics } from '../src/ingest/validate.ts';
 import { createLogger } from '../src/log.ts';
 import { HubMetrics } from '../src/metrics.ts';
-import { InfluxSink } from '../src/sinks/influx/influx-sink.ts';
-import { batchToLines, tagSet } from '../src/sinks/influx/lines.ts';
+import { InfluxSink, linesNamedIn, type InfluxSinkOptions } from '../src/sinks/influx/influx-sink.ts';
+import { batchToLines, tagSet, type RefusedLine } from '../src/sinks/influx/lines.ts';
 import { Spool } from '../src/spool/spool.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';
 import { Influxd, startV2WriteAdapter } from './influxd.ts';
 
 const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
 
-function batch(deviceId: string, seq: number, opts: { metric?: string; n?: number; corrected?: boolean } = {}): AcceptedBatch {
+interface BatchOpts { metric?: string; n?: number; corrected?: boolean; tags?: Record<string, string>; units?: [string, string] }
+
+function batch(deviceId: string, seq: number, opts: BatchOpts = {}): AcceptedBatch {
   const n = opts.n ?? 10;
   const times = Float64Array.from({ length: n }, (_, i) => T0 + seq * 1000 + i * 50);
   return {
-    deviceId, seq, tags: { site: 'north side', model: 'th-2' }, receivedAtMs: T0, clockOffsetMs: 0,
-    metricNames: [opts.metric ?? 'temperature', 'humidity'], metricUnits: ['degC', '%'],
+    deviceId, seq, tags: opts.tags ?? { site: 'north side', model: 'th-2' }, receivedAtMs: T0, clockOffsetMs: 0,
+    metricNames: [opts.metric ?? 'temperature', 'humidity'], metricUnits: opts.units ?? ['degC', '%'],
     metricIndex: Uint16Array.from({ length: n }, (_, i) => i % 2),
     timesMs: times,
     deviceTimesMs: opts.corrected ? times.map((t) => t + 3_600_000) : null,
     values: Float64Array.from({ length: n }, (_, i) => seq + i / 4),
   };
+}
+
+function lines(b: AcceptedBatch): { out: string[]; refused: RefusedLine[] } {
+  const out: string[] = [];
+  const refused: RefusedLine[] = [];
+  batchToLines(b, out, refused);
+  return { out, refused };
 }
 
 async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
@@ -38,7 +52,21 @@ async function until(cond: () => boolean | Promise<boolean>, ms: number, what: s
   }
 }
 
-async function setup(t: TestContext, opts: { batchLines?: number; maxBytes?: number } = {}) {
+/** A logger whose JSON lines are kept for inspection. */
+function capturingLogger(level: string) {
+  const records: { msg: string; kind?: string; [k: string]: unknown }[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l) records.push(JSON.parse(l) as { msg: string });
+      cb();
+    },
+  });
+  return { log: createLogger(level, stream), records };
+}
+
+interface SetupOpts { batchLines?: number; maxBytes?: number; start?: boolean; sink?: Partial<InfluxSinkOptions> }
+
+async function setup(t: TestContext, opts: SetupOpts = {}) {
   const cleanup: (() => Promise<unknown>)[] = [];
   // One hook, newest first: the sink and spool close before their dir goes.
   t.after(async () => { for (const f of cleanup.reverse()) await f(); });
@@ -51,35 +79,179 @@ async function setup(t: TestContext, opts: { batchLines?: number; maxBytes?: num
   const log = createLogger('silent');
   const spool = await Spool.open({ dir: join(dir, 'spool'), maxBytes: opts.maxBytes ?? 64 << 20, segmentBytes: 256 << 10, commitDelayMs: 2, mode: 'sink', log });
   const metrics = new HubMetrics();
-  const sink = new InfluxSink({
+  const sinkOptions: InfluxSinkOptions = {
     url: adapter.url, token: 'test-token', org: 'test-org', bucket: 'telemetry', spool, log, metrics,
-    deadLetterFile: join(dir, 'dead-letter.ndjson'), batchLines: opts.batchLines ?? 500, backoffBaseMs: 50, backoffCapMs: 500,
-  });
-  sink.start();
+    deadLetterFile: join(dir, 'dead-letter.ndjson'), batchLines: opts.batchLines ?? 500, backoffBaseMs: 50, backoffCapMs: 500, probeIntervalMs: 200,
+    ...opts.sink,
+  };
+  const sink = new InfluxSink(sinkOptions);
+  if (opts.start !== false) sink.start();
   cleanup.push(async () => { await sink.close(Date.now() + 2000); await spool.close(); });
   const count = async (measurement = 'temperature') => {
     const s = await influx.query(`SELECT count("value") FROM "${measurement}"`, 'telemetry');
     return Number(s[0]?.values[0]?.[1] ?? 0);
   };
-  return { influx, adapter, spool, sink, metrics, dir, count };
+  const deadLetters = async () => {
+    const path = join(dir, 'dead-letter.ndjson');
+    if (!existsSync(path)) return [];
+    return (await readFile(path, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { status: number | null; reason: string; line: string });
+  };
+  return { influx, adapter, spool, sink, sinkOptions, metrics, dir, count, deadLetters };
 }
 
-test('influx lines - schema and escaping', () => {
-  const out: string[] = [];
-  batchToLines({ ...batch('dev 1,x', 1, { n: 2, metric: 'temp,c' }), tags: { 'site': 'a=b c', device: 'spoof', empty: '' } }, out);
+// ---- line protocol ------------------------------------------------------------
+
+test('influx lines - schema and escaping: exactly comma, equals sign and space, nothing else', () => {
+  const { out } = lines({ ...batch('dev-1', 1, { n: 2 }), tags: { site: 'a=b c,d', device: 'spoof', empty: '', note: 'é\u00a0x\u3000y "q" #h 🛰️' } });
   assert.deepEqual(out, [
-    `temp\\,c,device=dev\\ 1\\,x,site=a\\=b\\ c,unit=degC value=1 ${T0 + 1000}`,
-    `humidity,device=dev\\ 1\\,x,site=a\\=b\\ c,unit=% value=1.25 ${T0 + 1050}`,
+    `temperature,device=dev-1,note=é\u00a0x\u3000y\\ "q"\\ #h\\ 🛰️,site=a\\=b\\ c\\,d,unit=degC value=1 ${T0 + 1000}`,
+    `humidity,device=dev-1,note=é\u00a0x\u3000y\\ "q"\\ #h\\ 🛰️,site=a\\=b\\ c\\,d,unit=% value=1.25 ${T0 + 1050}`,
   ]);
-  const corrected: string[] = [];
-  batchToLines(batch('d', 2, { n: 1, corrected: true }), corrected);
+  // Measurements escape comma and space only.
+  assert.match(lines(batch('d', 1, { n: 1, metric: 'a=b' })).out[0]!, /^a=b,device=d,/);
+  const corrected = lines(batch('d', 2, { n: 1, corrected: true })).out;
   assert.match(corrected[0]!, new RegExp(`value=2,device_time_ms=${T0 + 2000 + 3_600_000}i ${T0 + 2000}$`));
   assert.equal(tagSet('d', { b: '2', a: '1' }), 'device=d,a=1,b=2', 'sorted tag keys');
+  assert.equal(tagSet('d', { time: 'x', _field: 'y', unit: 'z', value: 'v', device_time_ms: '1', ok: 'k' }), 'device=d,ok=k', 'reserved tag keys left out');
 });
 
-test('influx sink - every reading lands once, with tags, fields and timestamps; replays are idempotent', async (t) => {
-  const { influx, spool, count } = await setup(t);
-  for (let seq = 1; seq <= 40; seq++) await spool.append(batch('dev-1', seq));
+test('influx lines - what cannot be written exactly (backslash, control characters, lone surrogates) is refused, not sent', () => {
+  for (const [where, b] of [
+    ['unit', batch('d', 1, { n: 2, units: ['deg\\', '%'] })],
+    ['unit', batch('d', 1, { n: 2, units: ['x\\,y', '%'] })],
+    ['tag', batch('d', 1, { n: 2, tags: { site: 'a\nb' } })],
+    ['tag', batch('d', 1, { n: 2, tags: { site: 'a\u0085b' } })],
+    ['tag', batch('d', 1, { n: 2, tags: { site: 'a\ud800b' } })],
+    ['device', batch('d\\1', 1, { n: 2 })],
+  ] as const) {
+    const { out, refused } = lines(b);
+    const bad = where === 'unit' ? 1 : 2; // a bad unit spoils only its metric's readings
+    assert.equal(refused.length, bad, `${where}: ${JSON.stringify(b.tags)} ${b.metricUnits}`);
+    assert.equal(out.length, 2 - bad);
+    assert.match(refused[0]!.reason, /^not representable in line protocol: /);
+  }
+});
+
+test('influx lines - device_time_ms is an integer literal or absent; a non-integer timestamp or non-finite value is refused', () => {
+  const b = batch('d', 1, { n: 6, corrected: true });
+  const dev = b.deviceTimesMs!;
+  dev[0] = 1.5; dev[1] = 2 ** 53; dev[2] = 1e21; dev[3] = NaN; dev[4] = -(2 ** 53) + 1;
+  const { out, refused } = lines(b);
+  assert.equal(refused.length, 0);
+  for (const l of out.slice(0, 4)) assert.doesNotMatch(l, /device_time_ms/, l);
+  assert.match(out[4]!, new RegExp(`,device_time_ms=${-(2 ** 53) + 1}i `));
+  assert.match(out[5]!, /,device_time_ms=\d+i /);
+  for (const l of out) {
+    const m = /device_time_ms=([^i]*)i/.exec(l);
+    if (m) assert.ok(Number.isSafeInteger(Number(m[1])) && /^-?\d+$/.test(m[1]!), l);
+  }
+  const times = batch('d', 1, { n: 4 });
+  times.timesMs[0] = T0 + 0.5;
+  times.timesMs[1] = 2 ** 60;
+  times.values[2] = Infinity;
+  const r = lines(times);
+  assert.equal(r.out.length, 1);
+  assert.deepEqual(r.refused.map((x) => x.reason.replace(/^.*: /, '')), ['timestamp is not a safe integer', 'timestamp is not a safe integer', 'value is not a finite number']);
+});
+
+test('influx lines - device ids and metric names the hub accepts contain nothing to escape', () => {
+  for (let c = 0x20; c < 0x7f; c++) {
+    const ch = String.fromCharCode(c);
+    if (DEVICE_ID_RE.test(`a${ch}`) || METRIC_NAME_RE.test(`a${ch}`)) assert.ok(!/[,= \\"]/.test(ch), `${JSON.stringify(ch)} is accepted and special`);
+  }
+});
+
+test('influx lines - the server names unparseable lines: 1.x and 2.x messages, lines that contain quotes and colons', () => {
+  const sent = ["m,unit=a\\ value=1 1", "m,unit=it's:\\ x value=2 2", 'm value=3 3', "m,k=': value=4 4"];
+  const v1 = `partial write: unable to parse '${sent[0]}': invalid tag format\nunable to parse '${sent[1]}': missing tag value\nunable to parse '${sent[3]}': bad dropped=0`;
+  assert.deepEqual([...linesNamedIn(v1, sent)], [[sent[0], 'invalid tag format'], [sent[1], 'missing tag value'], [sent[3], 'bad']]);
+  const v2 = `Unable to parse '${sent[1]}': missing tag value`;
+  assert.deepEqual([...linesNamedIn(v2, sent)], [[sent[1], 'missing tag value']]);
+  assert.equal(linesNamedIn("unable to parse 'not sent': x", sent).size, 0, 'a line that was not sent is not taken out');
+  assert.equal(linesNamedIn('partial write: field type conflict: input field "value" on measurement "m" is type float dropped=1', sent).size, 0);
+});
+
+// ---- against InfluxDB -----------------------------------------------------------
+
+/** Units and tag values the hub accepts that line protocol treats specially, or that a careless escaper alters. */
+function hostileUnits(): string[] {
+  const limits = { maxBatchReadings: 10_000, maxMetricsPerSession: 10, maxMetricNameBytes: 64, maxMetricsPerDevice: 10, maxFutureSkewMs: 1, maxPastSkewMs: 1, skewPolicy: 'drop' as const };
+  // Ingest's own rule decides which units are in play.
+  const accepted = (unit: string) => defineMetrics(new MetricTable(), [{ id: 1, name: 'm', unit }], limits, new Set(), new MetricNames(10)) === null;
+  const candidates: string[] = [];
+  for (let c = 0x00; c <= 0xff; c++) candidates.push(String.fromCharCode(c));
+  // Every Unicode space and separator (\s matches them; InfluxDB does not separate on them).
+  for (let c = 0x100; c <= 0xffff; c++) if (/[\s\p{Z}]/u.test(String.fromCharCode(c))) candidates.push(String.fromCharCode(c));
+  // A stride through the BMP (no surrogates), and characters outside it.
+  for (let c = 0x100; c <= 0xffff; c += 251) if (c < 0xd800 || c > 0xdfff) candidates.push(String.fromCharCode(c));
+  candidates.push('\u200d', '\u200f', '\ufeff', '\ufffd', '\uffff', '🛰', '👩‍🚀', '\u{10ffff}', 'e\u0301');
+  const chars = candidates.filter(accepted);
+  assert.ok(chars.length > 200);
+  const units: string[] = [];
+  // Alone, leading, trailing, doubled; then packed into 16-byte units.
+  for (const ch of chars.filter((c) => /[,= "'#]/.test(c))) units.push(ch, `${ch}x`, `x${ch}`, `${ch}${ch}`);
+  let cur = '';
+  for (const ch of chars) {
+    if (Buffer.byteLength(cur + ch) > 16) { units.push(cur); cur = ''; }
+    cur += ch;
+  }
+  if (cur) units.push(cur);
+  const distinct = [...new Set(units)];
+  for (const u of distinct) assert.ok(accepted(u), JSON.stringify(u));
+  return distinct;
+}
+
+const HOSTILE_TAG_VALUES = [
+  'a,b', 'a=b', 'a b', ' lead', 'trail ', ' ', '=', ',', '==,, ', "'single'", '"double"', '#hash', '# comment?',
+  'nbsp\u00a0here', 'ideographic\u3000space', 'thin\u2009space', 'line\u2028sep', '\ufeffbom', 'emoji 🛰️👩‍🚀', '中文 名称', 'עברית\u200f', 'e\u0301',
+  'key=value,other=x', 'value=1 1000', 'ü'.repeat(128),
+];
+
+test('influx sink - hostile but accepted units, tag values, device ids and metric names round-trip exactly through InfluxDB', async (t) => {
+  const { influx, spool, sink, count, deadLetters } = await setup(t, { batchLines: 1000 });
+  const units = hostileUnits();
+  // Device ids and metric names: the hub's own rules, at their edges.
+  const devices = ['d.e:v-1_x', '9lives', 'a'.repeat(128)];
+  const metric = 'a.b:c-d_e9';
+  const expected = new Set<string>();
+  const series = (name: string, tags: Record<string, string>) => JSON.stringify([name, Object.fromEntries(Object.entries(tags).sort())]);
+  // Registry tags: what the registry accepts is what must round-trip.
+  const registryFile = { version: 1 as const, devices: {} as Record<string, { tokenHash: string; tags: Record<string, string> }> };
+  HOSTILE_TAG_VALUES.forEach((v, i) => { registryFile.devices[`tag-dev-${i}`] = { tokenHash: hashToken(generateToken('x')), tags: { site: v, zone: HOSTILE_TAG_VALUES[(i + 7) % HOSTILE_TAG_VALUES.length]! } }; });
+  const registry = new DeviceRegistry(registryFile);
+  let seq = 0;
+  for (const [id, tags] of registry.entries()) {
+    await spool.append({ ...batch(id, ++seq, { n: 2, metric: 'tagged', tags, units: ['', ''] }) });
+    expected.add(series('tagged', { device: id, site: tags.site!, zone: tags.zone! }));
+    expected.add(series('humidity', { device: id, site: tags.site!, zone: tags.zone! }));
+  }
+  for (let i = 0; i < units.length; i++) {
+    await spool.append(batch(devices[i % devices.length]!, ++seq, { n: 2, metric, tags: { site: 's' }, units: [units[i]!, units[(i + 1) % units.length]!] }));
+    expected.add(series(metric, { device: devices[i % devices.length]!, site: 's', unit: units[i]! }));
+    expected.add(series('humidity', { device: devices[i % devices.length]!, site: 's', unit: units[(i + 1) % units.length]! }));
+  }
+  const readings = seq * 2;
+  await until(async () => (await count(metric)) + (await count('humidity')) + (await count('tagged')) === readings, 30_000, `all ${readings} readings`);
+  assert.equal(sink.status().linesDeadLettered, 0);
+  assert.deepEqual(await deadLetters(), []);
+  // GROUP BY * gives every series with its exact tags ("" for a key the series lacks).
+  const got = new Set<string>();
+  for (const s of await influx.query('SELECT count("value") FROM /.*/ GROUP BY *', 'telemetry')) {
+    got.add(series(s.name, Object.fromEntries(Object.entries(s.tags ?? {}).filter(([, v]) => v !== ''))));
+  }
+  const missing = [...expected].filter((x) => !got.has(x));
+  const extra = [...got].filter((x) => !expected.has(x));
+  assert.deepEqual({ missing, extra }, { missing: [], extra: [] });
+  const shown = await influx.query(`SHOW TAG VALUES FROM "${metric}" WITH KEY = "unit"`, 'telemetry');
+  assert.deepEqual(new Set(shown[0]!.values.map((v) => v[1])), new Set(units));
+});
+
+test('influx sink - shipping the same spool records again (a second sink from the old checkpoint) changes no count and no value', async (t) => {
+  const { influx, adapter, spool, sink, sinkOptions, count } = await setup(t);
+  // Built now, so its cursor is the checkpoint before anything was shipped:
+  // what a hub that crashed before persisting the checkpoint restarts from.
+  const replay = new InfluxSink({ ...sinkOptions, metrics: new HubMetrics() });
+  for (let seq = 1; seq <= 40; seq++) await spool.append(batch('dev-1', seq, { corrected: seq % 3 === 0 }));
   for (let seq = 1; seq <= 20; seq++) await spool.append(batch('dev-2', seq));
   // 60 batches x 10 readings, half temperature.
   await until(async () => (await count()) === 300, 20_000, 'all temperature points');
@@ -89,13 +261,20 @@ test('influx sink - every reading lands once, with tags, fields and timestamps; 
   assert.deepEqual(rows[0]!.values[0], [T0 + 1000, 1, 'north side', 'th-2', 'degC']);
   assert.deepEqual(rows[0]!.values[1], [T0 + 1100, 1.5, 'north side', 'th-2', 'degC']);
   await until(() => spool.pressure() === 0, 5000, 'checkpoint at the head');
-  // Replaying the same batches (a crash before the checkpoint was persisted) rewrites, never duplicates.
-  const again = batch('dev-1', 1);
-  const lines: string[] = [];
-  batchToLines(again, lines);
-  const res = await fetch(`${influx.url}/write?db=telemetry&precision=ms`, { method: 'POST', body: lines.join('\n') });
-  assert.equal(res.status, 204);
+  const everything = 'SELECT * FROM /.*/ GROUP BY * ORDER BY time ASC';
+  const before = await influx.query(everything, 'telemetry');
+  await sink.close(Date.now() + 2000);
+  const requests = adapter.requests;
+  replay.start();
+  try {
+    await until(() => replay.status().linesWritten === 600, 20_000, 'the replaying sink shipped every line again');
+  } finally {
+    await replay.close(Date.now() + 1000);
+  }
+  assert.ok(adapter.requests > requests, 'the replay reached InfluxDB');
   assert.equal(await count(), 300);
+  assert.equal(await count('humidity'), 300);
+  assert.deepEqual(await influx.query(everything, 'telemetry'), before, 'every point, tag and field unchanged');
 });
 
 test('influx sink - InfluxDB down mid-stream: data waits in the spool, nothing is committed, then it all lands', async (t) => {
@@ -116,8 +295,76 @@ test('influx sink - InfluxDB down mid-stream: data waits in the spool, nothing i
   assert.equal(sink.status().state, 'ok');
 });
 
+test('influx sink - after an outage, writing resumes as soon as /ping answers, not when the (60 s) backoff ends', async (t) => {
+  // Every backoff is the full 60 s: only the /ping probe can end it sooner.
+  const { influx, adapter, spool, sink, count } = await setup(t, { sink: { backoffBaseMs: 60_000, backoffCapMs: 60_000, random: () => 0.99, probeIntervalMs: 200 } });
+  for (let seq = 1; seq <= 5; seq++) await spool.append(batch('dev-1', seq));
+  await until(async () => (await count()) === 25, 20_000, 'first points');
+  await influx.stop();
+  for (let seq = 6; seq <= 20; seq++) await spool.append(batch('dev-1', seq));
+  await until(() => sink.status().state === 'retrying', 10_000, 'sink retrying');
+  const pings = adapter.pings;
+  await until(() => adapter.pings >= pings + 2, 10_000, 'the probe finding InfluxDB down');
+  const writes = adapter.requests;
+  await influx.run();
+  await until(async () => (await count()) === 100, 20_000, 'the backlog landing well before the 59 s backoff would end');
+  assert.ok(adapter.requests > writes);
+  assert.equal(sink.status().state, 'ok');
+});
+
+/** A stand-in InfluxDB for what influxd 1.6.7 cannot be made to answer (Retry-After, writes failing while /ping works). */
+async function fakeInflux(t: TestContext, answer: { write: (n: number) => { status: number; headers?: Record<string, string> }; ping: (n: number) => number }) {
+  const log = { writes: [] as number[], pings: 0 };
+  const server: Server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.url?.startsWith('/ping')) { res.writeHead(answer.ping(log.pings++)).end(); return; }
+      log.writes.push(Date.now());
+      const a = answer.write(log.writes.length);
+      res.writeHead(a.status, { 'content-type': 'application/json', ...a.headers }).end(a.status >= 400 ? JSON.stringify({ code: 'unavailable', message: 'try later' }) : undefined);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const dir = await mkdtemp(join(tmpdir(), 'sink-fake-'));
+  const spool = await Spool.open({ dir: join(dir, 'spool'), maxBytes: 1 << 20, segmentBytes: 64 << 10, commitDelayMs: 2, mode: 'sink', log: createLogger('silent') });
+  t.after(async () => { await spool.close(); await rm(dir, { recursive: true, force: true }); });
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, log, spool, dir };
+}
+
+test('influx sink - Retry-After is honoured (seconds), even when /ping answers sooner', async (t) => {
+  // First write: 503 + Retry-After: 2; /ping fails once, then answers. The
+  // backoff itself is 59 s: the probe ends it, but not before the 2 s.
+  const f = await fakeInflux(t, { write: (n) => n === 1 ? { status: 503, headers: { 'retry-after': '2' } } : { status: 204 }, ping: (n) => n === 0 ? 503 : 204 });
+  const sink = new InfluxSink({
+    url: f.url, token: 't', org: 'o', bucket: 'b', spool: f.spool, log: createLogger('silent'), metrics: new HubMetrics(),
+    deadLetterFile: join(f.dir, 'dl.ndjson'), backoffBaseMs: 60_000, backoffCapMs: 60_000, random: () => 0.99, probeIntervalMs: 100,
+  });
+  sink.start();
+  t.after(() => sink.close(Date.now() + 1000));
+  await f.spool.append(batch('dev-1', 1));
+  await until(() => sink.status().linesWritten === 10, 10_000, 'the write after Retry-After');
+  assert.equal(f.log.writes.length, 2);
+  assert.ok(f.log.pings >= 2, 'the probe saw InfluxDB fail and answer');
+  const waited = f.log.writes[1]! - f.log.writes[0]!;
+  assert.ok(waited >= 1950, `retried after ${waited} ms, before Retry-After: 2`);
+});
+
+test('influx sink - writes failing while /ping answers keep the exponential backoff (the probe ends only outages)', async (t) => {
+  const f = await fakeInflux(t, { write: () => ({ status: 500 }), ping: () => 204 });
+  const sink = new InfluxSink({
+    url: f.url, token: 't', org: 'o', bucket: 'b', spool: f.spool, log: createLogger('silent'), metrics: new HubMetrics(),
+    deadLetterFile: join(f.dir, 'dl.ndjson'), backoffBaseMs: 30_000, backoffCapMs: 30_000, random: () => 0.99, probeIntervalMs: 50,
+  });
+  sink.start();
+  t.after(() => sink.close(Date.now()));
+  await f.spool.append(batch('dev-1', 1));
+  await until(() => f.log.pings >= 6, 10_000, 'several probes while backing off');
+  assert.equal(f.log.writes.length, 1, 'no retry before the 29.7 s backoff ends');
+});
+
 test('influx sink - a field type conflict dead-letters exactly the offending lines; the rest lands', async (t) => {
-  const { influx, spool, sink, dir, count } = await setup(t, { batchLines: 100 });
+  const { influx, spool, sink, count, deadLetters } = await setup(t, { batchLines: 100 });
   // "pressure" already holds strings: floats for it are a type conflict.
   const seed = await fetch(`${influx.url}/write?db=telemetry&precision=ms`, { method: 'POST', body: `pressure,device=seed value="text" ${T0}` });
   assert.equal(seed.status, 204);
@@ -125,7 +372,7 @@ test('influx sink - a field type conflict dead-letters exactly the offending lin
   await until(() => sink.status().linesDeadLettered === 5, 20_000, 'dead letters');
   await until(async () => (await count()) === 45, 20_000, 'good lines');
   assert.equal(await count('humidity'), 50);
-  const dead = (await readFile(join(dir, 'dead-letter.ndjson'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { status: number; reason: string; line: string });
+  const dead = await deadLetters();
   assert.equal(dead.length, 5);
   for (const d of dead) {
     assert.equal(d.status, 400);
@@ -135,8 +382,88 @@ test('influx sink - a field type conflict dead-letters exactly the offending lin
   await until(() => spool.pressure() === 0, 5000, 'checkpoint past the bad lines');
 });
 
+test('influx sink - lines InfluxDB names as unparseable are taken out in one step: 2 requests for a chunk with 3 of them, not a bisection', async (t) => {
+  // One chunk: every record fits one read (~40 spool bytes a line of budget).
+  const { adapter, spool, sink, count, deadLetters } = await setup(t, { batchLines: 10_000, start: false });
+  // A series key over InfluxDB's 64 KiB limit: no registry allows it, but a
+  // spool can hold one, and InfluxDB names such a line in its 400.
+  const huge = { site: 'x'.repeat(40_000), zone: 'z'.repeat(40_000) };
+  let seq = 0;
+  for (let i = 0; i < 100; i++) {
+    await spool.append(batch('dev-1', ++seq));
+    if (i % 40 === 7) await spool.append(batch('dev-poison', seq, { n: 1, tags: huge }));
+  }
+  sink.start();
+  await until(() => spool.pressure() === 0, 20_000, 'the chunk committed');
+  assert.equal(await count(), 500);
+  assert.equal(await count('humidity'), 500);
+  assert.equal(sink.status().linesDeadLettered, 3);
+  assert.equal(adapter.requests, 2, 'one rejected write, one rewrite of the rest');
+  const dead = await deadLetters();
+  assert.equal(dead.length, 3);
+  for (const d of dead) {
+    assert.equal(d.status, 400);
+    assert.ok(d.line.startsWith(`temperature,device=dev-poison,site=${huge.site},zone=${huge.zone},unit=degC value=`), d.line.slice(0, 80));
+    assert.match(d.reason, /max key length exceeded/);
+  }
+});
+
+test('influx sink - readings the hub cannot write exactly are dead-lettered without a request; the rest lands', async (t) => {
+  const { adapter, spool, sink, count, deadLetters } = await setup(t, { start: false });
+  // A spool written before ingest refused these units.
+  await spool.append(batch('dev-1', 1, { units: ['deg\\', '%'] }));
+  await spool.append(batch('dev-1', 2));
+  sink.start();
+  await until(() => spool.pressure() === 0, 20_000, 'committed');
+  assert.equal(await count(), 5);
+  assert.equal(await count('humidity'), 10);
+  assert.equal(adapter.requests, 1);
+  const dead = await deadLetters();
+  assert.equal(dead.length, 5);
+  for (const d of dead) {
+    assert.equal(d.status, null);
+    assert.equal(d.reason, 'not representable in line protocol: unit contains a backslash');
+  }
+});
+
+test('influx sink - a flood of rejected lines: log lines bounded by HUB_LOG_LINES_PER_MIN, dead letters by HUB_DEAD_LETTER_MAX_BYTES', async (t) => {
+  const { log, records } = capturingLogger('info');
+  const { spool, sink, metrics, dir, count } = await setup(t, { batchLines: 200, start: false, sink: { log, logLinesPerMinute: 5, deadLetterMaxBytes: 16 << 10 } });
+  let seq = 0;
+  // 3000 rejected lines: 2700 refused by the hub, 300 by InfluxDB (named in its 400).
+  for (let i = 0; i < 150; i++) {
+    await spool.append(batch('dev-bad', ++seq, { n: 18, units: ['bad\\', 'bad\\'] }));
+    if (i % 3 === 0) await spool.append(batch('dev-huge', seq, { n: 6, tags: { site: 'y'.repeat(40_000), zone: 'z'.repeat(40_000) } }));
+    await spool.append(batch('dev-ok', seq, { n: 2 }));
+  }
+  sink.start();
+  await until(() => spool.pressure() === 0, 60_000, 'everything committed');
+  assert.equal(sink.status().linesDeadLettered, 3000);
+  assert.equal(await count(), 150);
+  const deadLetterLines = records.filter((r) => r.kind === 'dead_letter');
+  assert.ok(deadLetterLines.length <= 5, `${deadLetterLines.length} dead-letter log lines`);
+  assert.ok((await metrics.value('hub_log_lines_suppressed_total', { kind: 'dead_letter' })) > 0);
+  // 3000 records of 200 B to 80 KB: the files rotated and stayed at the cap.
+  const current = await stat(join(dir, 'dead-letter.ndjson'));
+  const rotated = await stat(join(dir, 'dead-letter.1.ndjson'));
+  assert.ok(current.size <= 16 << 10 && rotated.size <= 16 << 10, `${current.size} + ${rotated.size} bytes`);
+  assert.equal(current.mode & 0o777, 0o600);
+  assert.equal(rotated.mode & 0o777, 0o600);
+  assert.ok((await metrics.value('hub_sink_dead_letter_rotations_total')) > 10);
+  assert.equal(await metrics.value('hub_sink_dead_letter_bytes'), current.size + rotated.size);
+});
+
+test('influx sink - a spool record larger than the read window (a 10,000-reading batch, small HUB_SINK_BATCH_LINES) is shipped, not stalled on', async (t) => {
+  const { spool, sink, count } = await setup(t, { batchLines: 10 });
+  await spool.append(batch('dev-1', 1, { n: 10_000, corrected: true }));
+  await spool.append(batch('dev-2', 1));
+  await until(async () => (await count()) === 5005, 20_000, 'the big batch and the one after it');
+  await until(() => spool.pressure() === 0, 5000, 'committed past it');
+  assert.equal(sink.status().linesDeadLettered, 0);
+});
+
 test('influx sink - after a restart with everything committed, shipping resumes (no spin on an empty segment tail)', async (t) => {
-  const { influx, adapter, spool, sink, dir, count } = await setup(t);
+  const { adapter, spool, sink, dir, count } = await setup(t);
   for (let seq = 1; seq <= 5; seq++) await spool.append(batch('dev-1', seq));
   await until(async () => (await count()) === 25, 20_000, 'first points');
   await until(() => spool.pressure() === 0, 5000, 'all committed');
@@ -153,6 +480,4 @@ test('influx sink - after a restart with everything committed, shipping resumes 
   await until(async () => (await count()) === 50, 20_000, 'points after the restart');
   await sink2.close(Date.now() + 1000);
   await spool2.close();
-  void influx;
-  void t;
 });

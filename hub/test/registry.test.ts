@@ -69,6 +69,31 @@ test('registry - a bad file is a clear error; a missing file is an empty registr
   }
 });
 
+test('registry - tag values with a backslash or control characters and reserved tag keys are refused, in the file and by addDevice', () => {
+  const dir = tmp();
+  const f = join(dir, 'devices.json');
+  const h = hashToken(generateToken('d'));
+  const badValues = ['deg\\', 'a\\,b', 'C:\\dir', 'a\nb', 'tab\there', 'nul\u0000', 'del\u007f', 'c1\u0085', 'lone\ud800'];
+  const badKeys = ['time', 'Time', '_field', '_measurement', '_x', 'device', 'unit', 'value', 'device_time_ms'];
+  for (const tags of [...badValues.map((v) => ({ site: v })), ...badKeys.map((k) => ({ [k]: 'x' })), 'site=a']) {
+    writeFileSync(f, JSON.stringify({ version: 1, devices: { d: { tokenHash: h, tags } } }));
+    assert.throws(() => readRegistryFile(f), RegistryError, JSON.stringify(tags));
+    assert.throws(() => new DeviceRegistry({ version: 1, devices: { d: { tokenHash: h, tags: tags as Record<string, string> } } }), RegistryError);
+  }
+  // addDevice refuses before writing: the file stays as it was.
+  const reg = join(dir, 'add.json');
+  addDevice(reg, 'dev-1', { site: 'north' });
+  const before = readFileSync(reg, 'utf8');
+  for (const tags of [...badValues.map((v) => ({ site: v })), ...badKeys.map((k) => ({ [k]: 'x' }))]) {
+    assert.throws(() => addDevice(reg, 'dev-2', tags), RegistryError, JSON.stringify(tags));
+    assert.equal(readFileSync(reg, 'utf8'), before);
+  }
+  // What line protocol escapes exactly is fine.
+  const ok = { site: 'a,b=c d', note: '"quoted" \'single\' #hash', nbsp: 'x\u00a0y\u3000z', emoji: '🛰️ 中文', Time_zone: 'UTC+1', devices: 'x' };
+  addDevice(reg, 'dev-3', ok);
+  assert.deepEqual(new DeviceRegistry(readRegistryFile(reg)).tagsOf('dev-3'), ok);
+});
+
 test('registry - changes to the file are picked up; a bad edit keeps the previous registry', async () => {
   const dir = tmp();
   const file = join(dir, 'devices.json');

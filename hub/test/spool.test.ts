@@ -210,3 +210,21 @@ test('spool - a failing disk rejects pending appends, stops accepting, and recov
   assert.deepEqual((await b.read(b.checkpoint)).map((r) => r.batch.seq), [1, 2]);
   await b.close();
 });
+
+test('spool - readFrom returns a record larger than the read window whole, instead of nothing', async (t) => {
+  const dir = await tmp(t);
+  const s = await Spool.open(options(dir, { segmentBytes: 4 << 20 }));
+  t.after(() => s.close());
+  await s.append(batch('dev-1', 1, 4));
+  await s.append(batch('dev-1', 2, 30_000));
+  await s.append(batch('dev-1', 3, 4));
+  // A budget of 1 KiB: the first small record, then the ~500 KB one on its own, then the last.
+  let pos = s.checkpoint;
+  const seqs: number[] = [];
+  for (let i = 0; i < 5 && seqs.length < 3; i++) {
+    const { records, next } = await s.readFrom(pos, 1024);
+    seqs.push(...records.map((r) => r.batch.seq));
+    pos = next;
+  }
+  assert.deepEqual(seqs, [1, 2, 3]);
+});

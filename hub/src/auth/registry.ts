@@ -15,7 +15,18 @@ import { writeJsonAtomicSync } from '../atomic-file.ts';
 export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$/;
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
 const HASH_PREFIX = 'sha256:';
-const TAG_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+// Tags become InfluxDB tag keys and values (and dashboard groups). Keys start
+// with a letter: InfluxDB 2.x/3.x reserve a leading `_` (`_measurement`,
+// `_field`), 1.x refuses the key `time`, and the hub writes `device`, `unit`,
+// `value` and `device_time_ms` itself (a tag and a field of one name collide
+// in 3.x).
+const TAG_KEY_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+const RESERVED_TAG_KEYS = new Set(['time', 'device', 'unit', 'value', 'device_time_ms']);
+// Line protocol escapes comma, equals sign and space but has no exact way to
+// write a backslash (the line protocol docs read `\\` as one, influxd 1.6
+// stores both; one before a comma or at the end breaks the line); control
+// characters and lone surrogates (not UTF-8) cannot be written either.
+const BAD_TAG_VALUE_RE = /[\\\p{Cc}\p{Cs}]/u;
 const MAX_TAG_VALUE_BYTES = 256;
 const MAX_TAGS = 32;
 
@@ -113,12 +124,14 @@ function parseRegistry(file: RegistryFile): Map<string, DeviceEntry> {
     if (!DEVICE_ID_RE.test(id)) throw new RegistryError(`registry: invalid device id ${JSON.stringify(id)}`);
     if (!e || typeof e.tokenHash !== 'string' || !e.tokenHash.startsWith(HASH_PREFIX)) throw new RegistryError(`registry: device ${id} has no valid tokenHash`);
     const tags: Record<string, string> = {};
+    if (e.tags !== undefined && (typeof e.tags !== 'object' || e.tags === null || Array.isArray(e.tags))) throw new RegistryError(`registry: device ${id} tags must be an object of strings`);
     const entries = Object.entries(e.tags ?? {});
-    // Tags become InfluxDB tag keys and dashboard groups: keep them plain and bounded.
     if (entries.length > MAX_TAGS) throw new RegistryError(`registry: device ${id} has more than ${MAX_TAGS} tags`);
     for (const [k, v] of entries) {
-      if (!TAG_KEY_RE.test(k)) throw new RegistryError(`registry: device ${id} tag key ${JSON.stringify(k)} must be 1-64 of [A-Za-z0-9_] starting with a letter or _`);
+      if (!TAG_KEY_RE.test(k)) throw new RegistryError(`registry: device ${id} tag key ${JSON.stringify(k)} must be 1-64 of [A-Za-z0-9_] starting with a letter`);
+      if (RESERVED_TAG_KEYS.has(k.toLowerCase())) throw new RegistryError(`registry: device ${id} tag key ${JSON.stringify(k)} is reserved (${[...RESERVED_TAG_KEYS].join(', ')})`);
       if (typeof v !== 'string' || Buffer.byteLength(v) > MAX_TAG_VALUE_BYTES) throw new RegistryError(`registry: device ${id} tag ${k} must be a string of at most ${MAX_TAG_VALUE_BYTES} bytes`);
+      if (BAD_TAG_VALUE_RE.test(v)) throw new RegistryError(`registry: device ${id} tag ${k} must not contain a backslash or control characters (InfluxDB cannot store them exactly)`);
       tags[k] = v;
     }
     out.set(id, { tokenHash: e.tokenHash, tags: Object.freeze(tags), disabled: e.disabled === true });
@@ -155,6 +168,8 @@ export function addDevice(path: string, deviceId: string, tags: Record<string, s
   const file = readRegistryFile(path);
   const token = generateToken(deviceId);
   file.devices[deviceId] = { tokenHash: hashToken(token), tags, createdAt: new Date().toISOString() };
+  // The same rules as the hub's load: never write a file the hub would refuse.
+  parseRegistry(file);
   writeRegistryFile(path, file);
   return token;
 }

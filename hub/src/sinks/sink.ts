@@ -6,7 +6,9 @@
 // - Data is committed in spool order; nothing is committed before the
 //   destination confirmed it (or it went to the dead-letter file with a reason).
 // - Failures never drop data except a line the destination rejects as
-//   invalid on its own (dead letter); everything else is retried from the spool.
+//   invalid on its own, or one the sink cannot express exactly in the
+//   destination's format (dead letter, either way); everything else is
+//   retried from the spool.
 // - close() resolves only after every write in flight has settled.
 
 export type SinkState = 'starting' | 'ok' | 'retrying' | 'unauthorized' | 'stopped';

@@ -177,6 +177,8 @@ export class Spool implements BatchStore {
     let pos = from;
     const out: SpoolRecord[] = [];
     let budget = maxBytes;
+    /** Set when the next record is larger than the window: read exactly that much. */
+    let recordBytes = 0;
     while (budget > 0) {
       const idx = this.#segments.findIndex((x) => x.n >= pos.segment);
       if (idx < 0) break;
@@ -187,7 +189,7 @@ export class Spool implements BatchStore {
         pos = { segment: this.#segments[idx + 1]!.n, offset: HEADER.length };
         continue;
       }
-      const len = Math.min(seg.size - pos.offset, Math.max(budget, 1 << 16));
+      const len = Math.min(seg.size - pos.offset, Math.max(budget, 1 << 16, recordBytes));
       const buf = Buffer.allocUnsafe(len);
       const fh = await open(join(this.#o.dir, segName(seg.n)), 'r');
       let got: number;
@@ -210,7 +212,13 @@ export class Spool implements BatchStore {
         off = f.next;
         progressed = true;
       }
-      if (!progressed) break; // a record larger than the read window: read it alone next time
+      if (!progressed) {
+        // A record larger than the window: its header says how large; read it whole.
+        const need = got >= FRAME_HEADER_BYTES ? FRAME_HEADER_BYTES + buf.readUInt32LE(0) : 0;
+        if (need > len && need <= seg.size - pos.offset && recordBytes < need) { recordBytes = need; continue; }
+        break; // the rest of the segment is not a complete record yet
+      }
+      recordBytes = 0;
       pos = { segment: seg.n, offset: pos.offset + off };
     }
     return { records: out, next: pos };

@@ -7,18 +7,20 @@
 // retries are off (maxRetries 0, and writeFailed rejects), each chunk gets its
 // own WriteApi whose flush() settles for exactly those lines, and retrying is
 // done here, from the spool. Failures are sorted (telegraf influxdb_v2 style):
-//   400/422  data error: bisect to the offending lines, dead-letter them with
-//            the server's reason, write the rest;
+//   400/422  data error: pull out the lines the server names ("unable to
+//            parse '<line>': <reason>"), else bisect to the offending lines;
+//            dead-letter them with the server's reason, write the rest;
 //   413      too large: split;
 //   401/403  loud, retry slowly;
-//   429/5xx/network: back off with full jitter, honouring Retry-After.
-import { appendFile } from 'node:fs/promises';
-import { HttpError, InfluxDB, setLogger, type WriteApi } from '@influxdata/influxdb-client';
-import type { Logger } from '../../log.ts';
+//   429/5xx/network: back off with full jitter, honouring Retry-After, and
+//            end the backoff early once /ping answers again after an outage.
+import { HttpError, InfluxDB, RequestTimedOutError, setLogger, type WriteApi } from '@influxdata/influxdb-client';
+import { LogLimiter, type Logger } from '../../log.ts';
 import type { HubMetrics } from '../../metrics.ts';
-import type { Position, Spool } from '../../spool/spool.ts';
+import { comparePos, type Position, type Spool } from '../../spool/spool.ts';
 import type { Sink, SinkState, SinkStatus } from '../sink.ts';
-import { batchToLines } from './lines.ts';
+import { DeadLetterFile, type DeadLetter } from './dead-letters.ts';
+import { batchToLines, type RefusedLine } from './lines.ts';
 
 export interface InfluxSinkOptions {
   url: string;
@@ -29,6 +31,12 @@ export interface InfluxSinkOptions {
   log: Logger;
   metrics: HubMetrics;
   deadLetterFile: string;
+  /** HUB_DEAD_LETTER_MAX_BYTES: the dead-letter file rotates at this size. */
+  deadLetterMaxBytes?: number;
+  /** Shared limiter for lines devices can cause; else one with `logLinesPerMinute`. */
+  logLimiter?: LogLimiter;
+  /** HUB_LOG_LINES_PER_MIN, used when no `logLimiter` is given. */
+  logLinesPerMinute?: number;
   batchLines?: number;
   maxInFlight?: number;
   /** Request timeout. */
@@ -36,25 +44,51 @@ export interface InfluxSinkOptions {
   backoffBaseMs?: number;
   backoffCapMs?: number;
   authRetryMs?: number;
+  /** While backing off from a failed write: how often /ping is tried. */
+  probeIntervalMs?: number;
   random?: () => number;
 }
 
-interface Chunk { end: Position; lines: string[]; done: boolean }
+type Settings = Required<Omit<InfluxSinkOptions, 'random' | 'logLimiter'>> & { random: () => number };
 
-type Outcome = { kind: 'ok' } | { kind: 'data'; reason: string; status: number } | { kind: 'split' } | { kind: 'auth'; reason: string } | { kind: 'retry'; reason: string; afterMs: number };
+interface Chunk { end: Position; lines: string[]; refused: RefusedLine[]; done: boolean }
+
+type Outcome =
+  | { kind: 'ok' }
+  | { kind: 'data'; reason: string; message: string; status: number }
+  | { kind: 'split' }
+  | { kind: 'auth'; reason: string }
+  /** `unreachable`: no HTTP answer at all (refused, reset): InfluxDB is down, not just failing. */
+  | { kind: 'retry'; reason: string; afterMs: number; unreachable: boolean };
+
+/** A backoff sleep; `probe` ones end early when /ping answers again, never before `notBefore`. */
+interface Wait { wake: () => void; timer: NodeJS.Timeout; notBefore: number; probe: boolean }
+
+/** The widest spool read: a record is at most 2 segments (HUB_SPOOL_SEGMENT_BYTES, at most 1 GiB). */
+const MAX_READ_BYTES = 2 ** 31;
+
+/** Lines rejected in one request that are logged one by one; past it one summary line. */
+const MAX_LOGGED_PER_REQUEST = 3;
 
 export class InfluxSink implements Sink {
-  readonly #o: Required<Omit<InfluxSinkOptions, 'random'>> & { random: () => number };
+  readonly #settings: Settings;
   readonly #influx: InfluxDB;
+  readonly #limiter: LogLimiter;
+  readonly #deadLetters: DeadLetterFile;
   #cursor: Position;
+  /** Read window while a record larger than the usual one is ahead; else null. */
+  #readBytes: number | null = null;
   #inflight: Chunk[] = [];
   #state: SinkState = 'starting';
   #closing = false;
   #deadline = Infinity;
   /** Wakes the read loop (new durable data, close). */
   #wake: (() => void) | null = null;
-  /** Backoff sleeps, cut short only when a closing hub reaches its deadline. */
-  readonly #backoffs = new Set<() => void>();
+  /** Backoff sleeps: cut short when a closing hub reaches its deadline, or by the /ping probe. */
+  readonly #waits = new Set<Wait>();
+  #probeTimer: NodeJS.Timeout | null = null;
+  /** Seen unreachable (a write or /ping got no answer) since it last answered. */
+  #down = false;
   #unsubscribe: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #linesWritten = 0;
@@ -64,16 +98,24 @@ export class InfluxSink implements Sink {
   #lastAuthLog = 0;
 
   constructor(o: InfluxSinkOptions) {
-    this.#o = {
+    const { logLimiter, ...rest } = o;
+    this.#settings = {
       batchLines: 5000, maxInFlight: 4, timeoutMs: 30_000, backoffBaseMs: 1000, backoffCapMs: 60_000, authRetryMs: 30_000,
-      random: Math.random, ...o,
+      deadLetterMaxBytes: 32 << 20, logLinesPerMinute: 60, probeIntervalMs: 2000, random: Math.random, ...rest,
     };
-    this.#influx = new InfluxDB({ url: o.url, token: o.token, timeout: this.#o.timeoutMs });
+    this.#influx = new InfluxDB({ url: o.url, token: o.token, timeout: this.#settings.timeoutMs });
     this.#cursor = o.spool.checkpoint;
-    // The client logs through console by default; route it into ours.
+    this.#limiter = logLimiter ?? new LogLimiter(o.log, {
+      perMinute: this.#settings.logLinesPerMinute,
+      onSuppressed: (kind, n) => o.metrics.logLinesSuppressed.labels(kind).inc(n),
+    });
+    this.#deadLetters = new DeadLetterFile({ path: o.deadLetterFile, maxBytes: this.#settings.deadLetterMaxBytes, metrics: o.metrics });
+    // The client logs through console by default; route it into ours. It logs
+    // every failed request, and a device's bad data can fail many: limited.
+    const limiter = this.#limiter;
     setLogger({
-      error: (message, err) => o.log.debug({ err }, `influxdb-client: ${message}`),
-      warn: (message, err) => o.log.debug({ err }, `influxdb-client: ${message}`),
+      error: (message, err) => limiter.debug('influxdb_client', { err }, `influxdb-client: ${message}`),
+      warn: (message, err) => limiter.debug('influxdb_client', { err }, `influxdb-client: ${message}`),
     });
   }
 
@@ -82,7 +124,7 @@ export class InfluxSink implements Sink {
   }
 
   start(): void {
-    this.#unsubscribe = this.#o.spool.onDurable(() => this.#poke());
+    this.#unsubscribe = this.#settings.spool.onDurable(() => this.#poke());
     this.#loop = this.#run();
   }
 
@@ -90,9 +132,11 @@ export class InfluxSink implements Sink {
     this.#deadline = deadlineMs;
     this.#closing = true;
     this.#poke();
-    const t = setTimeout(() => { for (const f of this.#backoffs) f(); }, Math.max(0, deadlineMs - Date.now()));
+    const t = setTimeout(() => { for (const w of this.#waits) w.wake(); }, Math.max(0, deadlineMs - Date.now()));
     await this.#loop;
     clearTimeout(t);
+    if (this.#probeTimer) clearTimeout(this.#probeTimer);
+    this.#probeTimer = null;
     this.#unsubscribe?.();
     this.#state = 'stopped';
   }
@@ -103,12 +147,65 @@ export class InfluxSink implements Sink {
     w?.();
   }
 
-  #backoff(ms: number): Promise<void> {
+  #backoff(ms: number, probe: boolean, notBeforeMs = 0): Promise<void> {
     return new Promise((resolve) => {
-      const done = () => { clearTimeout(t); this.#backoffs.delete(done); resolve(); };
-      const t = setTimeout(done, ms);
-      this.#backoffs.add(done);
+      const wait: Wait = {
+        wake: () => { clearTimeout(wait.timer); this.#waits.delete(wait); resolve(); },
+        timer: setTimeout(() => wait.wake(), ms),
+        notBefore: Date.now() + notBeforeMs,
+        probe,
+      };
+      this.#waits.add(wait);
+      if (probe) this.#startProbing();
     });
+  }
+
+  /**
+   * While a write backs off from 5xx/network errors: GET /ping (served by
+   * InfluxDB 1.x, 2.x and 3.x) every probeIntervalMs. When it answers after
+   * having failed (or after a write found the server unreachable), the outage
+   * is over: the backoffs end now (or at their Retry-After), instead of up to
+   * backoffCapMs later. A server that answers /ping but fails writes keeps
+   * the plain exponential backoff.
+   */
+  #startProbing(): void {
+    if (this.#probeTimer !== null) return;
+    const tick = async () => {
+      if (this.#closing || ![...this.#waits].some((w) => w.probe)) {
+        this.#probeTimer = null;
+        return;
+      }
+      const answered = await this.#ping();
+      if (!answered) {
+        this.#down = true;
+      } else if (this.#down) {
+        this.#down = false;
+        this.#limiter.info('influxdb_state', {}, 'influxdb: answering /ping again; retrying now');
+        const now = Date.now();
+        for (const w of this.#waits) {
+          if (!w.probe) continue;
+          clearTimeout(w.timer);
+          // Never before the server's Retry-After.
+          w.timer = setTimeout(() => w.wake(), Math.max(0, w.notBefore - now));
+        }
+      }
+      if (this.#probeTimer !== null) this.#probeTimer = setTimeout(tick, this.#settings.probeIntervalMs);
+    };
+    this.#probeTimer = setTimeout(tick, this.#settings.probeIntervalMs);
+  }
+
+  async #ping(): Promise<boolean> {
+    try {
+      const res = await fetch(`${this.#settings.url.replace(/\/+$/, '')}/ping`, {
+        headers: { authorization: `Token ${this.#settings.token}` },
+        signal: AbortSignal.timeout(Math.min(5000, this.#settings.timeoutMs)),
+      });
+      await res.arrayBuffer().catch(() => undefined);
+      // 401/403: up, with auth on /ping (3.x); a proxy's 5xx or 404 is not InfluxDB answering.
+      return res.ok || res.status === 401 || res.status === 403;
+    } catch {
+      return false;
+    }
   }
 
   #sleep(ms: number): Promise<void> {
@@ -125,7 +222,7 @@ export class InfluxSink implements Sink {
       const caughtUp = this.#atHead();
       // Closing: ship what is there until the deadline, then stop.
       if (this.#closing && (caughtUp || Date.now() >= this.#deadline)) break;
-      if (running.size >= this.#o.maxInFlight || caughtUp) {
+      if (running.size >= this.#settings.maxInFlight || caughtUp) {
         await Promise.race([...running, this.#sleep(caughtUp ? 1000 : 50)]);
         continue;
       }
@@ -143,35 +240,45 @@ export class InfluxSink implements Sink {
   }
 
   #atHead(): boolean {
-    const head = this.#o.spool.head;
+    const head = this.#settings.spool.head;
     return this.#cursor.segment === head.segment && this.#cursor.offset >= head.offset;
   }
 
   async #nextChunk(): Promise<Chunk | null> {
     // ~40 bytes of spool per reading; read about one chunk's worth.
-    const { records, next } = await this.#o.spool.readFrom(this.#cursor, this.#o.batchLines * 40);
+    const budget = this.#readBytes ?? this.#settings.batchLines * 40;
+    const { records, next } = await this.#settings.spool.readFrom(this.#cursor, budget);
     if (!records.length) {
+      if (comparePos(next, this.#cursor) === 0 && !this.#atHead()) {
+        // A record larger than the read window (a big batch, a small
+        // HUB_SINK_BATCH_LINES): readFrom returns nothing until the window
+        // holds it whole, so widen it instead of waiting forever.
+        this.#readBytes = Math.min(MAX_READ_BYTES, Math.max(budget, 1 << 16) * 2);
+      }
       // Past committed-but-empty segment tails (e.g. the segment a restart began).
       this.#cursor = next;
       return null;
     }
+    this.#readBytes = null;
     const lines: string[] = [];
+    const refused: RefusedLine[] = [];
     let end = this.#cursor;
     for (const r of records) {
-      batchToLines(r.batch, lines);
+      batchToLines(r.batch, lines, refused);
       end = r.end;
-      if (lines.length >= this.#o.batchLines) break;
+      if (lines.length + refused.length >= this.#settings.batchLines) break;
     }
     this.#cursor = end;
-    return { end, lines, done: false };
+    return { end, lines, refused, done: false };
   }
 
   /** Writes a chunk until it is confirmed (or its bad lines are dead-lettered). */
   async #write(chunk: Chunk): Promise<void> {
-    await this.#writeLines(chunk.lines);
+    if (chunk.refused.length) await this.#deadLetter(chunk.refused.map((r) => ({ status: null, reason: r.reason, line: r.line })));
+    if (chunk.lines.length) await this.#writeLines(chunk.lines);
     chunk.done = true;
     // protocol: the checkpoint moves only over a confirmed prefix, in order.
-    while (this.#inflight[0]?.done) this.#o.spool.commit(this.#inflight.shift()!.end);
+    while (this.#inflight[0]?.done) this.#settings.spool.commit(this.#inflight.shift()!.end);
   }
 
   async #writeLines(lines: string[]): Promise<void> {
@@ -179,61 +286,88 @@ export class InfluxSink implements Sink {
     for (;;) {
       const started = performance.now();
       const out = await this.#send(lines);
-      this.#o.metrics.sinkWriteSeconds.observe((performance.now() - started) / 1000);
+      this.#settings.metrics.sinkWriteSeconds.observe((performance.now() - started) / 1000);
       switch (out.kind) {
         case 'ok':
           this.#linesWritten += lines.length;
-          this.#o.metrics.sinkLinesWritten.inc(lines.length);
-          if (this.#state !== 'ok') this.#o.log.info({ lines: lines.length }, 'influxdb: writing');
+          this.#settings.metrics.sinkLinesWritten.inc(lines.length);
+          if (this.#state !== 'ok') this.#limiter.info('influxdb_state', { lines: lines.length }, 'influxdb: writing');
           this.#state = 'ok';
           this.#lastError = null;
+          this.#down = false;
           return;
-        case 'split':
         case 'data': {
-          if (out.kind === 'data' && lines.length === 1) {
-            await this.#deadLetter(lines[0]!, out.status, out.reason);
-            return;
+          // The server named the lines it could not parse: take them out and
+          // write the rest (two requests, where bisecting costs ~2 per bad line).
+          // Points are idempotent: lines a partial write already stored are
+          // simply written again.
+          const named = linesNamedIn(out.message, lines);
+          if (named.size) {
+            const bad: DeadLetter[] = [];
+            const rest: string[] = [];
+            for (const line of lines) {
+              const why = named.get(line);
+              if (why === undefined) rest.push(line);
+              else bad.push({ status: out.status, reason: `HTTP ${out.status}: unable to parse: ${why}`.slice(0, 500), line });
+            }
+            await this.#deadLetter(bad);
+            if (!rest.length) return;
+            lines = rest;
+            continue;
           }
           if (lines.length === 1) {
-            // 413 for a single line: nothing smaller to send.
-            await this.#deadLetter(lines[0]!, 413, 'line too large for the server');
+            await this.#deadLetter([{ status: out.status, reason: out.reason, line: lines[0]! }]);
             return;
           }
-          // Halves, in order. Points are idempotent: lines the server already
-          // took from a partial write are simply written again.
-          const mid = lines.length >> 1;
-          await this.#writeLines(lines.slice(0, mid));
-          await this.#writeLines(lines.slice(mid));
+          await this.#bisect(lines);
           return;
         }
+        case 'split':
+          if (lines.length === 1) {
+            // 413 for a single line: nothing smaller to send.
+            await this.#deadLetter([{ status: 413, reason: 'line too large for the server', line: lines[0]! }]);
+            return;
+          }
+          await this.#bisect(lines);
+          return;
         case 'auth': {
           this.#state = 'unauthorized';
           this.#lastError = out.reason;
-          this.#o.metrics.sinkErrors.labels('auth').inc();
+          this.#settings.metrics.sinkErrors.labels('auth').inc();
           this.#errors++;
           if (Date.now() - this.#lastAuthLog > 60_000) {
             this.#lastAuthLog = Date.now();
-            this.#o.log.error({ reason: out.reason }, 'influxdb: unauthorized; check INFLUX_TOKEN / INFLUX_ORG / INFLUX_BUCKET. Data stays in the spool and is retried.');
+            this.#settings.log.error({ reason: out.reason }, 'influxdb: unauthorized; check INFLUX_TOKEN / INFLUX_ORG / INFLUX_BUCKET. Data stays in the spool and is retried.');
           }
           if (this.#closing && Date.now() >= this.#deadline) return this.#giveUpForNow();
-          await this.#backoff(this.#o.authRetryMs * (0.5 + this.#o.random()));
+          await this.#backoff(this.#settings.authRetryMs * (0.5 + this.#settings.random()), false);
           break;
         }
         case 'retry': {
           attempt++;
-          if (this.#state !== 'retrying') this.#o.log.warn({ reason: out.reason }, 'influxdb: write failed; backing off, data stays in the spool');
+          if (this.#state !== 'retrying') this.#limiter.warn('influxdb_state', { reason: out.reason }, 'influxdb: write failed; backing off, data stays in the spool');
           this.#state = 'retrying';
           this.#lastError = out.reason;
-          this.#o.metrics.sinkErrors.labels('retry').inc();
+          this.#settings.metrics.sinkErrors.labels('retry').inc();
           this.#errors++;
+          if (out.unreachable) this.#down = true;
           if (this.#closing && Date.now() >= this.#deadline) return this.#giveUpForNow();
           // Full jitter, at least what the server asked for.
-          const cap = Math.min(this.#o.backoffCapMs, this.#o.backoffBaseMs * 2 ** Math.min(16, attempt - 1));
-          await this.#backoff(Math.max(out.afterMs, this.#o.random() * cap));
+          const cap = Math.min(this.#settings.backoffCapMs, this.#settings.backoffBaseMs * 2 ** Math.min(16, attempt - 1));
+          const delayMs = Math.max(out.afterMs, this.#settings.random() * cap);
+          this.#limiter.debug('influxdb_retry', { attempt, delayMs: Math.round(delayMs), retryAfterMs: out.afterMs, reason: out.reason }, 'influxdb: retry scheduled');
+          await this.#backoff(delayMs, true, out.afterMs);
           break;
         }
       }
     }
+  }
+
+  /** Halves, in order, until the offending lines are isolated. */
+  async #bisect(lines: string[]): Promise<void> {
+    const mid = lines.length >> 1;
+    await this.#writeLines(lines.slice(0, mid));
+    await this.#writeLines(lines.slice(mid));
   }
 
   /** At shutdown past the deadline: leave the lines in the spool (not committed). */
@@ -244,7 +378,7 @@ export class InfluxSink implements Sink {
   async #send(lines: string[]): Promise<Outcome> {
     let api: WriteApi | null = null;
     try {
-      api = this.#influx.getWriteApi(this.#o.org, this.#o.bucket, 'ms', {
+      api = this.#influx.getWriteApi(this.#settings.org, this.#settings.bucket, 'ms', {
         batchSize: lines.length + 1, flushInterval: 0, maxBufferLines: lines.length + 1, maxRetries: 0,
         gzipThreshold: 64 * 1024,
         writeFailed: (err: Error) => Promise.reject(err),
@@ -259,22 +393,84 @@ export class InfluxSink implements Sink {
     }
   }
 
-  async #deadLetter(line: string, status: number, reason: string): Promise<void> {
-    this.#deadLettered++;
-    this.#o.metrics.sinkLinesDeadLettered.inc();
-    this.#o.log.warn({ status, reason, line: line.slice(0, 200) }, 'influxdb: line rejected as invalid; written to the dead-letter file');
-    await appendFile(this.#o.deadLetterFile, JSON.stringify({ time: new Date().toISOString(), status, reason, line }) + '\n');
+  async #deadLetter(records: DeadLetter[]): Promise<void> {
+    if (!records.length) return;
+    this.#deadLettered += records.length;
+    this.#settings.metrics.sinkLinesDeadLettered.inc(records.length);
+    // Devices choose what is rejected: a few lines per request, then a count,
+    // all through the limiter (HUB_LOG_LINES_PER_MIN).
+    for (const r of records.slice(0, MAX_LOGGED_PER_REQUEST)) {
+      this.#limiter.warn('dead_letter', { status: r.status, reason: r.reason.slice(0, 300), line: r.line.slice(0, 200) }, 'influxdb: line rejected as invalid; written to the dead-letter file');
+    }
+    if (records.length > MAX_LOGGED_PER_REQUEST) {
+      this.#limiter.warn('dead_letter', { more: records.length - MAX_LOGGED_PER_REQUEST }, `influxdb: ${records.length - MAX_LOGGED_PER_REQUEST} more lines of the same write rejected; see the dead-letter file`);
+    }
+    try {
+      await this.#deadLetters.append(records);
+    } catch (err) {
+      // The lines are invalid either way; a full disk must not stop the sink.
+      this.#limiter.error('dead_letter_write', { err, lines: records.length }, `influxdb: dead-letter file ${this.#deadLetters.path} not written; the rejected lines are lost`);
+    }
   }
+}
+
+const UNABLE = "unable to parse '";
+
+/**
+ * The lines of `lines` that InfluxDB's message names as unparseable (1.x and
+ * 2.x: `unable to parse '<line>': <reason>`, one per line, newline-separated;
+ * 1.x prefixes "partial write: " and ends with " dropped=N"), with their
+ * reasons. A line may itself contain `': `, so every such split is tried
+ * against the lines actually sent; what matches nothing is ignored.
+ */
+export function linesNamedIn(message: string, lines: readonly string[]): Map<string, string> {
+  const named = new Map<string, string>();
+  const lower = message.toLowerCase();
+  let at = lower.indexOf(UNABLE);
+  if (at < 0) return named;
+  const sent = new Set(lines);
+  while (at >= 0) {
+    const start = at + UNABLE.length;
+    const next = lower.indexOf(UNABLE, start);
+    const end = next < 0 ? message.length : next;
+    for (let q = message.indexOf("': ", start); q >= 0 && q < end; q = message.indexOf("': ", q + 1)) {
+      const line = message.slice(start, q);
+      if (sent.has(line)) {
+        named.set(line, message.slice(q + 3, end).replace(/\s+dropped=\d+\s*$/, '').trim());
+        break;
+      }
+    }
+    at = next;
+  }
+  return named;
+}
+
+/** A server may not park the sink for longer than this (a bogus or hostile Retry-After). */
+const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/**
+ * RFC 9110 §10.2.3 Retry-After: delay-seconds or an HTTP-date. (The client's
+ * `retryAfter()` gives the seconds as they are, and 0 for a date.)
+ */
+function retryAfterMs(err: HttpError): number {
+  const raw = err.headers?.['retry-after'];
+  const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+  if (!value) return 0;
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
+  return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : 0;
 }
 
 function classify(err: unknown): Outcome {
   if (err instanceof HttpError) {
-    const reason = `HTTP ${err.statusCode}: ${(err.body ?? err.message).slice(0, 500)}`;
-    if (err.statusCode === 400 || err.statusCode === 422) return { kind: 'data', reason, status: err.statusCode };
+    const json = err.json as { message?: unknown } | undefined;
+    const message = typeof json?.message === 'string' ? json.message : (err.body ?? err.message);
+    const reason = `HTTP ${err.statusCode}: ${message.slice(0, 500)}`;
+    if (err.statusCode === 400 || err.statusCode === 422) return { kind: 'data', reason, message, status: err.statusCode };
     if (err.statusCode === 413) return { kind: 'split' };
     if (err.statusCode === 401 || err.statusCode === 403) return { kind: 'auth', reason };
     // 429, 5xx and anything unexpected: keep the data, back off.
-    return { kind: 'retry', reason, afterMs: err.statusCode === 429 || err.statusCode === 503 ? Math.max(0, err.retryAfter()) : 0 };
+    return { kind: 'retry', reason, afterMs: err.statusCode === 429 || err.statusCode === 503 ? retryAfterMs(err) : 0, unreachable: false };
   }
-  return { kind: 'retry', reason: (err as Error).message ?? String(err), afterMs: 0 };
+  // A timeout is an answer too slow, not an absent server.
+  return { kind: 'retry', reason: (err as Error).message ?? String(err), afterMs: 0, unreachable: !(err instanceof RequestTimedOutError) };
 }
