@@ -1,13 +1,14 @@
-// npm run dev-cert [-- --out certs] [--force]
+// npm run dev-cert [-- --out certs] [--force]   (--out relative to where it was run)
 // Makes a local development CA and a localhost server certificate signed by
 // it (openssl). Never commit the output (certs/ is git-ignored). Use:
 //   HUB_TLS_CERT=certs/dev-cert.pem HUB_TLS_KEY=certs/dev-key.pem npm start
 //   npm run sim -- --url wss://localhost:8080/v1/devices --ca certs/dev-ca.pem ...
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
+import { fromInvocation, hubPaths } from '../hub/src/paths.ts';
 
 export interface DevCert { caFile: string; certFile: string; keyFile: string }
 
@@ -48,14 +49,15 @@ export function makeDevCert(outDir: string, opts: { force?: boolean } = {}): Dev
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({ options: { out: { type: 'string', default: 'certs' }, force: { type: 'boolean', default: false } } });
   try {
-    const c = makeDevCert(resolve(values.out!), { force: values.force });
+    const c = makeDevCert(fromInvocation(values.out!, process.env, process.cwd()), { force: values.force });
+    const simTokens = join(hubPaths(process.env, process.cwd()).dataDir, 'sim-tokens.json');
     console.log(`development certificate for localhost / 127.0.0.1 / ::1 (825 days):
   CA          ${c.caFile}   (trust this one in clients)
   certificate ${c.certFile}
   key         ${c.keyFile}
 
   HUB_TLS_CERT=${c.certFile} HUB_TLS_KEY=${c.keyFile} SIM_CA=${c.caFile} npm start
-  npm run sim -- --url wss://127.0.0.1:8080/v1/devices --ca ${c.caFile} --tokens data/sim-tokens.json`);
+  npm run sim -- --url wss://127.0.0.1:8080/v1/devices --ca ${c.caFile} --tokens ${simTokens}`);
   } catch (err) {
     console.error(`dev-cert: ${(err as Error).message}`);
     process.exit(1);

@@ -1,12 +1,15 @@
 // Registers a simulated fleet: device ids `${prefix}0000`.., token hashes in
 // the hub's registry, the tokens themselves in a file the simulator reads.
 // Idempotent: devices whose token still matches are left alone.
-//   npx tsx scripts/sim-fleet.ts --registry data/devices.json --tokens data/sim-tokens.json --devices 200
+//   npx tsx scripts/sim-fleet.ts [--registry FILE] [--tokens FILE] --devices 200
+// Defaults: the hub's registry and HUB_DATA_DIR/sim-tokens.json; relative
+// paths are taken from where the command was run (hub/src/paths.ts).
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { generateToken, hashToken, readRegistryFile, writeRegistryFile } from '../hub/src/auth/registry.ts';
+import { fromInvocation, hubPaths } from '../hub/src/paths.ts';
 
 const SITES = ['north', 'south', 'east', 'west', 'lab'];
 
@@ -34,8 +37,8 @@ export function ensureSimFleet(registryFile: string, tokensFile: string, devices
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({
     options: {
-      registry: { type: 'string', default: 'data/devices.json' },
-      tokens: { type: 'string', default: 'data/sim-tokens.json' },
+      registry: { type: 'string' },
+      tokens: { type: 'string' },
       devices: { type: 'string', default: '200' },
       prefix: { type: 'string', default: 'sim-' },
     },
@@ -45,6 +48,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     console.error('sim-fleet: --devices must be a non-negative integer');
     process.exit(2);
   }
-  const { added } = ensureSimFleet(values.registry!, values.tokens!, n, values.prefix);
+  const paths = hubPaths(process.env, process.cwd());
+  const given = (v: string | undefined) => v === undefined ? undefined : fromInvocation(v, process.env, process.cwd());
+  const { added } = ensureSimFleet(given(values.registry) ?? paths.devicesFile, given(values.tokens) ?? join(paths.dataDir, 'sim-tokens.json'), n, values.prefix);
   console.log(`sim-fleet: ${added} devices registered, ${n} in the fleet`);
 }

@@ -1,6 +1,8 @@
 // npm start: the hub plus a small simulated fleet, no other service, no
 // setup. First run registers the fleet's devices (data/devices.json holds
 // only token hashes; the simulator's tokens go to data/sim-tokens.json).
+// Paths are resolved as the hub and its tools do (hub/src/paths.ts): data/
+// and every relative HUB_* path are taken from where `npm start` was run.
 // Builds the dashboard when dashboard/dist is missing or older than its
 // sources. Flags: --devices N (default 200), --rate R readings/s per metric
 // (default 1), --no-sim (hub only). Every HUB_* variable is passed through.
@@ -10,6 +12,8 @@ import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { CONFIG_KEYS } from '../hub/src/config.ts';
+import { fromInvocation, hubPaths, invocationDir } from '../hub/src/paths.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -26,8 +30,9 @@ if (!Number.isInteger(devices) || devices < 0 || devices > 10_000) {
 }
 
 const root = resolve(import.meta.dirname, '..');
-const dataDir = resolve(process.env.HUB_DATA_DIR ?? join(root, 'data'));
-const devicesFile = resolve(process.env.HUB_DEVICES_FILE ?? join(dataDir, 'devices.json'));
+const from = invocationDir(process.env, process.cwd());
+const { dataDir, devicesFile } = hubPaths(process.env, process.cwd());
+const simCa = process.env.SIM_CA ? fromInvocation(process.env.SIM_CA, process.env, process.cwd()) : undefined;
 const tokensFile = join(dataDir, 'sim-tokens.json');
 const port = process.env.HUB_PORT ?? '8080';
 mkdirSync(dataDir, { recursive: true });
@@ -64,27 +69,55 @@ const tsx = ['--import', 'tsx'];
 const children: ChildProcess[] = [];
 const hub = spawn(process.execPath, [...tsx, join(root, 'hub/src/main.ts')], {
   cwd: root,
-  env: { ...process.env, HUB_PORT: port, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: devicesFile },
+  // INIT_CWD: the hub resolves the other relative HUB_* paths from where the
+  // user ran this, also when this script was not started by npm.
+  env: { ...process.env, INIT_CWD: from, HUB_PORT: port, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: devicesFile },
   stdio: 'inherit',
 });
 children.push(hub);
 
+// A signal usually arrives twice: one sent to the process group (Ctrl-C in
+// a terminal; systemd, Docker and CI runners stopping the job) reaches the
+// children directly, and this script forwards SIGTERM for when it was sent
+// to this process alone. The hub takes repeats as one signal (a second
+// Ctrl-C in the terminal reaches it directly).
+const shutdownMs = Math.min(Number(process.env.HUB_SHUTDOWN_TIMEOUT_MS) || CONFIG_KEYS.shutdownTimeoutMs.default, CONFIG_KEYS.shutdownTimeoutMs.max);
+const running = (c: ChildProcess): boolean => c.exitCode === null && c.signalCode === null;
 let stopping = false;
+let exitCode = 0;
 function stopAll(code: number): void {
   if (stopping) return;
   stopping = true;
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-  const t = setTimeout(() => process.exit(code), 15_000);
+  exitCode = code;
+  for (const c of children) if (running(c)) c.kill('SIGTERM');
+  // The hub's own deadline plus a margin: then nothing is left behind.
+  const t = setTimeout(() => {
+    console.error('start: the hub or the simulator did not stop in time; killing them');
+    for (const c of children) if (running(c)) c.kill('SIGKILL');
+    process.exit(1);
+  }, shutdownMs + 5000);
   t.unref();
-  Promise.all(children.map((c) => c.exitCode !== null ? null : new Promise((r) => c.once('exit', r)))).then(() => process.exit(code));
+  Promise.all(children.map((c) => running(c) ? new Promise((r) => c.once('exit', r)) : null)).then(() => process.exit(exitCode));
 }
 process.on('SIGINT', () => stopAll(0));
 process.on('SIGTERM', () => stopAll(0));
-hub.once('exit', (code) => {
-  if (!stopping) {
-    console.error(`start: the hub exited (${code}); stopping`);
-    stopAll(code ?? 1);
-  }
+// SIGHUP to the group means the terminal went away. The hub takes SIGHUP as
+// "reload the TLS certificate", so stop it here instead of leaving it behind.
+process.on('SIGHUP', () => stopAll(0));
+
+/** Reports a child that did not exit cleanly; npm start then exits non-zero. */
+function watchExit(c: ChildProcess, name: string, whileRunning: (code: number | null) => void): void {
+  c.once('exit', (code, signal) => {
+    if (!stopping) return whileRunning(code);
+    if (code !== 0) {
+      console.error(`start: the ${name} exited (${signal ?? code}) while stopping`);
+      if (exitCode === 0) exitCode = code ?? 1;
+    }
+  });
+}
+watchExit(hub, 'hub', (code) => {
+  console.error(`start: the hub exited (${code}); stopping`);
+  stopAll(code ?? 1);
 });
 
 const scheme = process.env.HUB_TLS_CERT ? 'https' : 'http';
@@ -92,7 +125,7 @@ const base = `${scheme}://127.0.0.1:${port}`;
 /** GET /healthz; over TLS it trusts SIM_CA (the dev CA) as the simulator does. */
 function healthy(): Promise<boolean> {
   return new Promise((resolve) => {
-    const ca = scheme === 'https' && process.env.SIM_CA ? readFileSync(process.env.SIM_CA) : undefined;
+    const ca = scheme === 'https' && simCa ? readFileSync(simCa) : undefined;
     const req = (scheme === 'https' ? httpsGet : httpGet)(`${base}/healthz`, { ca, timeout: 2000 }, (res) => {
       res.resume();
       resolve(res.statusCode === 200);
@@ -106,7 +139,7 @@ async function waitHealthy(): Promise<void> {
   const end = Date.now() + 30_000;
   while (!(await healthy())) {
     if (Date.now() > end || hub.exitCode !== null) {
-      const hint = scheme === 'https' && !process.env.SIM_CA ? ' (a private CA? set SIM_CA to its file, e.g. certs/dev-ca.pem)' : '';
+      const hint = scheme === 'https' && !simCa ? ' (a private CA? set SIM_CA to its file, e.g. certs/dev-ca.pem)' : '';
       throw new Error(`the hub did not become healthy within 30 s${hint}`);
     }
     await new Promise((r) => setTimeout(r, 200));
@@ -114,15 +147,17 @@ async function waitHealthy(): Promise<void> {
 }
 
 waitHealthy().then(() => {
+  if (stopping) return;
   const ws = `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}/v1/devices`;
   console.log(`\n  dashboard  ${base}/   (operator admin: the first run printed its password; npm run operator -- admin sets a new one)\n  devices    ${ws}\n  health     ${base}/healthz\n  metrics    ${base}/metrics\n`);
   if (values['no-sim'] || devices === 0) return;
   const simArgs = [...tsx, join(root, 'device-sim/src/cli.ts'), '--url', ws, '--devices', String(devices), '--rate', values.rate!, '--tokens', tokensFile, '--ramp-ms', '3000'];
-  if (process.env.SIM_CA) simArgs.push('--ca', process.env.SIM_CA);
+  if (simCa) simArgs.push('--ca', simCa);
   const sim = spawn(process.execPath, simArgs, { cwd: root, stdio: 'inherit' });
   children.push(sim);
-  sim.once('exit', (code) => { if (!stopping) console.error(`start: the simulator exited (${code}); the hub keeps running`); });
+  watchExit(sim, 'simulator', (code) => console.error(`start: the simulator exited (${code}); the hub keeps running`));
 }, (err: unknown) => {
+  if (stopping) return;
   console.error(`start: ${(err as Error).message}`);
   stopAll(1);
 });

@@ -7,6 +7,7 @@
 // Imports: this package's modules and node.
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Fleet, behaviourFor } from './fleet.ts';
@@ -64,6 +65,16 @@ function number(values: Record<string, unknown>, name: string, def: number, min:
 }
 
 /** Parses and validates the flags (and SIM_TOKEN); throws UsageError naming the bad flag. */
+/**
+ * A path given on the command line, taken from where the user ran the
+ * command: npm runs workspace scripts inside the workspace but sets INIT_CWD
+ * to the directory npm was started in (the hub's tools do the same).
+ */
+export function fromInvocation(path: string, env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.INIT_CWD && isAbsolute(env.INIT_CWD) ? env.INIT_CWD : process.cwd();
+  return resolve(base, path);
+}
+
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -114,7 +125,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
 
   // Credentials: a tokens file for a fleet, or SIM_TOKEN for one device.
   let devices: DeviceCredentials[];
-  const tokensFile = values.tokens as string | undefined;
+  const tokensFile = values.tokens === undefined ? undefined : fromInvocation(String(values.tokens), env);
   const single = tokensFile ? undefined : envToken(env);
   if (tokensFile) {
     const count = number(values, 'devices', 200, 1, 1_000_000, true);
@@ -132,7 +143,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
   const processes = number(values, 'processes', 1, 1, 256, true);
   if (processes > devices.length) throw new UsageError(`--processes ${processes} is more than the ${devices.length} devices`);
 
-  const caFile = values.ca as string | undefined;
+  const caFile = values.ca === undefined ? undefined : fromInvocation(String(values.ca), env);
   if (caFile) {
     try { readFileSync(caFile); } catch (err) { throw new UsageError(`--ca: cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`); }
   }
@@ -266,8 +277,10 @@ function runFleet(cfg: CliConfig, child: boolean): void {
     else write(cfg.json ? JSON.stringify(summary) : formatSummary(summary), 0);
   };
   const durationTimer = cfg.durationS > 0 ? setTimeout(() => void finish(), cfg.durationS * 1000) : undefined;
-  process.once('SIGINT', () => void finish());
-  process.once('SIGTERM', () => void finish());
+  // `on`, not `once`: a signal sent to a process group reaches us twice (directly
+  // and forwarded by npm start); the second must not kill us mid-summary.
+  process.on('SIGINT', () => void finish());
+  process.on('SIGTERM', () => void finish());
   if (child) process.once('disconnect', () => void finish()); // the parent went away
 }
 
@@ -313,8 +326,8 @@ function runParent(cfg: CliConfig): void {
     prevAt = now;
   }, 1000);
   const stopAll = () => { for (const c of children) if (c.connected) c.kill('SIGTERM'); };
-  process.once('SIGINT', stopAll);
-  process.once('SIGTERM', stopAll);
+  process.on('SIGINT', stopAll);
+  process.on('SIGTERM', stopAll);
 
   void Promise.allSettled(results).then((settled) => {
     clearInterval(status);

@@ -22,6 +22,17 @@ function tokensFile(t: import('node:test').TestContext, n: number): string {
   return file;
 }
 
+test('cli - --tokens and --ca are taken from where npm was run (INIT_CWD), not the workspace npm runs the script in', (t) => {
+  const file = tokensFile(t, 2);
+  const dir = resolve(file, '..');
+  writeFileSync(join(dir, 'ca.pem'), 'not checked here, only read');
+  const cfg = parseCli(['--tokens', 'tokens.json', '--devices', '2', '--ca', 'ca.pem'], { INIT_CWD: dir }) as CliConfig;
+  assert.deepEqual(cfg.devices.map((d) => d.id), ['sim-0000', 'sim-0001']);
+  assert.equal(cfg.caFile, join(dir, 'ca.pem'));
+  // Without INIT_CWD (run directly), relative to the current directory, where there is no such file.
+  assert.throws(() => parseCli(['--tokens', 'tokens.json', '--devices', '2'], {}), /--tokens: cannot read tokens file/);
+});
+
 test('cli - flags are validated with an error that names the flag', (t) => {
   const file = tokensFile(t, 3);
   const bad: [string[], RegExp][] = [

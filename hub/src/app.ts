@@ -1,11 +1,14 @@
-// buildApp(config, deps): wires ingest -> store, http, metrics on one uWS
+// buildApp(config, deps): wires ingest -> store, http, metrics on a uWS
 // app. No side effects until listen(); close() undoes everything. Only
 // main.ts reads the environment, listens for real and handles signals.
-import { existsSync } from 'node:fs';
+// reloadTls() swaps in a new SSLApp for new connections (see below).
+import { X509Certificate, createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEVICE_PATH } from '@telemetry/proto';
-import { Operators } from './auth/operators.ts';
+import { Operators, servedOverHttps } from './auth/operators.ts';
 import { DeviceRegistry, type DeviceAuthenticator } from './auth/registry.ts';
 import type { HubConfig } from './config.ts';
 import { HubError } from './errors.ts';
@@ -17,6 +20,7 @@ import { LiveEndpoint } from './live/endpoint.ts';
 import { LiveState } from './live/state.ts';
 import { createLogger, type Logger } from './log.ts';
 import { HubMetrics } from './metrics.ts';
+import { RouteTable } from './route-table.ts';
 import type { SinkStatus } from './sinks/sink.ts';
 import { MemoryBatchStore, type AcceptedBatch, type BatchStore } from './spool/store.ts';
 import { loadUws, type UwsBinding, type UwsTypes } from './uws.ts';
@@ -28,7 +32,7 @@ export interface HubDeps {
   metrics?: HubMetrics;
   binding?: UwsBinding;
   now?: () => number;
-  /** Shown in /healthz. */
+  /** Shown in /api/v1/status (the state name also in /readyz). */
   sinkStatus?: () => SinkStatus;
   /** Serves /api/v1/history. */
   history?: HistorySource;
@@ -61,7 +65,17 @@ export interface Hub {
    * the store (unless keepStore: the caller still drains it to a sink).
    */
   close(opts?: { deadlineMs?: number; keepStore?: boolean }): Promise<void>;
+  /**
+   * Loads HUB_TLS_CERT and HUB_TLS_KEY again: new connections get the new
+   * certificate, open ones keep theirs. When the files do not load, the
+   * previous certificate stays and `error` says why. Files with the same
+   * content as the served ones are `unchanged` and change nothing.
+   */
+  reloadTls(): Promise<{ ok: boolean; unchanged?: boolean; error?: string }>;
 }
+
+/** A uWS app and, for TLS, the certificate it was made with and a digest of its files. */
+interface ServingApp { app: UwsTypes.TemplatedApp; cert: X509Certificate | null; digest: string }
 
 export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   const log = deps.log ?? createLogger(config.logLevel);
@@ -73,21 +87,53 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   const now = deps.now ?? Date.now;
   const tls = config.tlsCert !== undefined;
 
-  let app: UwsTypes.TemplatedApp;
-  if (tls) {
-    for (const [key, file] of [['HUB_TLS_CERT', config.tlsCert!], ['HUB_TLS_KEY', config.tlsKey!]] as const) {
+  const certFile = config.tlsCert!;
+  const keyFile = config.tlsKey!;
+  const tlsFiles = `HUB_TLS_CERT=${certFile} / HUB_TLS_KEY=${keyFile}`;
+  /** The certificate and key files as they are now. */
+  const readTls = (): { cert: Buffer; key: Buffer; digest: string } => {
+    for (const [key, file] of [['HUB_TLS_CERT', certFile], ['HUB_TLS_KEY', keyFile]] as const) {
       if (!existsSync(file)) throw new HubError('HUB_ERR_TLS', `${key}=${file}: file not found (npm run dev-cert makes a development certificate)`);
     }
     try {
-      app = uws.SSLApp({ cert_file_name: config.tlsCert!, key_file_name: config.tlsKey! });
+      const cert = readFileSync(certFile);
+      const key = readFileSync(keyFile);
+      return { cert, key, digest: createHash('sha256').update(cert).update('\0').update(key).digest('hex') };
     } catch (err) {
-      throw new HubError('HUB_ERR_TLS', `cannot load HUB_TLS_CERT=${config.tlsCert} / HUB_TLS_KEY=${config.tlsKey}`, { cause: err });
+      throw new HubError('HUB_ERR_TLS', `cannot read ${tlsFiles}: ${(err as Error).message}`, { cause: err });
     }
-  } else {
-    app = uws.App();
-  }
+  };
+  /** A new app; with TLS, from the certificate and key files as they are now. */
+  const makeApp = (): ServingApp => {
+    if (!tls) return { app: uws.App(), cert: null, digest: '' };
+    const pem = readTls();
+    let cert: X509Certificate;
+    try {
+      // uWS only says "App construction failed"; Node's TLS says why (not
+      // PEM, a key that does not match the certificate).
+      createSecureContext({ cert: pem.cert, key: pem.key });
+      cert = new X509Certificate(pem.cert);
+    } catch (err) {
+      throw new HubError('HUB_ERR_TLS', `cannot load ${tlsFiles}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      return { app: uws.SSLApp({ cert_file_name: certFile, key_file_name: keyFile }), cert, digest: pem.digest };
+    } catch (err) {
+      throw new HubError('HUB_ERR_TLS', `cannot load ${tlsFiles}`, { cause: err });
+    }
+  };
+  // The app new connections arrive on. After a TLS reload the ones before it
+  // are `retired`: they keep the connections they hold until close().
+  let serving = makeApp();
+  const retired: UwsTypes.TemplatedApp[] = [];
+  if (serving.cert) metrics.tlsCertExpiry.set(Date.parse(serving.cert.validTo) / 1000);
+  // Every route is recorded once and mounted on each app (route-table.ts).
+  // The endpoints start their timers when attached, so they are attached at
+  // the first listen(): buildApp itself starts nothing.
+  const endpointRoutes = new RouteTable();
+  const httpRoutes = new RouteTable();
 
-  const operators = deps.operators ?? new Operators({ file: null, sessionsFile: null, sessionTtlMs: config.sessionTtlS * 1000, now });
+  const operators = deps.operators ?? new Operators({ file: null, sessionsFile: null, sessionTtlMs: config.sessionTtlS * 1000, now, limits: config });
   let devices: DeviceEndpoint | null = null;
   const live = deps.live ?? new LiveState({
     maxSeries: config.liveMaxSeries, maxDevices: config.liveMaxDevices, alarmRulesFile: null, now,
@@ -97,43 +143,128 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   live.connections = () => devices?.stats().connections ?? 0;
   devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live });
   metrics.observeStore(store);
-  devices.attach(app, DEVICE_PATH);
   const dashboards = new LiveEndpoint({ config, state: live, operators, metrics, log, uws, now });
-  dashboards.attach(app);
   const dashboardDir = config.dashboardDir ?? DEFAULT_DASHBOARD_DIR;
   const dashboard = new StaticFiles(dashboardDir);
   if (!dashboard.built) log.warn({ dir: dashboardDir }, `dashboard not built in ${dashboardDir}: run \`npm run build -w dashboard\``);
   let closing = false;
   const dev = devices;
-  attachHttp(app, {
-    metrics, history: deps.history ?? null, now, operators, alarms: live.alarms, dashboard, tls,
+  attachHttp(httpRoutes.app, {
+    metrics, history: deps.history ?? null, now, operators, alarms: live.alarms, dashboard, https: servedOverHttps(config),
     metricsToken: config.metricsToken, origins: config.liveOrigins,
-    health: { health: () => {
-      const st = dev.stats();
-      return {
-        ok: !closing && store.healthy,
-        detail: {
-          binding: binding.description, connections: st.connections, sessions: st.sessions, store: store.healthy ? 'ok' : 'unavailable',
-          sink: deps.sinkStatus?.() ?? { name: 'none', state: 'embedded (INFLUX_URL unset): nothing reaches a database' },
-        },
-      };
-    } },
+    // /healthz and /readyz show status words; the detail is for operators (/api/v1/status).
+    health: {
+      shuttingDown: () => closing, store, sinkStatus: deps.sinkStatus ?? null,
+      detail: () => {
+        const st = dev.stats();
+        return { binding: binding.description, connections: st.connections, sessions: st.sessions };
+      },
+    },
   });
 
   let listenSocket: UwsTypes.us_listen_socket | null = null;
+  // Listen sockets of retired apps, closed once the loop has accepted what
+  // was already queued on them.
+  const handedOver = new Set<UwsTypes.us_listen_socket>();
   let port = 0;
+  let attached = false;
+  const mounted = new WeakSet<UwsTypes.TemplatedApp>();
+  const mount = (target: UwsTypes.TemplatedApp): void => {
+    if (mounted.has(target)) return;
+    mounted.add(target);
+    endpointRoutes.mount(target);
+    httpRoutes.mount(target);
+  };
+  /** uWS calls back synchronously, with the listen socket or false. */
+  const listenOn = (target: UwsTypes.TemplatedApp, onPort: number): UwsTypes.us_listen_socket | null => {
+    let sock: UwsTypes.us_listen_socket | null = null;
+    target.listen(config.host, onPort, (s) => { sock = s || null; });
+    return sock;
+  };
+  // uWS closes an app's remaining sockets (mid-handshake HTTP, idle keep-alive) when it is closed.
+  const closeApp = (target: UwsTypes.TemplatedApp): void => (target as unknown as { close?: () => void }).close?.();
+
+  const reloadTls = (): { ok: boolean; unchanged?: boolean; error?: string } => {
+    if (!tls) return { ok: false, error: 'TLS is not configured (HUB_TLS_CERT, HUB_TLS_KEY)' };
+    if (closing) return { ok: false, error: 'the hub is shutting down' };
+    const failed = (error: string, err?: unknown): { ok: false; error: string } => {
+      metrics.tlsReloads.labels('error').inc();
+      log.error({ err }, `TLS certificate not reloaded; new connections still get the previous one: ${error}`);
+      return { ok: false, error };
+    };
+    let next: ServingApp;
+    try {
+      // The same bytes (a SIGHUP from log rotation, say): no new app to keep.
+      if (readTls().digest === serving.digest) return { ok: true, unchanged: true };
+      next = makeApp();
+    } catch (err) {
+      return failed((err as Error).message, err);
+    }
+    if (listenSocket) {
+      mount(next.app);
+      // uWS sets SO_REUSEPORT on a listen socket bound to a port number, so
+      // the new app binds the same port while the old one still listens: at
+      // no moment is there nothing listening.
+      let sock = listenOn(next.app, port);
+      if (!sock) {
+        // A socket bound to port 0 (HUB_PORT=0) has no SO_REUSEPORT: close
+        // it first, then listen (synchronously, so the gap is microseconds).
+        uws.us_listen_socket_close(listenSocket);
+        listenSocket = null;
+        sock = listenOn(next.app, port);
+        if (!sock) {
+          closeApp(next.app);
+          listenSocket = listenOn(serving.app, port);
+          return failed(`cannot listen on ${config.host}:${port} again${listenSocket ? '' : '; the hub no longer accepts connections'}`);
+        }
+      }
+      const old = listenSocket;
+      listenSocket = sock;
+      if (old) {
+        // Closed after one turn of the loop: connections already queued on
+        // it are accepted (on the old app) rather than reset.
+        handedOver.add(old);
+        setImmediate(() => { if (handedOver.delete(old)) uws.us_listen_socket_close(old); });
+      }
+      retired.push(serving.app);
+    } else {
+      closeApp(serving.app); // never listened: holds no connections
+    }
+    serving = next;
+    const cert = next.cert!;
+    metrics.tlsReloads.labels('ok').inc();
+    metrics.tlsCertExpiry.set(Date.parse(cert.validTo) / 1000);
+    log.info({ subject: cert.subject, validTo: cert.validTo, fingerprint256: cert.fingerprint256 },
+      'TLS certificate reloaded: new connections get it, open ones keep the previous one until they reconnect');
+    return { ok: true };
+  };
+
   return {
     config, binding, store, metrics, devices: dev, live, dashboards, operators, tls,
     get port() { return port; },
     listen() {
       return new Promise<number>((resolve, reject) => {
-        app.listen(config.host, config.port, (sock) => {
-          if (!sock) return reject(new HubError('HUB_ERR_LISTEN', `cannot listen on ${config.host}:${config.port} (HUB_HOST/HUB_PORT): address in use or not permitted`));
-          listenSocket = sock;
-          port = uws.us_socket_local_port(sock);
-          resolve(port);
-        });
+        if (closing) return reject(new HubError('HUB_ERR_LISTEN', 'the hub is closed'));
+        if (listenSocket) return resolve(port);
+        if (!attached) {
+          attached = true;
+          dev.attach(endpointRoutes.app, DEVICE_PATH);
+          dashboards.attach(endpointRoutes.app);
+        }
+        mount(serving.app);
+        const sock = listenOn(serving.app, config.port);
+        if (!sock) return reject(new HubError('HUB_ERR_LISTEN', `cannot listen on ${config.host}:${config.port} (HUB_HOST/HUB_PORT): address in use or not permitted`));
+        listenSocket = sock;
+        port = uws.us_socket_local_port(sock);
+        resolve(port);
       });
+    },
+    async reloadTls() {
+      const result = reloadTls();
+      // After the old listen socket is closed (queued behind its close):
+      // from then on every new connection gets the new certificate.
+      if (result.ok) await new Promise<void>((resolve) => setImmediate(resolve));
+      return result;
     },
     async close(opts = {}) {
       if (closing) return;
@@ -141,11 +272,13 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
       const deadline = now() + (opts.deadlineMs ?? config.shutdownTimeoutMs);
       if (listenSocket) uws.us_listen_socket_close(listenSocket);
       listenSocket = null;
+      for (const sock of handedOver) uws.us_listen_socket_close(sock);
+      handedOver.clear();
       dashboards.shutdown();
       await dev.shutdown(deadline);
       if (!opts.keepStore) await Promise.race([store.close(), new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - now())).unref())]);
-      // uWS closes remaining sockets (e.g. mid-handshake HTTP) when the app is closed.
-      (app as unknown as { close?: () => void }).close?.();
+      for (const target of [...retired, serving.app]) closeApp(target);
+      retired.length = 0;
     },
   };
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env -S npx tsx
 // The hub process: reads the environment, wires the real dependencies,
 // listens, and shuts down in order on SIGTERM/SIGINT (stop listening, settle
-// pending acks, close devices with 1001, exit by the deadline). Nothing
-// imports this file.
+// pending acks, close devices with 1001, exit by the deadline). SIGHUP and
+// changed certificate files reload TLS. Nothing imports this file.
 import { resolve } from 'node:path';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { buildApp } from './app.ts';
@@ -11,6 +11,8 @@ import { LiveState } from './live/state.ts';
 import { DeviceRegistry, readRegistryFile, watchRegistryFile } from './auth/registry.ts';
 import { loadConfig, type ConfigWarning } from './config.ts';
 import { HubError } from './errors.ts';
+import { watchContent } from './file-watch.ts';
+import { hubPaths } from './paths.ts';
 import { createLogger } from './log.ts';
 import { HubMetrics } from './metrics.ts';
 import { InfluxHistory } from './http/history.ts';
@@ -18,6 +20,9 @@ import { MemoryHistory } from './live/rollups.ts';
 import { InfluxSink } from './sinks/influx/influx-sink.ts';
 import { Spool } from './spool/spool.ts';
 import { loadUws } from './uws.ts';
+
+/** Renewals replace the certificate and the key one after the other: wait for both. */
+const TLS_WATCH_DEBOUNCE_MS = 500;
 
 function fail(err: unknown): never {
   const e = err as HubError;
@@ -29,8 +34,11 @@ function fail(err: unknown): never {
 async function main(): Promise<void> {
   const warnings: ConfigWarning[] = [];
   let config;
+  // Relative paths are the user's, from where they ran the command (INIT_CWD
+  // under npm), like the tools'; the config then holds absolute paths only.
+  const paths = hubPaths(process.env, process.cwd());
   try {
-    config = loadConfig(process.env, {}, warnings);
+    config = loadConfig(process.env, { ...paths }, warnings);
   } catch (err) {
     fail(err);
   }
@@ -46,7 +54,7 @@ async function main(): Promise<void> {
   if (binding.native) log.info({ binding: binding.description }, `uWebSockets.js binding: ${binding.description}`);
   else log.warn({ binding: binding.description }, `uWebSockets.js binding: ${binding.description}`);
 
-  const devicesFile = resolve(config.devicesFile);
+  const devicesFile = paths.devicesFile;
   let registry: DeviceRegistry;
   try {
     registry = new DeviceRegistry(readRegistryFile(devicesFile));
@@ -77,6 +85,7 @@ async function main(): Promise<void> {
     sink = new InfluxSink({
       url: config.influxUrl!, token: config.influxToken!, org: config.influxOrg ?? '', bucket: config.influxBucket!,
       spool: store, log, metrics, deadLetterFile: resolve(config.dataDir, 'dead-letter.ndjson'),
+      deadLetterMaxBytes: config.deadLetterMaxBytes, logLinesPerMinute: config.logLinesPerMinute,
       batchLines: config.sinkBatchLines, maxInFlight: config.sinkMaxInFlight,
     });
     log.info({ url: config.influxUrl, org: config.influxOrg, bucket: config.influxBucket, spool: spoolDir },
@@ -85,7 +94,7 @@ async function main(): Promise<void> {
     log.warn({ spool: spoolDir, maxBytes: config.spoolMaxBytes },
       `storage: no database configured (INFLUX_URL unset); readings are kept only in the local spool (${spoolDir}), the oldest rotated out past HUB_SPOOL_MAX_BYTES. Nothing reaches a database.`);
   }
-  const rollups = influx ? null : new MemoryHistory();
+  const rollups = influx ? null : new MemoryHistory({ maxSeries: config.historyMaxSeries, maxDeviceSeries: config.historyMaxDeviceSeries, metrics });
 
   // Operators: the first run creates `admin` with a generated password, shown once.
   const operatorsFile = resolve(config.operatorsFile ?? resolve(config.dataDir, 'operators.json'));
@@ -94,6 +103,7 @@ async function main(): Promise<void> {
   try {
     operators = new Operators({
       file: operatorsFile, sessionsFile: resolve(config.dataDir, 'sessions.json'), sessionTtlMs: config.sessionTtlS * 1000,
+      limits: config,
     });
     if (config.adminPassword !== undefined) {
       await operators.ensurePassword('admin', config.adminPassword);
@@ -137,24 +147,42 @@ async function main(): Promise<void> {
     fail(err);
   }
   sink?.start();
-  const scheme = hub.tls ? 'wss' : 'ws';
-  const http = hub.tls ? 'https' : 'http';
-  const shown = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
-  log.info({ port: hub.port, devices: registry.size, tls: hub.tls },
-    `hub listening: devices ${scheme}://${shown}:${hub.port}${DEVICE_PATH}  health ${http}://${shown}:${hub.port}/healthz  metrics ${http}://${shown}:${hub.port}/metrics`);
-  log.info({ url: `${http}://${shown}:${hub.port}/` }, `dashboard: ${http}://${shown}:${hub.port}/`);
-  if (firstRunPassword) {
-    // Printed on stdout once, outside the JSON log, for a person to read.
-    console.log(`\n  Dashboard: ${http}://${shown}:${hub.port}/\n  First run: created operator "admin" with password  ${firstRunPassword}\n  (stored hashed in ${operatorsFile}; change it with \`npm run operator -- admin\`)\n`);
+  // Signals are handled before the hub says it listens: whoever started it
+  // may signal it as soon as it does.
+
+  // TLS renewals without a restart: SIGHUP, or new content in the
+  // certificate or key file. Open connections keep the certificate they got.
+  let stopTlsWatch = (): void => {};
+  const reloadTls = (why: string): void => {
+    log.info(`${why}: reloading the TLS certificate`);
+    // reloadTls logs what it loaded, or why not (the previous certificate stays).
+    void hub.reloadTls().then((r) => { if (r.unchanged) log.info('TLS certificate and key unchanged: nothing to reload'); });
+  };
+  if (hub.tls) {
+    stopTlsWatch = watchContent([config.tlsCert!, config.tlsKey!], () => reloadTls('TLS certificate files changed'), {
+      debounceMs: TLS_WATCH_DEBOUNCE_MS,
+      onError: (err) => log.warn({ err }, 'cannot watch the TLS certificate files for renewals; send SIGHUP after replacing them'),
+    });
   }
 
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) {
-      log.warn(`${signal} again: exiting now`);
-      process.exit(1);
+  // A stop signal usually arrives more than once: sent to a process group
+  // (systemd, Docker, CI runners, Ctrl-C in a terminal) it reaches the hub
+  // directly and again forwarded by npm start. A repeat never cuts the
+  // graceful shutdown short; the deadline does, or a second Ctrl-C: a SIGINT
+  // more than SECOND_CTRL_C_MS after the first signal.
+  const SECOND_CTRL_C_MS = 1000;
+  let stoppingSince = 0;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stoppingSince) {
+      const since = Date.now() - stoppingSince;
+      if (signal === 'SIGINT' && since > SECOND_CTRL_C_MS) {
+        log.warn('SIGINT again: exiting now, without waiting for acks');
+        process.exit(130);
+      }
+      log.info({ signal }, `${signal} again: already shutting down (deadline in ${Math.max(0, config.shutdownTimeoutMs - since)} ms)`);
+      return;
     }
-    stopping = true;
+    stoppingSince = Date.now();
     log.info({ signal, deadlineMs: config.shutdownTimeoutMs }, 'shutting down: no new connections, settling acks, closing devices (1001)');
     const hard = setTimeout(() => {
       log.error('shutdown deadline passed; exiting');
@@ -162,6 +190,7 @@ async function main(): Promise<void> {
     }, config.shutdownTimeoutMs + 1000);
     hard.unref();
     stopWatching();
+    stopTlsWatch();
     // Order: stop listening, settle acks, devices get 1001 (hub.close, with
     // the spool kept open), ship what the sink can by the deadline, close the spool.
     const deadline = Date.now() + config.shutdownTimeoutMs;
@@ -178,6 +207,21 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    if (!hub.tls) log.info('SIGHUP: nothing to reload (HUB_TLS_CERT unset)');
+    else if (!stoppingSince) reloadTls('SIGHUP');
+  });
+
+  const scheme = hub.tls ? 'wss' : 'ws';
+  const http = hub.tls ? 'https' : 'http';
+  const shown = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  log.info({ port: hub.port, devices: registry.size, tls: hub.tls },
+    `hub listening: devices ${scheme}://${shown}:${hub.port}${DEVICE_PATH}  health ${http}://${shown}:${hub.port}/healthz  metrics ${http}://${shown}:${hub.port}/metrics`);
+  log.info({ url: `${http}://${shown}:${hub.port}/` }, `dashboard: ${http}://${shown}:${hub.port}/`);
+  if (firstRunPassword) {
+    // Printed on stdout once, outside the JSON log, for a person to read.
+    console.log(`\n  Dashboard: ${http}://${shown}:${hub.port}/\n  First run: created operator "admin" with password  ${firstRunPassword}\n  (stored hashed in ${operatorsFile}; change it with \`npm run operator -- admin\`)\n`);
+  }
 }
 
 main().catch((err: unknown) => fail(err));

@@ -1,9 +1,12 @@
-// npm run device-token -- --add ID [--tag site=lab] [--file data/devices.json]
+// npm run device-token -- --add ID [--tag site=lab] [--file PATH]
 // Adds a device to the registry (or gives it a new token) and prints the
 // token once; only its hash is stored. --list shows devices, --disable ID
 // and --remove ID revoke (a running hub closes the session with 4008).
+// The registry is the hub's (HUB_DEVICES_FILE, else HUB_DATA_DIR/devices.json);
+// relative paths are taken from where the command was run, as the hub does.
 import { parseArgs } from 'node:util';
 import { addDevice, readRegistryFile, writeRegistryFile } from '../auth/registry.ts';
+import { fromInvocation, hubPaths } from '../paths.ts';
 
 const { values } = parseArgs({
   options: {
@@ -12,12 +15,12 @@ const { values } = parseArgs({
     disable: { type: 'string' },
     list: { type: 'boolean', default: false },
     tag: { type: 'string', multiple: true, default: [] },
-    file: { type: 'string', default: process.env.HUB_DEVICES_FILE ?? './data/devices.json' },
+    file: { type: 'string' },
   },
   strict: true,
 });
 
-const file = values.file!;
+const file = values.file !== undefined ? fromInvocation(values.file, process.env, process.cwd()) : hubPaths(process.env, process.cwd()).devicesFile;
 try {
   if (values.add) {
     const tags: Record<string, string> = {};

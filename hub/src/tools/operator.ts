@@ -1,32 +1,36 @@
-// npm run operator -- NAME [--password-stdin] [--file data/operators.json]
+// npm run operator -- NAME [--password-stdin] [--file PATH]
 // Adds an operator (dashboard sign-in) or sets a new password, and prints a
 // generated password once (or reads one from stdin). Only a scrypt hash is
 // stored. A running hub reads the file at start; restart it to apply.
+// The file is the hub's (HUB_OPERATORS_FILE, else HUB_DATA_DIR/operators.json);
+// relative paths are taken from where the command was run, as the hub does.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { generatePassword, Operators } from '../auth/operators.ts';
+import { fromInvocation, hubPaths } from '../paths.ts';
 
 const { values, positionals } = parseArgs({
   options: {
     'password-stdin': { type: 'boolean', default: false },
-    file: { type: 'string', default: process.env.HUB_OPERATORS_FILE ?? `${process.env.HUB_DATA_DIR ?? './data'}/operators.json` },
+    file: { type: 'string' },
   },
   allowPositionals: true,
   strict: true,
 });
 
+const file = values.file !== undefined ? fromInvocation(values.file, process.env, process.cwd()) : hubPaths(process.env, process.cwd()).operatorsFile;
 const name = positionals[0];
 if (!name) {
-  console.error('usage: npm run operator -- NAME [--password-stdin] [--file data/operators.json]');
+  console.error('usage: npm run operator -- NAME [--password-stdin] [--file PATH]');
   process.exit(2);
 }
 try {
   const password = values['password-stdin'] ? readFileSync(0, 'utf8').replace(/\r?\n$/, '') : generatePassword();
-  const ops = new Operators({ file: values.file!, sessionsFile: null, sessionTtlMs: 1000 });
+  const ops = new Operators({ file, sessionsFile: null, sessionTtlMs: 1000 });
   await ops.setPassword(name, password);
-  if (values['password-stdin']) console.error(`operator ${name} saved in ${values.file}`);
+  if (values['password-stdin']) console.error(`operator ${name} saved in ${file}`);
   else {
-    console.error(`operator ${name} saved in ${values.file}. Password (shown once):`);
+    console.error(`operator ${name} saved in ${file}. Password (shown once):`);
     console.log(password);
   }
   console.error('restart the hub to apply');
