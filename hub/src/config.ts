@@ -9,7 +9,7 @@ export interface HubConfig {
   readonly port: number;
   readonly tlsCert: string | undefined;
   readonly tlsKey: string | undefined;
-  readonly devicesFile: string;
+  readonly devicesFile: string | undefined;
   readonly dataDir: string;
   readonly allowUwsFallback: boolean;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -87,10 +87,10 @@ interface KeyDef {
 export const CONFIG_KEYS = {
   host: { env: 'HUB_HOST', kind: 'string', default: '0.0.0.0', doc: 'Address to listen on.' },
   port: { env: 'HUB_PORT', kind: 'int', default: 8080, min: 0, max: 65535, strict: true, doc: 'Port for devices, dashboards, HTTP (0 = any free port).' },
-  tlsCert: { env: 'HUB_TLS_CERT', kind: 'string', default: undefined, doc: 'PEM certificate file; with HUB_TLS_KEY the hub serves wss:// and https://.' },
+  tlsCert: { env: 'HUB_TLS_CERT', kind: 'string', default: undefined, doc: 'PEM certificate file; with HUB_TLS_KEY the hub serves wss:// and https://. Reloaded on SIGHUP and when it or the key changes (open connections keep the old one).' },
   tlsKey: { env: 'HUB_TLS_KEY', kind: 'string', default: undefined, doc: 'PEM private key file for HUB_TLS_CERT.' },
-  devicesFile: { env: 'HUB_DEVICES_FILE', kind: 'string', default: './data/devices.json', doc: 'Device registry (ids, token hashes, tags). Reloaded when it changes.' },
-  dataDir: { env: 'HUB_DATA_DIR', kind: 'string', default: './data', doc: 'Directory for the hub\'s local state.' },
+  devicesFile: { env: 'HUB_DEVICES_FILE', kind: 'string', default: undefined, doc: 'Device registry (default: HUB_DATA_DIR/devices.json) (ids, token hashes, tags). Reloaded when it changes.' },
+  dataDir: { env: 'HUB_DATA_DIR', kind: 'string', default: './data', doc: 'Directory for the hub\'s local state. Relative paths, here and in every other path variable, are taken from the directory the command was run in (for npm scripts: where npm was run).' },
   allowUwsFallback: { env: 'HUB_ALLOW_UWS_FALLBACK', kind: 'bool', default: false, doc: 'Start even when only the slow pure-JS uWebSockets.js fallback loads.' },
   logLevel: { env: 'HUB_LOG_LEVEL', kind: 'enum', default: 'info', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], doc: 'Log level (pino).' },
   window: { env: 'HUB_WINDOW', kind: 'int', default: 32, min: 1, max: 1024, why: 'each in-flight batch may be held in memory until it is durable', doc: 'Max unacked batches per device session (credit window).' },

@@ -21,7 +21,7 @@ export class HubMetrics {
   readonly limitViolations: Counter<'limit'>;
   readonly ackLatency: Histogram;
   readonly storeErrors: Counter;
-  readonly commandResults: Counter<'ok'>;
+  readonly commandResults: Counter<'result'>;
   readonly ingestBytes: Counter;
   readonly sinkLinesWritten: Counter;
   readonly sinkLinesDeadLettered: Counter;
@@ -52,6 +52,8 @@ export class HubMetrics {
   readonly deadLetterRotations: Counter;
   readonly historySeries: Gauge<'kind'>;
   readonly historySeriesRefused: Counter<'kind'>;
+  readonly tlsReloads: Counter<'result'>;
+  readonly tlsCertExpiry: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const r = this.registry;
@@ -68,7 +70,7 @@ export class HubMetrics {
       buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [r],
     });
     this.storeErrors = new Counter({ name: 'hub_store_errors_total', help: 'Appends the store failed', registers: [r] });
-    this.commandResults = new Counter({ name: 'hub_command_results_total', help: 'Downlink command results from devices', labelNames: ['ok'], registers: [r] });
+    this.commandResults = new Counter({ name: 'hub_command_results_total', help: 'CommandResults from devices by result: ok, failed (the device did not apply it), unknown (an id this session was not sent or already answered; not logged)', labelNames: ['result'], registers: [r] });
     this.liveDashboards = new Gauge({ name: 'hub_live_dashboards', help: 'Open live (dashboard) connections', registers: [r] });
     this.liveFrames = new Counter({ name: 'hub_live_frames_total', help: 'Live frames sent to dashboards', registers: [r] });
     this.liveFrameBytes = new Counter({ name: 'hub_live_frame_bytes_total', help: 'Live frame bytes sent to dashboards', registers: [r] });
@@ -77,7 +79,7 @@ export class HubMetrics {
     this.liveCloses = new Counter({ name: 'hub_live_closes_total', help: 'Live connections closed, by reason', labelNames: ['reason'], registers: [r] });
     this.liveRefusals = new Counter({ name: 'hub_live_refusals_total', help: 'Live upgrades refused, by HTTP status', labelNames: ['status'], registers: [r] });
     this.liveTickSeconds = new Histogram({ name: 'hub_live_tick_seconds', help: 'Time to advance live state and send every frame of a tick', buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1], registers: [r] });
-    this.signIns = new Counter({ name: 'hub_operator_sign_ins_total', help: 'Operator sign-in attempts by result: ok, failed (wrong name or password), limited (429: address or account over its failure limit), busy (503: HUB_LOGIN_MAX_CONCURRENT checks already running)', labelNames: ['result'], registers: [r] });
+    this.signIns = new Counter({ name: 'hub_operator_sign_ins_total', help: 'Operator sign-in attempts by result: ok, failed (wrong name or password), limited (429: address or account over its failure limit), busy (503: HUB_LOGIN_MAX_CONCURRENT checks already running or waiting), error (503: the hashing thread failed or the session could not be saved)', labelNames: ['result'], registers: [r] });
     this.passwordChecksInFlight = new Gauge({ name: 'hub_password_checks_in_flight', help: 'Password checks running or queued in the hashing thread (at most HUB_LOGIN_MAX_CONCURRENT)', registers: [r] });
     this.metricNames = new Gauge({ name: 'hub_metric_names', help: 'Distinct metric names defined fleet-wide since start (at most HUB_MAX_METRIC_NAMES)', registers: [r] });
     this.logLinesSuppressed = new Counter({ name: 'hub_log_lines_suppressed_total', help: 'Log lines a device or client caused that were not written (over HUB_LOG_LINES_PER_MIN), by kind', labelNames: ['kind'], registers: [r] });
@@ -88,9 +90,11 @@ export class HubMetrics {
     this.ingestBytes = new Counter({ name: 'hub_ingest_bytes_total', help: 'Device WebSocket message payload bytes received', registers: [r] });
     this.ingestMessages = new Counter({ name: 'hub_ingest_messages_total', help: 'Device WebSocket messages received', registers: [r] });
     this.sinkLinesWritten = new Counter({ name: 'hub_sink_lines_written_total', help: 'Lines InfluxDB confirmed', registers: [r] });
-    this.sinkLinesDeadLettered = new Counter({ name: 'hub_sink_lines_dead_lettered_total', help: 'Lines InfluxDB rejected as invalid, written to the dead-letter file', registers: [r] });
+    this.sinkLinesDeadLettered = new Counter({ name: 'hub_sink_lines_dead_lettered_total', help: 'Lines InfluxDB rejected as invalid, or readings the hub cannot write exactly as line protocol, written to the dead-letter file', registers: [r] });
     this.sinkErrors = new Counter({ name: 'hub_sink_errors_total', help: 'Failed sink writes: retry (429/5xx/network) or auth (401/403)', labelNames: ['kind'], registers: [r] });
     this.sinkWriteSeconds = new Histogram({ name: 'hub_sink_write_seconds', help: 'InfluxDB write request time', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [r] });
+    this.tlsReloads = new Counter({ name: 'hub_tls_reloads_total', help: 'TLS certificate reloads (SIGHUP or changed files), by result: ok, or error (the previous certificate stays)', labelNames: ['result'], registers: [r] });
+    this.tlsCertExpiry = new Gauge({ name: 'hub_tls_certificate_expiry_timestamp_seconds', help: 'When the certificate new TLS connections get expires (Unix seconds)', registers: [r] });
     this.batchAccepted = this.batches.labels('accepted');
     this.batchDuplicate = this.batches.labels('duplicate');
     this.readingsAccepted = this.readings.labels('accepted');

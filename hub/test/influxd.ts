@@ -5,7 +5,7 @@
 // Missing influxd is an error, never a skip: CI installs it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as netServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -113,14 +113,41 @@ bind-address = "127.0.0.1:${this.#rpcPort}"
  * TEST-ONLY-V2-WRITE-ADAPTER. Maps POST /api/v2/write?org=&bucket=&precision=
  * to POST /write?db=<bucket>&precision=<precision> on influxd 1.6.7 and the
  * 1.x error body {"error": ...} to 2.x's {"code","message"}. Passes the body
- * (gzip included) and status codes through. Not part of the product.
+ * (gzip included) and status codes through; /ping goes to influxd as it is
+ * (503 while it is down). Not part of the product.
  */
-export async function startV2WriteAdapter(target: () => string): Promise<{ url: string; close: () => Promise<void>; requests: number }> {
-  const state = { requests: 0 };
+export async function startV2WriteAdapter(
+  target: () => string,
+  opts: { writeDelayMs?: number } = {},
+): Promise<{ url: string; close: () => Promise<void>; requests: number; pings: number }> {
+  const state = { requests: 0, pings: 0 };
+  const delay = opts.writeDelayMs ?? 0;
+  // writeDelayMs: a slower database (e.g. over a network), for benchmarks; the body is read first.
   const server: Server = createServer((req, res) => {
+    if (delay > 0 && req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => setTimeout(() => handle(req, res, Buffer.concat(chunks)), delay));
+      return;
+    }
+    handle(req, res, null);
+  });
+  const handle = (req: IncomingMessage, res: ServerResponse, body: Buffer | null): void => {
     const u = new URL(req.url ?? '/', 'http://x');
+    if (u.pathname === '/ping') {
+      state.pings++;
+      // The real server's health check, so the sink sees influxd go down and come back.
+      const t = new URL(target());
+      const up = request({ host: t.hostname, port: t.port, method: req.method, path: '/ping' }, (upRes: IncomingMessage) => {
+        upRes.resume();
+        res.writeHead(upRes.statusCode ?? 502).end();
+      });
+      up.on('error', () => { if (!res.headersSent) res.writeHead(503).end(); });
+      up.end();
+      return;
+    }
     if (req.method !== 'POST' || u.pathname !== '/api/v2/write') {
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'not found', message: 'test adapter serves only POST /api/v2/write' }));
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'not found', message: 'test adapter serves only POST /api/v2/write and /ping' }));
       return;
     }
     state.requests++;
@@ -147,13 +174,16 @@ export async function startV2WriteAdapter(target: () => string): Promise<{ url: 
     });
     // influxd down: a gateway error, which the hub must treat as retryable.
     up.on('error', (err) => { if (!res.headersSent) res.writeHead(503, { 'content-type': 'application/json' }).end(JSON.stringify({ code: 'unavailable', message: err.message })); });
-    req.pipe(up);
-  });
+    if (body) up.end(body);
+    else req.pipe(up);
+  };
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as { port: number }).port;
   return {
     url: `http://127.0.0.1:${port}`,
+    /** Write requests so far. */
     get requests() { return state.requests; },
+    get pings() { return state.pings; },
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
