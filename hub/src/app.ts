@@ -10,20 +10,20 @@ import { fileURLToPath } from 'node:url';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { Operators, servedOverHttps } from './auth/operators.ts';
 import { DeviceRegistry, type DeviceAuthenticator } from './auth/registry.ts';
-import type { HubConfig } from './config.ts';
-import { HubError } from './errors.ts';
+import type { HubConfig } from './core/config.ts';
+import { HubError } from './core/errors.ts';
 import type { HistorySource } from './http/history.ts';
 import { attachHttp } from './http/routes.ts';
 import { StaticFiles } from './http/static.ts';
 import { DeviceEndpoint } from './ingest/endpoint.ts';
 import { LiveEndpoint } from './live/endpoint.ts';
 import { LiveState } from './live/state.ts';
-import { createLogger, type Logger } from './log.ts';
-import { HubMetrics } from './metrics.ts';
+import { createLogger, type Logger } from './core/log.ts';
+import { HubMetrics } from './core/metrics.ts';
 import { RouteTable } from './route-table.ts';
-import type { SinkStatus } from './sinks/sink.ts';
+import type { SinkStatus } from './core/sink-status.ts';
 import { MemoryBatchStore, type AcceptedBatch, type BatchStore } from './spool/store.ts';
-import { loadUws, type UwsBinding, type UwsTypes } from './uws.ts';
+import { loadUws, type UwsBinding, type UwsTypes } from './core/uws.ts';
 
 export interface HubDeps {
   store?: BatchStore;

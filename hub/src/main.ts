@@ -9,17 +9,17 @@ import { buildApp } from './app.ts';
 import { generatePassword, Operators } from './auth/operators.ts';
 import { LiveState } from './live/state.ts';
 import { DeviceRegistry, readRegistryFile, watchRegistryFile } from './auth/registry.ts';
-import { loadConfig, type ConfigWarning } from './config.ts';
-import { HubError } from './errors.ts';
+import { loadConfig, type ConfigWarning } from './core/config.ts';
+import { HubError } from './core/errors.ts';
 import { watchContent } from './file-watch.ts';
-import { hubPaths } from './paths.ts';
-import { createLogger } from './log.ts';
-import { HubMetrics } from './metrics.ts';
-import { InfluxHistory } from './http/history.ts';
+import { hubPaths } from './core/paths.ts';
+import { createLogger } from './core/log.ts';
+import { HubMetrics } from './core/metrics.ts';
+import { InfluxHistory } from './sinks/influx/history.ts';
 import { MemoryHistory } from './live/rollups.ts';
 import { InfluxSink } from './sinks/influx/influx-sink.ts';
 import { Spool } from './spool/spool.ts';
-import { loadUws } from './uws.ts';
+import { loadUws } from './core/uws.ts';
 
 /** Renewals replace the certificate and the key one after the other: wait for both. */
 const TLS_WATCH_DEBOUNCE_MS = 500;

@@ -3,7 +3,7 @@
 // app they arrived on; both must run the same handlers over the same state
 // (sessions, limits, operators, metrics), so routes are recorded here and
 // replayed on each app instead of being attached twice.
-import type { UwsTypes } from './uws.ts';
+import type { UwsTypes } from './core/uws.ts';
 
 type TemplatedApp = UwsTypes.TemplatedApp;
 

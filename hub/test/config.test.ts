@@ -1,8 +1,8 @@
 // The config module: defaults, parsing, clamping, errors that name the key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig, type ConfigWarning } from '../src/config.ts';
-import { HubError } from '../src/errors.ts';
+import { loadConfig, type ConfigWarning } from '../src/core/config.ts';
+import { HubError } from '../src/core/errors.ts';
 
 const configError = (re: RegExp) => (err: unknown) => err instanceof HubError && err.code === 'HUB_ERR_CONFIG' && re.test(err.message);
 

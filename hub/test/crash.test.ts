@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { addDevice } from '../src/auth/registry.ts';
-import { createLogger } from '../src/log.ts';
+import { createLogger } from '../src/core/log.ts';
 import { Spool } from '../src/spool/spool.ts';
 import { RawDevice, batchOf, within } from './helpers.ts';
 

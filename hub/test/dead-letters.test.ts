@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HubMetrics } from '../src/metrics.ts';
+import { HubMetrics } from '../src/core/metrics.ts';
 import { DeadLetterFile } from '../src/sinks/influx/dead-letters.ts';
 
 async function tmp(t: { after: (f: () => Promise<void>) => void }): Promise<string> {

@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
-import { StoreError } from '../src/errors.ts';
+import { StoreError } from '../src/core/errors.ts';
 import { MAX_LOGGED_MESSAGE_CHARS, MAX_OUTSTANDING_COMMANDS } from '../src/ingest/endpoint.ts';
-import { createLogger } from '../src/log.ts';
+import { createLogger } from '../src/core/log.ts';
 import { MemoryBatchStore } from '../src/spool/store.ts';
 import { batchOf, connectDevice, metric, startHub, until, within } from './helpers.ts';
 

@@ -9,8 +9,8 @@ import fsp, { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeJsonAtomic, writeJsonAtomicSync } from '../src/atomic-file.ts';
-import { createLogger } from '../src/log.ts';
+import { writeJsonAtomic, writeJsonAtomicSync } from '../src/core/atomic-file.ts';
+import { createLogger } from '../src/core/log.ts';
 import { Spool } from '../src/spool/spool.ts';
 import { batchOf, connectDevice, startHub, until } from './helpers.ts';
 

@@ -8,8 +8,8 @@ import {
 } from '@telemetry/proto';
 import { buildApp, type Hub, type HubDeps } from '../src/app.ts';
 import { DeviceRegistry, generateToken, hashToken, type RegistryFile } from '../src/auth/registry.ts';
-import { loadConfig, type HubConfig } from '../src/config.ts';
-import { createLogger } from '../src/log.ts';
+import { loadConfig, type HubConfig } from '../src/core/config.ts';
+import { createLogger } from '../src/core/log.ts';
 import { MemoryBatchStore, type AcceptedBatch, type BatchStore } from '../src/spool/store.ts';
 
 export interface TestHub {

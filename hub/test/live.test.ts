@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import test from 'node:test';
 import WebSocket from 'ws';
 import { LIVE_PATH, LIVE_SUBPROTOCOL, LiveCloseCode, Presence, decodeLiveFrame, encodeLiveRequest, type LiveFrame } from '@telemetry/proto';
-import { createLogger } from '../src/log.ts';
+import { createLogger } from '../src/core/log.ts';
 import { batchOf, connectDevice, signIn, startHub, until, within, type TestHub } from './helpers.ts';
 
 /** A decoded frame: protobufjs fills repeated fields and scalars with defaults. */

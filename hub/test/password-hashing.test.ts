@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import test from 'node:test';
 import { Operators } from '../src/auth/operators.ts';
 import { ScryptWorker, type PasswordHasher } from '../src/auth/password-hasher.ts';
-import { PasswordHashError } from '../src/errors.ts';
+import { PasswordHashError } from '../src/core/errors.ts';
 import { within } from './helpers.ts';
 
 const root = resolve(import.meta.dirname, '../..');

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fromInvocation, hubPaths, invocationDir } from '../src/paths.ts';
+import { fromInvocation, hubPaths, invocationDir } from '../src/core/paths.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 

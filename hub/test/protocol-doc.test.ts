@@ -9,7 +9,7 @@ import {
   CloseCode, DEVICE_PATH, DEVICE_SUBPROTOCOL, LIVE_PATH, LIVE_SUBPROTOCOL, LiveCloseCode, NoticeCode, PROTOCOL_VERSION,
   RECONNECTABLE_CLOSE_CODES, TOKEN_SUBPROTOCOL_PREFIX, encodeDeviceMessage, encodeHubMessage,
 } from '@telemetry/proto';
-import { CONFIG_KEYS } from '../src/config.ts';
+import { CONFIG_KEYS } from '../src/core/config.ts';
 
 const doc = readFileSync(new URL('../../proto/README.md', import.meta.url), 'utf8');
 

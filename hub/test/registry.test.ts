@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CloseCode } from '@telemetry/proto';
 import { DeviceRegistry, addDevice, generateToken, hashToken, readRegistryFile, watchRegistryFile, writeRegistryFile } from '../src/auth/registry.ts';
-import { RegistryError } from '../src/errors.ts';
+import { RegistryError } from '../src/core/errors.ts';
 import { connectDevice, startHub, until, within } from './helpers.ts';
 
 const root = resolve(import.meta.dirname, '../..');

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RouteTable } from '../src/route-table.ts';
-import type { UwsTypes } from '../src/uws.ts';
+import type { UwsTypes } from '../src/core/uws.ts';
 
 test('routes - a RouteTable mounts the recorded routes in order on every app, and refuses what is not a route', () => {
   const table = new RouteTable();

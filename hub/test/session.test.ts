@@ -213,7 +213,7 @@ test('session - a seq above 2^53-1 closes with 4000 and a reason that names the 
 
 test('session - a store failure closes with 1011 and a retry hint, and nothing is acked', async (t) => {
   const { MemoryBatchStore } = await import('../src/spool/store.ts');
-  const { StoreError } = await import('../src/errors.ts');
+  const { StoreError } = await import('../src/core/errors.ts');
   class FailingStore extends MemoryBatchStore {
     override append(): Promise<void> { return Promise.reject(new StoreError('HUB_ERR_STORE', 'disk full')); }
   }

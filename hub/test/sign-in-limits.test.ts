@@ -9,7 +9,7 @@ import test from 'node:test';
 import { Operators, type SignInResult } from '../src/auth/operators.ts';
 import { sharedPasswordHasher, type PasswordHasher } from '../src/auth/password-hasher.ts';
 import { addressKey, FailureBuckets } from '../src/auth/sign-in-limits.ts';
-import { loadConfig } from '../src/config.ts';
+import { loadConfig } from '../src/core/config.ts';
 import { startHub, TEST_OPERATOR } from './helpers.ts';
 
 const DEFAULTS = loadConfig({});

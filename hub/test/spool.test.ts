@@ -5,7 +5,7 @@ import { appendFile, mkdtemp, open, readdir, readFile, rm, writeFile } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { createLogger } from '../src/log.ts';
+import { createLogger } from '../src/core/log.ts';
 import { decodeRecord, encodeRecord, checkFrame, FRAME_HEADER_BYTES } from '../src/spool/codec.ts';
 import { Spool, type SpoolOptions } from '../src/spool/spool.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';

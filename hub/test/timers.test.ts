@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeDevCert } from '../../scripts/dev-cert.ts';
 import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
-import { createLogger } from '../src/log.ts';
+import { loadConfig } from '../src/core/config.ts';
+import { createLogger } from '../src/core/log.ts';
 
 test('app - buildApp starts no timers; listen() starts them once and a TLS reload starts none', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'hub-timers-'));

@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeDevCert } from '../../scripts/dev-cert.ts';
 import { buildApp } from '../src/app.ts';
-import { loadConfig } from '../src/config.ts';
-import { HubError } from '../src/errors.ts';
-import { createLogger } from '../src/log.ts';
+import { loadConfig } from '../src/core/config.ts';
+import { HubError } from '../src/core/errors.ts';
+import { createLogger } from '../src/core/log.ts';
 import { RawDevice, batchOf, startHub, within } from './helpers.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'hub-tls-'));

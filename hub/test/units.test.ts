@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ClockOffsetEstimator } from '../src/ingest/clock.ts';
-import { AddressCounter, TokenBucket, jitteredRetryMs } from '../src/ingest/limits.ts';
+import { TokenBucket } from '../src/core/token-bucket.ts';
+import { AddressCounter, jitteredRetryMs } from '../src/ingest/limits.ts';
 import { MetricNames, MetricTable, defineMetrics, validateBatch, type ValidationLimits } from '../src/ingest/validate.ts';
 
 test('clock - the estimate is the least-delayed sample (offset minus the smallest delay)', () => {

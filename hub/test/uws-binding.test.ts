@@ -1,8 +1,8 @@
 // The one module that loads uWebSockets.js: never a silent pure-JS fallback.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadUws } from '../src/uws.ts';
-import { HubError } from '../src/errors.ts';
+import { loadUws } from '../src/core/uws.ts';
+import { HubError } from '../src/core/errors.ts';
 
 const fakeNative = { App: () => null, native: true };
 const fakeFallback = { App: () => null, fallback: true };

@@ -16,9 +16,9 @@
 // before the change it records is in force.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { HubError } from '../errors.ts';
-import { writeJsonAtomic } from '../atomic-file.ts';
-import { CONFIG_KEYS, type HubConfig } from '../config.ts';
+import { HubError } from '../core/errors.ts';
+import { writeJsonAtomic } from '../core/atomic-file.ts';
+import { CONFIG_KEYS, type HubConfig } from '../core/config.ts';
 import { DUMMY_HASH, hashPassword, sharedPasswordHasher, verifyPassword, type PasswordHasher } from './password-hasher.ts';
 import { addressKey, SignInLimits, type AttemptKeys } from './sign-in-limits.ts';
 

@@ -9,7 +9,7 @@
 // wait for it (HUB_LOGIN_MAX_CONCURRENT). Imports: nothing of ours.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import { PasswordHashError } from '../errors.ts';
+import { PasswordHashError } from '../core/errors.ts';
 
 export interface ScryptParams { N: number; r: number; p: number }
 

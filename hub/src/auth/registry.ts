@@ -9,10 +9,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, mkdirSync, watch, existsSync, type FSWatcher } from 'node:fs';
 import { dirname, basename } from 'node:path';
-import { RegistryError } from '../errors.ts';
-import { writeJsonAtomicSync } from '../atomic-file.ts';
+import { RegistryError } from '../core/errors.ts';
+import { writeJsonAtomicSync } from '../core/atomic-file.ts';
+import { DEVICE_ID_RE, TAG_KEY_RE } from '../core/names.ts';
 
-export const DEVICE_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_:.-]{0,127}$/;
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
 const HASH_PREFIX = 'sha256:';
 // Tags become InfluxDB tag keys and values (and dashboard groups). Keys start
@@ -20,7 +20,6 @@ const HASH_PREFIX = 'sha256:';
 // `_field`), 1.x refuses the key `time`, and the hub writes `device`, `unit`,
 // `value` and `device_time_ms` itself (a tag and a field of one name collide
 // in 3.x).
-const TAG_KEY_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 const RESERVED_TAG_KEYS = new Set(['time', 'device', 'unit', 'value', 'device_time_ms']);
 // Line protocol escapes comma, equals sign and space but has no exact way to
 // write a backslash (the line protocol docs read `\\` as one, influxd 1.6

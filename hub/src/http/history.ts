@@ -3,27 +3,13 @@
 //   ?metric=temperature&device=dev-1&from=-15m&to=now&step=10s
 //   ?metric=temperature&group=site:north&from=1764000000000&to=1764003600000&step=1m
 // Parameters are validated against strict patterns (400 with a message);
-// the InfluxQL is built from validated values only, quoted and escaped as
-// well, so nothing in a parameter can change the query.
-import { METRIC_NAME_RE } from '../ingest/validate.ts';
-import { DEVICE_ID_RE } from '../auth/registry.ts';
+// the sources (sinks/influx/history.ts, live/rollups.ts) get validated values
+// only. Imports: core (names, the history port).
+import type { HistoryQuery } from '../core/history.ts';
+import { DEVICE_ID_RE, METRIC_NAME_RE, TAG_KEY_RE } from '../core/names.ts';
 
-export interface HistoryQuery {
-  metric: string;
-  scope: { kind: 'device'; id: string } | { kind: 'group'; key: string; value: string } | { kind: 'fleet' };
-  fromMs: number;
-  toMs: number;
-  stepMs: number;
-}
+export type { HistoryPoint, HistoryQuery, HistorySource } from '../core/history.ts';
 
-export interface HistoryPoint { t: number; count: number; mean: number; min: number; max: number }
-
-export interface HistorySource {
-  readonly name: string;
-  query(q: HistoryQuery): Promise<HistoryPoint[]>;
-}
-
-const TAG_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 const MAX_RANGE_MS = 31 * 86_400_000;
 const MAX_POINTS = 10_000;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -77,36 +63,4 @@ export function parseHistoryQuery(params: URLSearchParams, now: number): History
   if (stepMs < 1000) throw new BadRequest('step must be at least 1s');
   if ((toMs - fromMs) / stepMs > MAX_POINTS) throw new BadRequest(`at most ${MAX_POINTS} points: use a larger step`);
   return { metric, scope, fromMs, toMs, stepMs };
-}
-
-// InfluxQL quoting (https://docs.influxdata.com/influxdb/v1/query_language/spec/#identifiers)
-const ident = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-const literal = (s: string) => `'${s.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-
-export function influxQL(q: HistoryQuery): string {
-  let where = `time >= ${Math.floor(q.fromMs)}ms AND time < ${Math.ceil(q.toMs)}ms`;
-  if (q.scope.kind === 'device') where += ` AND "device" = ${literal(q.scope.id)}`;
-  if (q.scope.kind === 'group') where += ` AND ${ident(q.scope.key)} = ${literal(q.scope.value)}`;
-  return `SELECT count("value"), mean("value"), min("value"), max("value") FROM ${ident(q.metric)} WHERE ${where} GROUP BY time(${q.stepMs}ms) fill(none)`;
-}
-
-/**
- * History from InfluxDB's /query (InfluxQL), which InfluxDB 1.x, 2.x (v1
- * compatibility API, bucket mapped as database) and 3.x serve.
- */
-export class InfluxHistory implements HistorySource {
-  readonly name = 'influxdb';
-  constructor(readonly o: { url: string; token: string; database: string; timeoutMs?: number }) {}
-
-  async query(q: HistoryQuery): Promise<HistoryPoint[]> {
-    const body = new URLSearchParams({ db: this.o.database, q: influxQL(q), epoch: 'ms' });
-    const res = await fetch(new URL('/query', this.o.url), {
-      method: 'POST', body, headers: { authorization: `Token ${this.o.token}` }, signal: AbortSignal.timeout(this.o.timeoutMs ?? 15_000),
-    });
-    const json = await res.json().catch(() => ({})) as { results?: { series?: { values: [number, number, number, number, number][] }[]; error?: string }[]; error?: string };
-    const err = json.error ?? json.results?.[0]?.error;
-    if (!res.ok || err) throw new Error(`InfluxDB /query: HTTP ${res.status}${err ? `: ${err}` : ''}`);
-    const values = json.results?.[0]?.series?.[0]?.values ?? [];
-    return values.map(([t, count, mean, min, max]) => ({ t, count, mean, min, max }));
-  }
 }

@@ -11,14 +11,16 @@ import {
   decodeDeviceMessage, encodeHubMessage, type BatchReport, type Command, type CommandResult, type DeviceMessage, type Hello,
 } from '@telemetry/proto';
 import type { DeviceAuthenticator } from '../auth/registry.ts';
-import type { HubConfig } from '../config.ts';
-import { LogLimiter, type Logger } from '../log.ts';
-import type { HubMetrics, LimitName, RefusalReason } from '../metrics.ts';
-import type { AcceptedBatch, BatchStore } from '../spool/store.ts';
+import type { HubConfig } from '../core/config.ts';
+import { LogLimiter, type Logger } from '../core/log.ts';
+import type { HubMetrics, LimitName, RefusalReason } from '../core/metrics.ts';
+import type { AcceptedBatch } from '../core/batch.ts';
+import type { BatchStore } from '../spool/store.ts';
 import type { LiveFeed } from '../live/state.ts';
-import type { UwsTypes } from '../uws.ts';
+import type { UwsTypes } from '../core/uws.ts';
 import { ClockOffsetEstimator } from './clock.ts';
-import { AddressCounter, TokenBucket, jitteredRetryMs } from './limits.ts';
+import { TokenBucket } from '../core/token-bucket.ts';
+import { AddressCounter, jitteredRetryMs } from './limits.ts';
 import { MetricNames, MetricTable, defineMetrics, validateBatch, type ValidationLimits } from './validate.ts';
 
 type WebSocket = UwsTypes.WebSocket<SocketData>;

@@ -5,9 +5,9 @@
 // escapes it (line protocol escapes commas, equals signs and spaces, but has
 // no way to write a backslash before one of them or at the end of a value).
 import { CloseCode, type Batch, type MetricDef } from '@telemetry/proto';
-import type { AcceptedBatch } from '../spool/store.ts';
+import type { AcceptedBatch } from '../core/batch.ts';
+import { METRIC_NAME_RE } from '../core/names.ts';
 
-export const METRIC_NAME_RE = /^[A-Za-z][A-Za-z0-9_.:-]*$/;
 const MAX_UNIT_BYTES = 16;
 // C0/C1 controls and DEL; units are labels, not a channel for escapes.
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;

@@ -3,12 +3,12 @@
 // 10 s in site=north". It fires per device when the device's latest value of
 // the metric has met the condition continuously for the duration, and clears
 // when it stops meeting it. Rules are kept in HUB_ALARM_RULES_FILE.
-// Imports: errors, ingest/validate (metric names), live/devices.
+// Imports: errors, core/names, live/devices.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { HubError } from '../errors.ts';
-import { METRIC_NAME_RE } from '../ingest/validate.ts';
-import { writeJsonAtomic } from '../atomic-file.ts';
+import { HubError } from '../core/errors.ts';
+import { METRIC_NAME_RE } from '../core/names.ts';
+import { writeJsonAtomic } from '../core/atomic-file.ts';
 import type { DeviceTracker } from './devices.ts';
 
 export type AlarmOp = '>' | '>=' | '<' | '<=';

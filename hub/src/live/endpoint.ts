@@ -16,11 +16,11 @@ import {
   type AlarmMsg, type DeviceDetail, type DeviceStateMsg, type LiveFrameProps, type MetricStats, type ScopeStats,
 } from '@telemetry/proto';
 import { servedOverHttps, sessionToken, type Operators } from '../auth/operators.ts';
-import { originAllowed } from '../http/origin.ts';
-import type { HubConfig } from '../config.ts';
-import type { Logger } from '../log.ts';
-import type { HubMetrics } from '../metrics.ts';
-import type { UwsTypes } from '../uws.ts';
+import { originAllowed } from '../core/origin.ts';
+import type { HubConfig } from '../core/config.ts';
+import type { Logger } from '../core/log.ts';
+import type { HubMetrics } from '../core/metrics.ts';
+import type { UwsTypes } from '../core/uws.ts';
 import type { AlarmRec } from './alarms.ts';
 import type { TrackedDevice } from './devices.ts';
 import type { LiveState, Scope } from './state.ts';

@@ -2,7 +2,7 @@
 // history the hub serves without a database (the embedded default): per
 // metric, for the fleet, each tag group (site:north...) and each device,
 // count/sum/min/max in time buckets held in fixed-size rings.
-// Imports: spool types, http/history types, metrics types. Fed by ingest once a batch is durable.
+// Imports: core (the batch type, the history port, metrics types). Fed by ingest once a batch is durable.
 //
 // Memory is bounded by two caps. A ring holds 5 doubles per bucket in one
 // Float64Array. Fleet and group series keep 1 h of 10 s buckets: 360 x 40 B
@@ -12,9 +12,9 @@
 // the device's route; at most HUB_HISTORY_MAX_DEVICE_SERIES (default 50,000:
 // ~150 MB). Devices cannot crowd each other out by inventing names: ingest
 // caps names per device (HUB_MAX_METRICS_PER_DEVICE) and fleet-wide.
-import type { HistoryPoint, HistoryQuery, HistorySource } from '../http/history.ts';
-import type { HubMetrics } from '../metrics.ts';
-import type { AcceptedBatch } from '../spool/store.ts';
+import type { HistoryPoint, HistoryQuery, HistorySource } from '../core/history.ts';
+import type { HubMetrics } from '../core/metrics.ts';
+import type { AcceptedBatch } from '../core/batch.ts';
 
 /** Fleet and group buckets, and device buckets (1 h of each). */
 const FINE_MS = 10_000;

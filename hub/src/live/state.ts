@@ -6,8 +6,8 @@
 // Direction: ingest -> live only. Ingest calls the LiveFeed methods, which
 // do bounded, allocation-light work and never block or throw into ingest.
 import { Presence, type LiveHealth } from '@telemetry/proto';
-import type { SinkStatus } from '../sinks/sink.ts';
-import type { AcceptedBatch } from '../spool/store.ts';
+import type { SinkStatus } from '../core/sink-status.ts';
+import type { AcceptedBatch } from '../core/batch.ts';
 import { Digest, WINDOWS_MS, WindowedSeries } from './aggregates.ts';
 import { Alarms } from './alarms.ts';
 import { DeviceTracker, type TrackedDevice } from './devices.ts';

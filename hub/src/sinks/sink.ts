@@ -11,17 +11,9 @@
 //   retried from the spool.
 // - close() resolves only after every write in flight has settled.
 
-export type SinkState = 'starting' | 'ok' | 'retrying' | 'unauthorized' | 'stopped';
+import type { SinkStatus } from '../core/sink-status.ts';
 
-export interface SinkStatus {
-  readonly name: string;
-  readonly state: SinkState;
-  readonly linesWritten: number;
-  readonly linesDeadLettered: number;
-  /** Failed writes so far (retried or auth). */
-  readonly errors: number;
-  readonly lastError: string | null;
-}
+export type { SinkState, SinkStatus } from '../core/sink-status.ts';
 
 export interface Sink {
   start(): void;

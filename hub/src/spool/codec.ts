@@ -9,7 +9,7 @@
 //             u16[n] metricIndex, f64[n] timesMs, u8 hasDeviceTimes,
 //             f64[n] deviceTimesMs?, f64[n] values
 import { crc32 } from 'node:zlib';
-import type { AcceptedBatch } from './store.ts';
+import type { AcceptedBatch } from '../core/batch.ts';
 
 export const FRAME_HEADER_BYTES = 8;
 const VERSION = 1;

@@ -12,11 +12,12 @@
 //                                  segments are deleted (so the numbers survive)
 import { chmod, mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DIR_MODE, FILE_MODE, fsyncDir, writeFileAtomic } from '../atomic-file.ts';
-import { StoreError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { DIR_MODE, FILE_MODE, fsyncDir, writeFileAtomic } from '../core/atomic-file.ts';
+import { StoreError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
 import { FRAME_HEADER_BYTES, checkFrame, decodeRecord, encodeRecord } from './codec.ts';
-import type { AcceptedBatch, BatchStore } from './store.ts';
+import type { AcceptedBatch } from '../core/batch.ts';
+import type { BatchStore } from './store.ts';
 
 const HEADER = Buffer.from('TSPOOL1\n');
 const SEG_RE = /^(\d{16})\.seg$/;

@@ -9,28 +9,10 @@
 //   durableSeq(device) is the highest seq below which everything is durable.
 // - close() resolves only after every append has settled.
 // - When append() rejects, acceptedSeq falls back so that a resend is stored.
-import { StoreError } from '../errors.ts';
+import type { AcceptedBatch } from '../core/batch.ts';
+import { StoreError } from '../core/errors.ts';
 
-/** A validated batch, self-contained (no session state needed to read it). */
-export interface AcceptedBatch {
-  readonly deviceId: string;
-  readonly seq: number;
-  /** The device's registry tags (site, model...) when the batch was accepted. */
-  readonly tags: Readonly<Record<string, string>>;
-  /** Hub clock when the batch arrived, Unix ms. */
-  readonly receivedAtMs: number;
-  /** Estimated device clock minus hub clock, ms (0 when unknown). */
-  readonly clockOffsetMs: number;
-  /** Metric names used by this batch; metricIndex points into it. */
-  readonly metricNames: readonly string[];
-  readonly metricUnits: readonly string[];
-  readonly metricIndex: Uint16Array;
-  /** Event time the reading is stored with, Unix ms. */
-  readonly timesMs: Float64Array;
-  /** The device's own timestamps when any reading's time was corrected; else null. */
-  readonly deviceTimesMs: Float64Array | null;
-  readonly values: Float64Array;
-}
+export type { AcceptedBatch };
 
 export interface BatchStore {
   /** Highest seq accepted for the device (durable or on its way); 0 if none. */

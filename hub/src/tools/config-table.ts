@@ -1,6 +1,6 @@
 // Prints the README's configuration table from CONFIG_KEYS, so the docs
 // cannot drift from the code (a test compares the two).
-import { CONFIG_KEYS } from '../config.ts';
+import { CONFIG_KEYS } from '../core/config.ts';
 
 export function configTable(): string {
   const rows = ['| Variable | Default | Range | Meaning |', '| --- | --- | --- | --- |'];

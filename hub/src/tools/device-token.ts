@@ -6,7 +6,7 @@
 // relative paths are taken from where the command was run, as the hub does.
 import { parseArgs } from 'node:util';
 import { addDevice, readRegistryFile, writeRegistryFile } from '../auth/registry.ts';
-import { fromInvocation, hubPaths } from '../paths.ts';
+import { fromInvocation, hubPaths } from '../core/paths.ts';
 
 const { values } = parseArgs({
   options: {

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { generatePassword, Operators } from '../auth/operators.ts';
-import { fromInvocation, hubPaths } from '../paths.ts';
+import { fromInvocation, hubPaths } from '../core/paths.ts';
 
 const { values, positionals } = parseArgs({
   options: {

@@ -6,8 +6,8 @@
 // (FILE_MODE): the lines are the fleet's readings. Not fsynced: a dead letter
 // is a diagnostic copy of data InfluxDB refused, not data the hub promised.
 import { chmod, rename, stat, writeFile } from 'node:fs/promises';
-import { FILE_MODE } from '../../atomic-file.ts';
-import type { HubMetrics } from '../../metrics.ts';
+import { FILE_MODE } from '../../core/atomic-file.ts';
+import type { HubMetrics } from '../../core/metrics.ts';
 
 export interface DeadLetter {
   /** HTTP status InfluxDB answered with; null when the hub refused the line itself. */

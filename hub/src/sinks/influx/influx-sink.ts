@@ -15,8 +15,8 @@
 //   429/5xx/network: back off with full jitter, honouring Retry-After, and
 //            end the backoff early once /ping answers again after an outage.
 import { HttpError, InfluxDB, RequestTimedOutError, setLogger, type WriteApi } from '@influxdata/influxdb-client';
-import { LogLimiter, type Logger } from '../../log.ts';
-import type { HubMetrics } from '../../metrics.ts';
+import { LogLimiter, type Logger } from '../../core/log.ts';
+import type { HubMetrics } from '../../core/metrics.ts';
 import { comparePos, type Position, type Spool } from '../../spool/spool.ts';
 import type { Sink, SinkState, SinkStatus } from '../sink.ts';
 import { DeadLetterFile, type DeadLetter } from './dead-letters.ts';

@@ -14,7 +14,7 @@
 // that the client's `escape` helpers emit are stored as two characters. So
 // the registry and ingest refuse both, and a reading that would carry one
 // anyway (a spool from an older version) is refused here, not sent.
-import type { AcceptedBatch } from '../../spool/store.ts';
+import type { AcceptedBatch } from '../../core/batch.ts';
 
 const MEASUREMENT_SPECIAL = /[, ]/g;
 const TAG_SPECIAL = /[,= ]/g;

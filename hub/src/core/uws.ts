@@ -1,4 +1,4 @@
-// The only module that loads uWebSockets.js. It prefers an upstream
+// core/: the only module that loads uWebSockets.js. It prefers an upstream
 // `uWebSockets.js` the user installed (newer Node / glibc), else the npm
 // build `@trufflesuite/uws-js-unofficial` (native for Node 16/18/20). That
 // package silently falls back to a slow pure-JS implementation elsewhere; we

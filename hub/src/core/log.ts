@@ -1,4 +1,4 @@
-// The hub's logger: pino, JSON lines. Tests pass a silent one.
+// core/: the hub's logger: pino, JSON lines. Tests pass a silent one.
 // Imports: nothing of ours.
 import { pino, type Logger } from 'pino';
 

@@ -1,4 +1,4 @@
-// The one way the hub and its tools replace a file: write a temp file
+// core/: the one way the hub and its tools replace a file: write a temp file
 // (mode 0600), fsync it, rename it over the target, fsync the directory.
 // A reader sees the old file or the new one, never half of one, and after a
 // crash the new one is there only if it was complete. Used for the device

@@ -1,4 +1,4 @@
-// Where the hub and its command-line tools find their files. A relative path
+// core/: where the hub and its command-line tools find their files. A relative path
 // means "relative to where the user ran the command": npm runs workspace
 // scripts (npm run device-token, npm run operator) with the workspace as cwd
 // but sets INIT_CWD to the directory npm was run in, so INIT_CWD wins over

@@ -1,4 +1,4 @@
-// Every error the hub raises on purpose has a code (HUB_ERR_*), a message
+// core/: every error the hub raises on purpose has a code (HUB_ERR_*), a message
 // that says what to do, and keeps its cause.
 
 export type HubErrorCode =

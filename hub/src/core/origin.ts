@@ -1,4 +1,4 @@
-// http/: which browser origins may use the hub's cookie-authenticated
+// core/: which browser origins may use the hub's cookie-authenticated
 // endpoints (sign-in, API writes, /v1/live). Imports: nothing of ours.
 
 /** True when a browser Origin may use the hub (the allowlist, or the hub's own origin). */

@@ -1,4 +1,4 @@
-// Prometheus metrics for one hub instance (its own registry, so tests can
+// core/: Prometheus metrics for one hub instance (its own registry, so tests can
 // build several apps in a process). Label children are bound once: the
 // ingest hot path only calls inc()/observe().
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';

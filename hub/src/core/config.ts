@@ -1,4 +1,4 @@
-// The hub's one config module: every key, its default, its env var and its
+// core/: the hub's one config module: every key, its default, its env var and its
 // safe range. `loadConfig(env)` validates (an error names the key and the bad
 // value), clamps to safe ranges (with a warning), and freezes.
 // Imports: errors only. Only main.ts passes process.env.
