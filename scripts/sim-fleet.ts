@@ -3,13 +3,13 @@
 // Idempotent: devices whose token still matches are left alone.
 //   npx tsx scripts/sim-fleet.ts [--registry FILE] [--tokens FILE] --devices 200
 // Defaults: the hub's registry and HUB_DATA_DIR/sim-tokens.json; relative
-// paths are taken from where the command was run (hub/src/paths.ts).
+// paths are taken from where the command was run (hub/src/core/paths.ts).
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { generateToken, hashToken, readRegistryFile, writeRegistryFile } from '../hub/src/auth/registry.ts';
-import { fromInvocation, hubPaths } from '../hub/src/paths.ts';
+import { fromInvocation, hubPaths } from '../hub/src/core/paths.ts';
 
 const SITES = ['north', 'south', 'east', 'west', 'lab'];
 

@@ -1,7 +1,7 @@
 // npm start: the hub plus a small simulated fleet, no other service, no
 // setup. First run registers the fleet's devices (data/devices.json holds
 // only token hashes; the simulator's tokens go to data/sim-tokens.json).
-// Paths are resolved as the hub and its tools do (hub/src/paths.ts): data/
+// Paths are resolved as the hub and its tools do (hub/src/core/paths.ts): data/
 // and every relative HUB_* path are taken from where `npm start` was run.
 // Builds the dashboard when dashboard/dist is missing or older than its
 // sources. Flags: --devices N (default 200), --rate R readings/s per metric
@@ -12,8 +12,8 @@ import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONFIG_KEYS } from '../hub/src/config.ts';
-import { fromInvocation, hubPaths, invocationDir } from '../hub/src/paths.ts';
+import { CONFIG_KEYS } from '../hub/src/core/config.ts';
+import { fromInvocation, hubPaths, invocationDir } from '../hub/src/core/paths.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CloseCode, DEVICE_PATH } from '@telemetry/proto';
 import { addDevice } from '../hub/src/auth/registry.ts';
-import { createLogger } from '../hub/src/log.ts';
+import { createLogger } from '../hub/src/core/log.ts';
 import { Spool } from '../hub/src/spool/spool.ts';
 import { RawDevice, batchOf, until, within } from '../hub/test/helpers.ts';
 
