@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { StoreError } from '../src/core/errors.ts';
-import { MAX_LOGGED_MESSAGE_CHARS, MAX_OUTSTANDING_COMMANDS } from '../src/ingest/endpoint.ts';
+import { MAX_LOGGED_MESSAGE_CHARS, MAX_OUTSTANDING_COMMANDS } from '../src/ingest/commands.ts';
 import { createLogger } from '../src/core/log.ts';
 import { MemoryBatchStore } from '../src/spool/store.ts';
 import { batchOf, connectDevice, metric, startHub, until, within } from './helpers.ts';
@@ -18,7 +18,7 @@ class CountingLog extends Writable {
   override _write(chunk: Buffer | string, _enc: BufferEncoding, done: () => void): void {
     const text = chunk.toString();
     this.bytes += Buffer.byteLength(text);
-    for (const line of text.split('\n')) if (line) this.lines.push(JSON.parse(line));
+    for (const line of text.split('\n')) if (line) this.lines.push(JSON.parse(line) as CountingLog['lines'][number]);
     done();
   }
   count(msg: string): number { return this.lines.filter((l) => l.msg === msg).length; }

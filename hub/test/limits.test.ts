@@ -119,8 +119,8 @@ test('limits - NaN and Infinity readings are dropped, reported in the Ack and co
   d.batch(batchOf(1, 5, { value: (i) => [1, Number.NaN, 3, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY][i]! }));
   const ack = await d.ackFor(1);
   assert.equal(ack.reports?.length, 1);
-  assert.equal(ack.reports![0]!.seq, 1);
-  assert.equal(ack.reports![0]!.nonFiniteDropped, 3);
+  assert.equal(ack.reports[0]!.seq, 1);
+  assert.equal(ack.reports[0]!.nonFiniteDropped, 3);
   assert.deepEqual([...th.store.recent()[0]!.values], [1, 3]);
   assert.equal(await metric(th, 'hub_readings_total', { result: 'non_finite_dropped' }), 3);
   // A clean batch has no report.

@@ -47,7 +47,7 @@ test('metric names - one token opening session after session with new names is c
   // The names it has work in any session, under any ids.
   const again = await session(th, 'dev-1', ++seq, namesFrom('m', 0, 4).reverse());
   assert.equal(again.acked, true);
-  assert.equal((await session(th, 'dev-1', ++seq, namesFrom('m', 4, 2))).acked, true);
+  assert.equal((await session(th, 'dev-1', seq + 1, namesFrom('m', 4, 2))).acked, true);
 });
 
 test('metric names - a name the device already has is fine in every session, even with the fleet at HUB_MAX_METRIC_NAMES', async (t) => {
@@ -80,7 +80,7 @@ test('metric names - the device-detail frame and tracked latest values stay boun
   const ws = new WebSocket(`ws://127.0.0.1:${th.port}${LIVE_PATH}`, [LIVE_SUBPROTOCOL], { headers: { cookie: await signIn(th) }, perMessageDeflate: false });
   t.after(() => ws.close());
   const frames: { bytes: number; frame: Frame }[] = [];
-  ws.on('message', (data: Buffer) => frames.push({ bytes: data.byteLength, frame: decodeLiveFrame(data) as Frame }));
+  ws.on('message', (data: Buffer) => frames.push({ bytes: data.byteLength, frame: decodeLiveFrame(data) }));
   await within(new Promise((r) => ws.once('open', r)), 3000, 'live open');
   ws.send(encodeLiveRequest({ subscribe: { topics: ['device:dev-1'] } }));
   await until(() => frames.some((f) => f.frame.deviceDetails.length > 0), 3000, 'device detail');

@@ -1,16 +1,18 @@
-// Device clock offset estimation (device clock minus hub clock).
+// ingest/: the device clock offset estimate (device clock minus hub clock),
+// one per session (proto/README.md §8). Imports: nothing.
 //
 // Each sample is deviceSendTime - hubReceiveTime = offset - oneWayDelay, so
 // the largest recent sample is the best estimate (the least-delayed message,
 // the NTP "minimum filter"). Older maxima expire so that a drifting or reset
 // device clock is followed.
 
+/** protocol: the current maximum is replaced by the next sample once it is more than 60 s old (§8). */
 const EXPIRE_MS = 60_000;
 
 export class ClockOffsetEstimator {
-  #best = Number.NEGATIVE_INFINITY;
-  #bestAt = 0;
-  #samples = 0;
+  #bestSample = Number.NEGATIVE_INFINITY;
+  #bestSampleAtMs = 0;
+  #sampleCount = 0;
 
   /**
    * deviceTimeMs = 0 means the device has no clock; ignored. So is a time
@@ -19,16 +21,16 @@ export class ClockOffsetEstimator {
    */
   sample(deviceTimeMs: number, hubTimeMs: number): void {
     if (!(deviceTimeMs > 0) || !Number.isSafeInteger(deviceTimeMs)) return;
-    const s = deviceTimeMs - hubTimeMs;
-    if (s > this.#best || hubTimeMs - this.#bestAt > EXPIRE_MS) {
-      this.#best = s;
-      this.#bestAt = hubTimeMs;
+    const sample = deviceTimeMs - hubTimeMs;
+    if (sample > this.#bestSample || hubTimeMs - this.#bestSampleAtMs > EXPIRE_MS) {
+      this.#bestSample = sample;
+      this.#bestSampleAtMs = hubTimeMs;
     }
-    this.#samples++;
+    this.#sampleCount++;
   }
 
-  get known(): boolean { return this.#samples > 0; }
+  get known(): boolean { return this.#sampleCount > 0; }
 
   /** Estimated offset in ms (device minus hub); 0 when unknown. */
-  get offsetMs(): number { return this.#samples > 0 ? Math.round(this.#best) : 0; }
+  get offsetMs(): number { return this.#sampleCount > 0 ? Math.round(this.#bestSample) : 0; }
 }

@@ -1,15 +1,18 @@
-// Validation of device input that needs no socket: metric definitions and
-// batches. Turns a decoded Batch into a self-contained AcceptedBatch plus a
-// report of what was done to readings that could not be stored as sent.
-// Everything accepted here must make a valid InfluxDB line once the sink
-// escapes it (line protocol escapes commas, equals signs and spaces, but has
-// no way to write a backslash before one of them or at the end of a value).
+// ingest/: validation of device input that needs no socket: metric
+// definitions (per session, per device, fleet-wide names) and batches. Turns
+// a decoded Batch into a self-contained AcceptedBatch plus a report of what
+// was done to readings that could not be stored as sent. Everything accepted
+// here must make a valid InfluxDB line once the sink escapes it (line
+// protocol escapes commas, equals signs and spaces, but has no way to write a
+// backslash before one of them or at the end of a value).
+// Imports: proto, core (batch type, name rules).
 import { CloseCode, type Batch, type MetricDef } from '@telemetry/proto';
 import type { AcceptedBatch } from '../core/batch.ts';
 import { METRIC_NAME_RE } from '../core/names.ts';
 
 const MAX_UNIT_BYTES = 16;
 // C0/C1 controls and DEL; units are labels, not a channel for escapes.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL_RE = /[\u0000-\u001f\u007f-\u009f]/;
 
 export interface ValidationLimits {
@@ -26,19 +29,20 @@ export interface ValidationLimits {
 interface MetricEntry {
   readonly name: string;
   readonly unit: string;
-  /** Batch generation that last used it, and its index in that batch. */
-  gen: number;
-  local: number;
+  /** The batch (a generation of the table) that last used it, and its index in that batch's metricNames. */
+  generation: number;
+  batchIndex: number;
 }
 
 /** Metric names interned for one session (protocol: ids are per session). */
 export class MetricTable {
   readonly #byId = new Map<number, MetricEntry>();
-  #gen = 0;
+  #generation = 0;
   get size(): number { return this.#byId.size; }
   get(id: number): MetricEntry | undefined { return this.#byId.get(id); }
-  set(id: number, name: string, unit: string): void { this.#byId.set(id, { name, unit, gen: -1, local: 0 }); }
-  nextGeneration(): number { return ++this.#gen; }
+  set(id: number, name: string, unit: string): void { this.#byId.set(id, { name, unit, generation: -1, batchIndex: 0 }); }
+  /** A new batch: every entry counts as unused in it until it is seen. */
+  nextGeneration(): number { return ++this.#generation; }
 }
 
 /**
@@ -90,10 +94,10 @@ export type BatchOutcome =
 export function defineMetrics(
   table: MetricTable, defs: readonly MetricDef[], limits: ValidationLimits, deviceNames: Set<string>, fleet: MetricNames,
 ): Violation | null {
-  for (const d of defs) {
-    const id = d.id ?? 0;
-    const name = d.name ?? '';
-    const unit = d.unit ?? '';
+  for (const def of defs) {
+    const id = def.id ?? 0;
+    const name = def.name ?? '';
+    const unit = def.unit ?? '';
     if (name.length > limits.maxMetricNameBytes || !METRIC_NAME_RE.test(name)) {
       return { code: CloseCode.INVALID_METRIC, limit: 'metric_name', reason: `metric id ${id}: name ${JSON.stringify(name.slice(0, 40))} must be 1-${limits.maxMetricNameBytes} of [A-Za-z0-9_.:-] starting with a letter` };
     }
@@ -139,53 +143,53 @@ export function defineMetrics(
 export function validateBatch(
   deviceId: string,
   tags: Readonly<Record<string, string>>,
-  b: Batch,
+  batch: Batch,
   table: MetricTable,
   limits: ValidationLimits,
   hubNowMs: number,
   clock: { known: boolean; offsetMs: number },
 ): BatchOutcome {
-  const ids = b.metricIds ?? [];
-  const offsets = b.timeOffsetsMs ?? [];
-  const vals = b.values ?? [];
-  const n = ids.length;
-  if (n > limits.maxBatchReadings) {
-    return { ok: false, code: CloseCode.BATCH_TOO_LARGE, limit: 'batch_readings', reason: `batch has ${n} readings; the limit is ${limits.maxBatchReadings}` };
+  const ids = batch.metricIds ?? [];
+  const offsets = batch.timeOffsetsMs ?? [];
+  const sentValues = batch.values ?? [];
+  const readings = ids.length;
+  if (readings > limits.maxBatchReadings) {
+    return { ok: false, code: CloseCode.BATCH_TOO_LARGE, limit: 'batch_readings', reason: `batch has ${readings} readings; the limit is ${limits.maxBatchReadings}` };
   }
-  if (offsets.length !== n || vals.length !== n) {
-    return { ok: false, code: CloseCode.PROTOCOL_ERROR, limit: 'protocol', reason: `batch columns differ in length (${n} metric ids, ${offsets.length} time offsets, ${vals.length} values)` };
+  if (offsets.length !== readings || sentValues.length !== readings) {
+    return { ok: false, code: CloseCode.PROTOCOL_ERROR, limit: 'protocol', reason: `batch columns differ in length (${readings} metric ids, ${offsets.length} time offsets, ${sentValues.length} values)` };
   }
-  const base = b.baseTimeMs ?? 0;
+  const base = batch.baseTimeMs ?? 0;
   const minT = hubNowMs - limits.maxPastSkewMs;
   const maxT = hubNowMs + limits.maxFutureSkewMs;
   const canCorrect = limits.skewPolicy === 'correct' && clock.known;
   const offset = clock.offsetMs;
 
-  const gen = table.nextGeneration();
+  const generation = table.nextGeneration();
   const names: string[] = [];
   const units: string[] = [];
-  const index = new Uint16Array(n);
-  const times = new Float64Array(n);
-  const values = new Float64Array(n);
+  const index = new Uint16Array(readings);
+  const times = new Float64Array(readings);
+  const values = new Float64Array(readings);
   let deviceTimes: Float64Array | null = null;
   let kept = 0;
   const report: BatchReportCounts = { nonFiniteDropped: 0, skewDropped: 0, skewCorrected: 0 };
 
-  for (let i = 0; i < n; i++) {
-    const m = table.get(ids[i]!);
-    if (m === undefined) {
+  for (let i = 0; i < readings; i++) {
+    const metric = table.get(ids[i]!);
+    if (metric === undefined) {
       return { ok: false, code: CloseCode.PROTOCOL_ERROR, limit: 'protocol', reason: `reading ${i} uses metric id ${ids[i]} that this session has not defined` };
     }
-    const v = vals[i]!;
-    if (!Number.isFinite(v)) { report.nonFiniteDropped++; continue; }
-    const t = base + offsets[i]!;
+    const value = sentValues[i]!;
+    if (!Number.isFinite(value)) { report.nonFiniteDropped++; continue; }
+    const deviceTime = base + offsets[i]!;
     // 64-bit times decode as doubles: past 2^53 they are no longer exact
-    // integers, so neither t nor a correction of it could be stored as sent.
-    if (!Number.isSafeInteger(t)) { report.skewDropped++; continue; }
-    let stored = t;
-    if (!(t >= minT && t <= maxT)) {
-      // An integer (t and the rounded offset are), and in bounds only if safe.
-      const corrected = t - offset;
+    // integers, so neither the time nor a correction of it could be stored as sent.
+    if (!Number.isSafeInteger(deviceTime)) { report.skewDropped++; continue; }
+    let stored = deviceTime;
+    if (!(deviceTime >= minT && deviceTime <= maxT)) {
+      // An integer (the time and the rounded offset are), and in bounds only if safe.
+      const corrected = deviceTime - offset;
       if (canCorrect && corrected >= minT && corrected <= maxT) {
         stored = corrected;
         report.skewCorrected++;
@@ -194,38 +198,38 @@ export function validateBatch(
         continue;
       }
     }
-    if (m.gen !== gen) {
-      m.gen = gen;
-      m.local = names.length;
-      names.push(m.name);
-      units.push(m.unit);
+    if (metric.generation !== generation) {
+      metric.generation = generation;
+      metric.batchIndex = names.length;
+      names.push(metric.name);
+      units.push(metric.unit);
     }
-    if (stored !== t) {
+    if (stored !== deviceTime) {
       if (deviceTimes === null) {
         // Keep the device's own time beside every reading once one is corrected.
-        deviceTimes = new Float64Array(n);
+        deviceTimes = new Float64Array(readings);
         deviceTimes.set(times.subarray(0, kept));
       }
     }
-    index[kept] = m.local;
+    index[kept] = metric.batchIndex;
     times[kept] = stored;
-    if (deviceTimes !== null) deviceTimes[kept] = t;
-    values[kept] = v;
+    if (deviceTimes !== null) deviceTimes[kept] = deviceTime;
+    values[kept] = value;
     kept++;
   }
 
-  const batch: AcceptedBatch = {
+  const accepted: AcceptedBatch = {
     deviceId,
     tags,
-    seq: b.seq ?? 0,
+    seq: batch.seq ?? 0,
     receivedAtMs: hubNowMs,
     clockOffsetMs: offset,
     metricNames: names,
     metricUnits: units,
-    metricIndex: kept === n ? index : index.slice(0, kept),
-    timesMs: kept === n ? times : times.slice(0, kept),
-    deviceTimesMs: deviceTimes === null ? null : kept === n ? deviceTimes : deviceTimes.slice(0, kept),
-    values: kept === n ? values : values.slice(0, kept),
+    metricIndex: kept === readings ? index : index.slice(0, kept),
+    timesMs: kept === readings ? times : times.slice(0, kept),
+    deviceTimesMs: deviceTimes === null ? null : kept === readings ? deviceTimes : deviceTimes.slice(0, kept),
+    values: kept === readings ? values : values.slice(0, kept),
   };
-  return { ok: true, batch, report };
+  return { ok: true, batch: accepted, report };
 }

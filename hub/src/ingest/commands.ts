@@ -1,0 +1,72 @@
+// ingest/: downlink commands (proto/README.md §12): ids from one counter per
+// hub process, the ids each session was sent and not yet answered, and the
+// CommandResults that come back. Only results for those ids are logged, so
+// a device cannot fill the log with results.
+// Imports: proto, core (log, metrics types), ingest/session, lifecycle, send.
+import { CloseCode, encodeHubMessage, type Command, type CommandResult } from '@telemetry/proto';
+import type { LogLimiter } from '../core/log.ts';
+import type { HubMetrics } from '../core/metrics.ts';
+import type { SessionLifecycle } from './lifecycle.ts';
+import { sendToDevice } from './send.ts';
+import type { DeviceSocket, Session } from './session.ts';
+
+/**
+ * Command ids a session remembers as sent and not yet answered; past it the
+ * oldest is forgotten (its late result counts as unknown), so a device that
+ * never answers cannot block newer commands nor grow the list.
+ */
+export const MAX_OUTSTANDING_COMMANDS = 16;
+/** A CommandResult message is logged up to this many characters. */
+export const MAX_LOGGED_MESSAGE_CHARS = 200;
+
+export interface CommandDeps {
+  readonly metrics: HubMetrics;
+  readonly lifecycle: SessionLifecycle;
+  readonly deviceLog: LogLimiter;
+}
+
+export class Commands {
+  readonly #deps: CommandDeps;
+  #nextCommandId = 1;
+  readonly #resultOk: { inc(): void };
+  readonly #resultFailed: { inc(): void };
+  readonly #resultUnknown: { inc(): void };
+
+  constructor(deps: CommandDeps) {
+    this.#deps = deps;
+    const results = deps.metrics.commandResults;
+    this.#resultOk = results.labels('ok');
+    this.#resultFailed = results.labels('failed');
+    this.#resultUnknown = results.labels('unknown');
+  }
+
+  /** Sends a Command on an open session's socket; returns its id. */
+  send(session: Session, ws: DeviceSocket, command: Omit<Command, 'id'>): number {
+    const id = this.#nextCommandId++;
+    if (session.commandIds.push(id) > MAX_OUTSTANDING_COMMANDS) session.commandIds.shift();
+    const metrics = this.#deps.metrics;
+    ws.cork(() => sendToDevice(ws, encodeHubMessage({ command: { ...command, id } }), metrics));
+    return id;
+  }
+
+  /**
+   * Counts and logs a result for a command this session was sent; a result
+   * for any other id (never sent, already answered, forgotten) is only
+   * counted.
+   */
+  result(session: Session, result: CommandResult): void {
+    if (session.state !== 'open') return this.#deps.lifecycle.close(session, CloseCode.PROTOCOL_ERROR, 'CommandResult before Hello', undefined, 'protocol');
+    const id = result.id ?? 0;
+    const at = session.commandIds.indexOf(id);
+    if (at < 0) {
+      this.#resultUnknown.inc();
+      return;
+    }
+    session.commandIds.splice(at, 1);
+    const ok = result.ok === true;
+    (ok ? this.#resultOk : this.#resultFailed).inc();
+    const text = result.message ?? '';
+    const message = text.length > MAX_LOGGED_MESSAGE_CHARS ? `${text.slice(0, MAX_LOGGED_MESSAGE_CHARS)}…` : text;
+    this.#deps.deviceLog.info('command_result', { device: session.deviceId, session: session.id, command: id, ok, message, messageChars: text.length }, 'command result');
+  }
+}

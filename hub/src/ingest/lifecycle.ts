@@ -1,0 +1,190 @@
+// ingest/: the session state machine (proto/README.md §4): a socket opens
+// (awaiting Hello, replacing the device's older session), Hello is checked
+// and answered with Welcome, and a session ends either by the hub (a Notice,
+// then a close frame with the same code) or by the device or the network;
+// the close is accounted for exactly once. Also the handshake timeout and
+// revocation. Every log line a device can cause goes through the LogLimiter.
+// Imports: proto, spool (the BatchStore seam, types), core (config, log,
+// metrics types), ingest/session, acks, live-feed, send.
+import { CloseCode, PROTOCOL_VERSION, closeReason, encodeHubMessage, type Hello } from '@telemetry/proto';
+import type { HubConfig } from '../core/config.ts';
+import type { LogLimiter } from '../core/log.ts';
+import type { HubMetrics, LimitName } from '../core/metrics.ts';
+import type { BatchStore } from '../spool/store.ts';
+import type { AckFlusher } from './acks.ts';
+import type { GuardedLiveFeed } from './live-feed.ts';
+import { sendToDevice } from './send.ts';
+import type { DeviceSocket, Session, SessionTable } from './session.ts';
+
+/** protocol: Hello.firmware is at most 128 bytes (§4). */
+export const MAX_FIRMWARE_BYTES = 128;
+
+/** Close codes reported as metric labels; anything else is "other" (bounded cardinality). */
+const KNOWN_CODES: ReadonlySet<number> = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013, ...(Object.values(CloseCode) as number[])]);
+
+/** The `code` label of hub_device_closes_total: a known close code, or "other". */
+export function closeCodeLabel(code: number): string {
+  return KNOWN_CODES.has(code) ? String(code) : 'other';
+}
+
+/**
+ * protocol: how often the handshake timeout is checked, max(50, min(1000,
+ * timeout/4)) ms (§4), so the 4001 comes at most a quarter late (1 s at most).
+ */
+export function handshakeSweepMs(handshakeTimeoutMs: number): number {
+  return Math.max(50, Math.min(1000, Math.floor(handshakeTimeoutMs / 4)));
+}
+
+export interface LifecycleDeps {
+  readonly config: HubConfig;
+  readonly store: Pick<BatchStore, 'durableSeq'>;
+  readonly metrics: HubMetrics;
+  readonly now: () => number;
+  readonly table: SessionTable;
+  readonly acks: AckFlusher;
+  readonly live: GuardedLiveFeed;
+  readonly deviceLog: LogLimiter;
+}
+
+export class SessionLifecycle {
+  readonly #deps: LifecycleDeps;
+  readonly #config: HubConfig;
+  readonly #metrics: HubMetrics;
+  readonly #table: SessionTable;
+  readonly #live: GuardedLiveFeed;
+  readonly #deviceLog: LogLimiter;
+
+  constructor(deps: LifecycleDeps) {
+    this.#deps = deps;
+    this.#config = deps.config;
+    this.#metrics = deps.metrics;
+    this.#table = deps.table;
+    this.#live = deps.live;
+    this.#deviceLog = deps.deviceLog;
+  }
+
+  /** uWS open: the socket counts from now on and waits for Hello. */
+  open(ws: DeviceSocket): void {
+    const session = ws.getUserData().session;
+    session.ws = ws;
+    session.state = 'awaiting-hello';
+    session.openedAtMs = this.#deps.now();
+    this.#table.add(session);
+    this.#metrics.connections.inc();
+    this.#live.connectionCount(this.#table.sockets.size);
+
+    const device = session.device;
+    const older = device.session;
+    device.session = session;
+    // protocol: one session per device; the newer one wins.
+    if (older) this.close(older, CloseCode.SESSION_REPLACED, 'replaced by a newer session of this device', undefined, null);
+  }
+
+  /**
+   * Close accounting, exactly once per session whoever closed it: the uWS
+   * close handler, and close() in case a binding defers that handler.
+   */
+  closed(session: Session, code: number): void {
+    if (session.gone) return;
+    session.gone = true;
+    session.state = 'closed';
+    session.ws = null;
+    this.#table.remove(session);
+    this.#deps.acks.forget(session);
+    const metrics = this.#metrics;
+    metrics.connections.dec();
+    if (session.welcomed) metrics.sessions.dec();
+    metrics.closes.labels(closeCodeLabel(code)).inc();
+    this.#live.connectionCount(this.#table.sockets.size);
+    if (session.welcomed) this.#live.sessionClosed(session.deviceId, code, session.closedByHub);
+    this.#deviceLog.debug('device_session_closed', { device: session.deviceId, session: session.id, code }, 'device session closed');
+  }
+
+  /**
+   * Ends a session with a Notice and a close frame carrying the same code
+   * (protocol: §9). `limit` names the metric to count (null: not a violation).
+   */
+  close(session: Session, code: number, reason: string, retryAfterMs: number | undefined, limit: LimitName | null): void {
+    if (session.state === 'closed' || !session.ws) return;
+    if (limit) this.#metrics.limit(limit);
+    const ws = session.ws;
+    session.state = 'closed';
+    session.ws = null;
+    session.closedByHub = true;
+    this.#deviceLog.debug('device_session_closing', { device: session.deviceId, session: session.id, code, reason }, 'closing device session');
+    // protocol: the retry hint is Notice.retry_after_ms here, and the end of the close reason below.
+    sendToDevice(ws, encodeHubMessage({ notice: { code, reason, retryAfterMs: retryAfterMs ?? 0 } }), this.#metrics);
+    // Not inside ws.cork(): uWS sends the TCP FIN from end() only when the
+    // socket is not corked (or, inside a message handler, when uWS uncorks
+    // it after the handler). Corked by us, the connection would stay open
+    // until uWS's end timeout, 16 s at the default idle timeout.
+    ws.end(code, closeReason(reason, retryAfterMs));
+    // uWS runs the close handler inside end(); account here too in case a
+    // binding defers it (the `gone` flag makes this happen once).
+    this.closed(session, code);
+  }
+
+  /** A Hello that arrived on `ws`, the session's socket. protocol: checked in this order: version, device id, firmware length (§4); then Welcome. */
+  hello(session: Session, ws: DeviceSocket, hello: Hello): void {
+    if (session.state !== 'awaiting-hello') return this.close(session, CloseCode.PROTOCOL_ERROR, 'Hello sent twice', undefined, 'protocol');
+    if (hello.protocolVersion !== PROTOCOL_VERSION) {
+      return this.close(session, CloseCode.UNSUPPORTED_VERSION, `protocol version ${hello.protocolVersion ?? 0} not supported; this hub speaks ${PROTOCOL_VERSION}`, undefined, 'version');
+    }
+    if (hello.deviceId !== session.deviceId) {
+      return this.close(session, CloseCode.PROTOCOL_ERROR, `Hello.device_id ${JSON.stringify((hello.deviceId ?? '').slice(0, 40))} does not match the token's device`, undefined, 'protocol');
+    }
+    const firmware = hello.firmware ?? '';
+    if (Buffer.byteLength(firmware) > MAX_FIRMWARE_BYTES) {
+      return this.close(session, CloseCode.PROTOCOL_ERROR, `Hello.firmware longer than ${MAX_FIRMWARE_BYTES} bytes`, undefined, 'protocol');
+    }
+    const now = this.#deps.now();
+    session.firmware = firmware;
+    session.clock.sample(hello.deviceTimeMs ?? 0, now);
+    session.state = 'open';
+    session.welcomed = true;
+    this.#table.awaitingHello.delete(session);
+    this.#metrics.sessions.inc();
+    const config = this.#config;
+    session.lastCredit = this.#deps.acks.credit();
+    // protocol: Welcome.last_seq is what the store holds durably, not what it received (§6).
+    session.lastAckSeq = this.#deps.store.durableSeq(session.deviceId);
+    sendToDevice(ws, encodeHubMessage({
+      welcome: {
+        sessionId: session.id,
+        protocolVersion: PROTOCOL_VERSION,
+        serverTimeMs: now,
+        echoDeviceTimeMs: hello.deviceTimeMs ?? 0,
+        window: config.window,
+        credit: session.lastCredit,
+        lastSeq: session.lastAckSeq,
+        limits: {
+          maxMessageBytes: config.maxMessageBytes, maxBatchReadings: config.maxBatchReadings,
+          maxReadingsPerSecond: config.maxReadingsPerSecond, readingsBurst: config.readingsBurst,
+          maxMetricsPerSession: config.maxMetricsPerSession, maxMetricNameBytes: config.maxMetricNameBytes,
+          maxFutureSkewMs: config.maxFutureSkewMs, maxPastSkewMs: config.maxPastSkewMs, idleTimeoutMs: config.idleTimeoutS * 1000,
+        },
+      },
+    }), this.#metrics);
+    this.#live.sessionOpened(session.deviceId, session.tags, firmware, session.addr);
+    this.#deviceLog.debug('device_session_open', { device: session.deviceId, session: session.id, firmware, offsetMs: session.clock.offsetMs }, 'device session open');
+  }
+
+  /** protocol: no Hello within HUB_HANDSHAKE_TIMEOUT_MS of the upgrade closes with 4001 (§4). */
+  sweep(): void {
+    const now = this.#deps.now();
+    const timeoutMs = this.#config.handshakeTimeoutMs;
+    for (const session of this.#table.awaitingHello) {
+      if (now - session.openedAtMs >= timeoutMs) {
+        this.close(session, CloseCode.HANDSHAKE_TIMEOUT, `no Hello within ${timeoutMs} ms`, undefined, 'handshake_timeout');
+      }
+    }
+  }
+
+  /** Devices removed, disabled or given a new token: their sessions end with 4008. */
+  revoked(deviceIds: Iterable<string>): void {
+    for (const deviceId of deviceIds) {
+      const session = this.#table.current(deviceId);
+      if (session) this.close(session, CloseCode.DEVICE_REVOKED, 'device registration revoked', undefined, null);
+    }
+  }
+}

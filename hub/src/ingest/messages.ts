@@ -1,0 +1,63 @@
+// ingest/: every device message, checked in the order of proto/README.md §4
+// (size, frame type, decoding, a known member) and handed to Hello, Batch or
+// CommandResult handling. The per-message entry point of ingest.
+// Imports: proto, core (metrics types), ingest/session, lifecycle, batches, commands.
+import { CloseCode, decodeDeviceMessage, type DeviceMessage } from '@telemetry/proto';
+import type { HubMetrics } from '../core/metrics.ts';
+import type { BatchIntake } from './batches.ts';
+import type { Commands } from './commands.ts';
+import type { SessionLifecycle } from './lifecycle.ts';
+import type { DeviceSocket } from './session.ts';
+
+export interface MessageDeps {
+  readonly maxMessageBytes: number;
+  readonly metrics: HubMetrics;
+  readonly lifecycle: SessionLifecycle;
+  readonly batches: BatchIntake;
+  readonly commands: Commands;
+}
+
+export class MessageRouter {
+  readonly #maxMessageBytes: number;
+  readonly #metrics: HubMetrics;
+  readonly #lifecycle: SessionLifecycle;
+  readonly #batches: BatchIntake;
+  readonly #commands: Commands;
+
+  constructor(deps: MessageDeps) {
+    this.#maxMessageBytes = deps.maxMessageBytes;
+    this.#metrics = deps.metrics;
+    this.#lifecycle = deps.lifecycle;
+    this.#batches = deps.batches;
+    this.#commands = deps.commands;
+  }
+
+  /** uWS message. Check 1 of §4 (the hard cap) is uWS's maxPayloadLength, before this runs. */
+  message(ws: DeviceSocket, data: ArrayBuffer, isBinary: boolean): void {
+    const session = ws.getUserData().session;
+    if (session.state === 'closed') return;
+    const metrics = this.#metrics;
+    metrics.ingestMessages.inc();
+    metrics.ingestBytes.inc(data.byteLength);
+    const lifecycle = this.#lifecycle;
+    if (data.byteLength > this.#maxMessageBytes) {
+      return lifecycle.close(session, CloseCode.MESSAGE_TOO_BIG, `message of ${data.byteLength} bytes; the limit is ${this.#maxMessageBytes}`, undefined, 'message_size');
+    }
+    if (!isBinary) return lifecycle.close(session, CloseCode.UNSUPPORTED_DATA, 'text frames are not part of the protocol; send binary protobuf', undefined, 'text_frame');
+    let msg: DeviceMessage;
+    try {
+      // Decoding copies everything out of `data`, which uWS neuters on return.
+      msg = decodeDeviceMessage(new Uint8Array(data));
+    } catch (err) {
+      return lifecycle.close(session, CloseCode.INVALID_PAYLOAD, `not a valid DeviceMessage: ${(err as Error).message}`, undefined, 'malformed');
+    }
+    // The decoder sets the member `msg` names; the checks only satisfy the types.
+    switch (msg.msg) {
+      case 'hello': if (msg.hello) return lifecycle.hello(session, ws, msg.hello); break;
+      case 'batch': if (msg.batch) return this.#batches.handle(session, ws, msg.batch); break;
+      case 'commandResult': if (msg.commandResult) return this.#commands.result(session, msg.commandResult); break;
+      case undefined: break;
+    }
+    return lifecycle.close(session, CloseCode.PROTOCOL_ERROR, 'empty or unknown DeviceMessage', undefined, 'protocol');
+  }
+}
