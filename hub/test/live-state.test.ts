@@ -172,24 +172,28 @@ test('alarms - rules are validated; a rule fires after its duration, per device 
 
   const dir = mkdtempSync(join(tmpdir(), 'alarms-'));
   const file = join(dir, 'rules.json');
-  const st = new LiveState({ maxSeries: 100, maxDevices: 100, alarmRulesFile: file });
+  const now0 = Date.now();
+  let clock = now0;
+  const st = new LiveState({ maxSeries: 100, maxDevices: 100, alarmRulesFile: file, now: () => clock });
   const rule = await st.alarms.add({ name: 'Hot north', metric: 'temperature', group: 'site=north', op: '>', threshold: 80, forS: 2 });
-  assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).rules[0].metric, 'temperature');
+  assert.deepEqual((JSON.parse(readFileSync(file, 'utf8')) as { rules: { metric: string }[] }).rules[0]!.metric, 'temperature');
   assert.equal(new Alarms(file).rules[0]!.id, rule.id, 'rules survive a restart');
 
-  const now0 = Date.now();
   st.durable(batch('n1', 1, [['temperature', 85, now0]], { site: 'north' }));
   st.durable(batch('s1', 1, [['temperature', 95, now0]], { site: 'south' }));
-  st.alarms.evaluate(st.devices, now0 + 1000, 1);
+  clock = now0 + 1000;
+  st.advance(); // tick 1 evaluates the rules
   assert.equal(st.alarms.active.size, 0, 'not yet: 2 s duration');
-  st.alarms.evaluate(st.devices, now0 + 2000, 2);
+  clock = now0 + 2000;
+  st.advance();
   assert.equal(st.alarms.active.size, 1);
   const a = [...st.alarms.active.values()][0]!;
   assert.equal(a.device, 'n1', 'the south device is outside the group');
   assert.equal(a.condition, 'temperature > 80 for 2 s in site=north');
   assert.equal(a.sinceMs, now0);
   st.durable(batch('n1', 2, [['temperature', 70, now0 + 2500]], { site: 'north' }));
-  st.alarms.evaluate(st.devices, now0 + 3000, 3);
+  clock = now0 + 3000;
+  st.advance();
   assert.equal(st.alarms.active.size, 0);
   assert.equal(st.alarms.recent.length, 1);
   assert.equal(st.alarms.recent[0]!.untilMs, now0 + 3000);
@@ -238,4 +242,46 @@ test('live state - memory is bounded: 20,000 devices x 4 metrics, series capped'
   const perDevice = (used - 40 * 10_000) / 15_000;
   t.diagnostic(`heap: ${(used / 1048576).toFixed(1)} MiB for 15,000 devices x 4 metrics + 40 series: ~${Math.round(perDevice)} B per device`);
   assert.ok(perDevice < 4096, `~${Math.round(perDevice)} B per device`);
+});
+
+test('live state - health counts the device connections ingest reports and the dashboards the endpoint reports, as of the last tick', () => {
+  const st = new LiveState({ maxSeries: 10, maxDevices: 10, alarmRulesFile: null });
+  st.connectionCount(3);
+  st.setDashboardCount(2);
+  assert.equal(st.health.connections, undefined, 'health is computed by the tick');
+  st.advance();
+  assert.equal(st.health.connections, 3);
+  assert.equal(st.health.dashboards, 2);
+  st.connectionCount(2);
+  st.connectionCount(0);
+  st.advance();
+  assert.equal(st.health.connections, 0, 'the latest count wins');
+});
+
+test('live state - reads: devices changed after a tick, one device by id, ids removed after a tick, a scope by name', () => {
+  let known: [string, Record<string, string>][] = [['r1', { site: 'north' }], ['r2', { site: 'south' }]];
+  const st = new LiveState({ maxSeries: 10, maxDevices: 10, alarmRulesFile: null, knownDevices: () => known });
+  const changed = (since: number): string[] => {
+    const ids: string[] = [];
+    st.forEachDeviceChangedSince(since, (d) => ids.push(d.id));
+    return ids;
+  };
+  st.advance(); // tick 1
+  assert.deepEqual(changed(-1), ['r1', 'r2'], '-1: every device');
+  st.durable(batch('r2', 1, [['temperature', 20, 1000]], { site: 'south' }));
+  st.advance(); // tick 2: r2's batch is stamped 2
+  assert.deepEqual(changed(1), ['r2']);
+  assert.deepEqual(changed(2), []);
+  assert.equal(st.device('r2')!.values[0], 20);
+  assert.equal(st.device('nobody'), undefined, 'a lookup does not start tracking');
+  assert.equal(st.devices.devices.size, 2);
+  known = [['r2', { site: 'south' }]];
+  st.syncRegistry(); // stamped 3
+  st.advance();
+  assert.deepEqual(st.removedDeviceIdsSince(2), ['r1']);
+  assert.deepEqual(st.removedDeviceIdsSince(3), []);
+  assert.equal(st.device('r1'), undefined);
+  assert.equal(st.scope('group:site=south')!.total, 1);
+  assert.equal(st.scope('group:site=nowhere'), undefined);
+  assert.equal(st.scopes.get('fleet')!.series.get('temperature')!.unit, 'u');
 });

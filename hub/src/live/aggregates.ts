@@ -6,7 +6,8 @@
 // Imports: @datadog/sketches-js only.
 //
 // Cost: per reading one logarithm (its sketch bin, in a per-batch Digest)
-// and a bin increment per scope it counts in, into the 1 s window only. Closing a 1 s window merges it into the 10 s and 1 min ones (a few
+// and a bin increment per scope it counts in, into the 1 s window only.
+// Closing a 1 s window merges it into the 10 s and 1 min ones (a few
 // microseconds per series per second).
 //
 // Memory: a series holds three open windows and three closed summaries:
@@ -140,7 +141,8 @@ function grow(a: Int32Array<ArrayBuffer>): Int32Array<ArrayBuffer> {
   return b;
 }
 
-interface Level { readonly ms: number; start: number; acc: Partial }
+/** One window length: the open window's start and its partial. */
+interface Level { readonly ms: number; start: number; partial: Partial }
 
 /**
  * One stream of numbers over 1 s / 10 s / 1 min tumbling windows (by hub
@@ -153,19 +155,19 @@ export class WindowedSeries {
   readonly closed: (WindowSummary | null)[];
 
   constructor(now: number) {
-    this.#levels = WINDOWS_MS.map((ms) => ({ ms, start: Math.floor(now / ms) * ms, acc: new Partial() }));
+    this.#levels = WINDOWS_MS.map((ms) => ({ ms, start: Math.floor(now / ms) * ms, partial: new Partial() }));
     this.closed = WINDOWS_MS.map(() => null);
   }
 
   add(v: number, eventTimeMs: number): void {
-    this.#levels[0]!.acc.add(v, eventTimeMs);
+    this.#levels[0]!.partial.add(v, eventTimeMs);
   }
 
   /** Closes every window that ended at or before `now`. */
   roll(now: number): void {
-    const L = this.#levels;
-    for (let i = 0; i < L.length; i++) {
-      const lv = L[i]!;
+    const levels = this.#levels;
+    for (let i = 0; i < levels.length; i++) {
+      const lv = levels[i]!;
       if (now < lv.start + lv.ms) continue;
       this.#end(i);
       const current = Math.floor(now / lv.ms) * lv.ms;
@@ -186,12 +188,12 @@ export class WindowedSeries {
         this.#end(i + 1);
         next.start = nextStart;
       }
-      next.acc.merge(lv.acc);
+      next.partial.merge(lv.partial);
     }
-    this.closed[i] = lv.acc.summary(lv.ms, lv.start);
-    lv.acc = new Partial();
+    this.closed[i] = lv.partial.summary(lv.ms, lv.start);
+    lv.partial = new Partial();
   }
 
   /** The open 1 s partial: what ingest adds to (and what another hub would merge). */
-  get open(): Partial { return this.#levels[0]!.acc; }
+  get open(): Partial { return this.#levels[0]!.partial; }
 }

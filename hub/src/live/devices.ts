@@ -15,6 +15,8 @@ export const HISTORY = 20;
 /** Disconnects within FLAP_WINDOW_MS that make a device "flapping". */
 export const FLAP_DISCONNECTS = 3;
 export const FLAP_WINDOW_MS = 5 * 60_000;
+/** Removed ids remembered for the next frames' removed_devices: bounds memory when the registry churns. */
+const REMOVED_KEPT = 10_000;
 /** A connected device is stale after max(3 x cadence, cadence + 5 s) of silence. */
 const STALE_FACTOR = 3;
 const STALE_MIN_EXTRA_MS = 5_000;
@@ -34,7 +36,7 @@ export class TrackedDevice {
   lastBatchAt = 0;
   /** EWMA of the interval between batches, ms; 0 until 3 batches seen. */
   cadenceMs = 0;
-  #intervals = 0;
+  #intervalsSeen = 0;
   firmware = '';
   address = '';
   /** Tick number of the last change (frames send devices changed since a socket's last frame). */
@@ -83,8 +85,8 @@ export class TrackedDevice {
   sawBatch(now: number): void {
     if (this.lastBatchAt > 0) {
       const gap = now - this.lastBatchAt;
-      this.cadenceMs = this.#intervals === 0 ? gap : this.cadenceMs * 0.8 + gap * 0.2;
-      this.#intervals++;
+      this.cadenceMs = this.#intervalsSeen === 0 ? gap : this.cadenceMs * 0.8 + gap * 0.2;
+      this.#intervalsSeen++;
     }
     this.lastBatchAt = now;
     this.lastSeen = now;
@@ -92,11 +94,11 @@ export class TrackedDevice {
 
   /** Silence after which a connected device counts as stale, ms. */
   staleAfterMs(): number {
-    if (this.#intervals < 2) return STALE_DEFAULT_MS;
+    if (this.#intervalsSeen < 2) return STALE_DEFAULT_MS;
     return Math.max(this.cadenceMs * STALE_FACTOR, this.cadenceMs + STALE_MIN_EXTRA_MS);
   }
 
-  get learnedCadenceMs(): number { return this.#intervals < 2 ? 0 : Math.round(this.cadenceMs); }
+  get learnedCadenceMs(): number { return this.#intervalsSeen < 2 ? 0 : Math.round(this.cadenceMs); }
 }
 
 /** Why a session ended, in words an operator understands. */
@@ -122,33 +124,46 @@ export interface DeviceTrackerOptions {
 
 /** Every device dashboards can see; fed by ingest, swept each tick. */
 export class DeviceTracker {
-  readonly devices = new Map<string, TrackedDevice>();
-  readonly #max: number;
+  readonly #byId = new Map<string, TrackedDevice>();
+  /** The tracked devices by id, read-only: only the tracker adds and removes them. */
+  readonly devices: ReadonlyMap<string, TrackedDevice> = this.#byId;
+  readonly #maxDevices: number;
   /** Devices not tracked because the cap was reached. */
   refused = 0;
-  /** Ids removed (registry), stamped like changes. */
-  readonly removed: { id: string; tick: number }[] = [];
+  /** Ids removed (registry), stamped like changes; the newest REMOVED_KEPT. */
+  readonly #removed: { id: string; tick: number }[] = [];
   /**
    * The stamp for changes made now: the tick of the next frame that must
    * carry them (LiveState moves it; frames send what changed after their last tick).
    */
   tick = 1;
 
-  constructor(o: DeviceTrackerOptions) {
-    this.#max = o.maxDevices;
+  constructor(options: DeviceTrackerOptions) {
+    this.#maxDevices = options.maxDevices;
   }
 
+  /** The device, tracked from now on if it is new and the cap allows (null past the cap). */
   get(id: string, tags?: Readonly<Record<string, string>>): TrackedDevice | null {
-    let d = this.devices.get(id);
+    let d = this.#byId.get(id);
     if (!d) {
-      if (this.devices.size >= this.#max) { this.refused++; return null; }
+      if (this.#byId.size >= this.#maxDevices) { this.refused++; return null; }
       d = new TrackedDevice(id, tags ?? {});
       d.changed = this.tick;
-      this.devices.set(id, d);
+      this.#byId.set(id, d);
     } else if (tags && d.tags !== tags) {
       d.tags = tags;
     }
     return d;
+  }
+
+  /** Calls `visit` for each device changed after tick `since` (-1: every device), in insertion order. */
+  forEachChangedSince(since: number, visit: (d: TrackedDevice) => void): void {
+    for (const d of this.#byId.values()) if (d.changed > since) visit(d);
+  }
+
+  /** Ids removed after tick `since`, oldest first. */
+  removedSince(since: number): string[] {
+    return this.#removed.filter((r) => r.tick > since).map((r) => r.id);
   }
 
   /** Registry contents: known devices appear (offline) before they ever connect; deleted ones go. */
@@ -159,13 +174,13 @@ export class DeviceTracker {
       const d = this.get(id, tags);
       if (d) d.changed = this.tick;
     }
-    for (const id of [...this.devices.keys()]) {
+    for (const id of [...this.#byId.keys()]) {
       if (!seen.has(id)) {
-        this.devices.delete(id);
-        this.removed.push({ id, tick: this.tick });
+        this.#byId.delete(id);
+        this.#removed.push({ id, tick: this.tick });
       }
     }
-    if (this.removed.length > 10_000) this.removed.splice(0, this.removed.length - 10_000);
+    if (this.#removed.length > REMOVED_KEPT) this.#removed.splice(0, this.#removed.length - REMOVED_KEPT);
   }
 
   opened(id: string, tags: Readonly<Record<string, string>>, now: number, firmware: string, address: string): void {
@@ -183,7 +198,7 @@ export class DeviceTracker {
   }
 
   closed(id: string, code: number, byHub: boolean, now: number): void {
-    const d = this.devices.get(id);
+    const d = this.#byId.get(id);
     if (!d || !d.connected) return;
     d.connected = false;
     // A replaced session is not a disconnect of the device: its newer session is already open.
@@ -196,7 +211,7 @@ export class DeviceTracker {
 
   /** Presence that depends on time passing: stale, back to online, flapping calming down. */
   sweep(now: number): void {
-    for (const d of this.devices.values()) {
+    for (const d of this.#byId.values()) {
       if (!d.connected) continue;
       const silent = now - d.lastSeen;
       if (d.presence === Presence.ONLINE && silent > d.staleAfterMs()) {

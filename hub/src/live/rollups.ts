@@ -27,15 +27,15 @@ const CELLS = 5;
 class Ring {
   /** One array for every bucket (a typed array each for the five columns would cost ~0.8 KB more per ring). */
   readonly cells: Float64Array;
-  constructor(readonly res: number, readonly n: number) {
-    this.cells = new Float64Array(n * CELLS);
-    for (let i = 0; i < n; i++) this.cells[i * CELLS] = -1;
+  constructor(readonly bucketMs: number, readonly slots: number) {
+    this.cells = new Float64Array(slots * CELLS);
+    for (let i = 0; i < slots; i++) this.cells[i * CELLS] = -1;
   }
 
   /** Adds `count` readings of bucket `b` at once (sum, min, max of them). */
   addRun(b: number, count: number, sum: number, min: number, max: number): void {
     const c = this.cells;
-    const at = (b % this.n) * CELLS;
+    const at = (b % this.slots) * CELLS;
     const held = c[at]!;
     if (held !== b) {
       if (held > b) return; // older than what the ring holds now
@@ -93,38 +93,41 @@ type SeriesKind = 'group' | 'device';
 
 export class MemoryHistory implements HistorySource {
   readonly name = 'memory';
+  /** Rings by `${metric}\0${scope}` (scope: fleet, g:key=value, d:deviceId). */
   readonly #series = new Map<string, Ring>();
-  readonly #max: Record<SeriesKind, number>;
-  readonly #count: Record<SeriesKind, number> = { group: 0, device: 0 };
-  readonly #metrics: RollupOptions['metrics'];
+  /** Series caps per kind (HUB_HISTORY_MAX_SERIES, HUB_HISTORY_MAX_DEVICE_SERIES). */
+  readonly #maxSeries: Record<SeriesKind, number>;
+  readonly #seriesByKind: Record<SeriesKind, number> = { group: 0, device: 0 };
+  readonly #hubMetrics: RollupOptions['metrics'];
   readonly #routes = new Map<string, { tags: Readonly<Record<string, string>>; byMetric: Map<string, MetricRings> }>();
+  /** Per metric index of the current batch: its run in the 10 s and in the 1 min buckets (reused). */
   readonly #runs: { fine: Run; coarse: Run }[] = [];
   /** The current batch's rings per metric index (reused batch after batch). */
   readonly #batchRings: MetricRings[] = [];
   /** Series not created because a cap was reached (both kinds). */
   refused = 0;
 
-  constructor(o: RollupOptions = {}) {
-    this.#max = { group: o.maxSeries ?? 4096, device: o.maxDeviceSeries ?? 50_000 };
-    this.#metrics = o.metrics;
+  constructor(options: RollupOptions = {}) {
+    this.#maxSeries = { group: options.maxSeries ?? 4096, device: options.maxDeviceSeries ?? 50_000 };
+    this.#hubMetrics = options.metrics;
   }
 
   get seriesCount(): number { return this.#series.size; }
   /** Series of one kind: fleet and groups, or devices. */
-  seriesOf(kind: SeriesKind): number { return this.#count[kind]; }
+  seriesOf(kind: SeriesKind): number { return this.#seriesByKind[kind]; }
 
   #ring(key: string, kind: SeriesKind): Ring | null {
     let r = this.#series.get(key);
     if (!r) {
-      if (this.#count[kind] >= this.#max[kind]) {
+      if (this.#seriesByKind[kind] >= this.#maxSeries[kind]) {
         this.refused++;
-        this.#metrics?.historySeriesRefused.labels(kind).inc();
+        this.#hubMetrics?.historySeriesRefused.labels(kind).inc();
         return null;
       }
       r = kind === 'device' ? new Ring(COARSE_MS, COARSE_SLOTS) : new Ring(FINE_MS, FINE_SLOTS);
       this.#series.set(key, r);
-      const count = ++this.#count[kind];
-      this.#metrics?.historySeries.labels(kind).set(count);
+      const count = ++this.#seriesByKind[kind];
+      this.#hubMetrics?.historySeries.labels(kind).set(count);
     }
     return r;
   }
@@ -146,7 +149,7 @@ export class MemoryHistory implements HistorySource {
     let route = this.#routes.get(b.deviceId);
     if (!route || route.tags !== b.tags) {
       // One route per device; each holds at most HUB_MAX_METRICS_PER_DEVICE metrics.
-      if (this.#routes.size >= this.#max.device) this.#routes.clear();
+      if (this.#routes.size >= this.#maxSeries.device) this.#routes.clear();
       route = { tags: b.tags, byMetric: new Map<string, MetricRings>() };
       this.#routes.set(b.deviceId, route);
     }
@@ -190,7 +193,7 @@ export class MemoryHistory implements HistorySource {
     for (let at = 0; at < c.length; at += CELLS) {
       const b = c[at]!;
       if (b < 0) continue;
-      const t = b * r.res;
+      const t = b * r.bucketMs;
       if (t < q.fromMs || t >= q.toMs) continue;
       const step = Math.floor(t / q.stepMs) * q.stepMs;
       const count = c[at + 1]!, sum = c[at + 2]!, min = c[at + 3]!, max = c[at + 4]!;

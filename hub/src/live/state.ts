@@ -1,15 +1,16 @@
 // live/: the state dashboards subscribe to, fed by ingest and advanced by a
 // tick. Owns the windowed stats per (scope, metric), the device tracker, the
-// alarms and the hub health figures. The live endpoint (endpoint.ts) turns
-// this into frames. Imports: spool types, sinks types, live/*.
+// alarms and the hub health figures. live/frames.ts turns this into frames
+// through the read methods below; nothing outside this file changes it.
+// Imports: proto, core (batch type, sink status), live/aggregates, alarms, devices.
 //
 // Direction: ingest -> live only. Ingest calls the LiveFeed methods, which
 // do bounded, allocation-light work and never block or throw into ingest.
 import { Presence, type LiveHealth } from '@telemetry/proto';
 import type { SinkStatus } from '../core/sink-status.ts';
 import type { AcceptedBatch } from '../core/batch.ts';
-import { Digest, WINDOWS_MS, WindowedSeries } from './aggregates.ts';
-import { Alarms } from './alarms.ts';
+import { Digest, WindowedSeries } from './aggregates.ts';
+import { Alarms, type AlarmRec } from './alarms.ts';
 import { DeviceTracker, type TrackedDevice } from './devices.ts';
 
 /** What ingest tells the live path. */
@@ -22,13 +23,31 @@ export interface LiveFeed {
   sessionClosed(deviceId: string, code: number, byHub: boolean): void;
   /** Time from a batch's arrival to its ack, ms. */
   ackLatency(ms: number): void;
+  /** Open connections on the device endpoint, each time that number changes (health's `connections`). */
+  connectionCount(n: number): void;
 }
 
+/** A scope's windowed stats per metric. */
+export interface ScopeSeries {
+  readonly unit: string;
+  readonly stats: WindowedSeries;
+}
+
+/** A scope as readers see it: the fleet or one tag group. */
 export interface Scope {
   readonly name: string;
   /** null for the fleet. */
   readonly tag: { key: string; value: string } | null;
-  readonly series: Map<string, { unit: string; ws: WindowedSeries }>;
+  readonly series: ReadonlyMap<string, ScopeSeries>;
+  /** Devices online and tracked in the scope, and its readings per second, as of the last tick. */
+  readonly online: number;
+  readonly total: number;
+  readonly readingsPerS: number;
+}
+
+/** The same, as this file keeps it. */
+interface ScopeEntry extends Scope {
+  readonly series: Map<string, ScopeSeries>;
   online: number;
   total: number;
   readingsPerS: number;
@@ -36,12 +55,19 @@ export interface Scope {
 
 interface Route {
   readonly tags: Readonly<Record<string, string>>;
-  readonly scopes: readonly Scope[];
+  readonly scopes: readonly ScopeEntry[];
   /**
    * Per metric: its series in each scope (null past HUB_LIVE_MAX_SERIES). At
    * most HUB_MAX_METRICS_PER_DEVICE entries: ingest refuses more names per device.
    */
   readonly byMetric: Map<string, (WindowedSeries | null)[]>;
+}
+
+/** What readers outside the live state see of its device tracker. */
+export interface TrackedDevices {
+  readonly devices: ReadonlyMap<string, TrackedDevice>;
+  /** Devices not tracked because HUB_LIVE_MAX_DEVICES was reached. */
+  readonly refused: number;
 }
 
 export interface LiveStateOptions {
@@ -57,35 +83,36 @@ export interface LiveStateOptions {
 }
 
 export class LiveState implements LiveFeed {
-  readonly devices: DeviceTracker;
   readonly alarms: Alarms;
-  readonly scopes = new Map<string, Scope>();
-  readonly #o: LiveStateOptions;
+  readonly #devices: DeviceTracker;
+  readonly #scopes = new Map<string, ScopeEntry>();
+  readonly #options: LiveStateOptions;
   readonly #now: () => number;
-  #series = 0;
+  #seriesCount = 0;
   /** Series not created because HUB_LIVE_MAX_SERIES was reached. */
-  seriesRefused = 0;
-  readonly #ack: WindowedSeries;
+  #seriesRefused = 0;
+  readonly #ackLatency: WindowedSeries;
   readonly #routes = new Map<string, Route>();
+  /** One digest per metric index of the current batch, reused batch after batch. */
   readonly #digests: Digest[] = [];
-  #newest = new Int32Array(16);
+  /** Per metric index of the current batch: the index of its reading with the newest event time. */
+  #newestReading = new Int32Array(16);
   #readingsIn = 0;
   #lastTickAt: number;
   #lastReadingsIn = 0;
   #lastLinesOut = 0;
   #caughtUpAt: number;
-  health: LiveHealth = {};
-  /** Open connections on the device endpoint (set by buildApp). */
-  connections: () => number = () => 0;
-  tick = 0;
-  dashboards = 0;
+  #health: LiveHealth = {};
+  #tick = 0;
+  #connections = 0;
+  #dashboards = 0;
 
-  constructor(o: LiveStateOptions) {
-    this.#o = o;
-    this.#now = o.now ?? Date.now;
-    this.devices = new DeviceTracker({ maxDevices: o.maxDevices });
-    this.alarms = new Alarms(o.alarmRulesFile);
-    this.#ack = new WindowedSeries(this.#now());
+  constructor(options: LiveStateOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#devices = new DeviceTracker({ maxDevices: options.maxDevices });
+    this.alarms = new Alarms(options.alarmRulesFile);
+    this.#ackLatency = new WindowedSeries(this.#now());
     this.#lastTickAt = this.#now();
     this.#caughtUpAt = this.#lastTickAt;
     this.#scope('fleet', null);
@@ -94,29 +121,76 @@ export class LiveState implements LiveFeed {
 
   /** Re-reads the registry (at start and when it reloads). */
   syncRegistry(): void {
-    if (this.#o.knownDevices) this.devices.sync(this.#o.knownDevices());
+    if (this.#options.knownDevices) this.#devices.sync(this.#options.knownDevices());
   }
 
-  #scope(name: string, tag: Scope['tag']): Scope {
-    let s = this.scopes.get(name);
-    if (!s) {
-      s = { name, tag, series: new Map(), online: 0, total: 0, readingsPerS: 0 };
-      this.scopes.set(name, s);
+  #scope(name: string, tag: Scope['tag']): ScopeEntry {
+    let scope = this.#scopes.get(name);
+    if (!scope) {
+      scope = { name, tag, series: new Map(), online: 0, total: 0, readingsPerS: 0 };
+      this.#scopes.set(name, scope);
     }
-    return s;
+    return scope;
   }
 
-  #seriesOf(scope: Scope, metric: string, unit: string, now: number): WindowedSeries | null {
-    const e = scope.series.get(metric);
-    if (e) return e.ws;
-    if (this.#series >= this.#o.maxSeries) { this.seriesRefused++; return null; }
-    this.#series++;
-    const ws = new WindowedSeries(now);
-    scope.series.set(metric, { unit, ws });
-    return ws;
+  #seriesOf(scope: ScopeEntry, metric: string, unit: string, now: number): WindowedSeries | null {
+    const entry = scope.series.get(metric);
+    if (entry) return entry.stats;
+    if (this.#seriesCount >= this.#options.maxSeries) { this.#seriesRefused++; return null; }
+    this.#seriesCount++;
+    const stats = new WindowedSeries(now);
+    scope.series.set(metric, { unit, stats });
+    return stats;
   }
 
-  get seriesCount(): number { return this.#series; }
+  // ---- reads (the frames, metrics, tests) -------------------------------------
+
+  /** Ticks so far: advance() counts them. */
+  get tick(): number { return this.#tick; }
+  /** Hub health as of the last tick. */
+  get health(): Readonly<LiveHealth> { return this.#health; }
+  get seriesCount(): number { return this.#seriesCount; }
+  get seriesRefused(): number { return this.#seriesRefused; }
+  /** Readings counted by the live path since start. */
+  get readingsIn(): number { return this.#readingsIn; }
+  /** The scopes by name ("fleet", "group:site=north"), read-only. */
+  get scopes(): ReadonlyMap<string, Scope> { return this.#scopes; }
+  /** The tracked devices, read-only. */
+  get devices(): TrackedDevices { return this.#devices; }
+
+  scope(name: string): Scope | undefined {
+    return this.#scopes.get(name);
+  }
+
+  device(id: string): TrackedDevice | undefined {
+    return this.#devices.devices.get(id);
+  }
+
+  /** Calls `visit` for each device changed after tick `since` (-1: every device). */
+  forEachDeviceChangedSince(since: number, visit: (d: TrackedDevice) => void): void {
+    this.#devices.forEachChangedSince(since, visit);
+  }
+
+  /** Ids of devices removed (from the registry) after tick `since`. */
+  removedDeviceIdsSince(since: number): string[] {
+    return this.#devices.removedSince(since);
+  }
+
+  /** Calls `visit` for each alarm changed after tick `since`: active ones first, then recently cleared. */
+  forEachAlarmChangedSince(since: number, visit: (a: AlarmRec) => void): void {
+    for (const a of this.alarms.active.values()) if (a.changed > since) visit(a);
+    for (const a of this.alarms.recent) if (a.changed > since) visit(a);
+  }
+
+  /** Active alarms of devices in the scope. */
+  alarmsActiveIn(scope: Scope): number {
+    return this.alarms.activeIn(scope.tag, this.#devices);
+  }
+
+  /** Connected dashboards (the live endpoint says), for health's `dashboards`. */
+  setDashboardCount(n: number): void {
+    this.#dashboards = n;
+  }
 
   // ---- LiveFeed (called by ingest) ------------------------------------------
 
@@ -124,10 +198,10 @@ export class LiveState implements LiveFeed {
     const now = this.#now();
     const n = b.values.length;
     this.#readingsIn += n;
-    const d = this.devices.get(b.deviceId, b.tags);
-    if (d) {
-      d.sawBatch(now);
-      d.changed = this.devices.tick;
+    const device = this.#devices.get(b.deviceId, b.tags);
+    if (device) {
+      device.sawBatch(now);
+      device.changed = this.#devices.tick;
     }
     const names = b.metricNames;
     const route = this.#route(b);
@@ -136,7 +210,7 @@ export class LiveState implements LiveFeed {
     while (this.#digests.length < names.length) this.#digests.push(new Digest());
     const digests = this.#digests;
     for (let mi = 0; mi < names.length; mi++) digests[mi]!.reset();
-    const newest = this.#newest.length >= names.length ? this.#newest : (this.#newest = new Int32Array(names.length * 2));
+    const newest = this.#newestReading.length >= names.length ? this.#newestReading : (this.#newestReading = new Int32Array(names.length * 2));
     newest.fill(-1, 0, names.length);
     const idx = b.metricIndex, vals = b.values, times = b.timesMs;
     for (let i = 0; i < n; i++) {
@@ -150,13 +224,13 @@ export class LiveState implements LiveFeed {
       const m = names[mi]!;
       let list = route.byMetric.get(m);
       if (!list) {
-        list = route.scopes.map((sc) => this.#seriesOf(sc, m, b.metricUnits[mi] ?? '', now));
+        list = route.scopes.map((scope) => this.#seriesOf(scope, m, b.metricUnits[mi] ?? '', now));
         route.byMetric.set(m, list);
       }
-      const dg = digests[mi]!;
-      for (const ws of list) ws?.open.addDigest(dg);
+      const digest = digests[mi]!;
+      for (const series of list) series?.open.addDigest(digest);
       const i = newest[mi]!;
-      if (d && i >= 0) d.latest(m, b.metricUnits[mi] ?? '', vals[i]!, times[i]!);
+      if (device && i >= 0) device.latest(m, b.metricUnits[mi] ?? '', vals[i]!, times[i]!);
     }
   }
 
@@ -166,29 +240,33 @@ export class LiveState implements LiveFeed {
    * whole session), so a batch costs a map lookup per metric, no string building.
    */
   #route(b: AcceptedBatch): Route {
-    const r = this.#routes.get(b.deviceId);
-    if (r && r.tags === b.tags) return r;
-    const scopes: Scope[] = [this.scopes.get('fleet')!];
+    const known = this.#routes.get(b.deviceId);
+    if (known && known.tags === b.tags) return known;
+    const scopes: ScopeEntry[] = [this.#scopes.get('fleet')!];
     for (const k in b.tags) {
       const v = b.tags[k]!;
       scopes.push(this.#scope(`group:${k}=${v}`, { key: k, value: v }));
     }
     const route: Route = { tags: b.tags, scopes, byMetric: new Map() };
-    if (this.#routes.size >= this.#o.maxDevices) this.#routes.clear();
+    if (this.#routes.size >= this.#options.maxDevices) this.#routes.clear();
     this.#routes.set(b.deviceId, route);
     return route;
   }
 
   sessionOpened(deviceId: string, tags: Readonly<Record<string, string>>, firmware: string, address: string): void {
-    this.devices.opened(deviceId, tags, this.#now(), firmware, address);
+    this.#devices.opened(deviceId, tags, this.#now(), firmware, address);
   }
 
   sessionClosed(deviceId: string, code: number, byHub: boolean): void {
-    this.devices.closed(deviceId, code, byHub, this.#now());
+    this.#devices.closed(deviceId, code, byHub, this.#now());
   }
 
   ackLatency(ms: number): void {
-    this.#ack.add(ms, 0);
+    this.#ackLatency.add(ms, 0);
+  }
+
+  connectionCount(n: number): void {
+    this.#connections = n;
   }
 
   // ---- tick ----------------------------------------------------------------
@@ -196,42 +274,42 @@ export class LiveState implements LiveFeed {
   /** Closes windows, updates presence, evaluates alarms, computes health. */
   advance(): void {
     const now = this.#now();
-    this.tick++;
-    this.devices.tick = this.tick;
-    for (const s of this.scopes.values()) for (const e of s.series.values()) e.ws.roll(now);
-    this.#ack.roll(now);
-    this.devices.sweep(now);
-    this.alarms.evaluate(this.devices, now, this.tick);
+    this.#tick++;
+    this.#devices.tick = this.#tick;
+    for (const scope of this.#scopes.values()) for (const entry of scope.series.values()) entry.stats.roll(now);
+    this.#ackLatency.roll(now);
+    this.#devices.sweep(now);
+    this.alarms.evaluate(this.#devices, now, this.#tick);
     // Changes from here until the next advance() go out with the next tick's frames.
-    this.devices.tick = this.tick + 1;
+    this.#devices.tick = this.#tick + 1;
 
     // Presence per scope: one pass over the devices.
-    for (const s of this.scopes.values()) { s.online = 0; s.total = 0; }
-    const fleet = this.scopes.get('fleet')!;
-    for (const d of this.devices.devices.values()) {
+    for (const scope of this.#scopes.values()) { scope.online = 0; scope.total = 0; }
+    const fleet = this.#scopes.get('fleet')!;
+    for (const d of this.#devices.devices.values()) {
       const on = isOnline(d);
       fleet.total++;
       if (on) fleet.online++;
       for (const k in d.tags) {
-        const s = this.scopes.get(`group:${k}=${d.tags[k]}`);
-        if (s) { s.total++; if (on) s.online++; }
+        const scope = this.#scopes.get(`group:${k}=${d.tags[k]}`);
+        if (scope) { scope.total++; if (on) scope.online++; }
       }
     }
-    for (const s of this.scopes.values()) {
-      let c = 0;
-      for (const e of s.series.values()) c += e.ws.closed[0]?.count ?? 0;
-      s.readingsPerS = c;
+    for (const scope of this.#scopes.values()) {
+      let count = 0;
+      for (const entry of scope.series.values()) count += entry.stats.closed[0]?.count ?? 0;
+      scope.readingsPerS = count;
     }
 
     const dt = Math.max(1, now - this.#lastTickAt) / 1000;
-    const sink = this.#o.sinkStatus?.();
+    const sink = this.#options.sinkStatus?.();
     const linesOut = sink?.linesWritten ?? 0;
-    const spool = this.#o.spoolBytes?.() ?? 0;
+    const spool = this.#options.spoolBytes?.() ?? 0;
     // Sink lag: how long the sink has had more than a little waiting.
     if (!sink || spool < 64 * 1024) this.#caughtUpAt = now;
-    const ack = this.#ack.closed[1];
-    this.health = {
-      connections: this.connections(),
+    const ack = this.#ackLatency.closed[1];
+    this.#health = {
+      connections: this.#connections,
       devicesOnline: fleet.online,
       devicesTotal: fleet.total,
       readingsInPerS: (this.#readingsIn - this.#lastReadingsIn) / dt,
@@ -243,20 +321,15 @@ export class LiveState implements LiveFeed {
       sinkLagMs: sink ? now - this.#caughtUpAt : 0,
       sinkErrors: sink?.errors ?? 0,
       sinkState: sink ? sink.state : 'embedded',
-      dashboards: this.dashboards,
-      seriesRefused: this.seriesRefused,
+      dashboards: this.#dashboards,
+      seriesRefused: this.#seriesRefused,
     };
     this.#lastReadingsIn = this.#readingsIn;
     this.#lastLinesOut = linesOut;
     this.#lastTickAt = now;
   }
-
-  /** Readings counted by the live path since start. */
-  get readingsIn(): number { return this.#readingsIn; }
 }
 
 export function isOnline(d: TrackedDevice): boolean {
   return d.connected && d.presence !== Presence.STALE;
 }
-
-export { WINDOWS_MS };
