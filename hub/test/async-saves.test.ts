@@ -14,7 +14,7 @@ import type { PasswordHasher } from '../src/auth/password-hasher.ts';
 import { Alarms } from '../src/live/alarms.ts';
 
 /** Fast stand-in for scrypt: these tests are about files, not hashing. */
-const hasher: PasswordHasher = { derive: async (password, salt) => createHash('sha256').update(salt).update(password).digest() };
+const hasher: PasswordHasher = { derive: (password, salt) => Promise.resolve(createHash('sha256').update(salt).update(password).digest()) };
 
 const SYNC_CALLS = ['openSync', 'writeSync', 'writeFileSync', 'fsyncSync', 'fdatasyncSync', 'renameSync', 'mkdirSync', 'closeSync'] as const;
 

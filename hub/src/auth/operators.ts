@@ -1,7 +1,7 @@
 // auth/: who may use the hub. This file: operator accounts (the people who
 // sign in to the dashboard), their sessions, and the session cookie.
-// Imports: errors, config (defaults and types), atomic-file,
-// auth/password-hasher, auth/sign-in-limits.
+// Imports: core (errors, config defaults and types, atomic-file),
+// auth/password-hasher, auth/sign-in-limits, auth/schemas (the files' rules).
 //
 // Accounts live in HUB_OPERATORS_FILE as scrypt hashes, computed in the
 // hub's one hashing thread (password-hasher.ts) so no password check runs on
@@ -16,13 +16,12 @@
 // before the change it records is in force.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { HubError } from '../core/errors.ts';
+import { describeIssues, HubError, OperatorError } from '../core/errors.ts';
 import { writeJsonAtomic } from '../core/atomic-file.ts';
 import { CONFIG_KEYS, type HubConfig } from '../core/config.ts';
 import { DUMMY_HASH, hashPassword, sharedPasswordHasher, verifyPassword, type PasswordHasher } from './password-hasher.ts';
+import { OPERATOR_NAME_RE, OperatorsFileSchema, SessionsFileSchema, type OperatorRecord, type SessionRecord } from './schemas.ts';
 import { addressKey, SignInLimits, type AttemptKeys } from './sign-in-limits.ts';
-
-export const OPERATOR_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 const MAX_PASSWORD = 1024;
 /** Retry hint when every password check slot is taken: a check takes ~50 ms. */
 const BUSY_RETRY_MS = 1000;
@@ -33,9 +32,6 @@ const MALFORMED_NAME = '\0malformed';
 export function generatePassword(): string {
   return randomBytes(15).toString('base64url');
 }
-
-interface OperatorRecord { name: string; password: string; created?: string }
-interface SessionRecord { hash: string; user: string; expires: number }
 
 function sha256(s: string): string {
   return createHash('sha256').update(s).digest('hex');
@@ -96,9 +92,9 @@ class SerialSaver {
   }
 
   #start(): Promise<void> {
-    const p: Promise<void> = this.#write().finally(() => { if (this.#running === p) this.#running = null; });
-    this.#running = p;
-    return p;
+    const write: Promise<void> = this.#write().finally(() => { if (this.#running === write) this.#running = null; });
+    this.#running = write;
+    return write;
   }
 }
 
@@ -114,34 +110,24 @@ export class Operators {
   #accountChanges: Promise<unknown> = Promise.resolve();
   readonly #sessions = new Map<string, SessionRecord>();
   readonly #sessionsSaver: SerialSaver;
-  readonly #ended = new Set<(hash: string) => void>();
+  readonly #sessionEndedListeners = new Set<(hash: string) => void>();
 
-  constructor(o: OperatorsOptions) {
-    this.#options = o;
-    this.#now = o.now ?? Date.now;
-    this.#hasher = o.hasher ?? sharedPasswordHasher();
-    const limits = o.limits ?? DEFAULT_LIMITS;
+  constructor(options: OperatorsOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#hasher = options.hasher ?? sharedPasswordHasher();
+    const limits = options.limits ?? DEFAULT_LIMITS;
     this.#limits = new SignInLimits({
       failuresPerAddress: limits.loginFailuresPerAddress, failuresPerAccount: limits.loginFailuresPerAccount,
       retryS: limits.loginRetryS, maxTracked: limits.loginMaxTracked,
     });
     this.#maxChecks = limits.loginMaxConcurrent;
-    const sessionsFile = o.sessionsFile;
+    const sessionsFile = options.sessionsFile;
     this.#sessionsSaver = new SerialSaver(async () => {
       if (sessionsFile) await writeJsonAtomic(sessionsFile, { sessions: [...this.#sessions.values()] });
     });
-    if (o.file && existsSync(o.file)) this.#accounts = readOperatorsFile(o.file);
-    if (sessionsFile && existsSync(sessionsFile)) {
-      try {
-        const raw = JSON.parse(readFileSync(sessionsFile, 'utf8')) as { sessions?: SessionRecord[] };
-        const now = this.#now();
-        for (const s of raw.sessions ?? []) {
-          if (typeof s.hash === 'string' && typeof s.user === 'string' && s.expires > now) this.#sessions.set(s.hash, s);
-        }
-      } catch {
-        // A damaged sessions file only signs everyone out.
-      }
-    }
+    if (options.file && existsSync(options.file)) this.#accounts = readOperatorsFile(options.file);
+    if (sessionsFile && existsSync(sessionsFile)) for (const session of readSessionsFile(sessionsFile, this.#now())) this.#sessions.set(session.hash, session);
   }
 
   get size(): number { return this.#accounts.size; }
@@ -158,8 +144,8 @@ export class Operators {
    * HUB_ADMIN_PASSWORD, and by `npm run operator`.
    */
   async setPassword(name: string, password: string): Promise<void> {
-    if (!OPERATOR_NAME_RE.test(name)) throw new HubError('HUB_ERR_CONFIG', `operator name ${JSON.stringify(name)}: letters, digits, _.@- (max 64)`);
-    if (password.length < 8 || password.length > MAX_PASSWORD) throw new HubError('HUB_ERR_CONFIG', 'operator passwords are 8 to 1024 characters');
+    if (!OPERATOR_NAME_RE.test(name)) throw new OperatorError(`operator name ${JSON.stringify(name)}: letters, digits, _.@- (max 64)`);
+    if (password.length < 8 || password.length > MAX_PASSWORD) throw new OperatorError(`operator passwords are 8 to ${MAX_PASSWORD} characters`);
     const hash = await hashPassword(this.#hasher, password);
     const change = this.#accountChanges.then(async () => {
       const prev = this.#accounts.get(name);
@@ -239,13 +225,13 @@ export class Operators {
   check(token: string | null): { user: string; hash: string } | null {
     if (!token || token.length > 100) return null;
     const hash = sha256(token);
-    const s = this.#sessions.get(hash);
-    if (!s) return null;
-    if (s.expires <= this.#now() || !this.#accounts.has(s.user)) {
+    const session = this.#sessions.get(hash);
+    if (!session) return null;
+    if (session.expires <= this.#now() || !this.#accounts.has(session.user)) {
       this.#sessions.delete(hash);
       return null;
     }
-    return { user: s.user, hash };
+    return { user: session.user, hash };
   }
 
   /** Ends a session; resolves once the sessions file no longer holds it. */
@@ -256,9 +242,9 @@ export class Operators {
   }
 
   /** Called with a session's hash when it ends (live sockets on it are closed). */
-  onSessionEnded(f: (hash: string) => void): () => void {
-    this.#ended.add(f);
-    return () => this.#ended.delete(f);
+  onSessionEnded(listener: (hash: string) => void): () => void {
+    this.#sessionEndedListeners.add(listener);
+    return () => this.#sessionEndedListeners.delete(listener);
   }
 
   /** Drops expired sessions and tells listeners; main calls it periodically. */
@@ -270,15 +256,16 @@ export class Operators {
 
   async #endSessions(match: (s: SessionRecord) => boolean): Promise<void> {
     const gone: string[] = [];
-    for (const s of this.#sessions.values()) if (match(s)) gone.push(s.hash);
+    for (const session of this.#sessions.values()) if (match(session)) gone.push(session.hash);
     if (!gone.length) return;
     // Out of force at once (memory), then out of the file.
-    for (const h of gone) this.#sessions.delete(h);
-    for (const h of gone) for (const f of this.#ended) f(h);
+    for (const hash of gone) this.#sessions.delete(hash);
+    for (const hash of gone) for (const listener of this.#sessionEndedListeners) listener(hash);
     await this.#sessionsSaver.save();
   }
 }
 
+/** The accounts in HUB_OPERATORS_FILE; a file that breaks a rule of auth/schemas.ts stops the start (HUB_ERR_CONFIG). */
 export function readOperatorsFile(file: string): Map<string, OperatorRecord> {
   let raw: unknown;
   try {
@@ -286,16 +273,26 @@ export function readOperatorsFile(file: string): Map<string, OperatorRecord> {
   } catch (err) {
     throw new HubError('HUB_ERR_CONFIG', `HUB_OPERATORS_FILE=${file}: not readable JSON`, { cause: err });
   }
-  const list = (raw as { operators?: unknown }).operators;
-  if (!Array.isArray(list)) throw new HubError('HUB_ERR_CONFIG', `HUB_OPERATORS_FILE=${file}: expected {"operators": [{"name", "password"}]}`);
-  const out = new Map<string, OperatorRecord>();
-  for (const o of list as OperatorRecord[]) {
-    if (typeof o?.name !== 'string' || !OPERATOR_NAME_RE.test(o.name) || typeof o.password !== 'string' || !o.password.startsWith('scrypt$')) {
-      throw new HubError('HUB_ERR_CONFIG', `HUB_OPERATORS_FILE=${file}: each operator needs a name and a scrypt password hash (npm run operator -- NAME)`);
-    }
-    out.set(o.name, o);
+  const parsed = OperatorsFileSchema.safeParse(raw);
+  if (!parsed.success) throw new HubError('HUB_ERR_CONFIG', `HUB_OPERATORS_FILE=${file}: ${describeIssues(parsed.error.issues)}`, { cause: parsed.error });
+  // A name listed twice: the later entry wins, as it always has.
+  return new Map(parsed.data.operators.map((account) => [account.name, account]));
+}
+
+/**
+ * The sessions still in force. A damaged file only signs everyone out, and
+ * a damaged entry only its operator: neither is worth refusing to start.
+ */
+function readSessionsFile(file: string, now: number): SessionRecord[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return [];
   }
-  return out;
+  const parsed = SessionsFileSchema.safeParse(raw);
+  if (!parsed.success) return [];
+  return parsed.data.sessions.filter((s): s is SessionRecord => s !== null && s.expires > now);
 }
 
 /** The session cookie's name: `__Host-` (Secure, Path=/, no Domain) whenever browsers reach the hub over https. */

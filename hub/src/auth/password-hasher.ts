@@ -56,44 +56,44 @@ export class ScryptWorker implements PasswordHasher {
 
   /** Stops the thread; waiting jobs fail. A later job starts a new one. */
   async close(): Promise<void> {
-    const w = this.#worker;
-    if (!w) return;
-    this.#fail(w, new PasswordHashError('password hashing thread closed'));
-    await w.terminate();
+    const worker = this.#worker;
+    if (!worker) return;
+    this.#fail(worker, new PasswordHashError('password hashing thread closed'));
+    await worker.terminate();
   }
 
   #send(msg: Record<string, unknown>): Promise<WorkerReply> {
-    const w = this.#worker ?? this.#start();
+    const worker = this.#worker ?? this.#start();
     const id = this.#nextId++;
     return new Promise<WorkerReply>((resolve, reject) => {
       this.#jobs.set(id, { resolve, reject });
-      if (this.#jobs.size === 1) w.ref();
-      w.postMessage({ id, ...msg });
+      if (this.#jobs.size === 1) worker.ref();
+      worker.postMessage({ id, ...msg });
     });
   }
 
   #start(): Worker {
-    const w = new Worker(new URL('./password-worker.js', import.meta.url));
-    w.unref();
-    w.on('message', (m: WorkerReply) => {
+    const worker = new Worker(new URL('./password-worker.js', import.meta.url));
+    worker.unref();
+    worker.on('message', (m: WorkerReply) => {
       const job = this.#jobs.get(m.id);
       if (!job) return;
       this.#jobs.delete(m.id);
-      if (this.#jobs.size === 0) w.unref();
+      if (this.#jobs.size === 0) worker.unref();
       job.resolve(m);
     });
-    w.on('error', (err) => this.#fail(w, new PasswordHashError('password hashing thread failed', { cause: err })));
-    w.on('exit', (code) => this.#fail(w, new PasswordHashError(`password hashing thread exited (${code})`)));
-    this.#worker = w;
-    return w;
+    worker.on('error', (err) => this.#fail(worker, new PasswordHashError('password hashing thread failed', { cause: err })));
+    worker.on('exit', (code) => this.#fail(worker, new PasswordHashError(`password hashing thread exited (${code})`)));
+    this.#worker = worker;
+    return worker;
   }
 
-  #fail(w: Worker, err: Error): void {
-    if (this.#worker !== w) return;
+  #fail(worker: Worker, err: Error): void {
+    if (this.#worker !== worker) return;
     this.#worker = null;
     const jobs = [...this.#jobs.values()];
     this.#jobs.clear();
-    for (const j of jobs) j.reject(err);
+    for (const job of jobs) job.reject(err);
   }
 }
 

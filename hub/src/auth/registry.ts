@@ -1,5 +1,6 @@
 // auth/: who may connect. Owns the device registry (ids, token hashes, tags)
-// and token verification. Imports: errors only; ingest imports this.
+// and token verification; the file's rules are auth/schemas.ts. Imports:
+// core (errors, names, atomic-file), auth/schemas; ingest imports this.
 //
 // Tokens are `<deviceId>.<secret>` with a 256-bit random secret. The registry
 // keeps only SHA-256(token). A slow KDF (scrypt, argon2) protects guessable
@@ -9,25 +10,12 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, mkdirSync, watch, existsSync, type FSWatcher } from 'node:fs';
 import { dirname, basename } from 'node:path';
-import { RegistryError } from '../core/errors.ts';
+import { describeIssues, RegistryError } from '../core/errors.ts';
 import { writeJsonAtomicSync } from '../core/atomic-file.ts';
-import { DEVICE_ID_RE, TAG_KEY_RE } from '../core/names.ts';
+import { DEVICE_ID_RE } from '../core/names.ts';
+import { HASH_PREFIX, RegistryFileSchema } from './schemas.ts';
 
 const SECRET_RE = /^[A-Za-z0-9_-]{43}$/;
-const HASH_PREFIX = 'sha256:';
-// Tags become InfluxDB tag keys and values (and dashboard groups). Keys start
-// with a letter: InfluxDB 2.x/3.x reserve a leading `_` (`_measurement`,
-// `_field`), 1.x refuses the key `time`, and the hub writes `device`, `unit`,
-// `value` and `device_time_ms` itself (a tag and a field of one name collide
-// in 3.x).
-const RESERVED_TAG_KEYS = new Set(['time', 'device', 'unit', 'value', 'device_time_ms']);
-// Line protocol escapes comma, equals sign and space but has no exact way to
-// write a backslash (the line protocol docs read `\\` as one, influxd 1.6
-// stores both; one before a comma or at the end breaks the line); control
-// characters and lone surrogates (not UTF-8) cannot be written either.
-const BAD_TAG_VALUE_RE = /[\\\p{Cc}\p{Cs}]/u;
-const MAX_TAG_VALUE_BYTES = 256;
-const MAX_TAGS = 32;
 
 export interface DeviceEntry {
   tokenHash: string;
@@ -114,26 +102,13 @@ export class DeviceRegistry implements DeviceAuthenticator {
   }
 }
 
-function parseRegistry(file: RegistryFile): Map<string, DeviceEntry> {
-  if (!file || typeof file !== 'object' || file.version !== 1 || typeof file.devices !== 'object' || file.devices === null) {
-    throw new RegistryError('registry must be {"version": 1, "devices": {...}}');
-  }
+/** Checks a registry against the rules of auth/schemas.ts; the entries as the hub keeps them. */
+function parseRegistry(file: unknown): Map<string, DeviceEntry> {
+  const parsed = RegistryFileSchema.safeParse(file);
+  if (!parsed.success) throw new RegistryError(`registry: ${describeIssues(parsed.error.issues)}`, { cause: parsed.error });
   const out = new Map<string, DeviceEntry>();
-  for (const [id, e] of Object.entries(file.devices)) {
-    if (!DEVICE_ID_RE.test(id)) throw new RegistryError(`registry: invalid device id ${JSON.stringify(id)}`);
-    if (!e || typeof e.tokenHash !== 'string' || !e.tokenHash.startsWith(HASH_PREFIX)) throw new RegistryError(`registry: device ${id} has no valid tokenHash`);
-    const tags: Record<string, string> = {};
-    if (e.tags !== undefined && (typeof e.tags !== 'object' || e.tags === null || Array.isArray(e.tags))) throw new RegistryError(`registry: device ${id} tags must be an object of strings`);
-    const entries = Object.entries(e.tags ?? {});
-    if (entries.length > MAX_TAGS) throw new RegistryError(`registry: device ${id} has more than ${MAX_TAGS} tags`);
-    for (const [k, v] of entries) {
-      if (!TAG_KEY_RE.test(k)) throw new RegistryError(`registry: device ${id} tag key ${JSON.stringify(k)} must be 1-64 of [A-Za-z0-9_] starting with a letter`);
-      if (RESERVED_TAG_KEYS.has(k.toLowerCase())) throw new RegistryError(`registry: device ${id} tag key ${JSON.stringify(k)} is reserved (${[...RESERVED_TAG_KEYS].join(', ')})`);
-      if (typeof v !== 'string' || Buffer.byteLength(v) > MAX_TAG_VALUE_BYTES) throw new RegistryError(`registry: device ${id} tag ${k} must be a string of at most ${MAX_TAG_VALUE_BYTES} bytes`);
-      if (BAD_TAG_VALUE_RE.test(v)) throw new RegistryError(`registry: device ${id} tag ${k} must not contain a backslash or control characters (InfluxDB cannot store them exactly)`);
-      tags[k] = v;
-    }
-    out.set(id, { tokenHash: e.tokenHash, tags: Object.freeze(tags), disabled: e.disabled === true });
+  for (const [id, e] of Object.entries(parsed.data.devices)) {
+    out.set(id, { tokenHash: e.tokenHash, tags: Object.freeze(e.tags ?? {}), disabled: e.disabled === true });
   }
   return out;
 }

@@ -81,13 +81,13 @@ export interface FailureBucketsOptions {
 
 /** Token buckets by key, bounded in number; see the file header for what is forgotten first. */
 export class FailureBuckets {
-  readonly #o: FailureBucketsOptions;
+  readonly #options: FailureBucketsOptions;
   readonly #buckets = new Map<string, Bucket>();
   /** Min-heap by fullAt; entries go stale when their bucket changes (dropped lazily). */
   #heap: HeapEntry[] = [];
 
-  constructor(o: FailureBucketsOptions) {
-    this.#o = o;
+  constructor(options: FailureBucketsOptions) {
+    this.#options = options;
   }
 
   /** Keys tracked now (never more than maxTracked). */
@@ -95,54 +95,54 @@ export class FailureBuckets {
 
   /** Milliseconds until the key may make another attempt (0: now). */
   waitMs(key: string, now: number): number {
-    const b = this.#refilled(key, now);
-    if (!b || b.tokens >= 1) return 0;
-    return Math.ceil((1 - b.tokens) * this.#o.refillMs);
+    const bucket = this.#refilled(key, now);
+    if (!bucket || bucket.tokens >= 1) return 0;
+    return Math.ceil((1 - bucket.tokens) * this.#options.refillMs);
   }
 
   /** Takes one attempt's token (the caller checked waitMs first). */
   take(key: string, now: number): void {
-    let b = this.#refilled(key, now);
-    if (!b) {
-      if (this.#buckets.size >= this.#o.maxTracked) this.#evictOne();
-      b = { tokens: this.#o.burst, last: now, fullAt: now };
-      this.#buckets.set(key, b);
+    let bucket = this.#refilled(key, now);
+    if (!bucket) {
+      if (this.#buckets.size >= this.#options.maxTracked) this.#evictOne();
+      bucket = { tokens: this.#options.burst, last: now, fullAt: now };
+      this.#buckets.set(key, bucket);
     }
-    b.tokens = Math.max(0, b.tokens - 1);
-    this.#changed(key, b);
+    bucket.tokens = Math.max(0, bucket.tokens - 1);
+    this.#changed(key, bucket);
   }
 
   /** Gives back a token taken for an attempt that turned out to be good. */
   refund(key: string, now: number): void {
-    const b = this.#refilled(key, now);
-    if (!b) return;
-    b.tokens = Math.min(this.#o.burst, b.tokens + 1);
-    if (b.tokens >= this.#o.burst) this.#buckets.delete(key);
-    else this.#changed(key, b);
+    const bucket = this.#refilled(key, now);
+    if (!bucket) return;
+    bucket.tokens = Math.min(this.#options.burst, bucket.tokens + 1);
+    if (bucket.tokens >= this.#options.burst) this.#buckets.delete(key);
+    else this.#changed(key, bucket);
   }
 
   #refilled(key: string, now: number): Bucket | undefined {
-    const b = this.#buckets.get(key);
-    if (!b) return undefined;
-    if (now > b.last) {
-      b.tokens = Math.min(this.#o.burst, b.tokens + (now - b.last) / this.#o.refillMs);
-      b.last = now;
+    const bucket = this.#buckets.get(key);
+    if (!bucket) return undefined;
+    if (now > bucket.last) {
+      bucket.tokens = Math.min(this.#options.burst, bucket.tokens + (now - bucket.last) / this.#options.refillMs);
+      bucket.last = now;
     }
-    if (b.tokens >= this.#o.burst) {
+    if (bucket.tokens >= this.#options.burst) {
       // Fully recovered: the same as never seen.
       this.#buckets.delete(key);
       return undefined;
     }
-    return b;
+    return bucket;
   }
 
-  #changed(key: string, b: Bucket): void {
-    b.fullAt = b.last + (this.#o.burst - b.tokens) * this.#o.refillMs;
-    this.#push({ fullAt: b.fullAt, key, bucket: b });
+  #changed(key: string, bucket: Bucket): void {
+    bucket.fullAt = bucket.last + (this.#options.burst - bucket.tokens) * this.#options.refillMs;
+    this.#push({ fullAt: bucket.fullAt, key, bucket });
     // Stale entries are bounded: rebuild once they outnumber the live ones.
     if (this.#heap.length > 2 * this.#buckets.size + 64) {
       this.#heap = [];
-      for (const [k, v] of this.#buckets) this.#push({ fullAt: v.fullAt, key: k, bucket: v });
+      for (const [other, otherBucket] of this.#buckets) this.#push({ fullAt: otherBucket.fullAt, key: other, bucket: otherBucket });
     }
   }
 
@@ -167,32 +167,32 @@ export class FailureBuckets {
     }
   }
 
-  #push(e: HeapEntry): void {
-    const h = this.#heap;
-    h.push(e);
-    let i = h.length - 1;
+  #push(entry: HeapEntry): void {
+    const heap = this.#heap;
+    heap.push(entry);
+    let i = heap.length - 1;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent]!.fullAt <= h[i]!.fullAt) break;
-      [h[parent], h[i]] = [h[i]!, h[parent]!];
+      if (heap[parent]!.fullAt <= heap[i]!.fullAt) break;
+      [heap[parent], heap[i]] = [heap[i]!, heap[parent]!];
       i = parent;
     }
   }
 
   #pop(): void {
-    const h = this.#heap;
-    const last = h.pop()!;
-    if (h.length === 0) return;
-    h[0] = last;
+    const heap = this.#heap;
+    const last = heap.pop();
+    if (last === undefined || heap.length === 0) return;
+    heap[0] = last;
     let i = 0;
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
-      let m = i;
-      if (l < h.length && h[l]!.fullAt < h[m]!.fullAt) m = l;
-      if (r < h.length && h[r]!.fullAt < h[m]!.fullAt) m = r;
-      if (m === i) return;
-      [h[m], h[i]] = [h[i]!, h[m]!];
-      i = m;
+      const left = 2 * i + 1, right = left + 1;
+      let smallest = i;
+      if (left < heap.length && heap[left]!.fullAt < heap[smallest]!.fullAt) smallest = left;
+      if (right < heap.length && heap[right]!.fullAt < heap[smallest]!.fullAt) smallest = right;
+      if (smallest === i) return;
+      [heap[smallest], heap[i]] = [heap[i]!, heap[smallest]!];
+      i = smallest;
     }
   }
 }
@@ -215,10 +215,10 @@ export class SignInLimits {
   readonly #addresses: FailureBuckets;
   readonly #accounts: FailureBuckets;
 
-  constructor(o: SignInLimitsOptions) {
-    const refillMs = o.retryS * 1000;
-    this.#addresses = new FailureBuckets({ burst: o.failuresPerAddress, refillMs, maxTracked: o.maxTracked });
-    this.#accounts = new FailureBuckets({ burst: o.failuresPerAccount, refillMs, maxTracked: o.maxTracked });
+  constructor(options: SignInLimitsOptions) {
+    const refillMs = options.retryS * 1000;
+    this.#addresses = new FailureBuckets({ burst: options.failuresPerAddress, refillMs, maxTracked: options.maxTracked });
+    this.#accounts = new FailureBuckets({ burst: options.failuresPerAccount, refillMs, maxTracked: options.maxTracked });
   }
 
   /** Tracked keys now, by kind. */
@@ -227,21 +227,21 @@ export class SignInLimits {
   }
 
   /** Which limit refuses this attempt, and for how long; null: it may go ahead. */
-  refusal(k: AttemptKeys, now: number): { by: 'address' | 'account'; retryAfterMs: number } | null {
-    const address = this.#addresses.waitMs(k.address, now);
-    const account = this.#accounts.waitMs(k.account, now);
+  refusal(keys: AttemptKeys, now: number): { by: 'address' | 'account'; retryAfterMs: number } | null {
+    const address = this.#addresses.waitMs(keys.address, now);
+    const account = this.#accounts.waitMs(keys.account, now);
     if (address === 0 && account === 0) return null;
     return { by: address >= account ? 'address' : 'account', retryAfterMs: Math.max(address, account) };
   }
 
   /** Counts the attempt as a failure until refund() says otherwise. */
-  reserve(k: AttemptKeys, now: number): void {
-    this.#addresses.take(k.address, now);
-    this.#accounts.take(k.account, now);
+  reserve(keys: AttemptKeys, now: number): void {
+    this.#addresses.take(keys.address, now);
+    this.#accounts.take(keys.account, now);
   }
 
-  refund(k: AttemptKeys, now: number): void {
-    this.#addresses.refund(k.address, now);
-    this.#accounts.refund(k.account, now);
+  refund(keys: AttemptKeys, now: number): void {
+    this.#addresses.refund(keys.address, now);
+    this.#accounts.refund(keys.account, now);
   }
 }

@@ -2,21 +2,45 @@
 // (metric, optional tag group, condition, duration): "temperature > 80 for
 // 10 s in site=north". It fires per device when the device's latest value of
 // the metric has met the condition continuously for the duration, and clears
-// when it stops meeting it. Rules are kept in HUB_ALARM_RULES_FILE.
-// Imports: errors, core/names, live/devices.
+// when it stops meeting it. Rules are kept in HUB_ALARM_RULES_FILE and
+// validated with zod, for the reasons given in auth/schemas.ts.
+// Imports: core (errors, names, atomic-file), live/devices, zod.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { HubError } from '../core/errors.ts';
+import { z } from 'zod';
+import { describeIssues, HubError, RuleError } from '../core/errors.ts';
 import { METRIC_NAME_RE } from '../core/names.ts';
 import { writeJsonAtomic } from '../core/atomic-file.ts';
 import type { DeviceTracker } from './devices.ts';
 
 export type AlarmOp = '>' | '>=' | '<' | '<=';
-const OPS: readonly AlarmOp[] = ['>', '>=', '<', '<='];
+const OPS = ['>', '>=', '<', '<='] as const satisfies readonly AlarmOp[];
 export const MAX_RULES = 200;
 /** Cleared alarms kept for the "recent" list. */
 export const RECENT = 200;
 const GROUP_RE = /^[A-Za-z_][A-Za-z0-9_]{0,63}=[^\s=]{1,128}$/;
+const RULE_ID_RE = /^[A-Za-z0-9_-]{1,32}$/;
+
+const NAME = '1 to 100 characters';
+const METRIC = 'a metric name such as temperature';
+const THRESHOLD = 'a finite number';
+const FOR_S = 'whole seconds, 0 to 86400';
+
+/** A rule as the API and the rules file give it; parseRule() gives it an id. */
+const RuleInputSchema = z.object({
+  // A file's id is kept when it is one; anything else gets a new id.
+  id: z.string().regex(RULE_ID_RE).optional().catch(undefined),
+  name: z.string(NAME).trim().min(1, NAME).max(100, NAME),
+  metric: z.string(METRIC).regex(METRIC_NAME_RE, METRIC),
+  // Anything but a string has always meant the whole fleet.
+  group: z.preprocess((v) => (typeof v === 'string' ? v.trim() : ''), z.string().refine((g) => g === '' || GROUP_RE.test(g), 'empty (whole fleet) or key=value, e.g. site=north')),
+  op: z.enum(OPS, `one of ${OPS.join(' ')}`),
+  // Number(), as always: a form may send "80"; NaN and Infinity are refused.
+  threshold: z.coerce.number(THRESHOLD),
+  forS: z.coerce.number(FOR_S).int(FOR_S).min(0, FOR_S).max(86_400, FOR_S).default(0),
+}, 'a rule is an object');
+
+const RulesFileSchema = z.object({ rules: z.array(RuleInputSchema, 'must be a list of rules') }, 'expected {"rules": [...]}');
 
 export interface AlarmRule {
   id: string;
@@ -43,25 +67,18 @@ export interface AlarmRec {
   changed: number;
 }
 
-export class RuleError extends Error {
-  override readonly name = 'RuleError';
+type RuleInput = z.infer<typeof RuleInputSchema>;
+
+function toRule(input: RuleInput, id: string | undefined): AlarmRule {
+  const { name, metric, group, op, threshold, forS } = input;
+  return { id: id ?? input.id ?? randomBytes(6).toString('base64url'), name, metric, group, op, threshold, forS };
 }
 
 /** Validates a rule from JSON (API or file); throws RuleError with a message for the user. */
 export function parseRule(raw: unknown, id?: string): AlarmRule {
-  if (typeof raw !== 'object' || raw === null) throw new RuleError('a rule is an object');
-  const r = raw as Record<string, unknown>;
-  const name = typeof r.name === 'string' ? r.name.trim() : '';
-  if (!name || name.length > 100) throw new RuleError('name: 1 to 100 characters');
-  if (typeof r.metric !== 'string' || !METRIC_NAME_RE.test(r.metric)) throw new RuleError('metric: a metric name such as temperature');
-  const group = typeof r.group === 'string' ? r.group.trim() : '';
-  if (group && !GROUP_RE.test(group)) throw new RuleError('group: empty (whole fleet) or key=value, e.g. site=north');
-  if (!OPS.includes(r.op as AlarmOp)) throw new RuleError(`op: one of ${OPS.join(' ')}`);
-  const threshold = typeof r.threshold === 'number' ? r.threshold : Number(r.threshold);
-  if (!Number.isFinite(threshold)) throw new RuleError('threshold: a finite number');
-  const forS = r.forS === undefined ? 0 : typeof r.forS === 'number' ? r.forS : Number(r.forS);
-  if (!Number.isInteger(forS) || forS < 0 || forS > 86_400) throw new RuleError('forS: whole seconds, 0 to 86400');
-  return { id: id ?? (typeof r.id === 'string' && /^[A-Za-z0-9_-]{1,32}$/.test(r.id) ? r.id : randomBytes(6).toString('base64url')), name, metric: r.metric, group, op: r.op as AlarmOp, threshold, forS };
+  const parsed = RuleInputSchema.safeParse(raw);
+  if (!parsed.success) throw new RuleError(describeIssues(parsed.error.issues), { cause: parsed.error });
+  return toRule(parsed.data, id);
 }
 
 export function describeRule(r: AlarmRule): string {
@@ -89,21 +106,7 @@ export class Alarms {
 
   constructor(file: string | null) {
     this.#file = file;
-    if (file && existsSync(file)) {
-      let raw: unknown;
-      try {
-        raw = JSON.parse(readFileSync(file, 'utf8'));
-      } catch (err) {
-        throw new HubError('HUB_ERR_CONFIG', `HUB_ALARM_RULES_FILE=${file}: not readable JSON`, { cause: err });
-      }
-      const list = (raw as { rules?: unknown }).rules;
-      if (!Array.isArray(list)) throw new HubError('HUB_ERR_CONFIG', `HUB_ALARM_RULES_FILE=${file}: expected {"rules": [...]}`);
-      try {
-        this.#rules = list.map((r) => parseRule(r));
-      } catch (err) {
-        throw new HubError('HUB_ERR_CONFIG', `HUB_ALARM_RULES_FILE=${file}: ${(err as Error).message}`);
-      }
-    }
+    if (file && existsSync(file)) this.#rules = readRulesFile(file);
   }
 
   get rules(): readonly AlarmRule[] { return this.#rules; }
@@ -198,4 +201,17 @@ export class Alarms {
     this.#changes = run.catch(() => undefined);
     return run;
   }
+}
+
+/** The rules in HUB_ALARM_RULES_FILE; a file that breaks a rule stops the start (HUB_ERR_CONFIG). */
+function readRulesFile(file: string): AlarmRule[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new HubError('HUB_ERR_CONFIG', `HUB_ALARM_RULES_FILE=${file}: not readable JSON`, { cause: err });
+  }
+  const parsed = RulesFileSchema.safeParse(raw);
+  if (!parsed.success) throw new HubError('HUB_ERR_CONFIG', `HUB_ALARM_RULES_FILE=${file}: ${describeIssues(parsed.error.issues)}`, { cause: parsed.error });
+  return parsed.data.rules.map((input) => toRule(input, undefined));
 }
