@@ -25,9 +25,18 @@ import type { SinkStatus } from './core/sink-status.ts';
 import { MemoryBatchStore, type AcceptedBatch, type BatchStore } from './spool/store.ts';
 import { loadUws, type UwsBinding, type UwsTypes } from './core/uws.ts';
 
+/**
+ * Device auth as buildApp takes it: the DeviceAuthenticator ingest checks
+ * tokens with and, when it has them, the devices it knows, so that the live
+ * path lists them before they connect (DeviceRegistry's `entries()`).
+ */
+export interface HubAuthenticator extends DeviceAuthenticator {
+  entries?(): Iterable<[string, Readonly<Record<string, string>>]>;
+}
+
 export interface HubDeps {
   store?: BatchStore;
-  auth?: DeviceAuthenticator;
+  auth?: HubAuthenticator;
   log?: Logger;
   metrics?: HubMetrics;
   binding?: UwsBinding;
@@ -77,13 +86,16 @@ export interface Hub {
 /** A uWS app and, for TLS, the certificate it was made with and a digest of its files. */
 interface ServingApp { app: UwsTypes.TemplatedApp; cert: X509Certificate | null; digest: string }
 
+/** How long peers get to read their close frame before the app closes what is left (within the deadline). */
+const SHUTDOWN_CLOSE_GRACE_MS = 300;
+
 export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   const log = deps.log ?? createLogger(config.logLevel);
   const binding = deps.binding ?? loadUws({ allowFallback: config.allowUwsFallback });
   const uws = binding.uws;
   const metrics = deps.metrics ?? new HubMetrics();
   const store = deps.store ?? new MemoryBatchStore();
-  const auth = deps.auth ?? new DeviceRegistry();
+  const auth: HubAuthenticator = deps.auth ?? new DeviceRegistry();
   const now = deps.now ?? Date.now;
   const tls = config.tlsCert !== undefined;
 
@@ -137,10 +149,9 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   let devices: DeviceEndpoint | null = null;
   const live = deps.live ?? new LiveState({
     maxSeries: config.liveMaxSeries, maxDevices: config.liveMaxDevices, alarmRulesFile: null, now,
-    spoolBytes: () => (store as { bytes?: number }).bytes ?? 0, sinkStatus: deps.sinkStatus,
-    knownDevices: auth instanceof DeviceRegistry ? () => auth.entries() : undefined,
+    spoolBytes: () => store.bytes, sinkStatus: deps.sinkStatus,
+    knownDevices: auth.entries ? () => auth.entries!() : undefined,
   });
-  live.connections = () => devices?.stats().connections ?? 0;
   devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live });
   metrics.observeStore(store);
   const dashboards = new LiveEndpoint({ config, state: live, operators, metrics, log, uws, now });
@@ -277,6 +288,13 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
       dashboards.shutdown();
       await dev.shutdown(deadline);
       if (!opts.keepStore) await Promise.race([store.close(), new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - now())).unref())]);
+      // Devices and dashboards got their close frames (and a FIN). Closing the
+      // app closes every socket at once, and a socket with unread input (a
+      // device still streaming) is then reset, which can cost the peer the
+      // close frame it has not read yet (it sees 1006, not 1001). So peers get
+      // a moment to read it and close themselves, bounded by the deadline.
+      const grace = Math.min(SHUTDOWN_CLOSE_GRACE_MS, Math.max(0, deadline - now()));
+      if (grace > 0) await new Promise<void>((r) => setTimeout(r, grace).unref());
       for (const target of [...retired, serving.app]) closeApp(target);
       retired.length = 0;
     },

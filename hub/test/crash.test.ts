@@ -24,7 +24,7 @@ async function startHubProcess(t: TestContext, dataDir: string): Promise<{ proc:
   t.after(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
   let out = '';
   const port = await within(new Promise<number>((res, rej) => {
-    proc.stdout!.on('data', (c: Buffer) => {
+    proc.stdout.on('data', (c: Buffer) => {
       out += c.toString();
       const m = /ws:\/\/127\.0\.0\.1:(\d+)\/v1\/devices/.exec(out);
       if (m) res(Number(m[1]));
@@ -45,7 +45,7 @@ test('crash - SIGKILL mid-stream: every acked batch survives, Welcome resumes fr
   d.hello('dev-1');
   await d.next('welcome');
   let acked = 0;
-  let sent = 0;
+  let sent: number;
   // Keep 8 in flight and kill the hub while batches are moving.
   for (sent = 1; sent <= 8; sent++) d.batch(batchOf(sent, 10));
   while (acked < 40) {

@@ -189,6 +189,7 @@ export class ManualStore implements BatchStore {
   acceptedSeq(id: string): number { return this.#accepted.get(id) ?? 0; }
   durableSeq(id: string): number { return this.#durable.get(id) ?? 0; }
   pressure(): number { return this.pressureValue; }
+  readonly bytes = 0;
 
   append(batch: AcceptedBatch): Promise<void> {
     this.#accepted.set(batch.deviceId, batch.seq);

@@ -11,39 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { DeviceRegistry, generateToken, hashToken } from '../src/auth/registry.ts';
-import { DEVICE_ID_RE, METRIC_NAME_RE } from '../src/core/names.ts';
 import { MetricNames, MetricTable, defineMetrics } from '../src/ingest/validate.ts';
 import { createLogger } from '../src/core/log.ts';
 import { HubMetrics } from '../src/core/metrics.ts';
-import { InfluxSink, linesNamedIn, type InfluxSinkOptions } from '../src/sinks/influx/influx-sink.ts';
-import { batchToLines, tagSet, type RefusedLine } from '../src/sinks/influx/lines.ts';
+import { InfluxSink, type InfluxSinkOptions } from '../src/sinks/influx/influx-sink.ts';
 import { Spool } from '../src/spool/spool.ts';
-import type { AcceptedBatch } from '../src/spool/store.ts';
+import { T0, batch } from './influx-batches.ts';
 import { Influxd, startV2WriteAdapter } from './influxd.ts';
-
-const T0 = Date.UTC(2026, 10, 25, 12, 0, 0);
-
-interface BatchOpts { metric?: string; n?: number; corrected?: boolean; tags?: Record<string, string>; units?: [string, string] }
-
-function batch(deviceId: string, seq: number, opts: BatchOpts = {}): AcceptedBatch {
-  const n = opts.n ?? 10;
-  const times = Float64Array.from({ length: n }, (_, i) => T0 + seq * 1000 + i * 50);
-  return {
-    deviceId, seq, tags: opts.tags ?? { site: 'north side', model: 'th-2' }, receivedAtMs: T0, clockOffsetMs: 0,
-    metricNames: [opts.metric ?? 'temperature', 'humidity'], metricUnits: opts.units ?? ['degC', '%'],
-    metricIndex: Uint16Array.from({ length: n }, (_, i) => i % 2),
-    timesMs: times,
-    deviceTimesMs: opts.corrected ? times.map((t) => t + 3_600_000) : null,
-    values: Float64Array.from({ length: n }, (_, i) => seq + i / 4),
-  };
-}
-
-function lines(b: AcceptedBatch): { out: string[]; refused: RefusedLine[] } {
-  const out: string[] = [];
-  const refused: RefusedLine[] = [];
-  batchToLines(b, out, refused);
-  return { out, refused };
-}
 
 async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
@@ -99,78 +73,6 @@ async function setup(t: TestContext, opts: SetupOpts = {}) {
   };
   return { influx, adapter, spool, sink, sinkOptions, metrics, dir, count, deadLetters };
 }
-
-// ---- line protocol ------------------------------------------------------------
-
-test('influx lines - schema and escaping: exactly comma, equals sign and space, nothing else', () => {
-  const { out } = lines({ ...batch('dev-1', 1, { n: 2 }), tags: { site: 'a=b c,d', device: 'spoof', empty: '', note: 'é\u00a0x\u3000y "q" #h 🛰️' } });
-  assert.deepEqual(out, [
-    `temperature,device=dev-1,note=é\u00a0x\u3000y\\ "q"\\ #h\\ 🛰️,site=a\\=b\\ c\\,d,unit=degC value=1 ${T0 + 1000}`,
-    `humidity,device=dev-1,note=é\u00a0x\u3000y\\ "q"\\ #h\\ 🛰️,site=a\\=b\\ c\\,d,unit=% value=1.25 ${T0 + 1050}`,
-  ]);
-  // Measurements escape comma and space only.
-  assert.match(lines(batch('d', 1, { n: 1, metric: 'a=b' })).out[0]!, /^a=b,device=d,/);
-  const corrected = lines(batch('d', 2, { n: 1, corrected: true })).out;
-  assert.match(corrected[0]!, new RegExp(`value=2,device_time_ms=${T0 + 2000 + 3_600_000}i ${T0 + 2000}$`));
-  assert.equal(tagSet('d', { b: '2', a: '1' }), 'device=d,a=1,b=2', 'sorted tag keys');
-  assert.equal(tagSet('d', { time: 'x', _field: 'y', unit: 'z', value: 'v', device_time_ms: '1', ok: 'k' }), 'device=d,ok=k', 'reserved tag keys left out');
-});
-
-test('influx lines - what cannot be written exactly (backslash, control characters, lone surrogates) is refused, not sent', () => {
-  for (const [where, b] of [
-    ['unit', batch('d', 1, { n: 2, units: ['deg\\', '%'] })],
-    ['unit', batch('d', 1, { n: 2, units: ['x\\,y', '%'] })],
-    ['tag', batch('d', 1, { n: 2, tags: { site: 'a\nb' } })],
-    ['tag', batch('d', 1, { n: 2, tags: { site: 'a\u0085b' } })],
-    ['tag', batch('d', 1, { n: 2, tags: { site: 'a\ud800b' } })],
-    ['device', batch('d\\1', 1, { n: 2 })],
-  ] as const) {
-    const { out, refused } = lines(b);
-    const bad = where === 'unit' ? 1 : 2; // a bad unit spoils only its metric's readings
-    assert.equal(refused.length, bad, `${where}: ${JSON.stringify(b.tags)} ${b.metricUnits}`);
-    assert.equal(out.length, 2 - bad);
-    assert.match(refused[0]!.reason, /^not representable in line protocol: /);
-  }
-});
-
-test('influx lines - device_time_ms is an integer literal or absent; a non-integer timestamp or non-finite value is refused', () => {
-  const b = batch('d', 1, { n: 6, corrected: true });
-  const dev = b.deviceTimesMs!;
-  dev[0] = 1.5; dev[1] = 2 ** 53; dev[2] = 1e21; dev[3] = NaN; dev[4] = -(2 ** 53) + 1;
-  const { out, refused } = lines(b);
-  assert.equal(refused.length, 0);
-  for (const l of out.slice(0, 4)) assert.doesNotMatch(l, /device_time_ms/, l);
-  assert.match(out[4]!, new RegExp(`,device_time_ms=${-(2 ** 53) + 1}i `));
-  assert.match(out[5]!, /,device_time_ms=\d+i /);
-  for (const l of out) {
-    const m = /device_time_ms=([^i]*)i/.exec(l);
-    if (m) assert.ok(Number.isSafeInteger(Number(m[1])) && /^-?\d+$/.test(m[1]!), l);
-  }
-  const times = batch('d', 1, { n: 4 });
-  times.timesMs[0] = T0 + 0.5;
-  times.timesMs[1] = 2 ** 60;
-  times.values[2] = Infinity;
-  const r = lines(times);
-  assert.equal(r.out.length, 1);
-  assert.deepEqual(r.refused.map((x) => x.reason.replace(/^.*: /, '')), ['timestamp is not a safe integer', 'timestamp is not a safe integer', 'value is not a finite number']);
-});
-
-test('influx lines - device ids and metric names the hub accepts contain nothing to escape', () => {
-  for (let c = 0x20; c < 0x7f; c++) {
-    const ch = String.fromCharCode(c);
-    if (DEVICE_ID_RE.test(`a${ch}`) || METRIC_NAME_RE.test(`a${ch}`)) assert.ok(!/[,= \\"]/.test(ch), `${JSON.stringify(ch)} is accepted and special`);
-  }
-});
-
-test('influx lines - the server names unparseable lines: 1.x and 2.x messages, lines that contain quotes and colons', () => {
-  const sent = ["m,unit=a\\ value=1 1", "m,unit=it's:\\ x value=2 2", 'm value=3 3', "m,k=': value=4 4"];
-  const v1 = `partial write: unable to parse '${sent[0]}': invalid tag format\nunable to parse '${sent[1]}': missing tag value\nunable to parse '${sent[3]}': bad dropped=0`;
-  assert.deepEqual([...linesNamedIn(v1, sent)], [[sent[0], 'invalid tag format'], [sent[1], 'missing tag value'], [sent[3], 'bad']]);
-  const v2 = `Unable to parse '${sent[1]}': missing tag value`;
-  assert.deepEqual([...linesNamedIn(v2, sent)], [[sent[1], 'missing tag value']]);
-  assert.equal(linesNamedIn("unable to parse 'not sent': x", sent).size, 0, 'a line that was not sent is not taken out');
-  assert.equal(linesNamedIn('partial write: field type conflict: input field "value" on measurement "m" is type float dropped=1', sent).size, 0);
-});
 
 // ---- against InfluxDB -----------------------------------------------------------
 

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger } from '../src/core/log.ts';
 import { decodeRecord, encodeRecord, checkFrame, FRAME_HEADER_BYTES } from '../src/spool/codec.ts';
+import { recoverSpool } from '../src/spool/recovery.ts';
+import { LOG_START, SEGMENT_HEADER, segmentName, segmentNumber } from '../src/spool/segment-file.ts';
 import { Spool, type SpoolOptions } from '../src/spool/spool.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';
 
@@ -31,7 +33,7 @@ async function tmp(t: TestContext): Promise<string> {
 /** A logger whose lines the test can read. */
 function captureLog(): { log: ReturnType<typeof createLogger>; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({ write(chunk, _e, cb) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); cb(); } });
+  const sink = new Writable({ write(chunk: Buffer, _e, cb) { lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>); cb(); } });
   return { log: createLogger('info', sink), lines };
 }
 
@@ -192,7 +194,7 @@ test('spool - a failing disk rejects pending appends, stops accepting, and recov
       return writev(...a);
     }) as typeof fh.writev;
     return fh;
-  }) as typeof open;
+  });
   const s = await Spool.open(options(dir, { open: flaky, retryDelayMs: 50 }));
   await s.append(batch('dev-1', 1));
   fail = true;
@@ -227,4 +229,49 @@ test('spool - readFrom returns a record larger than the read window whole, inste
     pos = next;
   }
   assert.deepEqual(seqs, [1, 2, 3]);
+});
+
+test('spool files - segment names sort in segment order; other files are not segments', () => {
+  assert.equal(segmentName(7), '0000000000000007.seg');
+  assert.equal(segmentNumber(segmentName(123_456)), 123_456);
+  const names = [10, 9, 100, 1].map(segmentName).sort();
+  assert.deepEqual(names.map(segmentNumber), [1, 9, 10, 100]);
+  for (const other of ['checkpoint.json', 'devices.json', '7.seg', '0000000000000007.seg.tmp', 'x0000000000000007.seg']) assert.equal(segmentNumber(other), null, other);
+  assert.deepEqual(LOG_START, { segment: 1, offset: SEGMENT_HEADER.length });
+});
+
+test('spool recovery - reads and repairs a directory on its own: stale, torn and headerless segments, checkpoint moved up', async (t) => {
+  const dir = await tmp(t);
+  const frames = [batch('dev-1', 1), batch('dev-1', 2)].map(encodeRecord);
+  const torn = encodeRecord(batch('dev-1', 3));
+  // Segment 1 is behind the checkpoint (its deletion was interrupted), segment 2 is gone,
+  // segment 3 has two records and half a third, segment 4 lost its header.
+  await writeFile(join(dir, 'checkpoint.json'), JSON.stringify({ segment: 2, offset: 100 }));
+  await writeFile(join(dir, 'devices.json'), JSON.stringify({ 'dev-9': 5, 'dev-1': 1 }));
+  await writeFile(join(dir, segmentName(1)), Buffer.concat([SEGMENT_HEADER, encodeRecord(batch('dev-0', 1))]));
+  const whole = Buffer.concat([SEGMENT_HEADER, ...frames]);
+  await writeFile(join(dir, segmentName(3)), Buffer.concat([whole, torn.subarray(0, 20)]));
+  await writeFile(join(dir, segmentName(4)), Buffer.from('TSPO'));
+  await writeFile(join(dir, 'notes.txt'), 'not a segment');
+  const { log, lines } = captureLog();
+
+  const recovered = await recoverSpool(dir, 1 << 20, log);
+  assert.deepEqual(recovered.segments, [{ number: 3, size: whole.length }]);
+  assert.deepEqual(recovered.checkpoint, { segment: 3, offset: SEGMENT_HEADER.length }, 'moved up to the oldest segment left');
+  assert.deepEqual(recovered.persistedCheckpoint, { segment: 2, offset: 100 });
+  assert.deepEqual(Object.fromEntries(recovered.durable), { 'dev-9': 5, 'dev-1': 2 }, 'dev-0 was only in the committed segment');
+  assert.deepEqual(recovered.report, { segments: 1, records: 2, bytes: whole.length, truncatedBytes: 20 + 4, devices: 2 });
+  assert.deepEqual((await readdir(dir)).sort(), ['0000000000000003.seg', 'checkpoint.json', 'devices.json', 'notes.txt']);
+  assert.equal((await readFile(join(dir, segmentName(3)))).length, whole.length, 'the torn tail is cut off on disk');
+  assert.equal(lines.filter((l) => /torn or corrupt tail|without a valid header/.test(String(l.msg))).length, 2);
+});
+
+test('spool recovery - an empty or missing directory is a new log at its start', async (t) => {
+  const dir = join(await tmp(t), 'new', 'spool');
+  const recovered = await recoverSpool(dir, 1 << 20, createLogger('silent'));
+  assert.deepEqual(recovered.checkpoint, LOG_START);
+  assert.deepEqual(recovered.persistedCheckpoint, LOG_START);
+  assert.deepEqual(recovered.segments, []);
+  assert.equal(recovered.durable.size, 0);
+  assert.deepEqual(await readdir(dir), []);
 });

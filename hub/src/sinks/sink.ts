@@ -1,6 +1,7 @@
-// sinks/: what ships spooled batches onward. A sink reads from the spool
-// from its checkpoint and calls spool.commit() only for data its
-// destination has confirmed. Imports: spool (reader side), metrics, log.
+// sinks/: what ships spooled batches onward. A sink reads a SpoolReader
+// (spool/reader.ts) from its checkpoint and calls commit() only for data its
+// destination has confirmed. Imports: spool/reader.ts (never the Spool class),
+// core. Each implementation has its own folder (influx/).
 //
 // Guarantees every Sink gives:
 // - Data is committed in spool order; nothing is committed before the

@@ -1,30 +1,31 @@
-// The durable spool: an append-only, segmented log of accepted batches on
-// local disk, with group commit (one fdatasync for every batch that arrived
-// within a few ms) and a checkpoint of what the sink has committed.
-// Implements BatchStore: append() resolves only after the fdatasync that
-// covers the batch (protocol: ack implies durable). Never blocks the event
-// loop: all I/O goes through fs.promises.
+// spool/: the durable spool, an append-only, segmented log of accepted
+// batches on local disk, with group commit (one fdatasync for every batch
+// that arrived within a few ms) and a checkpoint of what the sink has
+// committed. Implements BatchStore: append() resolves only after the
+// fdatasync that covers the batch (protocol: ack implies durable); and
+// SpoolReader, the side sinks read. Never blocks the event loop: all I/O goes
+// through fs.promises. Imports: core, and the rest of spool/.
 //
 // Files in `dir`:
 //   <16-digit segment number>.seg  header "TSPOOL1\n", then frames (codec.ts)
 //   checkpoint.json                {segment, offset}: the sink has everything before
 //   devices.json                   highest stored seq per device, written before
 //                                  segments are deleted (so the numbers survive)
-import { chmod, mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
+// Recovery after a restart or a crash: recovery.ts.
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DIR_MODE, FILE_MODE, fsyncDir, writeFileAtomic } from '../core/atomic-file.ts';
+import { FILE_MODE, fsyncDir, writeFileAtomic } from '../core/atomic-file.ts';
+import type { AcceptedBatch } from '../core/batch.ts';
 import { StoreError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { FRAME_HEADER_BYTES, checkFrame, decodeRecord, encodeRecord } from './codec.ts';
-import type { AcceptedBatch } from '../core/batch.ts';
+import { comparePos, type Position, type SpoolReader, type SpoolRecord } from './reader.ts';
+import { recoverSpool, type RecoveredSpool, type RecoveryReport } from './recovery.ts';
+import { SEGMENT_HEADER, segmentName, type Segment } from './segment-file.ts';
 import type { BatchStore } from './store.ts';
 
-const HEADER = Buffer.from('TSPOOL1\n');
-const SEG_RE = /^(\d{16})\.seg$/;
-const segName = (n: number) => `${String(n).padStart(16, '0')}.seg`;
-
-export interface Position { readonly segment: number; readonly offset: number }
-export const comparePos = (a: Position, b: Position) => a.segment - b.segment || a.offset - b.offset;
+export { comparePos, type Position, type SpoolRecord } from './reader.ts';
+export type { RecoveryReport } from './recovery.ts';
 
 export interface SpoolOptions {
   dir: string;
@@ -46,54 +47,56 @@ export interface SpoolOptions {
   open?: typeof open;
 }
 
-export interface SpoolRecord { batch: AcceptedBatch; end: Position }
+/** An append waiting for the next group commit. */
+interface Pending { frame: Buffer; batch: AcceptedBatch; resolve: () => void; reject: (err: Error) => void }
 
-interface Pending { frame: Buffer; batch: AcceptedBatch; resolve: () => void; reject: (e: Error) => void }
-interface Segment { n: number; size: number }
-
-export interface RecoveryReport {
-  segments: number;
-  records: number;
-  bytes: number;
-  truncatedBytes: number;
-  devices: number;
-}
-
-export class Spool implements BatchStore {
-  readonly #o: SpoolOptions;
+export class Spool implements BatchStore, SpoolReader {
+  readonly #options: SpoolOptions;
   readonly #accepted = new Map<string, number>();
-  readonly #durable = new Map<string, number>();
+  readonly #durable: Map<string, number>;
   /** Segments still on disk, oldest first; the last is being written. */
-  #segments: Segment[] = [];
-  #fh: FileHandle | null = null;
+  #segments: Segment[];
+  /** The last segment, open for appends. */
+  #activeFile: FileHandle | null = null;
   #queue: Pending[] = [];
   #queuedBytes = 0;
   #committing = false;
-  #timer: NodeJS.Timeout | null = null;
+  #commitTimer: NodeJS.Timeout | null = null;
   #healthy = true;
   #closed = false;
-  #idle: (() => void)[] = [];
+  #idleWaiters: (() => void)[] = [];
   #checkpoint: Position;
+  /** What checkpoint.json holds. */
   #persistedCheckpoint: Position;
   #checkpointWriting: Promise<void> | null = null;
   #persistChain: Promise<void> = Promise.resolve();
   #durableListeners = new Set<() => void>();
   #lastError: Error | null = null;
-  recovery: RecoveryReport = { segments: 0, records: 0, bytes: 0, truncatedBytes: 0, devices: 0 };
+  /** What recovery found when the spool was opened. */
+  readonly recovery: RecoveryReport;
   /** Group commits done (one fdatasync each) and records they made durable. */
   readonly stats = { commits: 0, records: 0 };
 
-  private constructor(o: SpoolOptions) {
-    this.#o = o;
-    this.#checkpoint = { segment: 1, offset: HEADER.length };
-    this.#persistedCheckpoint = this.#checkpoint;
+  private constructor(options: SpoolOptions, recovered: RecoveredSpool) {
+    this.#options = options;
+    this.#checkpoint = recovered.checkpoint;
+    this.#persistedCheckpoint = recovered.persistedCheckpoint;
+    this.#durable = recovered.durable;
+    for (const [id, seq] of this.#durable) this.#accepted.set(id, seq);
+    this.#segments = recovered.segments;
+    this.recovery = recovered.report;
   }
 
   /** Opens (and recovers) the spool in `dir`. */
-  static async open(o: SpoolOptions): Promise<Spool> {
-    const s = new Spool(o);
-    await s.#recover();
-    return s;
+  static async open(options: SpoolOptions): Promise<Spool> {
+    const recovered = await recoverSpool(options.dir, options.segmentBytes, options.log);
+    const spool = new Spool(options, recovered);
+    // Append to a fresh segment: never write after bytes recovery had to judge.
+    await spool.#roll();
+    const report = spool.recovery;
+    options.log.info({ ...report, checkpoint: spool.#checkpoint },
+      `spool: recovered ${report.records} records in ${report.segments} segments from ${options.dir}`);
+    return spool;
   }
 
   // ---- BatchStore -------------------------------------------------------------
@@ -107,14 +110,14 @@ export class Spool implements BatchStore {
   get bytes(): number {
     let total = 0;
     for (const seg of this.#segments) total += seg.size;
-    const cp = this.#segments.find((x) => x.n === this.#checkpoint.segment);
-    if (cp) total -= Math.min(cp.size, this.#checkpoint.offset);
+    const checkpointSegment = this.#segments.find((seg) => seg.number === this.#checkpoint.segment);
+    if (checkpointSegment) total -= Math.min(checkpointSegment.size, this.#checkpoint.offset);
     return total + this.#queuedBytes;
   }
 
   pressure(): number {
-    if (this.#o.mode === 'embedded') return 0;
-    return this.bytes / this.#o.maxBytes;
+    if (this.#options.mode === 'embedded') return 0;
+    return this.bytes / this.#options.maxBytes;
   }
 
   append(batch: AcceptedBatch): Promise<void> {
@@ -123,17 +126,17 @@ export class Spool implements BatchStore {
     if (batch.seq <= this.acceptedSeq(batch.deviceId)) {
       return Promise.reject(new StoreError('HUB_ERR_STORE', `seq ${batch.seq} for ${batch.deviceId} is not above the accepted ${this.acceptedSeq(batch.deviceId)}`));
     }
-    if (this.#o.mode === 'sink' && this.bytes >= this.#o.maxBytes) {
+    if (this.#options.mode === 'sink' && this.bytes >= this.#options.maxBytes) {
       // At the cap: refuse (the device keeps the batch); never delete uncommitted data.
-      return Promise.reject(new StoreError('HUB_ERR_STORE_FULL', `spool full (${this.bytes} of ${this.#o.maxBytes} bytes); waiting for the sink`));
+      return Promise.reject(new StoreError('HUB_ERR_STORE_FULL', `spool full (${this.bytes} of ${this.#options.maxBytes} bytes); waiting for the sink`));
     }
     const frame = encodeRecord(batch);
     this.#accepted.set(batch.deviceId, batch.seq);
     this.#queuedBytes += frame.length;
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ frame, batch, resolve, reject });
-      if (!this.#committing && this.#timer === null) {
-        this.#timer = setTimeout(() => { this.#timer = null; void this.#commitLoop(); }, this.#o.commitDelayMs);
+      if (!this.#committing && this.#commitTimer === null) {
+        this.#commitTimer = setTimeout(() => { this.#commitTimer = null; void this.#commitLoop(); }, this.#options.commitDelayMs);
       }
     });
   }
@@ -141,21 +144,21 @@ export class Spool implements BatchStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer) { clearTimeout(this.#timer); this.#timer = null; void this.#commitLoop(); }
-    if (this.#committing || this.#queue.length) await new Promise<void>((r) => this.#idle.push(r));
+    if (this.#commitTimer) { clearTimeout(this.#commitTimer); this.#commitTimer = null; void this.#commitLoop(); }
+    if (this.#committing || this.#queue.length) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
     await this.#persistCheckpoint();
-    await this.#fh?.close();
-    this.#fh = null;
+    await this.#activeFile?.close();
+    this.#activeFile = null;
   }
 
-  // ---- reader side (sinks) --------------------------------------------------------
+  // ---- SpoolReader (sinks) ----------------------------------------------------
 
   get checkpoint(): Position { return this.#checkpoint; }
 
   /** End of durable data. */
   get head(): Position {
     const last = this.#segments.at(-1);
-    return last ? { segment: last.n, offset: last.size } : this.#checkpoint;
+    return last ? { segment: last.number, offset: last.size } : this.#checkpoint;
   }
 
   /** Called (without arguments) whenever more data became durable. */
@@ -181,36 +184,36 @@ export class Spool implements BatchStore {
     /** Set when the next record is larger than the window: read exactly that much. */
     let recordBytes = 0;
     while (budget > 0) {
-      const idx = this.#segments.findIndex((x) => x.n >= pos.segment);
+      const idx = this.#segments.findIndex((seg) => seg.number >= pos.segment);
       if (idx < 0) break;
       const seg = this.#segments[idx]!;
-      if (seg.n > pos.segment) pos = { segment: seg.n, offset: HEADER.length };
+      if (seg.number > pos.segment) pos = { segment: seg.number, offset: SEGMENT_HEADER.length };
       if (pos.offset >= seg.size) {
         if (idx === this.#segments.length - 1) break; // at the head
-        pos = { segment: this.#segments[idx + 1]!.n, offset: HEADER.length };
+        pos = { segment: this.#segments[idx + 1]!.number, offset: SEGMENT_HEADER.length };
         continue;
       }
       const len = Math.min(seg.size - pos.offset, Math.max(budget, 1 << 16, recordBytes));
       const buf = Buffer.allocUnsafe(len);
-      const fh = await open(join(this.#o.dir, segName(seg.n)), 'r');
+      const handle = await open(join(this.#options.dir, segmentName(seg.number)), 'r');
       let got: number;
       try {
-        ({ bytesRead: got } = await fh.read(buf, 0, len, pos.offset));
+        ({ bytesRead: got } = await handle.read(buf, 0, len, pos.offset));
       } finally {
-        await fh.close();
+        await handle.close();
       }
       let off = 0;
       let progressed = false;
       while (off < got) {
-        const f = checkFrame(buf.subarray(0, got), off, this.#o.segmentBytes * 2);
-        if (f.kind !== 'ok') {
-          if (f.kind === 'corrupt') throw new StoreError('HUB_ERR_STORE', `spool segment ${seg.n} corrupt at ${pos.offset + off}: ${f.why}`);
+        const frame = checkFrame(buf.subarray(0, got), off, this.#options.segmentBytes * 2);
+        if (frame.kind !== 'ok') {
+          if (frame.kind === 'corrupt') throw new StoreError('HUB_ERR_STORE', `spool segment ${seg.number} corrupt at ${pos.offset + off}: ${frame.why}`);
           break;
         }
-        const end = { segment: seg.n, offset: pos.offset + f.next };
-        out.push({ batch: decodeRecord(f.payload), end });
-        budget -= f.next - off;
-        off = f.next;
+        const end = { segment: seg.number, offset: pos.offset + frame.next };
+        out.push({ batch: decodeRecord(frame.payload), end });
+        budget -= frame.next - off;
+        off = frame.next;
         progressed = true;
       }
       if (!progressed) {
@@ -220,7 +223,7 @@ export class Spool implements BatchStore {
         break; // the rest of the segment is not a complete record yet
       }
       recordBytes = 0;
-      pos = { segment: seg.n, offset: pos.offset + off };
+      pos = { segment: seg.number, offset: pos.offset + off };
     }
     return { records: out, next: pos };
   }
@@ -234,9 +237,9 @@ export class Spool implements BatchStore {
     if (comparePos(upTo, this.#checkpoint) <= 0) return;
     this.#checkpoint = upTo;
     if (!this.#checkpointWriting) {
-      this.#checkpointWriting = new Promise<void>((r) => setTimeout(r, 100).unref())
+      this.#checkpointWriting = new Promise<void>((resolve) => setTimeout(resolve, 100).unref())
         .then(() => this.#persistCheckpoint())
-        .catch((err: unknown) => this.#o.log.error({ err }, 'spool: checkpoint not written'))
+        .catch((err: unknown) => this.#options.log.error({ err }, 'spool: checkpoint not written'))
         .finally(() => { this.#checkpointWriting = null; });
     }
   }
@@ -255,11 +258,14 @@ export class Spool implements BatchStore {
       while (this.#queue.length && this.#healthy) {
         const group = this.#queue;
         this.#queue = [];
-        const bytes = group.reduce((a, g) => a + g.frame.length, 0);
-        const seg = this.#segments.at(-1)!;
+        const bytes = group.reduce((sum, pending) => sum + pending.frame.length, 0);
+        const seg = this.#segments.at(-1);
+        const file = this.#activeFile;
         try {
-          await this.#fh!.writev(group.map((g) => g.frame), seg.size);
-          await this.#fh!.datasync();
+          // Both exist from Spool.open on: a failed roll keeps the previous segment open.
+          if (!seg || !file) throw new StoreError('HUB_ERR_STORE', 'no segment open for appends');
+          await file.writev(group.map((pending) => pending.frame), seg.size);
+          await file.datasync();
         } catch (err) {
           this.#queuedBytes -= bytes;
           await this.#diskFailed(err as Error, [...group, ...this.#queue.splice(0)]);
@@ -269,18 +275,18 @@ export class Spool implements BatchStore {
         this.#queuedBytes -= bytes;
         this.stats.commits++;
         this.stats.records += group.length;
-        for (const g of group) this.#durable.set(g.batch.deviceId, g.batch.seq);
-        for (const g of group) g.resolve();
-        for (const l of this.#durableListeners) l();
-        if (seg.size >= this.#o.segmentBytes) await this.#roll();
-        if (this.#o.mode === 'embedded') await this.#rotate();
+        for (const pending of group) this.#durable.set(pending.batch.deviceId, pending.batch.seq);
+        for (const pending of group) pending.resolve();
+        for (const listener of this.#durableListeners) listener();
+        if (seg.size >= this.#options.segmentBytes) await this.#roll();
+        if (this.#options.mode === 'embedded') await this.#rotate();
       }
     } finally {
       this.#committing = false;
-      if (this.#queue.length && this.#healthy && this.#timer === null) {
-        this.#timer = setTimeout(() => { this.#timer = null; void this.#commitLoop(); }, this.#o.commitDelayMs);
+      if (this.#queue.length && this.#healthy && this.#commitTimer === null) {
+        this.#commitTimer = setTimeout(() => { this.#commitTimer = null; void this.#commitLoop(); }, this.#options.commitDelayMs);
       }
-      if (!this.#queue.length) for (const f of this.#idle.splice(0)) f();
+      if (!this.#queue.length) for (const wake of this.#idleWaiters.splice(0)) wake();
     }
   }
 
@@ -293,13 +299,13 @@ export class Spool implements BatchStore {
   async #diskFailed(err: Error, failed: Pending[]): Promise<void> {
     this.#healthy = false;
     this.#lastError = err;
-    this.#o.log.error({ err }, 'spool: write failed; not acking until the disk works again');
-    for (const id of new Set(failed.map((f) => f.batch.deviceId))) this.#accepted.set(id, this.durableSeq(id));
-    const e = new StoreError('HUB_ERR_STORE', `spool write failed: ${err.message}`, { cause: err });
-    for (const f of failed) f.reject(e);
-    const seg = this.#segments.at(-1)!;
-    try { await this.#fh?.truncate(seg.size); } catch { /* the retry starts a new segment anyway */ }
-    const retry = setTimeout(() => void this.#retryDisk(), this.#o.retryDelayMs ?? 5000);
+    this.#options.log.error({ err }, 'spool: write failed; not acking until the disk works again');
+    for (const id of new Set(failed.map((pending) => pending.batch.deviceId))) this.#accepted.set(id, this.durableSeq(id));
+    const storeError = new StoreError('HUB_ERR_STORE', `spool write failed: ${err.message}`, { cause: err });
+    for (const pending of failed) pending.reject(storeError);
+    const seg = this.#segments.at(-1);
+    try { if (seg) await this.#activeFile?.truncate(seg.size); } catch { /* the retry starts a new segment anyway */ }
+    const retry = setTimeout(() => void this.#retryDisk(), this.#options.retryDelayMs ?? 5000);
     retry.unref();
   }
 
@@ -309,36 +315,36 @@ export class Spool implements BatchStore {
       await this.#roll();
       this.#healthy = true;
       this.#lastError = null;
-      this.#o.log.info('spool: disk writable again; accepting batches');
+      this.#options.log.info('spool: disk writable again; accepting batches');
     } catch (err) {
       this.#lastError = err as Error;
-      const retry = setTimeout(() => void this.#retryDisk(), this.#o.retryDelayMs ?? 5000);
+      const retry = setTimeout(() => void this.#retryDisk(), this.#options.retryDelayMs ?? 5000);
       retry.unref();
     }
   }
 
   /** Starts a new segment (header written and fsynced, directory fsynced). */
   async #roll(): Promise<void> {
-    const n = (this.#segments.at(-1)?.n ?? 0) + 1;
-    const fh = await (this.#o.open ?? open)(join(this.#o.dir, segName(n)), 'wx', FILE_MODE);
+    const segment = (this.#segments.at(-1)?.number ?? 0) + 1;
+    const handle = await (this.#options.open ?? open)(join(this.#options.dir, segmentName(segment)), 'wx', FILE_MODE);
     try {
-      await fh.write(HEADER, 0, HEADER.length, 0);
-      await fh.datasync();
-      await fsyncDir(this.#o.dir);
+      await handle.write(SEGMENT_HEADER, 0, SEGMENT_HEADER.length, 0);
+      await handle.datasync();
+      await fsyncDir(this.#options.dir);
     } catch (err) {
-      await fh.close().catch(() => undefined);
-      await rm(join(this.#o.dir, segName(n)), { force: true }).catch(() => undefined);
+      await handle.close().catch(() => undefined);
+      await rm(join(this.#options.dir, segmentName(segment)), { force: true }).catch(() => undefined);
       throw err;
     }
-    await this.#fh?.close().catch(() => undefined);
-    this.#fh = fh;
-    this.#segments.push({ n, size: HEADER.length });
+    await this.#activeFile?.close().catch(() => undefined);
+    this.#activeFile = handle;
+    this.#segments.push({ number: segment, size: SEGMENT_HEADER.length });
   }
 
   /** Embedded mode: drop the oldest segments past 90 % of the cap. */
   async #rotate(): Promise<void> {
-    const limit = this.#o.maxBytes * 0.9;
-    let total = this.#segments.reduce((a, s) => a + s.size, 0);
+    const limit = this.#options.maxBytes * 0.9;
+    let total = this.#segments.reduce((sum, seg) => sum + seg.size, 0);
     const drop: Segment[] = [];
     for (const seg of this.#segments.slice(0, -1)) {
       if (total <= limit) break;
@@ -347,7 +353,7 @@ export class Spool implements BatchStore {
     }
     if (!drop.length) return;
     const next = this.#segments[drop.length]!;
-    this.#checkpoint = { segment: next.n, offset: HEADER.length };
+    this.#checkpoint = { segment: next.number, offset: SEGMENT_HEADER.length };
     await this.#persistCheckpoint();
   }
 
@@ -359,84 +365,16 @@ export class Spool implements BatchStore {
   }
 
   async #doPersistCheckpoint(): Promise<void> {
-    const cp = this.#checkpoint;
-    if (comparePos(cp, this.#persistedCheckpoint) === 0 && this.#segments[0]?.n === cp.segment) return;
-    const doomed = this.#segments.filter((s) => s.n < cp.segment);
+    const checkpoint = this.#checkpoint;
+    if (comparePos(checkpoint, this.#persistedCheckpoint) === 0 && this.#segments[0]?.number === checkpoint.segment) return;
+    const doomed = this.#segments.filter((seg) => seg.number < checkpoint.segment);
     // Seq numbers of deleted segments must survive: write them first.
-    if (doomed.length) await writeFileAtomic(join(this.#o.dir, 'devices.json'), JSON.stringify(Object.fromEntries(this.#durable)));
-    await writeFileAtomic(join(this.#o.dir, 'checkpoint.json'), JSON.stringify(cp));
-    this.#persistedCheckpoint = cp;
-    for (const s of doomed) {
-      await rm(join(this.#o.dir, segName(s.n)), { force: true });
-      this.#segments.splice(this.#segments.indexOf(s), 1);
+    if (doomed.length) await writeFileAtomic(join(this.#options.dir, 'devices.json'), JSON.stringify(Object.fromEntries(this.#durable)));
+    await writeFileAtomic(join(this.#options.dir, 'checkpoint.json'), JSON.stringify(checkpoint));
+    this.#persistedCheckpoint = checkpoint;
+    for (const seg of doomed) {
+      await rm(join(this.#options.dir, segmentName(seg.number)), { force: true });
+      this.#segments.splice(this.#segments.indexOf(seg), 1);
     }
-  }
-
-  async #recover(): Promise<void> {
-    const { dir, log } = this.#o;
-    await mkdir(dir, { recursive: true, mode: DIR_MODE });
-    // Readings are the fleet's data: owner only, also for a spool made by an older version.
-    await chmod(dir, DIR_MODE);
-    const cp = await readJson<Position>(join(dir, 'checkpoint.json'));
-    if (cp && Number.isSafeInteger(cp.segment) && Number.isSafeInteger(cp.offset)) this.#checkpoint = this.#persistedCheckpoint = cp;
-    const seqs = (await readJson<Record<string, number>>(join(dir, 'devices.json'))) ?? {};
-    for (const [id, seq] of Object.entries(seqs)) if (typeof seq === 'number') this.#durable.set(id, seq);
-
-    const names = (await readdir(dir)).filter((f) => SEG_RE.test(f)).sort();
-    const r = this.recovery;
-    for (const name of names) {
-      const n = Number(SEG_RE.exec(name)![1]);
-      const path = join(dir, name);
-      if (n < this.#checkpoint.segment) {
-        await rm(path, { force: true }); // committed before a crash interrupted the deletion
-        continue;
-      }
-      const buf = await readFile(path);
-      let off = HEADER.length;
-      if (buf.length < HEADER.length || !buf.subarray(0, HEADER.length).equals(HEADER)) {
-        log.warn({ segment: name, bytes: buf.length }, 'spool: segment without a valid header (torn while being created); removed');
-        r.truncatedBytes += buf.length;
-        await rm(path, { force: true });
-        continue;
-      }
-      for (;;) {
-        const f = checkFrame(buf, off, Math.max(this.#o.segmentBytes * 2, 64 << 20));
-        if (f.kind !== 'ok') {
-          if (off < buf.length) {
-            const lost = buf.length - off;
-            r.truncatedBytes += lost;
-            log.warn({ segment: name, offset: off, bytes: lost, why: f.kind === 'corrupt' ? f.why : 'incomplete record' },
-              `spool: torn or corrupt tail in ${name} at byte ${off}: ${lost} bytes truncated (never acked: an ack waits for the fsync of the whole record)`);
-            const fh = await open(path, 'r+');
-            try { await fh.truncate(off); await fh.datasync(); } finally { await fh.close(); }
-          }
-          break;
-        }
-        const b = decodeRecord(f.payload);
-        if (b.seq > this.durableSeq(b.deviceId)) this.#durable.set(b.deviceId, b.seq);
-        r.records++;
-        off = f.next;
-      }
-      this.#segments.push({ n, size: off });
-      r.bytes += off;
-      r.segments++;
-    }
-    for (const [id, seq] of this.#durable) this.#accepted.set(id, seq);
-    r.devices = this.#durable.size;
-    if (this.#segments.length && this.#checkpoint.segment < this.#segments[0]!.n) {
-      this.#checkpoint = { segment: this.#segments[0]!.n, offset: HEADER.length };
-    }
-    // Append to a fresh segment: never write after bytes recovery had to judge.
-    await this.#roll();
-    log.info({ ...r, checkpoint: this.#checkpoint }, `spool: recovered ${r.records} records in ${r.segments} segments from ${dir}`);
-  }
-}
-
-async function readJson<T>(path: string): Promise<T | null> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as T;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new StoreError('HUB_ERR_STORE', `cannot read ${path}`, { cause: err });
   }
 }

@@ -1,6 +1,7 @@
 // spool/: where accepted batches become durable. This file is the seam
 // ingest depends on (BatchStore) plus an in-memory store for tests and
-// embedding; spool.ts is the durable one main.ts uses. Imports: errors only.
+// embedding; spool.ts is the durable one main.ts uses, and reader.ts the
+// side sinks read. Imports: core only.
 //
 // Guarantees every BatchStore gives:
 // - append() records the batch as accepted synchronously (acceptedSeq moves
@@ -23,6 +24,13 @@ export interface BatchStore {
   append(batch: AcceptedBatch): Promise<void>;
   /** 0 = plenty of room, 1 = full: ingest shrinks credit as this grows. */
   pressure(): number;
+  /**
+   * Bytes held and not yet handed on (the disk spool: not committed by the
+   * sink, or with no sink all it keeps, plus what waits for the next
+   * fsync); 0 for a store that hands nothing on. hub_spool_bytes and the
+   * live health show it.
+   */
+  readonly bytes: number;
   /** False while the store cannot take appends (I/O error, closed). */
   readonly healthy: boolean;
   /** Resolves after every append has settled. */
@@ -61,6 +69,8 @@ export class MemoryBatchStore implements BatchStore {
   acceptedSeq(deviceId: string): number { return this.#accepted.get(deviceId) ?? 0; }
   durableSeq(deviceId: string): number { return this.#durable.get(deviceId) ?? 0; }
   pressure(): number { return 0; }
+  /** Nothing here waits to be shipped: the ring is for inspection. */
+  get bytes(): number { return 0; }
 
   /** Recent batches, oldest first (bounded by keepBatches). */
   recent(): readonly AcceptedBatch[] { return this.#recent; }
@@ -94,11 +104,11 @@ export class MemoryBatchStore implements BatchStore {
     if (this.#recent.length > this.#keep) this.#recent.splice(0, this.#recent.length - this.#keep);
     for (const { resolve } of group) resolve();
     this.#pending -= group.length;
-    if (this.#pending === 0) for (const f of this.#idle.splice(0)) f();
+    if (this.#pending === 0) for (const wake of this.#idle.splice(0)) wake();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#pending > 0) await new Promise<void>((r) => this.#idle.push(r));
+    if (this.#pending > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
   }
 }

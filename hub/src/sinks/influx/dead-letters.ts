@@ -1,10 +1,11 @@
-// The dead-letter file: lines InfluxDB rejected as invalid (or the hub could
-// not write exactly), one JSON object a line: {time, status, reason, line}.
-// Devices decide what ends up here, so it is bounded: past `maxBytes` the
-// file is renamed to `<name>.1.ndjson` (replacing the previous one) and a new
-// one is started, so the two never hold more than 2 x maxBytes. Owner-only
-// (FILE_MODE): the lines are the fleet's readings. Not fsynced: a dead letter
-// is a diagnostic copy of data InfluxDB refused, not data the hub promised.
+// sinks/influx/: the dead-letter file, lines InfluxDB rejected as invalid
+// (or the hub could not write exactly), one JSON object a line:
+// {time, status, reason, line}. Devices decide what ends up here, so it is
+// bounded: past `maxBytes` the file is renamed to `<name>.1.ndjson`
+// (replacing the previous one) and a new one is started, so the two never
+// hold more than 2 x maxBytes. Owner-only (FILE_MODE): the lines are the
+// fleet's readings. Not fsynced: a dead letter is a diagnostic copy of data
+// InfluxDB refused, not data the hub promised. Imports: core.
 import { chmod, rename, stat, writeFile } from 'node:fs/promises';
 import { FILE_MODE } from '../../core/atomic-file.ts';
 import type { HubMetrics } from '../../core/metrics.ts';
@@ -58,7 +59,7 @@ export class DeadLetterFile {
   async #append(records: readonly DeadLetter[]): Promise<void> {
     if (!this.#chmodded) {
       // Files an older version made with the default umask.
-      for (const p of [this.path, this.rotatedPath]) await chmod(p, FILE_MODE).catch(() => undefined);
+      for (const file of [this.path, this.rotatedPath]) await chmod(file, FILE_MODE).catch(() => undefined);
       this.#chmodded = true;
     }
     // Sizes from the disk each time: an operator may have removed or emptied a file.
@@ -68,13 +69,13 @@ export class DeadLetterFile {
     const time = new Date((this.#options.now ?? Date.now)()).toISOString();
     let pending = '';
     let pendingBytes = 0;
-    for (const r of records) {
-      let text = JSON.stringify({ time, status: r.status, reason: r.reason, line: r.line }) + '\n';
+    for (const record of records) {
+      let text = JSON.stringify({ time, status: record.status, reason: record.reason, line: record.line }) + '\n';
       let bytes = Buffer.byteLength(text);
       if (bytes > max) {
         // One record larger than the whole cap: keep what fits, say so.
-        const keep = Math.max(0, Math.floor(r.line.length * (max / bytes)) - 512);
-        text = JSON.stringify({ time, status: r.status, reason: r.reason.slice(0, 200), line: r.line.slice(0, keep), truncated: true }) + '\n';
+        const keep = Math.max(0, Math.floor(record.line.length * (max / bytes)) - 512);
+        text = JSON.stringify({ time, status: record.status, reason: record.reason.slice(0, 200), line: record.line.slice(0, keep), truncated: true }) + '\n';
         bytes = Buffer.byteLength(text);
       }
       if (this.#currentBytes + pendingBytes + bytes > max) {

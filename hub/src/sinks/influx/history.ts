@@ -1,5 +1,5 @@
-// History from InfluxDB's /query (InfluxQL), which InfluxDB 1.x, 2.x (v1
-// compatibility API, bucket mapped as database) and 3.x serve. The query is
+// sinks/influx/: history from InfluxDB's /query (InfluxQL), which InfluxDB
+// 1.x, 2.x (v1 compatibility API, bucket mapped as database) and 3.x serve. The query is
 // built from a validated HistoryQuery only, and quoted and escaped as well,
 // so nothing in a request can change it. Imports: core (the history port).
 import type { HistoryPoint, HistoryQuery, HistorySource } from '../../core/history.ts';
@@ -15,18 +15,21 @@ export function influxQL(q: HistoryQuery): string {
   return `SELECT count("value"), mean("value"), min("value"), max("value") FROM ${ident(q.metric)} WHERE ${where} GROUP BY time(${q.stepMs}ms) fill(none)`;
 }
 
+export interface InfluxHistoryOptions { url: string; token: string; database: string; timeoutMs?: number }
+
 /**
  * History from InfluxDB's /query (InfluxQL), which InfluxDB 1.x, 2.x (v1
  * compatibility API, bucket mapped as database) and 3.x serve.
  */
 export class InfluxHistory implements HistorySource {
   readonly name = 'influxdb';
-  constructor(readonly o: { url: string; token: string; database: string; timeoutMs?: number }) {}
+  readonly #options: InfluxHistoryOptions;
+  constructor(options: InfluxHistoryOptions) { this.#options = options; }
 
-  async query(q: HistoryQuery): Promise<HistoryPoint[]> {
-    const body = new URLSearchParams({ db: this.o.database, q: influxQL(q), epoch: 'ms' });
-    const res = await fetch(new URL('/query', this.o.url), {
-      method: 'POST', body, headers: { authorization: `Token ${this.o.token}` }, signal: AbortSignal.timeout(this.o.timeoutMs ?? 15_000),
+  async query(query: HistoryQuery): Promise<HistoryPoint[]> {
+    const body = new URLSearchParams({ db: this.#options.database, q: influxQL(query), epoch: 'ms' });
+    const res = await fetch(new URL('/query', this.#options.url), {
+      method: 'POST', body, headers: { authorization: `Token ${this.#options.token}` }, signal: AbortSignal.timeout(this.#options.timeoutMs ?? 15_000),
     });
     const json = await res.json().catch(() => ({})) as { results?: { series?: { values: [number, number, number, number, number][] }[]; error?: string }[]; error?: string };
     const err = json.error ?? json.results?.[0]?.error;

@@ -1,4 +1,4 @@
-// The InfluxDB sink: ships the spool to /api/v2/write with
+// sinks/influx/: the InfluxDB sink. Ships the spool to /api/v2/write with
 // @influxdata/influxdb-client, several requests in flight, gzip for large
 // bodies, and advances the spool checkpoint only for lines InfluxDB confirmed.
 //
@@ -6,28 +6,34 @@
 // holds a bounded number of lines and drops the oldest when full): its
 // retries are off (maxRetries 0, and writeFailed rejects), each chunk gets its
 // own WriteApi whose flush() settles for exactly those lines, and retrying is
-// done here, from the spool. Failures are sorted (telegraf influxdb_v2 style):
+// done here, from the spool. Failures are sorted (failures.ts):
 //   400/422  data error: pull out the lines the server names ("unable to
 //            parse '<line>': <reason>"), else bisect to the offending lines;
 //            dead-letter them with the server's reason, write the rest;
 //   413      too large: split;
 //   401/403  loud, retry slowly;
 //   429/5xx/network: back off with full jitter, honouring Retry-After, and
-//            end the backoff early once /ping answers again after an outage.
-import { HttpError, InfluxDB, RequestTimedOutError, setLogger, type WriteApi } from '@influxdata/influxdb-client';
+//            end the backoff early once /ping answers again after an outage
+//            (retry.ts).
+// Imports: core, the spool's reader side (spool/reader.ts), the Sink
+// interface, @influxdata/influxdb-client.
+import { InfluxDB, setLogger, type WriteApi } from '@influxdata/influxdb-client';
 import { LogLimiter, type Logger } from '../../core/log.ts';
 import type { HubMetrics } from '../../core/metrics.ts';
-import { comparePos, type Position, type Spool } from '../../spool/spool.ts';
+import { comparePos, type Position, type SpoolReader } from '../../spool/reader.ts';
 import type { Sink, SinkState, SinkStatus } from '../sink.ts';
 import { DeadLetterFile, type DeadLetter } from './dead-letters.ts';
+import { classify, linesNamedIn, type Outcome } from './failures.ts';
 import { batchToLines, type RefusedLine } from './lines.ts';
+import { Backoff, authRetryDelayMs, pingInflux, retryDelayMs } from './retry.ts';
 
 export interface InfluxSinkOptions {
   url: string;
   token: string;
   org: string;
   bucket: string;
-  spool: Spool;
+  /** The log to ship; the sink reads from its checkpoint and commits what InfluxDB confirmed. */
+  spool: SpoolReader;
   log: Logger;
   metrics: HubMetrics;
   deadLetterFile: string;
@@ -53,17 +59,6 @@ type Settings = Required<Omit<InfluxSinkOptions, 'random' | 'logLimiter'>> & { r
 
 interface Chunk { end: Position; lines: string[]; refused: RefusedLine[]; done: boolean }
 
-type Outcome =
-  | { kind: 'ok' }
-  | { kind: 'data'; reason: string; message: string; status: number }
-  | { kind: 'split' }
-  | { kind: 'auth'; reason: string }
-  /** `unreachable`: no HTTP answer at all (refused, reset): InfluxDB is down, not just failing. */
-  | { kind: 'retry'; reason: string; afterMs: number; unreachable: boolean };
-
-/** A backoff sleep; `probe` ones end early when /ping answers again, never before `notBefore`. */
-interface Wait { wake: () => void; timer: NodeJS.Timeout; notBefore: number; probe: boolean }
-
 /** The widest spool read: a record is at most 2 segments (HUB_SPOOL_SEGMENT_BYTES, at most 1 GiB). */
 const MAX_READ_BYTES = 2 ** 31;
 
@@ -85,10 +80,7 @@ export class InfluxSink implements Sink {
   /** Wakes the read loop (new durable data, close). */
   #wake: (() => void) | null = null;
   /** Backoff sleeps: cut short when a closing hub reaches its deadline, or by the /ping probe. */
-  readonly #waits = new Set<Wait>();
-  #probeTimer: NodeJS.Timeout | null = null;
-  /** Seen unreachable (a write or /ping got no answer) since it last answered. */
-  #down = false;
+  readonly #backoff: Backoff;
   #unsubscribe: (() => void) | null = null;
   #loop: Promise<void> | null = null;
   #linesWritten = 0;
@@ -97,25 +89,30 @@ export class InfluxSink implements Sink {
   #lastError: string | null = null;
   #lastAuthLog = 0;
 
-  constructor(o: InfluxSinkOptions) {
-    const { logLimiter, ...rest } = o;
+  constructor(options: InfluxSinkOptions) {
+    const { logLimiter, ...rest } = options;
     this.#settings = {
       batchLines: 5000, maxInFlight: 4, timeoutMs: 30_000, backoffBaseMs: 1000, backoffCapMs: 60_000, authRetryMs: 30_000,
       deadLetterMaxBytes: 32 << 20, logLinesPerMinute: 60, probeIntervalMs: 2000, random: Math.random, ...rest,
     };
-    this.#influx = new InfluxDB({ url: o.url, token: o.token, timeout: this.#settings.timeoutMs });
-    this.#cursor = o.spool.checkpoint;
-    this.#limiter = logLimiter ?? new LogLimiter(o.log, {
+    this.#influx = new InfluxDB({ url: options.url, token: options.token, timeout: this.#settings.timeoutMs });
+    this.#cursor = options.spool.checkpoint;
+    this.#limiter = logLimiter ?? new LogLimiter(options.log, {
       perMinute: this.#settings.logLinesPerMinute,
-      onSuppressed: (kind, n) => o.metrics.logLinesSuppressed.labels(kind).inc(n),
+      onSuppressed: (kind, n) => options.metrics.logLinesSuppressed.labels(kind).inc(n),
     });
-    this.#deadLetters = new DeadLetterFile({ path: o.deadLetterFile, maxBytes: this.#settings.deadLetterMaxBytes, metrics: o.metrics });
+    this.#deadLetters = new DeadLetterFile({ path: options.deadLetterFile, maxBytes: this.#settings.deadLetterMaxBytes, metrics: options.metrics });
+    this.#backoff = new Backoff({
+      probeIntervalMs: this.#settings.probeIntervalMs,
+      ping: () => pingInflux(this.#settings.url, this.#settings.token, this.#settings.timeoutMs),
+      onBackUp: () => this.#limiter.info('influxdb_state', {}, 'influxdb: answering /ping again; retrying now'),
+    });
     // The client logs through console by default; route it into ours. It logs
     // every failed request, and a device's bad data can fail many: limited.
     const limiter = this.#limiter;
     setLogger({
-      error: (message, err) => limiter.debug('influxdb_client', { err }, `influxdb-client: ${message}`),
-      warn: (message, err) => limiter.debug('influxdb_client', { err }, `influxdb-client: ${message}`),
+      error: (message: string, err?: unknown) => limiter.debug('influxdb_client', { err }, `influxdb-client: ${message}`),
+      warn: (message: string, err?: unknown) => limiter.debug('influxdb_client', { err }, `influxdb-client: ${message}`),
     });
   }
 
@@ -131,87 +128,26 @@ export class InfluxSink implements Sink {
   async close(deadlineMs: number): Promise<void> {
     this.#deadline = deadlineMs;
     this.#closing = true;
+    this.#backoff.stopProbing();
     this.#poke();
-    const t = setTimeout(() => { for (const w of this.#waits) w.wake(); }, Math.max(0, deadlineMs - Date.now()));
+    const deadlineTimer = setTimeout(() => this.#backoff.wakeAll(), Math.max(0, deadlineMs - Date.now()));
     await this.#loop;
-    clearTimeout(t);
-    if (this.#probeTimer) clearTimeout(this.#probeTimer);
-    this.#probeTimer = null;
+    clearTimeout(deadlineTimer);
+    this.#backoff.dispose();
     this.#unsubscribe?.();
     this.#state = 'stopped';
   }
 
   #poke(): void {
-    const w = this.#wake;
+    const wake = this.#wake;
     this.#wake = null;
-    w?.();
-  }
-
-  #backoff(ms: number, probe: boolean, notBeforeMs = 0): Promise<void> {
-    return new Promise((resolve) => {
-      const wait: Wait = {
-        wake: () => { clearTimeout(wait.timer); this.#waits.delete(wait); resolve(); },
-        timer: setTimeout(() => wait.wake(), ms),
-        notBefore: Date.now() + notBeforeMs,
-        probe,
-      };
-      this.#waits.add(wait);
-      if (probe) this.#startProbing();
-    });
-  }
-
-  /**
-   * While a write backs off from 5xx/network errors: GET /ping (served by
-   * InfluxDB 1.x, 2.x and 3.x) every probeIntervalMs. When it answers after
-   * having failed (or after a write found the server unreachable), the outage
-   * is over: the backoffs end now (or at their Retry-After), instead of up to
-   * backoffCapMs later. A server that answers /ping but fails writes keeps
-   * the plain exponential backoff.
-   */
-  #startProbing(): void {
-    if (this.#probeTimer !== null) return;
-    const tick = async () => {
-      if (this.#closing || ![...this.#waits].some((w) => w.probe)) {
-        this.#probeTimer = null;
-        return;
-      }
-      const answered = await this.#ping();
-      if (!answered) {
-        this.#down = true;
-      } else if (this.#down) {
-        this.#down = false;
-        this.#limiter.info('influxdb_state', {}, 'influxdb: answering /ping again; retrying now');
-        const now = Date.now();
-        for (const w of this.#waits) {
-          if (!w.probe) continue;
-          clearTimeout(w.timer);
-          // Never before the server's Retry-After.
-          w.timer = setTimeout(() => w.wake(), Math.max(0, w.notBefore - now));
-        }
-      }
-      if (this.#probeTimer !== null) this.#probeTimer = setTimeout(tick, this.#settings.probeIntervalMs);
-    };
-    this.#probeTimer = setTimeout(tick, this.#settings.probeIntervalMs);
-  }
-
-  async #ping(): Promise<boolean> {
-    try {
-      const res = await fetch(`${this.#settings.url.replace(/\/+$/, '')}/ping`, {
-        headers: { authorization: `Token ${this.#settings.token}` },
-        signal: AbortSignal.timeout(Math.min(5000, this.#settings.timeoutMs)),
-      });
-      await res.arrayBuffer().catch(() => undefined);
-      // 401/403: up, with auth on /ping (3.x); a proxy's 5xx or 404 is not InfluxDB answering.
-      return res.ok || res.status === 401 || res.status === 403;
-    } catch {
-      return false;
-    }
+    wake?.();
   }
 
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => { this.#wake = null; resolve(); }, ms);
-      this.#wake = () => { clearTimeout(t); resolve(); };
+      const timer = setTimeout(() => { this.#wake = null; resolve(); }, ms);
+      this.#wake = () => { clearTimeout(timer); resolve(); };
     });
   }
 
@@ -263,9 +199,9 @@ export class InfluxSink implements Sink {
     const lines: string[] = [];
     const refused: RefusedLine[] = [];
     let end = this.#cursor;
-    for (const r of records) {
-      batchToLines(r.batch, lines, refused);
-      end = r.end;
+    for (const record of records) {
+      batchToLines(record.batch, lines, refused);
+      end = record.end;
       if (lines.length + refused.length >= this.#settings.batchLines) break;
     }
     this.#cursor = end;
@@ -274,11 +210,14 @@ export class InfluxSink implements Sink {
 
   /** Writes a chunk until it is confirmed (or its bad lines are dead-lettered). */
   async #write(chunk: Chunk): Promise<void> {
-    if (chunk.refused.length) await this.#deadLetter(chunk.refused.map((r) => ({ status: null, reason: r.reason, line: r.line })));
+    if (chunk.refused.length) await this.#deadLetter(chunk.refused.map((refusal) => ({ status: null, reason: refusal.reason, line: refusal.line })));
     if (chunk.lines.length) await this.#writeLines(chunk.lines);
     chunk.done = true;
     // protocol: the checkpoint moves only over a confirmed prefix, in order.
-    while (this.#inflight[0]?.done) this.#settings.spool.commit(this.#inflight.shift()!.end);
+    for (let oldest = this.#inflight[0]; oldest?.done; oldest = this.#inflight[0]) {
+      this.#inflight.shift();
+      this.#settings.spool.commit(oldest.end);
+    }
   }
 
   async #writeLines(lines: string[]): Promise<void> {
@@ -294,7 +233,7 @@ export class InfluxSink implements Sink {
           if (this.#state !== 'ok') this.#limiter.info('influxdb_state', { lines: lines.length }, 'influxdb: writing');
           this.#state = 'ok';
           this.#lastError = null;
-          this.#down = false;
+          this.#backoff.markAnswered();
           return;
         case 'data': {
           // The server named the lines it could not parse: take them out and
@@ -340,7 +279,7 @@ export class InfluxSink implements Sink {
             this.#settings.log.error({ reason: out.reason }, 'influxdb: unauthorized; check INFLUX_TOKEN / INFLUX_ORG / INFLUX_BUCKET. Data stays in the spool and is retried.');
           }
           if (this.#closing && Date.now() >= this.#deadline) return this.#giveUpForNow();
-          await this.#backoff(this.#settings.authRetryMs * (0.5 + this.#settings.random()), false);
+          await this.#backoff.sleep(authRetryDelayMs(this.#settings, this.#settings.random()), false);
           break;
         }
         case 'retry': {
@@ -350,13 +289,11 @@ export class InfluxSink implements Sink {
           this.#lastError = out.reason;
           this.#settings.metrics.sinkErrors.labels('retry').inc();
           this.#errors++;
-          if (out.unreachable) this.#down = true;
+          if (out.unreachable) this.#backoff.markUnreachable();
           if (this.#closing && Date.now() >= this.#deadline) return this.#giveUpForNow();
-          // Full jitter, at least what the server asked for.
-          const cap = Math.min(this.#settings.backoffCapMs, this.#settings.backoffBaseMs * 2 ** Math.min(16, attempt - 1));
-          const delayMs = Math.max(out.afterMs, this.#settings.random() * cap);
+          const delayMs = retryDelayMs(attempt, out.afterMs, this.#settings, this.#settings.random());
           this.#limiter.debug('influxdb_retry', { attempt, delayMs: Math.round(delayMs), retryAfterMs: out.afterMs, reason: out.reason }, 'influxdb: retry scheduled');
-          await this.#backoff(delayMs, true, out.afterMs);
+          await this.#backoff.sleep(delayMs, true, out.afterMs);
           break;
         }
       }
@@ -399,8 +336,8 @@ export class InfluxSink implements Sink {
     this.#settings.metrics.sinkLinesDeadLettered.inc(records.length);
     // Devices choose what is rejected: a few lines per request, then a count,
     // all through the limiter (HUB_LOG_LINES_PER_MIN).
-    for (const r of records.slice(0, MAX_LOGGED_PER_REQUEST)) {
-      this.#limiter.warn('dead_letter', { status: r.status, reason: r.reason.slice(0, 300), line: r.line.slice(0, 200) }, 'influxdb: line rejected as invalid; written to the dead-letter file');
+    for (const record of records.slice(0, MAX_LOGGED_PER_REQUEST)) {
+      this.#limiter.warn('dead_letter', { status: record.status, reason: record.reason.slice(0, 300), line: record.line.slice(0, 200) }, 'influxdb: line rejected as invalid; written to the dead-letter file');
     }
     if (records.length > MAX_LOGGED_PER_REQUEST) {
       this.#limiter.warn('dead_letter', { more: records.length - MAX_LOGGED_PER_REQUEST }, `influxdb: ${records.length - MAX_LOGGED_PER_REQUEST} more lines of the same write rejected; see the dead-letter file`);
@@ -414,63 +351,3 @@ export class InfluxSink implements Sink {
   }
 }
 
-const UNABLE = "unable to parse '";
-
-/**
- * The lines of `lines` that InfluxDB's message names as unparseable (1.x and
- * 2.x: `unable to parse '<line>': <reason>`, one per line, newline-separated;
- * 1.x prefixes "partial write: " and ends with " dropped=N"), with their
- * reasons. A line may itself contain `': `, so every such split is tried
- * against the lines actually sent; what matches nothing is ignored.
- */
-export function linesNamedIn(message: string, lines: readonly string[]): Map<string, string> {
-  const named = new Map<string, string>();
-  const lower = message.toLowerCase();
-  let at = lower.indexOf(UNABLE);
-  if (at < 0) return named;
-  const sent = new Set(lines);
-  while (at >= 0) {
-    const start = at + UNABLE.length;
-    const next = lower.indexOf(UNABLE, start);
-    const end = next < 0 ? message.length : next;
-    for (let q = message.indexOf("': ", start); q >= 0 && q < end; q = message.indexOf("': ", q + 1)) {
-      const line = message.slice(start, q);
-      if (sent.has(line)) {
-        named.set(line, message.slice(q + 3, end).replace(/\s+dropped=\d+\s*$/, '').trim());
-        break;
-      }
-    }
-    at = next;
-  }
-  return named;
-}
-
-/** A server may not park the sink for longer than this (a bogus or hostile Retry-After). */
-const MAX_RETRY_AFTER_MS = 3_600_000;
-
-/**
- * RFC 9110 §10.2.3 Retry-After: delay-seconds or an HTTP-date. (The client's
- * `retryAfter()` gives the seconds as they are, and 0 for a date.)
- */
-function retryAfterMs(err: HttpError): number {
-  const raw = err.headers?.['retry-after'];
-  const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
-  if (!value) return 0;
-  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - Date.now();
-  return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : 0;
-}
-
-function classify(err: unknown): Outcome {
-  if (err instanceof HttpError) {
-    const json = err.json as { message?: unknown } | undefined;
-    const message = typeof json?.message === 'string' ? json.message : (err.body ?? err.message);
-    const reason = `HTTP ${err.statusCode}: ${message.slice(0, 500)}`;
-    if (err.statusCode === 400 || err.statusCode === 422) return { kind: 'data', reason, message, status: err.statusCode };
-    if (err.statusCode === 413) return { kind: 'split' };
-    if (err.statusCode === 401 || err.statusCode === 403) return { kind: 'auth', reason };
-    // 429, 5xx and anything unexpected: keep the data, back off.
-    return { kind: 'retry', reason, afterMs: err.statusCode === 429 || err.statusCode === 503 ? retryAfterMs(err) : 0, unreachable: false };
-  }
-  // A timeout is an answer too slow, not an absent server.
-  return { kind: 'retry', reason: (err as Error).message ?? String(err), afterMs: 0, unreachable: !(err instanceof RequestTimedOutError) };
-}
