@@ -1,17 +1,17 @@
-// The load-test command line:
+// device-sim/: the load-test command line:
 //   npm run sim -w device-sim -- --url ws://127.0.0.1:8080/v1/devices --devices 200 --rate 1 --tokens data/sim-tokens.json
 // Owns flag parsing and validation, the per-second status line, the final
 // summary (text, or one JSON line with --json), and --processes: N forked
-// children each run a slice of the fleet and report over IPC, because one
-// process may hold only ~20,000 open files.
-// Imports: this package's modules and node.
+// children each run a slice of the fleet and report over IPC (counters and
+// their latency histogram), because one process may hold only ~20,000 open files.
+// Imports: this package's fleet, stats and tokens, and node.
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Fleet, behaviourFor } from './fleet.ts';
-import { Reservoir, addCounters, emptyCounters, errorCount, type Percentiles, type SimCounters } from './stats.ts';
+import { LatencyHistogram, addCounters, emptyCounters, errorCount, type Percentiles, type SimCounters } from './stats.ts';
 import { envToken, expandAddresses, fleetCredentials, loadTokenFile, type DeviceCredentials } from './tokens.ts';
 
 export const USAGE = `usage: npm run sim -- --url URL (--tokens FILE | SIM_TOKEN=<token>) [options]
@@ -215,7 +215,7 @@ function formatSummary(s: Summary): string {
 }
 
 function summarize(o: {
-  cfg: CliConfig; seconds: number; counters: SimCounters; latency: Reservoir; connected: number; pending: number;
+  cfg: CliConfig; seconds: number; counters: SimCounters; latency: LatencyHistogram; connected: number; pending: number;
   cpuMicros: { user: number; system: number }; badActors?: number;
 }): Summary {
   const { counters: c, seconds } = o;
@@ -239,11 +239,13 @@ function write(text: string, exitCode: number): void {
 
 type ChildMessage =
   | { type: 'status'; status: StatusSample }
-  | { type: 'summary'; summary: Summary; samples: number[] };
+  | { type: 'summary'; summary: Summary; latency: string }; // latency: LatencyHistogram.encode(), every count
 
 function runFleet(cfg: CliConfig, child: boolean): void {
   const started = performance.now();
   const cpu0 = process.cpuUsage();
+  // A child reports to its parent over the IPC channel fork() opened.
+  const toParent = child ? process.send?.bind(process) : undefined;
   if (!child && cfg.devices.length > DEVICES_PER_PROCESS_HINT) {
     console.error(`sim: ${cfg.devices.length} devices in one process; a process may hold only ~20,000 open files. Use --processes ${Math.ceil(cfg.devices.length / DEVICES_PER_PROCESS_HINT)} or more.`);
   }
@@ -257,7 +259,7 @@ function runFleet(cfg: CliConfig, child: boolean): void {
   const status = setInterval(() => {
     const s = sample();
     const now = performance.now();
-    if (child) process.send!({ type: 'status', status: s } satisfies ChildMessage);
+    if (toParent) toParent({ type: 'status', status: s } satisfies ChildMessage);
     else if (!cfg.quiet && !cfg.json) console.log(statusLine((now - started) / 1000, s, prev, (now - prevAt) / 1000));
     prev = s;
     prevAt = now;
@@ -273,7 +275,7 @@ function runFleet(cfg: CliConfig, child: boolean): void {
     const connected = fleet.connected;
     await fleet.stop();
     const summary = summarize({ cfg, seconds, counters: fleet.counters(), latency: fleet.latency, connected, pending: fleet.pending, cpuMicros: process.cpuUsage(cpu0) });
-    if (child) process.send!({ type: 'summary', summary, samples: fleet.latency.samples } satisfies ChildMessage, () => process.exit(0));
+    if (toParent) toParent({ type: 'summary', summary, latency: fleet.latency.encode() } satisfies ChildMessage, () => process.exit(0));
     else write(cfg.json ? JSON.stringify(summary) : formatSummary(summary), 0);
   };
   const durationTimer = cfg.durationS > 0 ? setTimeout(() => void finish(), cfg.durationS * 1000) : undefined;
@@ -292,7 +294,7 @@ function runParent(cfg: CliConfig): void {
   const per = Math.ceil(cfg.devices.length / cfg.processes);
   const statuses = new Map<number, StatusSample>();
   const children: ChildProcess[] = [];
-  const results: Promise<{ summary: Summary; samples: number[] }>[] = [];
+  const results: Promise<{ summary: Summary; latency: string }>[] = [];
   for (let p = 0; p * per < cfg.devices.length; p++) {
     const slice: CliConfig = { ...cfg, devices: cfg.devices.slice(p * per, (p + 1) * per), processes: 1 };
     // The slice travels over IPC: no re-parsing, the tokens stay off the command
@@ -306,7 +308,7 @@ function runParent(cfg: CliConfig): void {
     results.push(new Promise((resolve, reject) => {
       child.on('message', (m: ChildMessage) => {
         if (m.type === 'status') statuses.set(p, m.status);
-        else resolve({ summary: m.summary, samples: m.samples });
+        else resolve({ summary: m.summary, latency: m.latency });
       });
       child.once('exit', (code, signal) => reject(new Error(`simulator process ${p} exited (${signal ?? code}) without a summary`)));
     }));
@@ -345,7 +347,8 @@ function runParent(cfg: CliConfig): void {
       pending += s.pendingAtEnd;
       seconds = Math.max(seconds, s.seconds);
     }
-    const latency = Reservoir.merged(ok.map((r) => ({ samples: r.samples, count: r.summary.latencyMs.samples })));
+    // HDR histograms merge exactly: the parent's percentiles are those of one histogram of every ack.
+    const latency = LatencyHistogram.merged(ok.map((r) => LatencyHistogram.decode(r.latency)));
     const own = process.cpuUsage();
     const summary = summarize({ cfg, seconds, counters, latency, connected, pending, badActors, cpuMicros: { user: user + own.user, system: system + own.system } });
     // A lost process makes a failed run even if the others reported.

@@ -1,171 +1,100 @@
-// A simulated device: the device side of protocol v1 (proto/README.md) over
-// `ws`. Owns one device's session state machine, sampling, outbox, credit,
-// resends and reconnect policy, plus the bad-actor behaviours that let the
-// simulator load-test the hub's defences.
-// Imports: @telemetry/proto, ws, and this package's sensors/outbox/stats.
+// device-sim/: one simulated device, the device side of protocol v1
+// (proto/README.md): the session state machine, sampling, credit, resends and
+// when to reconnect. Its parts live beside it: batch.ts builds and encodes
+// batches, outbox.ts keeps them, pacing.ts and watchdog.ts hold the rate
+// limit and the timeouts, reconnect.ts the wait before a reconnect,
+// behaviours.ts the bad actors, socket.ts the connection (`ws` by default).
+// Imports: @telemetry/proto, node, and those modules plus device-options, sensors and stats.
 import { EventEmitter } from 'node:events';
-import WebSocket from 'ws';
 import {
   CloseCode, DEVICE_SUBPROTOCOL, PROTOCOL_VERSION, TOKEN_SUBPROTOCOL_PREFIX, decodeHubMessage, encodeDeviceMessage,
-  parseRetryAfterMs, type Ack, type HubMessage, type MetricDef, type Notice, type Welcome,
+  type Ack, type Command, type HubMessage, type Notice, type Welcome,
 } from '@telemetry/proto';
+import { BatchBuilder, BatchEncoder } from './batch.ts';
+import { behaviourStrategy, type Behaviour, type BehaviourStrategy, type MisbehavingDevice } from './behaviours.ts';
 import { Outbox, type KeptBatch } from './outbox.ts';
-import { defaultSensors, mulberry32, type SensorModel } from './sensors.ts';
-import { Reservoir, emptyCounters, type SimCounters } from './stats.ts';
-
-export type Behaviour = 'good' | 'ignore-window' | 'text-frames' | 'garbage' | 'oversize' | 'nan' | 'skewed-clock' | 'flood' | 'no-hello';
-/** Every behaviour but 'good', in the order a fleet hands them out. */
-export const BAD_BEHAVIOURS: readonly Behaviour[] = ['ignore-window', 'text-frames', 'garbage', 'oversize', 'nan', 'skewed-clock', 'flood', 'no-hello'];
-
-/** Close codes that mean "fix the device", not "try again" (proto/README.md §9). */
-export const FATAL_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
-  CloseCode.UNSUPPORTED_DATA, CloseCode.INVALID_PAYLOAD, CloseCode.MESSAGE_TOO_BIG, CloseCode.PROTOCOL_ERROR,
-  // 4002: something else uses this device's token; two clones would replace each other forever.
-  CloseCode.SESSION_REPLACED,
-  CloseCode.WINDOW_EXCEEDED, CloseCode.BATCH_TOO_LARGE, CloseCode.INVALID_METRIC, CloseCode.UNSUPPORTED_VERSION,
-  CloseCode.DEVICE_REVOKED,
-]);
-/** HTTP refusals that retrying cannot fix (§3): bad token, disabled device, wrong path. */
-export const FATAL_HTTP_STATUSES: ReadonlySet<number> = new Set([401, 403, 404]);
+import { ReadingsBucket } from './pacing.ts';
+import { ReconnectState } from './reconnect.ts';
+import { defaultSensors, hashId, mulberry32 } from './sensors.ts';
+import { SocketState, wsConnector, type DeviceSocket, type SocketListener } from './socket.ts';
+import { LatencyHistogram, emptyCounters, type SimCounters } from './stats.ts';
+import { SessionWatchdog } from './watchdog.ts';
+import { SYSTEM_CLOCK, type DeviceClock, type SimDeviceEvents, type SimDeviceOptions, type SimDeviceStats } from './device-options.ts';
 
 export const FIRMWARE = 'device-sim/0.1';
 
-export interface SimDeviceOptions {
-  id: string;
-  token: string;
-  /** ws://host:port/v1/devices or wss://... */
-  url: string;
-  /** Readings per second per metric; 0 = an idle device (a session, no readings). Default 1. */
-  rate?: number;
-  /** A batch closes this long after its first reading (or earlier when full). Default 1000. */
-  batchIntervalMs?: number;
-  /** Token in `Authorization: Bearer` (default) or as a `bearer.<token>` subprotocol. */
-  authVia?: 'header' | 'subprotocol';
-  /** Extra CA (PEM) to trust for wss, e.g. the dev certificate's. */
-  ca?: Buffer | string;
-  /** Source IP for the connection (spreads a fleet over 127.0.0.x). */
-  localAddress?: string;
-  /** Seeds the sensors and the jitter. Default: a hash of the id. */
-  seed?: number;
-  /** Added to the device clock (a wrong RTC). 'skewed-clock' defaults it to +1 h. */
-  clockOffsetMs?: number;
-  behaviour?: Behaviour;
-  /** Batches kept at most; beyond, the oldest unsent one is dropped (and counted). Default 10,000. */
-  outboxCap?: number;
-  /** Backoff: attempt n waits random(0, min(cap, base * 2^(n-1))). Defaults 1000 and 30,000. */
-  backoffBaseMs?: number;
-  backoffCapMs?: number;
-  /** Keep reconnecting after a fatal close or refusal (a fleet's bad actors). Default false. */
-  reconnectOnFatal?: boolean;
-  /** With reconnectOnFatal: the least wait after a fatal close. Default backoffCapMs. */
-  fatalBackoffMs?: number;
-  /** Close a connection whose Welcome has not come this long after the upgrade (§11). Default 15,000. */
-  welcomeTimeoutMs?: number;
-  /** Treat this long without an Ack while batches are in flight as a dead session (§7). Default 60,000. */
-  ackTimeoutMs?: number;
-  /** Run an own sampling timer. A Fleet turns this off and drives tick() from one shared ticker. Default true. */
-  autoTick?: boolean;
-  sensors?: SensorModel[];
-  /** Ack latency samples go here (a fleet shares one). */
-  latency?: Reservoir;
-  /** Randomness for jitter and bad behaviours (default: seeded from `seed`). */
-  random?: () => number;
-}
-
-export interface SimDeviceStats extends SimCounters {
-  connected: boolean;
-  /** Batches kept (unacked), in flight or not. */
-  pending: number;
-  /** Batches sent in this session and not yet acked. */
-  inflight: number;
-  credit: number;
-  /** Ack latency samples taken (send -> ack, ms). */
-  latencySamples: number;
-}
-
-export interface SimDeviceEvents {
-  welcome: [Welcome];
-  ack: [Ack];
-  notice: [Notice];
-  /** A session or connection attempt ended (code 1006 when there was no close frame; 0 for an HTTP refusal). */
-  close: [{ code: number; reason: string; status?: number }];
-  /** A reconnect was scheduled. */
-  reconnecting: [{ attempt: number; delayMs: number }];
-  /** The device gave up (fatal close or refusal) or stop() was called. */
-  stopped: [];
-}
-
 type State = 'idle' | 'connecting' | 'awaiting-welcome' | 'open' | 'closed' | 'stopped';
-
-/** Bytes per reading assumed when capping a batch by max_message_bytes (id + offset + double, with room). */
-const BYTES_PER_READING = 16;
 
 export class SimDevice extends EventEmitter<SimDeviceEvents> {
   readonly id: string;
   readonly counters: SimCounters = emptyCounters();
-  readonly latency: Reservoir;
+  readonly latency: LatencyHistogram;
   lastClose: { code: number; reason: string } | null = null;
   lastNotice: Notice | null = null;
   welcome: Welcome | null = null;
 
-  readonly #o: SimDeviceOptions;
-  readonly #behaviour: Behaviour;
+  readonly #options: SimDeviceOptions;
+  readonly #clock: DeviceClock;
+  readonly #strategy: BehaviourStrategy;
   readonly #clockOffsetMs: number;
-  readonly #sensors: SensorModel[];
   readonly #random: () => number;
   readonly #outbox: Outbox;
-  #rate: number;
-  #batchIntervalMs: number;
+  readonly #builder: BatchBuilder;
+  readonly #encoder: BatchEncoder;
+  readonly #bucket = new ReadingsBucket();
+  readonly #watchdog: SessionWatchdog;
+  readonly #reconnect = new ReconnectState();
+  /** What the behaviour strategy may do to this device (made once, not per session). */
+  readonly #asMisbehaving: MisbehavingDevice;
+  /** Called per acked batch; made once so an Ack allocates no closure. */
+  readonly #onBatchAcked = (b: KeptBatch): void => {
+    if (b.sentAt) { this.latency.add(this.#ackedAt - b.sentAt); this.#latencyCount++; }
+    this.#countAcked(b);
+  };
+  readonly #onBatchStored = (b: KeptBatch): void => this.#countAcked(b);
 
-  #ws: WebSocket | null = null;
+  #socket: DeviceSocket | null = null;
+  /** Resolves stop()'s wait once the current socket has closed. */
+  #onSocketClosed: (() => void) | null = null;
   #state: State = 'idle';
   #started = false;
   #ownTicker: NodeJS.Timeout | null = null;
   #reconnectTimer: NodeJS.Timeout | null = null;
-  #seq = 0;
   #credit = 0;
   #window = 0;
-  /** Metric ids defined in this session (protocol: ids are interned per session, §5.7). */
-  #defined: boolean[] = [];
-  #definedCount = 0;
-  #attempt = 0;
-  #retryHintMs = 0;
-  #fatal = false;
   #reconnectDelayMs = 0;
-  /** Latency samples this device took (the reservoir may be a fleet's, shared). */
+  /** Latency samples this device took (the histogram may be a fleet's, shared). */
   #latencyCount = 0;
-  /** performance.now() of the upgrade, and of the last ack progress (for the timeouts). */
-  #openedAt = 0;
-  #progressAt = 0;
-  /** performance.now() of the last frame from the hub (data or ping). */
-  #heardAt = 0;
-  /** Readings-per-second token bucket mirroring the hub's (§10), so catch-up stays under the limit. */
-  #tokens = 0;
-  #tokensAt = 0;
+  /** Monotonic time of the Ack being handled (read by #onBatchAcked). */
+  #ackedAt = 0;
 
-  // The open batch, in growable columns: no allocation per reading.
-  #lastSampleAt = 0;
-  #n = 0;
-  #pMetrics = new Uint16Array(64);
-  #pTimes = new Float64Array(64);
-  #pValues = new Float64Array(64);
-
-  constructor(opts: SimDeviceOptions) {
+  constructor(options: SimDeviceOptions) {
     super();
-    this.id = opts.id;
-    this.#o = opts;
-    this.#behaviour = opts.behaviour ?? 'good';
-    this.#rate = opts.rate ?? 1;
-    this.#batchIntervalMs = opts.batchIntervalMs ?? 1000;
-    if (!(this.#rate >= 0)) throw new RangeError(`${this.id}: rate must be >= 0 (got ${this.#rate})`);
-    if (!(this.#batchIntervalMs > 0)) throw new RangeError(`${this.id}: batchIntervalMs must be > 0 (got ${this.#batchIntervalMs})`);
-    this.#clockOffsetMs = opts.clockOffsetMs ?? (this.#behaviour === 'skewed-clock' ? 3_600_000 : 0);
-    const seed = opts.seed ?? hashId(opts.id);
-    this.#random = opts.random ?? mulberry32(seed ^ 0x9e3779b9);
-    this.#sensors = opts.sensors ?? defaultSensors(seed);
-    if (this.#sensors.length > 65_535) throw new RangeError(`${this.id}: at most 65,535 sensors`);
-    this.#outbox = new Outbox(opts.outboxCap ?? 10_000);
-    this.latency = opts.latency ?? new Reservoir(10_000, this.#random);
+    this.id = options.id;
+    this.#options = options;
+    this.#clock = options.clock ?? SYSTEM_CLOCK;
+    this.#strategy = behaviourStrategy(options.behaviour ?? 'good');
+    const rate = options.rate ?? 1;
+    const batchIntervalMs = options.batchIntervalMs ?? 1000;
+    if (!(rate >= 0)) throw new RangeError(`${this.id}: rate must be >= 0 (got ${rate})`);
+    if (!(batchIntervalMs > 0)) throw new RangeError(`${this.id}: batchIntervalMs must be > 0 (got ${batchIntervalMs})`);
+    this.#clockOffsetMs = options.clockOffsetMs ?? this.#strategy.clockOffsetMs;
+    const seed = options.seed ?? hashId(options.id);
+    this.#random = options.random ?? mulberry32(seed ^ 0x9e3779b9);
+    const sensors = options.sensors ?? defaultSensors(seed);
+    if (sensors.length > 65_535) throw new RangeError(`${this.id}: at most 65,535 sensors`);
+    this.#outbox = new Outbox(options.outboxCap ?? 10_000);
+    this.#builder = new BatchBuilder({ sensors, behaviour: this.#strategy, random: this.#random, outbox: this.#outbox, counters: this.counters }, rate, batchIntervalMs);
+    this.#encoder = new BatchEncoder(sensors);
+    this.#watchdog = new SessionWatchdog({ welcomeTimeoutMs: options.welcomeTimeoutMs ?? 15_000, ackTimeoutMs: options.ackTimeoutMs ?? 60_000 });
+    this.latency = options.latency ?? new LatencyHistogram();
+    this.#asMisbehaving = {
+      random: this.#random,
+      now: () => this.now(),
+      send: (frame) => this.#socket?.send(frame),
+      closeBatch: () => this.#builder.closeBatch(),
+      sampleInstant: (t) => this.#builder.sampleInstant(t),
+    };
   }
 
   /** Welcome received and the session not yet closed. */
@@ -173,19 +102,19 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   /** Stopped for good: stop() was called, or a fatal close without reconnectOnFatal. */
   get stopped(): boolean { return this.#state === 'stopped'; }
   /** The last close or refusal was fatal. */
-  get fatal(): boolean { return this.#fatal; }
-  get behaviour(): Behaviour { return this.#behaviour; }
+  get fatal(): boolean { return this.#reconnect.fatal; }
+  get behaviour(): Behaviour { return this.#options.behaviour ?? 'good'; }
   /** Batches kept (unacked). */
   get outboxSize(): number { return this.#outbox.length; }
   /** Batches sent in this session awaiting an ack. */
   get inflight(): number { return this.#outbox.inflight; }
   get credit(): number { return this.#credit; }
   /** The last seq this device used (0 = none yet). */
-  get lastSeq(): number { return this.#seq; }
+  get lastSeq(): number { return this.#builder.seq; }
   /** Delay of the most recently scheduled reconnect, ms. */
   get reconnectDelayMs(): number { return this.#reconnectDelayMs; }
   /** Device clock, Unix ms. */
-  now(): number { return Date.now() + this.#clockOffsetMs; }
+  now(): number { return this.#clock.wallMs() + this.#clockOffsetMs; }
 
   get stats(): SimDeviceStats {
     return {
@@ -198,9 +127,9 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   start(): void {
     if (this.#started) return;
     this.#started = true;
-    this.#lastSampleAt = this.now();
-    if (this.#o.autoTick ?? true) {
-      const tickMs = Math.max(10, Math.min(100, Math.floor(this.#batchIntervalMs / 4)));
+    this.#builder.restartAt(this.now());
+    if (this.#options.autoTick ?? true) {
+      const tickMs = Math.max(10, Math.min(100, Math.floor(this.#builder.batchIntervalMs / 4)));
       this.#ownTicker = setInterval(() => this.tick(), tickMs);
     }
     this.#connect();
@@ -217,177 +146,78 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     const wasStopped = this.#state === 'stopped';
     this.#state = 'stopped';
     if (!wasStopped) this.emit('stopped');
-    const ws = this.#ws;
-    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    const socket = this.#socket;
+    if (!socket || socket.readyState === SocketState.CLOSED) return Promise.resolve();
     return new Promise((resolve) => {
       // Bounded: a hub that never answers the close frame must not hold us.
-      const timer = setTimeout(() => { ws.terminate(); resolve(); }, 1000);
+      const timer = setTimeout(() => { socket.terminate(); resolve(); }, 1000);
       timer.unref();
-      ws.once('close', () => { clearTimeout(timer); resolve(); });
-      // Mid-handshake: let the upgrade finish (the 'open' handler closes it) rather than
+      const previous = this.#onSocketClosed;
+      this.#onSocketClosed = () => { previous?.(); clearTimeout(timer); resolve(); };
+      // Mid-handshake: let the upgrade finish (onOpen closes it) rather than
       // aborting the request, which can leave a half-open socket behind.
-      if (ws.readyState === WebSocket.OPEN) ws.close(CloseCode.NORMAL, 'device stopping');
-      else if (ws.readyState !== WebSocket.CONNECTING) ws.terminate();
+      if (socket.readyState === SocketState.OPEN) socket.close(CloseCode.NORMAL, 'device stopping');
+      else if (socket.readyState !== SocketState.CONNECTING) socket.terminate();
     });
   }
 
   /** Stops producing readings (the open batch is closed); kept batches are still delivered. */
   stopSampling(): void {
-    this.#closeBatch();
-    this.#rate = 0;
+    this.#builder.closeBatch();
+    this.#builder.rate = 0;
     this.#pump();
   }
 
   /** Drops the connection without a close frame (a lost link); reconnects as usual. */
   dropConnection(): void {
-    this.#ws?.terminate();
+    this.#socket?.terminate();
   }
 
   /**
-   * Samples the sensors up to now, closes the batch when it is due or full,
-   * sends what credit allows and checks the session timeouts. Driven by the
-   * device's own timer or by a Fleet's shared ticker; cheap when nothing is due.
-   * @param wallNow Date.now(), when the caller already has it.
+   * Samples up to now, closes the batch when due or full, sends what credit
+   * allows and checks the timeouts. Driven by the device's own timer or a
+   * Fleet's shared ticker, which passes the wall and monotonic times it
+   * already has (one clock read per fleet tick); cheap when nothing is due.
    */
-  tick(wallNow = Date.now()): void {
+  tick(wallNow = this.#clock.wallMs(), monotonicNow = this.#clock.monotonicMs()): void {
     if (!this.#started || this.#state === 'stopped') return;
-    if (this.#rate > 0) this.#sample(wallNow + this.#clockOffsetMs);
+    this.#watchdog.stamp(monotonicNow);
+    if (this.#builder.rate > 0) this.#builder.sampleUntil(wallNow + this.#clockOffsetMs, this.welcome?.limits);
     if (this.#state === 'open') {
       this.#pump();
-      this.#checkIdle();
-    } else if (this.#state === 'awaiting-welcome') this.#checkWelcomeTimeout();
-  }
-
-  // ---- sampling ---------------------------------------------------------------
-
-  #sample(now: number): void {
-    // A flooder goes far past the hub's default 1000 readings/s per device.
-    const rate = this.#behaviour === 'flood' ? Math.max(this.#rate * 10, 500) : this.#rate;
-    const step = 1000 / rate;
-    const batchMs = this.#batchIntervalMs;
-    // A saturated simulator skips what it cannot generate (and says so)
-    // rather than building an unbounded backlog.
-    const behind = now - this.#lastSampleAt;
-    if (behind > 5 * batchMs && behind > 5 * step) {
-      const skip = Math.floor((behind - batchMs) / step);
-      this.#lastSampleAt += skip * step;
-      this.counters.readingsSkipped += skip * this.#sensors.length;
+      if (this.#watchdog.ackOverdue(monotonicNow, this.#outbox.inflight)) this.#expire('ack-timeout');
+      if (this.#watchdog.silent(monotonicNow, this.welcome?.limits?.idleTimeoutMs ?? 0)) this.#expire('idle-timeout');
+    } else if (this.#state === 'awaiting-welcome') {
+      // A device that never says Hello is silent on purpose: the hub's 4001 ends it.
+      if (this.#strategy.saysHello && this.#watchdog.welcomeOverdue(monotonicNow)) this.#expire('welcome-timeout');
     }
-    const max = this.#maxBatchReadings();
-    while (this.#lastSampleAt + step <= now) {
-      if (this.#n + this.#sensors.length > max) this.#closeBatch();
-      this.#lastSampleAt += step;
-      this.#sampleInstant(Math.round(this.#lastSampleAt));
-    }
-    if (this.#n > 0 && now - this.#pTimes[0]! >= batchMs) this.#closeBatch();
   }
 
-  /** Readings per batch that keep within Welcome's limits (defaults before the first Welcome). */
-  #maxBatchReadings(): number {
-    const lim = this.welcome?.limits;
-    const byBytes = Math.floor((lim?.maxMessageBytes || 262_144) / BYTES_PER_READING);
-    return Math.max(this.#sensors.length, Math.min(lim?.maxBatchReadings || 10_000, byBytes));
-  }
-
-  #sampleInstant(t: number): void {
-    const k = this.#sensors.length;
-    if (this.#n + k > this.#pTimes.length) this.#grow(this.#n + k);
-    const nan = this.#behaviour === 'nan';
-    for (let i = 0; i < k; i++) {
-      let v = this.#sensors[i]!.sample(t);
-      if (nan && this.#random() < 0.1) v = this.#random() < 0.5 ? Number.NaN : (this.#random() < 0.5 ? Infinity : -Infinity);
-      this.#pMetrics[this.#n] = i;
-      this.#pTimes[this.#n] = t;
-      this.#pValues[this.#n] = v;
-      this.#n++;
-    }
-    this.counters.readingsGenerated += k;
-  }
-
-  #grow(need: number): void {
-    let cap = this.#pTimes.length * 2;
-    while (cap < need) cap *= 2;
-    const m = new Uint16Array(cap); m.set(this.#pMetrics); this.#pMetrics = m;
-    const t = new Float64Array(cap); t.set(this.#pTimes); this.#pTimes = t;
-    const v = new Float64Array(cap); v.set(this.#pValues); this.#pValues = v;
-  }
-
-  #closeBatch(): void {
-    const n = this.#n;
-    if (n === 0) return;
-    const base = this.#pTimes[0]!;
-    const offsets = new Int32Array(n);
-    for (let i = 0; i < n; i++) offsets[i] = this.#pTimes[i]! - base;
-    const kept: KeptBatch = {
-      seq: ++this.#seq, baseTimeMs: base, metrics: this.#pMetrics.slice(0, n), offsets, values: this.#pValues.slice(0, n),
-      sentAt: 0, everSent: false,
-    };
-    this.#n = 0;
-    const dropped = this.#outbox.push(kept);
-    if (dropped) {
-      // Finite device memory: the oldest batch not in flight goes (§11).
-      this.counters.batchesDropped++;
-      this.counters.readingsDropped += dropped.values.length;
-    }
+  /** One of the device's own timeouts fired: drop the link (counted like a close) and reconnect. */
+  #expire(reason: 'welcome-timeout' | 'ack-timeout' | 'idle-timeout'): void {
+    this.#count(reason);
+    this.#socket?.terminate();
   }
 
   // ---- sending ----------------------------------------------------------------
 
   #pump(): void {
-    const ws = this.#ws;
-    if (this.#state !== 'open' || !ws) return;
-    const ignoreWindow = this.#behaviour === 'ignore-window';
-    // protocol §7: never more in flight than the latest credit (which is <= window).
-    const limit = ignoreWindow ? this.#window * 4 : Math.min(this.#credit, this.#window);
-    const paced = !ignoreWindow && this.#behaviour !== 'flood';
-    const wall = performance.now();
-    if (paced) this.#refill(wall);
-    let b: KeptBatch | undefined;
-    while (this.#outbox.inflight < limit && (b = this.#outbox.nextUnsent)) {
-      const cost = b.values.length;
-      // A batch bigger than the whole bucket goes when the bucket is full, or it would never go.
-      if (paced && cost > this.#tokens && this.#tokens < this.#bucketSize()) break;
-      if (paced) this.#tokens -= cost;
-      if (this.#outbox.inflight === 0) this.#progressAt = wall;
-      ws.send(this.#encode(b, this.now()));
+    const socket = this.#socket;
+    if (this.#state !== 'open' || !socket) return;
+    const limit = this.#strategy.inFlightLimit(this.#credit, this.#window);
+    let b = this.#outbox.nextUnsent;
+    if (!b || this.#outbox.inflight >= limit) return; // nothing to send: no clock read
+    const paced = this.#strategy.paced;
+    const limits = this.welcome?.limits;
+    const wall = this.#clock.monotonicMs();
+    do {
+      if (paced && !this.#bucket.take(b.values.length, limits, wall)) break;
+      if (this.#outbox.inflight === 0) this.#watchdog.progressed(wall);
+      socket.send(this.#encoder.encode(b, this.now()));
       this.#outbox.markSent(wall);
       this.counters.batchesSent++;
       if (b.everSent) this.counters.batchesResent++;
-    }
-    this.#checkAckTimeout(wall);
-  }
-
-  #bucketSize(): number {
-    return this.welcome?.limits?.readingsBurst || Number.POSITIVE_INFINITY;
-  }
-
-  #refill(wall: number): void {
-    const rate = this.welcome?.limits?.maxReadingsPerSecond;
-    if (!rate) { this.#tokens = Number.POSITIVE_INFINITY; return; }
-    this.#tokens = Math.min(this.#bucketSize(), this.#tokens + ((wall - this.#tokensAt) * rate) / 1000);
-    this.#tokensAt = wall;
-  }
-
-  #encode(b: KeptBatch, sentTimeMs: number): Uint8Array {
-    let defs: MetricDef[] | undefined;
-    if (this.#definedCount < this.#sensors.length) {
-      // protocol §5.7: the first batch of a session that uses an id carries its definition.
-      for (let i = 0; i < b.metrics.length; i++) {
-        const m = b.metrics[i]!;
-        if (this.#defined[m]) continue;
-        this.#defined[m] = true;
-        this.#definedCount++;
-        (defs ??= []).push({ id: m, name: this.#sensors[m]!.name, unit: this.#sensors[m]!.unit });
-      }
-    }
-    // protobufjs writes packed columns by index, so the typed arrays go in as they are.
-    return encodeDeviceMessage({
-      batch: {
-        seq: b.seq, baseTimeMs: b.baseTimeMs, metricDefs: defs, metricIds: b.metrics as unknown as number[],
-        timeOffsetsMs: b.offsets as unknown as number[], values: b.values as unknown as number[],
-        sentTimeMs, // §8: the time of this send, resends included
-      },
-    });
+    } while (this.#outbox.inflight < limit && (b = this.#outbox.nextUnsent));
   }
 
   // ---- connection -------------------------------------------------------------
@@ -395,84 +225,91 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #connect(): void {
     if (this.#state === 'stopped') return;
     this.#state = 'connecting';
-    this.#fatal = false;
+    this.#reconnect.attemptStarted();
     const protocols = [DEVICE_SUBPROTOCOL];
     const headers: Record<string, string> = {};
-    if (this.#o.authVia === 'subprotocol') protocols.push(TOKEN_SUBPROTOCOL_PREFIX + this.#o.token);
-    else headers.authorization = `Bearer ${this.#o.token}`;
-    let ws: WebSocket;
+    if (this.#options.authVia === 'subprotocol') protocols.push(TOKEN_SUBPROTOCOL_PREFIX + this.#options.token);
+    else headers.authorization = `Bearer ${this.#options.token}`;
+    let socket: DeviceSocket;
     try {
-      ws = new WebSocket(this.#o.url, protocols, {
-        headers, ca: this.#o.ca, localAddress: this.#o.localAddress,
-        perMessageDeflate: false, // the hub never negotiates it (§1)
-        handshakeTimeout: this.#o.welcomeTimeoutMs ?? 15_000,
-      });
+      socket = (this.#options.connect ?? wsConnector)({
+        url: this.#options.url, protocols, headers, ca: this.#options.ca, localAddress: this.#options.localAddress,
+        handshakeTimeoutMs: this.#options.welcomeTimeoutMs ?? 15_000,
+      }, this.#listenerFor(() => socket));
     } catch (err) {
-      // A URL ws rejects synchronously is a configuration bug: retrying will not fix it.
+      // A URL the client rejects synchronously is a configuration bug: retrying will not fix it.
       this.#count(`error:${(err as Error).name}`);
-      this.#fatal = true;
+      this.#reconnect.fatal = true;
       this.#afterClose();
       return;
     }
-    ws.binaryType = 'nodebuffer';
-    this.#ws = ws;
+    this.#socket = socket;
+  }
+
+  /** The listener for one connection attempt (a stale socket's events are ignored). */
+  #listenerFor(socketOf: () => DeviceSocket): SocketListener {
     let opened = false;
     let refusal: number | undefined;
     let error: string | undefined;
+    return {
+      onRefused: (status, retryAfter) => {
+        refusal = status;
+        this.#count(`http-${status}`);
+        this.#reconnect.refused(status, retryAfter);
+      },
+      onOpen: () => {
+        opened = true;
+        const socket = socketOf();
+        if (this.#state === 'stopped') { socket.close(CloseCode.NORMAL); return; }
+        this.#state = 'awaiting-welcome';
+        this.#watchdog.opened(this.#clock.monotonicMs());
+        this.#encoder.startSession();
+        if (!this.#strategy.saysHello) return;
+        // protocol §4: Hello first, exactly once.
+        socket.send(encodeDeviceMessage({ hello: { deviceId: this.id, protocolVersion: PROTOCOL_VERSION, firmware: FIRMWARE, deviceTimeMs: this.now() } }));
+      },
+      onPing: () => this.#watchdog.heard(),
+      onMessage: (data, isBinary) => {
+        this.#watchdog.heard();
+        // After stop() a Welcome may still arrive while the close handshake runs: it must not reopen the session.
+        const socket = socketOf();
+        if (this.#state === 'stopped' || this.#socket !== socket) return;
+        if (!isBinary) return; // the hub sends only binary frames; ignore anything else
+        let m: HubMessage;
+        try { m = decodeHubMessage(data); } catch { socket.terminate(); return; }
+        if (m.welcome) this.#onWelcome(m.welcome);
+        else if (m.ack) this.#onAck(m.ack);
+        else if (m.notice) this.#onNotice(m.notice);
+        else if (m.command) this.#onCommand(socket, m.command);
+        // §13: any other HubMessage member is ignored.
+      },
+      onError: (code) => { error = code; },
+      onClose: (code, reason) => {
+        if (this.#socket !== socketOf()) return;
+        this.#socket = null;
+        if (refusal !== undefined) {
+          this.emit('close', { code: 0, reason: `http ${refusal}`, status: refusal });
+        } else if (!opened) {
+          if (this.#state === 'stopped') { this.#socketClosed(); return; } // stop() aborted the attempt: nothing to count
+          // Refused TCP, DNS, TLS or a handshake timeout: no session existed.
+          this.#count(`error:${error ?? 'handshake'}`);
+          this.emit('close', { code, reason: error ?? reason });
+        } else {
+          this.lastClose = { code, reason };
+          this.#count(String(code));
+          this.#reconnect.closed(code, reason);
+          this.emit('close', { code, reason });
+        }
+        this.#afterClose();
+        this.#socketClosed();
+      },
+    };
+  }
 
-    ws.on('unexpected-response', (_req, res) => {
-      const status = res.statusCode ?? 0;
-      refusal = status;
-      this.#count(`http-${status}`);
-      const hint = retryAfterHeaderMs(res.headers['retry-after']);
-      if (hint !== undefined && (status === 429 || status === 503)) this.#retryHintMs = Math.max(this.#retryHintMs, hint);
-      if (FATAL_HTTP_STATUSES.has(status)) this.#fatal = true;
-      res.resume();
-      ws.terminate();
-    });
-    ws.on('open', () => {
-      opened = true;
-      if (this.#state === 'stopped') { ws.close(CloseCode.NORMAL); return; }
-      this.#state = 'awaiting-welcome';
-      this.#openedAt = performance.now();
-      this.#defined = [];
-      this.#definedCount = 0;
-      if (this.#behaviour === 'no-hello') return; // opens and stays silent: the hub's handshake timeout
-      // protocol §4: Hello first, exactly once.
-      ws.send(encodeDeviceMessage({ hello: { deviceId: this.id, protocolVersion: PROTOCOL_VERSION, firmware: FIRMWARE, deviceTimeMs: this.now() } }));
-    });
-    ws.on('ping', () => { this.#heardAt = performance.now(); });
-    ws.on('message', (data: Buffer, isBinary: boolean) => {
-      this.#heardAt = performance.now();
-      // After stop() a Welcome may still arrive while the close handshake runs: it must not reopen the session.
-      if (this.#state === 'stopped' || this.#ws !== ws) return;
-      if (!isBinary) return; // the hub sends only binary frames; ignore anything else
-      let m: HubMessage;
-      try { m = decodeHubMessage(data); } catch { ws.terminate(); return; }
-      this.#onMessage(ws, m);
-    });
-    ws.on('error', (err: NodeJS.ErrnoException) => { error = err.code ?? err.name; });
-    ws.on('close', (code, reasonBuf) => {
-      if (this.#ws !== ws) return;
-      this.#ws = null;
-      const reason = reasonBuf.toString();
-      if (refusal !== undefined) {
-        this.emit('close', { code: 0, reason: `http ${refusal}`, status: refusal });
-      } else if (!opened) {
-        if (this.#state === 'stopped') return; // stop() aborted the attempt: nothing to count
-        // Refused TCP, DNS, TLS or a handshake timeout: no session existed.
-        this.#count(`error:${error ?? 'handshake'}`);
-        this.emit('close', { code, reason: error ?? reason });
-      } else {
-        this.lastClose = { code, reason };
-        this.#count(String(code));
-        const hint = parseRetryAfterMs(reason);
-        if (hint !== undefined) this.#retryHintMs = Math.max(this.#retryHintMs, hint);
-        if (FATAL_CLOSE_CODES.has(code)) this.#fatal = true;
-        this.emit('close', { code, reason });
-      }
-      this.#afterClose();
-    });
+  #socketClosed(): void {
+    const resolve = this.#onSocketClosed;
+    this.#onSocketClosed = null;
+    resolve?.();
   }
 
   #afterClose(): void {
@@ -482,67 +319,55 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.#scheduleReconnect();
   }
 
-  #onMessage(ws: WebSocket, m: HubMessage): void {
-    if (m.welcome) {
-      const w = m.welcome;
-      this.welcome = w;
-      this.#window = w.window ?? 0;
-      this.#credit = w.credit ?? 0;
-      const lastSeq = Number(w.lastSeq ?? 0);
-      // protocol §6: what the hub stored needs no resend; and never reuse a seq it holds.
-      this.#outbox.ackThrough(lastSeq, (b) => this.#countAcked(b));
-      if (this.#seq < lastSeq) this.#seq = lastSeq;
-      if (this.counters.sessions === 0) { this.#tokens = this.#bucketSize(); this.#tokensAt = performance.now(); }
-      this.#state = 'open';
-      this.#attempt = 0; // §11: reset after each Welcome, not on a bare 101
-      this.#retryHintMs = 0;
-      this.#progressAt = performance.now();
-      this.counters.sessions++;
-      this.emit('welcome', w);
-      this.#misbehave(ws);
-      this.#pump();
-    } else if (m.ack) {
-      const a = m.ack;
-      this.#credit = a.credit ?? 0;
-      if (this.#credit < this.#window) this.counters.reducedCreditAcks++;
-      for (const r of a.reports ?? []) {
+  #onWelcome(w: Welcome): void {
+    this.welcome = w;
+    this.#window = w.window ?? 0;
+    this.#credit = w.credit ?? 0;
+    const lastSeq = Number(w.lastSeq ?? 0);
+    // protocol §6: what the hub stored needs no resend; and never reuse a seq it holds.
+    this.#outbox.ackThrough(lastSeq, this.#onBatchStored);
+    if (this.#builder.seq < lastSeq) this.#builder.seq = lastSeq;
+    if (this.counters.sessions === 0) this.#bucket.fill(w.limits, this.#clock.monotonicMs());
+    this.#state = 'open';
+    this.#reconnect.welcomed();
+    this.#watchdog.progressed(this.#clock.monotonicMs());
+    this.counters.sessions++;
+    this.emit('welcome', w);
+    this.#strategy.onWelcome?.(this.#asMisbehaving, w);
+    this.#pump();
+  }
+
+  #onAck(a: Ack): void {
+    this.#credit = a.credit ?? 0;
+    if (this.#credit < this.#window) this.counters.reducedCreditAcks++;
+    if (a.reports) {
+      for (const r of a.reports) {
         this.counters.hubNonFiniteDropped += r.nonFiniteDropped ?? 0;
         this.counters.hubSkewDropped += r.skewDropped ?? 0;
         this.counters.hubSkewCorrected += r.skewCorrected ?? 0;
       }
-      const now = performance.now();
-      // Cumulative (§5.8): a credit-only ack repeats an old seq and removes nothing.
-      const n = this.#outbox.ackThrough(Number(a.seq ?? 0), (b) => {
-        if (b.sentAt) { this.latency.add(now - b.sentAt); this.#latencyCount++; }
-        this.#countAcked(b);
-      });
-      if (n > 0) this.#progressAt = now;
-      this.emit('ack', a);
-      this.#pump();
-    } else if (m.notice) {
-      const nt = m.notice;
-      this.lastNotice = nt;
-      const key = String(nt.code ?? 0);
-      this.counters.notices[key] = (this.counters.notices[key] ?? 0) + 1;
-      if (nt.retryAfterMs) this.#retryHintMs = Math.max(this.#retryHintMs, nt.retryAfterMs);
-      this.emit('notice', nt);
-    } else if (m.command) {
-      const c = m.command;
-      let ok = false;
-      let message = 'unknown command';
-      if (c.config) {
-        // The open batch keeps the old settings; sampling restarts now (no backlog from the old rate).
-        this.#closeBatch();
-        this.#lastSampleAt = this.now();
-        if (c.config.sampleIntervalMs) this.#rate = 1000 / c.config.sampleIntervalMs;
-        if (c.config.batchIntervalMs) this.#batchIntervalMs = c.config.batchIntervalMs;
-        ok = true;
-        message = 'applied';
-      }
-      // §12: answer every command; an unknown member gets ok = false.
-      ws.send(encodeDeviceMessage({ commandResult: { id: c.id ?? 0, ok, message } }));
     }
-    // §13: any other HubMessage member is ignored.
+    const now = this.#clock.monotonicMs();
+    this.#ackedAt = now;
+    // Cumulative (§5.8): a credit-only ack repeats an old seq and removes nothing.
+    if (this.#outbox.ackThrough(Number(a.seq ?? 0), this.#onBatchAcked) > 0) this.#watchdog.progressed(now);
+    this.emit('ack', a);
+    this.#pump();
+  }
+
+  #onNotice(notice: Notice): void {
+    this.lastNotice = notice;
+    const key = String(notice.code ?? 0);
+    this.counters.notices[key] = (this.counters.notices[key] ?? 0) + 1;
+    if (notice.retryAfterMs) this.#reconnect.hint(notice.retryAfterMs);
+    this.emit('notice', notice);
+  }
+
+  #onCommand(socket: DeviceSocket, command: Command): void {
+    const ok = !!command.config;
+    if (command.config) this.#builder.reconfigure(command.config, this.now());
+    // §12: answer every command; an unknown member gets ok = false.
+    socket.send(encodeDeviceMessage({ commandResult: { id: command.id ?? 0, ok, message: ok ? 'applied' : 'unknown command' } }));
   }
 
   #countAcked(b: KeptBatch): void {
@@ -550,66 +375,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.counters.readingsAcked += b.values.length;
   }
 
-  #checkWelcomeTimeout(): void {
-    if (this.#behaviour === 'no-hello') return; // silent on purpose: the hub's 4001 ends it
-    if (performance.now() - this.#openedAt < (this.#o.welcomeTimeoutMs ?? 15_000)) return;
-    this.#count('welcome-timeout');
-    this.#ws?.terminate();
-  }
-
-  /**
-   * The hub pings a silent session before idle_timeout_ms (§1), so hearing
-   * nothing for longer means the link is dead without a close (a half-open
-   * TCP connection): drop it and reconnect.
-   */
-  #checkIdle(): void {
-    const idle = this.welcome?.limits?.idleTimeoutMs;
-    if (!idle || performance.now() - this.#heardAt < idle + 10_000) return;
-    this.#count('idle-timeout');
-    this.#heardAt = performance.now();
-    this.#ws?.terminate();
-  }
-
-  #checkAckTimeout(wall: number): void {
-    if (this.#outbox.inflight === 0 || wall - this.#progressAt < (this.#o.ackTimeoutMs ?? 60_000)) return;
-    this.#count('ack-timeout');
-    this.#progressAt = wall;
-    this.#ws?.terminate();
-  }
-
-  /** The bad actors, right after Welcome. */
-  #misbehave(ws: WebSocket): void {
-    switch (this.#behaviour) {
-      case 'text-frames':
-        ws.send('{"hello":"I am JSON"}');
-        break;
-      case 'garbage': {
-        const bytes = Buffer.alloc(64);
-        for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(this.#random() * 256);
-        bytes[0] = (bytes[0]! & 0xf8) | 7; // wire type 7 does not exist: never a valid envelope by accident
-        ws.send(bytes);
-        break;
-      }
-      case 'oversize':
-        ws.send(Buffer.alloc((this.welcome?.limits?.maxMessageBytes || 262_144) + 1));
-        break;
-      case 'ignore-window': {
-        // Enough one-instant batches to go 4x past the window at once.
-        this.#closeBatch();
-        const t = Math.round(this.now());
-        for (let i = 0; i < this.#window * 4; i++) {
-          this.#sampleInstant(t);
-          this.#closeBatch();
-        }
-        break;
-      }
-      default:
-        break;
-    }
-  }
-
   #scheduleReconnect(): void {
-    if (this.#fatal && !this.#o.reconnectOnFatal) {
+    if (this.#reconnect.fatal && !this.#options.reconnectOnFatal) {
       this.#state = 'stopped';
       if (this.#ownTicker) clearInterval(this.#ownTicker);
       this.#ownTicker = null;
@@ -617,38 +384,15 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       return;
     }
     this.counters.reconnects++;
-    this.#attempt++;
-    const base = this.#o.backoffBaseMs ?? 1000;
-    const cap = this.#o.backoffCapMs ?? 30_000;
-    // Full jitter (§11; AWS "Exponential Backoff And Jitter").
-    let delay = this.#random() * Math.min(cap, base * 2 ** Math.min(30, this.#attempt - 1));
-    // A "fix your device" close: no faster than the long backoff (§9). Retry hints: at least the hint.
-    const floor = Math.max(this.#fatal ? (this.#o.fatalBackoffMs ?? cap) : 0, this.#retryHintMs);
-    // Hints already carry the hub's jitter; add a little of our own so a fleet refused together spreads out.
-    if (floor > 0) delay = Math.max(delay, floor + this.#random() * Math.min(1000, floor));
-    this.#retryHintMs = 0;
+    const capMs = this.#options.backoffCapMs ?? 30_000;
+    // A "fix your device" close, retried anyway: no faster than the long backoff (§9).
+    const delay = this.#reconnect.nextDelayMs(this.#random, { baseMs: this.#options.backoffBaseMs ?? 1000, capMs }, this.#options.fatalBackoffMs ?? capMs);
     this.#reconnectDelayMs = delay;
     this.#reconnectTimer = setTimeout(() => { this.#reconnectTimer = null; this.#connect(); }, delay);
-    this.emit('reconnecting', { attempt: this.#attempt, delayMs: delay });
+    this.emit('reconnecting', { attempt: this.#reconnect.attempt, delayMs: delay });
   }
 
   #count(key: string): void {
     this.counters.closes[key] = (this.counters.closes[key] ?? 0) + 1;
   }
-}
-
-/** HTTP Retry-After (RFC 9110 §10.2.3): delay-seconds or an HTTP-date; ms, or undefined. */
-export function retryAfterHeaderMs(value: string | string[] | undefined, now = Date.now()): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (!v) return undefined;
-  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
-}
-
-/** FNV-1a of the id: a stable per-device seed. */
-export function hashId(id: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
-  return h >>> 0;
 }

@@ -1,11 +1,13 @@
-// A fleet of simulated devices driven by one shared ticker (one timer for
-// thousands of devices, not one each): staggered start over rampMs, churn
-// (devices that lose their link and come back), a share of bad actors, and
-// the fleet-wide counters and ack-latency percentiles.
-// Imports: this package's device, sensors, stats and tokens.
-import { BAD_BEHAVIOURS, SimDevice, type Behaviour, type SimDeviceOptions } from './device.ts';
+// device-sim/: a fleet of simulated devices driven by one shared ticker
+// (one timer for thousands of devices, not one each): staggered start over
+// rampMs, churn (devices that lose their link and come back), a share of bad
+// actors, and the fleet-wide counters and ack-latency percentiles.
+// Imports: this package's behaviours, device, device-options, sensors, stats and tokens.
+import { BAD_BEHAVIOURS, type Behaviour } from './behaviours.ts';
+import { SimDevice } from './device.ts';
+import { SYSTEM_CLOCK, type DeviceClock, type SimDeviceOptions } from './device-options.ts';
 import { mulberry32 } from './sensors.ts';
-import { Reservoir, addCounters, emptyCounters, type Percentiles, type SimCounters } from './stats.ts';
+import { LatencyHistogram, addCounters, emptyCounters, type Percentiles, type SimCounters } from './stats.ts';
 import type { DeviceCredentials } from './tokens.ts';
 
 export interface FleetOptions {
@@ -29,8 +31,6 @@ export interface FleetOptions {
   sourceAddresses?: readonly string[];
   /** Seeds churn choices; device seeds come from their ids. */
   seed?: number;
-  /** Reservoir size for ack latency. Default 100,000. */
-  latencySamples?: number;
   /** Options applied to every device (after the fleet's own). */
   device?: Partial<SimDeviceOptions>;
 }
@@ -59,40 +59,43 @@ export function behaviourFor(i: number, fraction: number): Behaviour {
 
 export class Fleet {
   readonly devices: SimDevice[] = [];
-  readonly latency: Reservoir;
+  readonly latency = new LatencyHistogram();
   /** Links dropped by churn. */
   churned = 0;
   readonly #ticker: NodeJS.Timeout;
   readonly #random: () => number;
   readonly #churn: number;
+  readonly #clock: DeviceClock;
   readonly #startAt: number[] = [];
-  readonly #t0 = Date.now();
+  readonly #t0: number;
   #nextStart = 0;
-  #lastChurn = Date.now();
+  #lastChurn: number;
   #stopped = false;
 
-  constructor(o: FleetOptions) {
-    if (!(o.rate >= 0)) throw new RangeError(`fleet: rate must be >= 0 (got ${o.rate})`);
-    this.#random = mulberry32(o.seed ?? 42);
-    this.#churn = o.churn ?? 0;
-    this.latency = new Reservoir(o.latencySamples ?? 100_000);
-    const n = o.devices.length;
-    const ramp = o.rampMs ?? 0;
-    o.devices.forEach(({ id, token }, i) => {
-      const behaviour = behaviourFor(i, o.badActors ?? 0);
+  constructor(options: FleetOptions) {
+    if (!(options.rate >= 0)) throw new RangeError(`fleet: rate must be >= 0 (got ${options.rate})`);
+    this.#random = mulberry32(options.seed ?? 42);
+    this.#churn = options.churn ?? 0;
+    this.#clock = options.device?.clock ?? SYSTEM_CLOCK;
+    this.#t0 = this.#lastChurn = this.#clock.wallMs();
+    const n = options.devices.length;
+    const ramp = options.rampMs ?? 0;
+    const addresses = options.sourceAddresses;
+    options.devices.forEach(({ id, token }, i) => {
+      const behaviour = behaviourFor(i, options.badActors ?? 0);
       const bad = behaviour !== 'good';
       this.devices.push(new SimDevice({
-        id, token, url: o.url, rate: o.rate, batchIntervalMs: o.batchIntervalMs, authVia: o.authVia, ca: o.ca,
-        localAddress: o.sourceAddresses?.length ? o.sourceAddresses[i % o.sourceAddresses.length] : undefined,
+        id, token, url: options.url, rate: options.rate, batchIntervalMs: options.batchIntervalMs, authVia: options.authVia, ca: options.ca,
+        localAddress: addresses?.length ? addresses[i % addresses.length] : undefined,
         behaviour, latency: this.latency, autoTick: false,
         // Bad actors keep coming back (slowly), so a long run keeps exercising the hub's defences.
-        reconnectOnFatal: bad, fatalBackoffMs: bad ? (o.badActorBackoffMs ?? 30_000) : undefined,
-        ...o.device,
+        reconnectOnFatal: bad, fatalBackoffMs: bad ? (options.badActorBackoffMs ?? 30_000) : undefined,
+        ...options.device,
       }));
       this.#startAt.push(n > 1 ? (ramp * i) / n : 0);
     });
     this.#startDue(this.#t0);
-    const tickMs = Math.max(20, Math.min(100, Math.floor((o.batchIntervalMs ?? 1000) / 4)));
+    const tickMs = Math.max(20, Math.min(100, Math.floor((options.batchIntervalMs ?? 1000) / 4)));
     this.#ticker = setInterval(() => this.#tick(), tickMs);
   }
 
@@ -103,9 +106,11 @@ export class Fleet {
   }
 
   #tick(): void {
-    const now = Date.now();
+    const now = this.#clock.wallMs();
+    // One clock read per tick for the whole fleet: the devices' timeouts need no finer.
+    const monotonicNow = this.#clock.monotonicMs();
     this.#startDue(now);
-    for (let i = 0; i < this.#nextStart; i++) this.devices[i]!.tick(now);
+    for (let i = 0; i < this.#nextStart; i++) this.devices[i]!.tick(now, monotonicNow);
     if (this.#churn > 0 && this.#nextStart > 0) {
       const expected = (this.#churn * this.#nextStart * (now - this.#lastChurn)) / 60_000;
       this.#lastChurn = now;

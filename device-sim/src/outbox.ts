@@ -1,4 +1,4 @@
-// The device's outbox: every batch it has closed and not yet seen acked, in
+// device-sim/: the device's outbox, every batch it has closed and not yet seen acked, in
 // seq order, in a session-independent form (metric indexes, offsets, values)
 // so it can be re-encoded for any session. The front `inflight` entries were
 // sent in the current session. Bounded like firmware memory: when full, the

@@ -1,8 +1,9 @@
-// Sensor models for simulated devices: plausible values, deterministic for a
-// seed. Owns the seeded PRNG and the four default metrics. Each model is
-// sampled at a device-clock time; models with state (pressure walk, battery)
-// evolve with elapsed time, not with the number of samples, so a device
-// sampled at 1 Hz and one at 100 Hz follow the same curves.
+// device-sim/: sensor models for simulated devices, plausible values,
+// deterministic for a seed. Owns the seeded PRNG, per-device seeds and the
+// four default metrics. Each model is sampled at a device-clock time;
+// models with state (pressure walk, battery) evolve with elapsed time, not
+// with the number of samples, so a device sampled at 1 Hz and one at 100 Hz
+// follow the same curves.
 // Imports: nothing.
 
 /** mulberry32: a small, fast, seeded PRNG (enough for simulation, not crypto). */
@@ -15,6 +16,13 @@ export function mulberry32(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** FNV-1a of the id: a stable per-device seed. */
+export function hashId(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** The seeded PRNG every model uses (mulberry32). */
@@ -74,12 +82,12 @@ export class Temperature implements SensorModel {
   readonly #phaseMs: number;
   readonly #random: () => number;
 
-  constructor(random: () => number, o: TemperatureOptions = {}) {
+  constructor(random: () => number, options: TemperatureOptions = {}) {
     this.#random = random;
-    this.mean = (o.mean ?? 18) + gaussian(random) * (o.offsetSd ?? 3);
-    this.amplitude = o.amplitude ?? 6;
-    this.#noiseSd = o.noiseSd ?? 0.2;
-    this.#spikeProbability = o.spikeProbability ?? 0.001;
+    this.mean = (options.mean ?? 18) + gaussian(random) * (options.offsetSd ?? 3);
+    this.amplitude = options.amplitude ?? 6;
+    this.#noiseSd = options.noiseSd ?? 0.2;
+    this.#spikeProbability = options.spikeProbability ?? 0.001;
     this.#phaseMs = (random() - 0.5) * HOUR_MS;
   }
 
@@ -131,23 +139,23 @@ export class Pressure implements SensorModel {
   static readonly SD = 7;
   /** How long a departure from the mean takes to fade (1/e), ms. */
   static readonly TAU_MS = 3 * DAY_MS;
-  #v: number;
-  #lastT = Number.NaN;
+  #pressureHpa: number;
+  #lastSampleAt = Number.NaN;
   readonly #random: () => number;
 
   constructor(random: () => number) {
     this.#random = random;
-    this.#v = Pressure.MEAN + gaussian(random) * Pressure.SD;
+    this.#pressureHpa = Pressure.MEAN + gaussian(random) * Pressure.SD;
   }
 
   sample(tMs: number): number {
-    const dt = Number.isNaN(this.#lastT) ? 0 : Math.max(0, tMs - this.#lastT);
-    this.#lastT = tMs;
+    const dt = Number.isNaN(this.#lastSampleAt) ? 0 : Math.max(0, tMs - this.#lastSampleAt);
+    this.#lastSampleAt = tMs;
     if (dt > 0) {
       const e = Math.exp(-dt / Pressure.TAU_MS);
-      this.#v = Pressure.MEAN + (this.#v - Pressure.MEAN) * e + Pressure.SD * Math.sqrt(1 - e * e) * gaussian(this.#random);
+      this.#pressureHpa = Pressure.MEAN + (this.#pressureHpa - Pressure.MEAN) * e + Pressure.SD * Math.sqrt(1 - e * e) * gaussian(this.#random);
     }
-    return round(Math.min(1085, Math.max(940, this.#v)), 1);
+    return round(Math.min(1085, Math.max(940, this.#pressureHpa)), 1);
   }
 }
 
@@ -167,23 +175,23 @@ export class Battery implements SensorModel {
   readonly name = 'battery';
   readonly unit = 'V';
   static readonly EMPTY_V = 3.3;
-  readonly #full: number;
+  readonly #fullVolts: number;
   readonly #lifetimeMs: number;
   readonly #noiseSd: number;
-  #t0 = Number.NaN;
+  #firstSampleAt = Number.NaN;
   readonly #random: () => number;
 
-  constructor(random: () => number, o: BatteryOptions = {}) {
+  constructor(random: () => number, options: BatteryOptions = {}) {
     this.#random = random;
-    this.#full = 4.1 + random() * 0.1;
-    this.#lifetimeMs = o.lifetimeMs ?? 30 * DAY_MS;
-    this.#noiseSd = o.noiseSd ?? 0.005;
+    this.#fullVolts = 4.1 + random() * 0.1;
+    this.#lifetimeMs = options.lifetimeMs ?? 30 * DAY_MS;
+    this.#noiseSd = options.noiseSd ?? 0.005;
   }
 
   sample(tMs: number): number {
-    if (Number.isNaN(this.#t0)) this.#t0 = tMs;
-    const used = Math.min(1, Math.max(0, (tMs - this.#t0) / this.#lifetimeMs));
-    const v = Battery.EMPTY_V + (this.#full - Battery.EMPTY_V) * (1 - used) ** 0.35;
+    if (Number.isNaN(this.#firstSampleAt)) this.#firstSampleAt = tMs;
+    const used = Math.min(1, Math.max(0, (tMs - this.#firstSampleAt) / this.#lifetimeMs));
+    const v = Battery.EMPTY_V + (this.#fullVolts - Battery.EMPTY_V) * (1 - used) ** 0.35;
     return round(Math.max(Battery.EMPTY_V - 0.02, v + gaussian(this.#random) * this.#noiseSd), 3);
   }
 }
@@ -194,8 +202,8 @@ export interface SensorSetOptions {
 }
 
 /** The default sensor set of a simulated device (DEFAULT_METRICS order), deterministic for the seed. */
-export function defaultSensors(seed: number, o: SensorSetOptions = {}): SensorModel[] {
+export function defaultSensors(seed: number, options: SensorSetOptions = {}): SensorModel[] {
   const random = mulberry32(seed);
-  const temperature = new Temperature(random, o.temperature);
-  return [temperature, new Humidity(random, temperature), new Pressure(random), new Battery(random, o.battery)];
+  const temperature = new Temperature(random, options.temperature);
+  return [temperature, new Humidity(random, temperature), new Pressure(random), new Battery(random, options.battery)];
 }

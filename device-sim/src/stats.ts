@@ -1,6 +1,9 @@
-// Counters and latency percentiles shared by devices, fleets and the CLI.
-// Plain data (JSON-safe), so child processes can send them over IPC.
-// Imports: nothing.
+// device-sim/: the numbers a run reports. Counters shared by devices, fleets
+// and the CLI (plain data, JSON-safe, so child processes can send them over
+// IPC), and the send -> ack latency histogram (HDR: fixed relative precision,
+// merged exactly by adding counts).
+// Imports: hdr-histogram-js.
+import { build, decodeFromCompressedBase64, encodeIntoCompressedBase64, type Histogram } from 'hdr-histogram-js';
 
 export interface SimCounters {
   readingsGenerated: number;
@@ -70,63 +73,76 @@ export function errorCount(c: SimCounters): number {
 export interface Percentiles { p50: number; p95: number; p99: number; samples: number }
 
 /**
- * Latency samples in a bounded reservoir (Algorithm R): a uniform sample of
- * every value added, so percentiles over a long run are an exact sort of at
- * most `capacity` values.
+ * Histogram settings. Values are whole microseconds, 3 significant digits:
+ * exact to 1 µs up to 2.048 ms, above that within 0.1 % (a bucket is at most
+ * 1/1024 of its value wide), far finer than the 0.1 ms the summary prints.
+ * The range starts at 1 h (the device gives up on an ack after 60 s by
+ * default) and grows past it rather than throwing; 95 KB per histogram. The
+ * pure-JS build: no WebAssembly instance to initialise, no memory to free
+ * by hand.
  */
-export class Reservoir {
-  readonly samples: number[] = [];
-  /** Values ever added (the reservoir holds at most capacity of them). */
-  count = 0;
-  constructor(readonly capacity = 100_000, readonly random: () => number = Math.random) {}
+export const LATENCY_HISTOGRAM = {
+  lowestDiscernibleValue: 1,
+  highestTrackableValue: 3_600_000_000,
+  numberOfSignificantValueDigits: 3,
+  autoResize: true,
+  useWebAssembly: false,
+} as const;
 
-  add(v: number): void {
-    this.count++;
-    if (this.samples.length < this.capacity) this.samples.push(v);
-    else {
-      const j = Math.floor(this.random() * this.count);
-      if (j < this.capacity) this.samples[j] = v;
-    }
+const US_PER_MS = 1000;
+
+/** Send -> ack latencies, ms in and out (microseconds inside). */
+export class LatencyHistogram {
+  readonly #histogram: Histogram;
+
+  constructor(histogram: Histogram = build({ ...LATENCY_HISTOGRAM, bitBucketSize: 32 })) {
+    this.#histogram = histogram;
   }
 
-  /**
-   * One reservoir standing for several (e.g. one per child process): each
-   * slot draws a part with probability proportional to the values it stood
-   * for, then a random sample of that part. O(capacity), unbiased.
-   */
-  static merged(parts: readonly { samples: readonly number[]; count: number }[], capacity = 100_000, random: () => number = Math.random): Reservoir {
-    const out = new Reservoir(capacity, random);
-    const live = parts.filter((p) => p.samples.length > 0 && p.count > 0);
-    const total = live.reduce((a, p) => a + p.count, 0);
-    const held = live.reduce((a, p) => a + p.samples.length, 0);
-    out.count = total;
-    if (held <= capacity && live.every((p) => p.samples.length === p.count)) {
-      for (const p of live) for (const v of p.samples) out.samples.push(v); // every value is here: exact
-      return out;
-    }
-    const n = Math.min(capacity, held);
-    for (let i = 0; i < n; i++) {
-      let r = random() * total;
-      let part = live[live.length - 1]!;
-      for (const p of live) { if (r < p.count) { part = p; break; } r -= p.count; }
-      out.samples.push(part.samples[Math.floor(random() * part.samples.length)]!);
-    }
+  /** Values recorded. */
+  get count(): number { return this.#histogram.totalCount; }
+  /** The smallest value recorded, rounded down to its bucket; NaN when empty. */
+  get minMs(): number { return this.count ? this.#histogram.getValueAtPercentile(0) / US_PER_MS : Number.NaN; }
+  /** The largest value recorded, to the µs (after decode(), the top of its bucket); NaN when empty. */
+  get maxMs(): number { return this.count ? this.#histogram.maxValue / US_PER_MS : Number.NaN; }
+
+  /** Records one latency, ms (negative counts as 0). */
+  add(ms: number): void {
+    this.#histogram.recordValue(ms > 0 ? Math.round(ms * US_PER_MS) : 0);
+  }
+
+  /** Adds every value another histogram holds: exact, the counts add up. */
+  merge(other: LatencyHistogram): this {
+    this.#histogram.add(other.#histogram);
+    return this;
+  }
+
+  /** One histogram holding the values of all (e.g. one per child process). */
+  static merged(parts: readonly LatencyHistogram[]): LatencyHistogram {
+    const out = new LatencyHistogram();
+    for (const p of parts) out.merge(p);
     return out;
   }
 
-  /** Nearest-rank percentile, p in 0..100; NaN when empty. */
+  /** Every count, as a JSON-safe string (HdrHistogram V2 compressed, base64) to send over IPC. */
+  encode(): string {
+    return encodeIntoCompressedBase64(this.#histogram);
+  }
+
+  static decode(encoded: string): LatencyHistogram {
+    return new LatencyHistogram(decodeFromCompressedBase64(encoded, 32, false));
+  }
+
+  /**
+   * The value p % of the recorded values are at or below (p in 0..100), as
+   * the top of its histogram bucket (HDR convention: never an underestimate
+   * beyond the precision above); NaN when empty.
+   */
   percentile(p: number): number {
-    return rank(Float64Array.from(this.samples).sort(), p);
+    return this.count ? this.#histogram.getValueAtPercentile(p) / US_PER_MS : Number.NaN;
   }
 
-  /** p50/p95/p99 with one sort. */
   percentiles(): Percentiles {
-    const s = Float64Array.from(this.samples).sort();
-    return { p50: rank(s, 50), p95: rank(s, 95), p99: rank(s, 99), samples: this.count };
+    return { p50: this.percentile(50), p95: this.percentile(95), p99: this.percentile(99), samples: this.count };
   }
-}
-
-function rank(sorted: Float64Array, p: number): number {
-  if (!sorted.length) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
 }

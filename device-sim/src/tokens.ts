@@ -1,8 +1,8 @@
-// Where simulated devices get their ids and tokens: a JSON file
+// device-sim/: where simulated devices get their ids and tokens: a JSON file
 // {deviceId: token} (what `npm start` and scripts/sim-fleet.ts write), or one
 // token in SIM_TOKEN for a single device. Also the fleet's id scheme and the
 // source-address ranges the CLI spreads connections over.
-// Imports: node only.
+// Imports: node.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 
@@ -17,7 +17,7 @@ export function loadTokenFile(file: string): Map<string, string> {
   try {
     parsed = JSON.parse(readFileSync(file, 'utf8'));
   } catch (err) {
-    throw new Error(`cannot read tokens file ${file}: ${(err as Error).message}`);
+    throw new Error(`cannot read tokens file ${file}: ${(err as Error).message}`, { cause: err });
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`tokens file ${file} must be a JSON object {"<deviceId>": "<token>"}`);
   const out = new Map<string, string>();
@@ -42,13 +42,13 @@ export function tokenDeviceId(token: string): string {
 export function envToken(env: NodeJS.ProcessEnv = process.env): Map<string, string> | undefined {
   const token = env.SIM_TOKEN?.trim();
   if (!token) return undefined;
-  return new Map([[tokenDeviceId(token), token]]);
+  return new Map<string, string>([[tokenDeviceId(token), token]]);
 }
 
 /** The tokens file if given, else SIM_TOKEN, else an empty source. */
 export function loadTokens(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Map<string, string> {
   if (file) return loadTokenFile(file);
-  return envToken(env) ?? new Map();
+  return envToken(env) ?? new Map<string, string>();
 }
 
 /** Fleet device ids: `${prefix}${index}` with the index padded to 4 digits (sim-0000, sim-0001, ...). */

@@ -1,6 +1,8 @@
-// The command line: flag validation (in process), and real runs against a
-// fake hub (one process, and --processes 2 merging its children's summaries).
-import { test } from 'node:test';
+// device-sim/ tests: the command line: flag validation (in process), and
+// real runs against a fake hub (one process, and --processes 2 merging its
+// children's summaries and latency histograms).
+// Imports: node:test, node, and this package's cli, tokens and test helpers.
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +16,7 @@ import { fakeHub } from './fake-hub.ts';
 const cli = resolve(import.meta.dirname, '../src/cli.ts');
 const run = promisify(execFile);
 
-function tokensFile(t: import('node:test').TestContext, n: number): string {
+function tokensFile(t: TestContext, n: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'sim-cli-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'tokens.json');

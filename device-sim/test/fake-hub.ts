@@ -1,14 +1,20 @@
-// Test helper (not a test file): a scripted fake hub, a real `ws` server on
-// 127.0.0.1 port 0 that records every upgrade and frame. Tests reply by hand,
-// or with `auto` it speaks the happy path (Hello -> Welcome, Batch -> Ack,
-// duplicates acked and not stored twice) like the real hub.
+// device-sim/ test helper (not a test file): a scripted fake hub, a real
+// `ws` server on 127.0.0.1 port 0 that records every upgrade and frame, for
+// the tests that need TCP (the ws connector, fleets, the CLI). Tests reply by
+// hand, or with `auto` it speaks the happy path (Hello -> Welcome, Batch ->
+// Ack, duplicates acked and not stored twice) like the real hub.
+// Imports: node:test (types), node, ws, @telemetry/proto, and this package's device and test helpers.
 import type { TestContext } from 'node:test';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeDeviceMessage, encodeHubMessage, type DeviceMessage, type Limits } from '@telemetry/proto';
-import { SimDevice, type SimDeviceOptions } from '../src/device.ts';
+import { SimDevice } from '../src/device.ts';
+import type { SimDeviceOptions } from '../src/device-options.ts';
+import { DEFAULT_LIMITS } from './fake-socket.ts';
+
+export { DEFAULT_LIMITS };
 
 export interface Frame { data: Buffer; isBinary: boolean }
 
@@ -29,11 +35,6 @@ export interface FakeHubOptions {
   /** Speak the happy path by itself. */
   auto?: { window?: number; credit?: number; limits?: Limits };
 }
-
-export const DEFAULT_LIMITS: Limits = {
-  maxMessageBytes: 262_144, maxBatchReadings: 10_000, maxReadingsPerSecond: 1_000_000, readingsBurst: 10_000_000,
-  maxMetricsPerSession: 256, maxMetricNameBytes: 64, maxFutureSkewMs: 300_000, maxPastSkewMs: 604_800_000, idleTimeoutMs: 60_000,
-};
 
 export async function fakeHub(t: TestContext, opts: FakeHubOptions = {}) {
   const conns: Conn[] = [];
@@ -130,9 +131,6 @@ export async function fakeHub(t: TestContext, opts: FakeHubOptions = {}) {
     get attempts() { return attempts; },
   };
 }
-
-/** The batches a connection received, in order. */
-export const batchesOf = (c: Conn) => c.msgs.filter((m) => m.batch).map((m) => m.batch!);
 
 /**
  * A ping round trip: once the pong is back, every frame the device sent

@@ -1,14 +1,14 @@
-// Fleets against a fake hub that speaks the happy path, plus the pieces a
-// fleet is assembled from (ids, tokens, addresses, bad-actor assignment).
+// device-sim/ tests: fleets against a fake hub that speaks the happy path,
+// plus the pieces a fleet is assembled from (ids, tokens, addresses,
+// bad-actor assignment).
+// Imports: node:test, node, and this package's behaviours, fleet, tokens and test helpers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BAD_BEHAVIOURS } from '../src/device.ts';
+import { BAD_BEHAVIOURS } from '../src/behaviours.ts';
 import { Fleet, behaviourFor } from '../src/fleet.ts';
-import { Reservoir } from '../src/stats.ts';
-import { mulberry32 as mulberry } from '../src/sensors.ts';
 import { deviceId, envToken, expandAddresses, fleetCredentials, loadTokenFile, loadTokens, tokenDeviceId } from '../src/tokens.ts';
 import { fakeHub } from './fake-hub.ts';
 
@@ -112,23 +112,3 @@ test('tokens - source address ranges expand; anything else is refused', () => {
   assert.throws(() => expandAddresses('127.0.0.1-127.0.1.5'), /one \/24/);
   assert.throws(() => expandAddresses('localhost'), /not an IP/);
 });
-
-test('stats - reservoir percentiles, and merged reservoirs weigh each part by its count', () => {
-  const res = new Reservoir(1000);
-  for (let i = 1; i <= 100; i++) res.add(i);
-  assert.deepEqual(res.percentiles(), { p50: 50, p95: 95, p99: 99, samples: 100 });
-  const small = new Reservoir(10, mulberry(1));
-  for (let i = 0; i < 1000; i++) small.add(i);
-  assert.equal(small.samples.length, 10);
-  assert.equal(small.count, 1000);
-  // Exact when every value is held.
-  assert.deepEqual(Reservoir.merged([{ samples: [1, 2], count: 2 }, { samples: [3], count: 1 }]).samples, [1, 2, 3]);
-  // A part that stood for 9x as many values gets ~9x the slots.
-  const m = Reservoir.merged([{ samples: new Array(100).fill(1), count: 9000 }, { samples: new Array(100).fill(2), count: 1000 }], 100, mulberry(2));
-  assert.equal(m.count, 10_000);
-  const ones = m.samples.filter((v) => v === 1).length;
-  assert.ok(ones > 80 && ones < 98, `${ones} of 100 from the big part`);
-  assert.ok(Number.isNaN(new Reservoir().percentile(50)));
-});
-
-

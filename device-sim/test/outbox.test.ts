@@ -1,4 +1,5 @@
-// The outbox on its own (no sockets): cap policy, cumulative acks, sessions.
+// device-sim/ tests: the outbox on its own (no sockets): cap policy, cumulative acks, sessions.
+// Imports: node:test, and this package's outbox.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Outbox, type KeptBatch } from '../src/outbox.ts';

@@ -1,8 +1,10 @@
-// Sensor models: deterministic for a seed, physically plausible, and the
-// shapes the README promises (daily cycle, anti-correlation, drain).
+// device-sim/ tests: sensor models: deterministic for a seed, physically
+// plausible, and the shapes the README promises (daily cycle,
+// anti-correlation, drain), and the per-device seed.
+// Imports: node:test, and this package's sensors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Battery, DEFAULT_METRICS, Humidity, Pressure, Temperature, defaultSensors, gaussian, mulberry32 } from '../src/sensors.ts';
+import { Battery, DEFAULT_METRICS, Humidity, Pressure, Temperature, defaultSensors, gaussian, hashId, mulberry32 } from '../src/sensors.ts';
 
 const DAY = Date.UTC(2026, 5, 1);
 const H = 3_600_000;
@@ -89,4 +91,11 @@ test('sensors - battery drains from about 4.2 V towards 3.3 V over its lifetime'
   assert.ok(v[2]! > 3.7, 'a long plateau');
   assert.equal(v[4], 3.3);
   assert.equal(v[5], 3.3, 'empty stays empty');
+});
+
+test('sensors - hashId is a stable per-device seed (32-bit FNV-1a of the id)', () => {
+  assert.equal(hashId(''), 0x811c9dc5);
+  assert.equal(hashId('a'), 0xe40c292c);
+  assert.equal(hashId('sim-0001'), hashId('sim-0001'));
+  assert.notEqual(hashId('sim-0001'), hashId('sim-0002'));
 });
