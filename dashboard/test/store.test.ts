@@ -1,9 +1,10 @@
-// LiveStore merge rules and SeqGuard, driven by frames encoded and decoded
-// with @telemetry/proto exactly as they cross the wire.
+// LiveStore merge rules, driven by frames encoded and decoded with
+// @telemetry/proto exactly as they cross the wire.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeLiveFrame, encodeLiveFrame, Presence, type LiveFrameProps } from '@telemetry/proto';
-import { LiveStore, MAX_CLEARED_ALARMS, parseTopics, SeqGuard } from '../src/lib/store.ts';
+import { LiveStore, MAX_CLEARED_ALARMS } from '../src/lib/store.ts';
+import { parseTopics } from '../src/lib/topics.ts';
 
 const wire = (f: LiveFrameProps) => decodeLiveFrame(encodeLiveFrame(f));
 const T0 = 1_764_000_000_000;
@@ -93,14 +94,4 @@ test('cleared alarms are bounded, active ones never dropped', () => {
   assert.equal(s.clearedAlarms().length, MAX_CLEARED_ALARMS);
   assert.equal(s.activeAlarms().length, 1);
   assert.equal(s.clearedAlarms().at(-1)?.id, 'c50', 'the oldest cleared go first');
-});
-
-test('SeqGuard flags gaps', () => {
-  const g = new SeqGuard();
-  assert.ok(g.accept(1));
-  assert.ok(g.accept(2));
-  assert.ok(!g.accept(4));
-  assert.ok(g.accept(5));
-  g.reset();
-  assert.ok(g.accept(1));
 });

@@ -1,18 +1,26 @@
 // Formatting for display: times, durations, byte sizes, numbers, presence.
 // Pure functions, no state.
-import { Presence } from '@telemetry/proto';
+import { Presence, type DeviceStateMsg } from '@telemetry/proto';
 
+/** The dashboard's words for a presence: CSS classes, the data-presence test hook, what the tables show. */
 export type PresenceName = 'unknown' | 'online' | 'stale' | 'offline' | 'flapping';
 
-const PRESENCE_NAMES: Record<number, PresenceName> = {
+/** A presence as decoded (the generated enum; null or absent on the wire means PRESENCE_UNKNOWN). */
+type PresenceValue = DeviceStateMsg['presence'];
+
+// Keyed by every value of the generated enum: a presence added to live.proto
+// fails the type check here until it has a name.
+const PRESENCE_NAMES: Record<NonNullable<PresenceValue>, PresenceName> = {
+  [Presence.PRESENCE_UNKNOWN]: 'unknown',
   [Presence.ONLINE]: 'online',
   [Presence.STALE]: 'stale',
   [Presence.OFFLINE]: 'offline',
   [Presence.FLAPPING]: 'flapping',
 };
 
-export function presenceName(p: number | null | undefined): PresenceName {
-  return PRESENCE_NAMES[p ?? 0] ?? 'unknown';
+/** A value this build's schema does not know (from a newer hub) is 'unknown'. */
+export function presenceName(p: PresenceValue): PresenceName {
+  return PRESENCE_NAMES[p ?? Presence.PRESENCE_UNKNOWN] ?? 'unknown';
 }
 
 /** Sort rank: the states an operator looks for first come first. */

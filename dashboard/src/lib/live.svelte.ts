@@ -9,7 +9,9 @@ import {
   decodeLiveFrame, encodeLiveRequest, LIVE_PATH, LIVE_SUBPROTOCOL, LiveCloseCode, type LiveFrame,
 } from '@telemetry/proto';
 import { fetchMe, goToLogin } from './api.ts';
-import { LiveStore, parseTopics, SeqGuard, type Applied, type Topics } from './store.ts';
+import { SeqGuard } from './seq-guard.ts';
+import { LiveStore, type Applied } from './store.ts';
+import { parseTopics, type Topics } from './topics.ts';
 
 export type ConnState = 'connecting' | 'live' | 'reconnecting';
 

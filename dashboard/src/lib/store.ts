@@ -3,130 +3,16 @@
 // Owns the merge rules of the live protocol and the "which latest values are
 // new" bookkeeping behind the latency measurement. No DOM, no sockets: the
 // LiveClient (live.svelte.ts) feeds it and tells Svelte when it changed.
+// The shapes it holds, and how one message is normalized into them, are in
+// live-data.ts.
 import type { LiveFrame } from '@telemetry/proto';
-import { presenceName, type PresenceName } from './format.ts';
+import {
+  toAlarm, toDetail, toDevice, toHealth, toScope,
+  type Alarm, type Device, type DeviceDetail, type Health, type Latest, type Scope,
+} from './live-data.ts';
+import type { Topics } from './topics.ts';
 
-// ---- normalized shapes (all fields present, decoded proto defaults filled in)
-
-export interface Latest {
-  readonly metric: string;
-  readonly unit: string;
-  readonly value: number;
-  readonly timeMs: number;
-}
-
-export interface Device {
-  readonly id: string;
-  readonly presence: PresenceName;
-  readonly presenceSinceMs: number;
-  readonly presenceReason: string;
-  readonly lastSeenMs: number;
-  readonly latest: ReadonlyMap<string, Latest>;
-  readonly tags: Readonly<Record<string, string>>;
-  readonly cadenceMs: number;
-  /** Lower-case id, tag values and key=value pairs: what the table search matches. */
-  readonly search: string;
-}
-
-export interface PresenceChange {
-  readonly presence: PresenceName;
-  readonly timeMs: number;
-  readonly reason: string;
-}
-
-export interface DeviceDetail {
-  readonly state: Device;
-  /** Oldest first, as the hub sends it. */
-  readonly history: readonly PresenceChange[];
-  readonly firmware: string;
-  readonly address: string;
-}
-
-export interface Alarm {
-  readonly id: string;
-  readonly ruleId: string;
-  readonly ruleName: string;
-  readonly device: string;
-  readonly metric: string;
-  readonly condition: string;
-  readonly value: number;
-  readonly sinceMs: number;
-  /** 0 while active. */
-  readonly untilMs: number;
-}
-
-export interface WindowStats {
-  readonly windowMs: number;
-  readonly startMs: number;
-  readonly count: number;
-  readonly min: number;
-  readonly max: number;
-  readonly mean: number;
-  readonly last: number;
-  readonly p50: number;
-  readonly p95: number;
-  readonly p99: number;
-  readonly newestTimeMs: number;
-}
-
-export interface MetricStats {
-  readonly metric: string;
-  readonly unit: string;
-  readonly windows: readonly WindowStats[];
-}
-
-export interface Scope {
-  readonly scope: string;
-  readonly devicesOnline: number;
-  readonly devicesTotal: number;
-  readonly readingsPerS: number;
-  readonly metrics: readonly MetricStats[];
-  readonly alarmsActive: number;
-}
-
-export interface Health {
-  readonly connections: number;
-  readonly devicesOnline: number;
-  readonly devicesTotal: number;
-  readonly readingsInPerS: number;
-  readonly readingsOutPerS: number;
-  readonly ackP50Ms: number;
-  readonly ackP99Ms: number;
-  readonly spoolBytes: number;
-  readonly sinkLagBytes: number;
-  readonly sinkLagMs: number;
-  readonly sinkErrors: number;
-  readonly sinkState: string;
-  readonly dashboards: number;
-  readonly seriesRefused: number;
-}
-
-// ---- topics
-
-export interface Topics {
-  readonly list: readonly string[];
-  readonly fleet: boolean;
-  readonly devices: boolean;
-  /** "fleet" and "group:K=V" scopes. */
-  readonly scopes: ReadonlySet<string>;
-  /** Ids of "device:ID" topics. */
-  readonly deviceIds: ReadonlySet<string>;
-}
-
-export function parseTopics(list: readonly string[]): Topics {
-  const scopes = new Set<string>();
-  const deviceIds = new Set<string>();
-  let devices = false;
-  for (const t of list) {
-    if (t === 'fleet' || t.startsWith('group:')) scopes.add(t);
-    else if (t === 'devices') devices = true;
-    else if (t.startsWith('device:')) deviceIds.add(t.slice('device:'.length));
-  }
-  return { list: [...list], fleet: scopes.has('fleet'), devices, scopes, deviceIds };
-}
-
-// ---- what one frame changed
-
+/** What one frame changed. */
 export interface Applied {
   readonly snapshot: boolean;
   /** Any device table entry was added, updated or removed. */
@@ -141,90 +27,6 @@ export interface Applied {
 
 /** Cleared alarms kept per client; active ones are never dropped. */
 export const MAX_CLEARED_ALARMS = 500;
-
-type FrameDevice = LiveFrame['devices'][number];
-type FrameLatest = NonNullable<FrameDevice['latest']>[number];
-type FrameDetail = LiveFrame['deviceDetails'][number];
-type FrameAlarm = LiveFrame['alarms'][number];
-type FrameScope = LiveFrame['scopes'][number];
-type FrameHealth = NonNullable<LiveFrame['health']>;
-
-const n = (v: number | null | undefined): number => v ?? 0;
-const s = (v: string | null | undefined): string => v ?? '';
-
-function normLatest(list: readonly FrameLatest[] | null | undefined, prev: ReadonlyMap<string, Latest> | undefined): Map<string, Latest> {
-  const out = new Map<string, Latest>(prev);
-  for (const lv of list ?? []) {
-    const metric = s(lv.metric);
-    if (!metric) continue;
-    const v: Latest = { metric, unit: s(lv.unit), value: n(lv.value), timeMs: n(lv.timeMs) };
-    const old = out.get(metric);
-    // A late reading never replaces a newer one.
-    if (!old || v.timeMs >= old.timeMs) out.set(metric, v);
-  }
-  return out;
-}
-
-function normDevice(d: FrameDevice, prev: Device | undefined): Device {
-  const id = s(d.id);
-  const tags: Record<string, string> = { ...(d.tags ?? {}) };
-  let search = id.toLowerCase();
-  for (const [k, v] of Object.entries(tags)) search += `\n${v.toLowerCase()}\n${k.toLowerCase()}=${v.toLowerCase()}`;
-  return {
-    id,
-    presence: presenceName(d.presence),
-    presenceSinceMs: n(d.presenceSinceMs),
-    presenceReason: s(d.presenceReason),
-    lastSeenMs: n(d.lastSeenMs),
-    latest: normLatest(d.latest, prev?.latest),
-    tags,
-    cadenceMs: n(d.cadenceMs),
-    search,
-  };
-}
-
-function normDetail(dd: FrameDetail, state: Device): DeviceDetail {
-  return {
-    state,
-    history: (dd.history ?? []).map((h) => ({ presence: presenceName(h.presence), timeMs: n(h.timeMs), reason: s(h.reason) })),
-    firmware: s(dd.firmware),
-    address: s(dd.address),
-  };
-}
-
-function normAlarm(a: FrameAlarm): Alarm {
-  return {
-    id: s(a.id), ruleId: s(a.ruleId), ruleName: s(a.ruleName), device: s(a.device), metric: s(a.metric),
-    condition: s(a.condition), value: n(a.value), sinceMs: n(a.sinceMs), untilMs: n(a.untilMs),
-  };
-}
-
-function normScope(sc: FrameScope): Scope {
-  return {
-    scope: s(sc.scope),
-    devicesOnline: n(sc.devicesOnline),
-    devicesTotal: n(sc.devicesTotal),
-    readingsPerS: n(sc.readingsPerS),
-    alarmsActive: n(sc.alarmsActive),
-    metrics: (sc.metrics ?? []).map((m) => ({
-      metric: s(m.metric),
-      unit: s(m.unit),
-      windows: (m.windows ?? []).map((w) => ({
-        windowMs: n(w.windowMs), startMs: n(w.startMs), count: n(w.count), min: n(w.min), max: n(w.max),
-        mean: n(w.mean), last: n(w.last), p50: n(w.p50), p95: n(w.p95), p99: n(w.p99), newestTimeMs: n(w.newestTimeMs),
-      })),
-    })),
-  };
-}
-
-function normHealth(h: FrameHealth): Health {
-  return {
-    connections: n(h.connections), devicesOnline: n(h.devicesOnline), devicesTotal: n(h.devicesTotal),
-    readingsInPerS: n(h.readingsInPerS), readingsOutPerS: n(h.readingsOutPerS), ackP50Ms: n(h.ackP50Ms),
-    ackP99Ms: n(h.ackP99Ms), spoolBytes: n(h.spoolBytes), sinkLagBytes: n(h.sinkLagBytes), sinkLagMs: n(h.sinkLagMs),
-    sinkErrors: n(h.sinkErrors), sinkState: s(h.sinkState), dashboards: n(h.dashboards), seriesRefused: n(h.seriesRefused),
-  };
-}
 
 export class LiveStore {
   health: Health | null = null;
@@ -266,12 +68,12 @@ export class LiveStore {
     let alarmsChanged = false;
     let detailsChanged = false;
 
-    if (f.health) this.health = normHealth(f.health);
+    if (f.health) this.health = toHealth(f.health);
 
     if (snap) this.scopes.clear();
     for (const sc of f.scopes ?? []) {
-      const name = s(sc.scope);
-      if (t.scopes.has(name)) this.scopes.set(name, normScope(sc));
+      const name = sc.scope ?? '';
+      if (t.scopes.has(name)) this.scopes.set(name, toScope(sc));
     }
 
     // Device table.
@@ -283,10 +85,10 @@ export class LiveStore {
     }
     if (t.devices) {
       for (const d of f.devices ?? []) {
-        const id = s(d.id);
+        const id = d.id ?? '';
         if (!id) continue;
         const prev = old.get(id);
-        const dev = normDevice(d, snap ? undefined : prev);
+        const dev = toDevice(d, snap ? undefined : prev);
         this.devices.set(id, dev);
         devicesChanged = true;
         if (!prev || prev.search !== dev.search) structureChanged = true;
@@ -309,11 +111,11 @@ export class LiveStore {
     }
     for (const dd of f.deviceDetails ?? []) {
       const st = dd.state;
-      const id = s(st?.id);
+      const id = st?.id ?? '';
       if (!st || !id || !t.deviceIds.has(id)) continue;
       const prev = this.details.get(id)?.state;
-      const state = normDevice(st, snap ? undefined : prev);
-      this.details.set(id, normDetail(dd, state));
+      const state = toDevice(st, snap ? undefined : prev);
+      this.details.set(id, toDetail(dd, state));
       detailsChanged = true;
       this.noteFresh(id, state.latest, snap, fresh);
     }
@@ -325,7 +127,7 @@ export class LiveStore {
         this.alarms.clear();
       }
       for (const a of f.alarms ?? []) {
-        const al = normAlarm(a);
+        const al = toAlarm(a);
         if (!al.id) continue;
         this.alarms.set(al.id, al);
         alarmsChanged = true;
@@ -379,21 +181,5 @@ export class LiveStore {
     if (cleared <= MAX_CLEARED_ALARMS) return;
     const drop = this.clearedAlarms().slice(MAX_CLEARED_ALARMS);
     for (const a of drop) this.alarms.delete(a.id);
-  }
-}
-
-/**
- * Sequence check for one connection: seq is 1, 2, 3... with no gaps. Returns
- * false on a gap (the caller must resubscribe) and moves on to the new seq.
- */
-export class SeqGuard {
-  private last = 0;
-  reset(): void {
-    this.last = 0;
-  }
-  accept(seq: number): boolean {
-    const ok = seq === this.last + 1;
-    this.last = seq;
-    return ok;
   }
 }
