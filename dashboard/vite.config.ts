@@ -3,7 +3,7 @@
 // serves the app with HMR and proxies the hub's endpoints to HUB_URL
 // (default http://127.0.0.1:8080; https works with the self-signed dev cert).
 import { svelte } from '@sveltejs/vite-plugin-svelte';
-import { defineConfig } from 'vite';
+import { defaultClientConditions, defineConfig } from 'vite';
 
 const hubUrl = process.env['HUB_URL'] ?? 'http://127.0.0.1:8080';
 const hubHttp = { target: hubUrl, secure: false };
@@ -11,6 +11,9 @@ const hubHttp = { target: hubUrl, secure: false };
 export default defineConfig({
   base: '/',
   plugins: [svelte()],
+  // Bundle @telemetry/proto from its TypeScript sources (package.json
+  // "exports"), as the tests and the type checker do, not from proto/dist.
+  resolve: { conditions: ['@telemetry/source', ...defaultClientConditions] },
   build: {
     outDir: 'dist',
     emptyOutDir: true,

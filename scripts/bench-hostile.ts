@@ -12,8 +12,12 @@
 //           how late the fleet's readings are in InfluxDB, then the same
 //           while one device sends readings whose unit ends in a backslash
 //           at 1,000 readings/s.
+// The hub is this checkout's compiled one (built first when stale).
 // --hub-root runs the hub of another checkout (e.g. an older commit in a
-// git worktree) with this script, for before/after figures.
+// git worktree) with this script, for before/after figures: its hub/dist
+// when that is up to date, else its sources through tsx (the first line
+// of the output says which; a hub under tsx carries the loader's memory and
+// start-up cost, so compare RSS figures only between hubs run the same way).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,8 +27,8 @@ import { Worker } from 'node:worker_threads';
 import WebSocket from 'ws';
 import { DEVICE_PATH, DEVICE_SUBPROTOCOL, PROTOCOL_VERSION, decodeHubMessage, encodeDeviceMessage, type Batch } from '@telemetry/proto';
 import { Influxd, startV2WriteAdapter } from '../hub/test/influxd.ts';
-import { addDevice } from '../hub/src/auth/registry.ts';
-import { BENCH_METRICS_TOKEN, freePort, scrape, waitHealthy } from './bench-lib.ts';
+import { addDevice } from '@telemetry/hub';
+import { BENCH_METRICS_TOKEN, compiled, freePort, otherHub, scrape, waitHealthy, type Launch } from './bench-lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -37,6 +41,7 @@ const only = new Set(values.only!.split(','));
 const phaseMs = Number(values.seconds) * 1000;
 const root = resolve(import.meta.dirname, '..');
 const hubRoot = resolve(values['hub-root'] ?? root);
+let hubLaunch: Launch;
 const tmp = mkdtempSync(join(tmpdir(), 'bench-hostile-'));
 const children: ChildProcess[] = [];
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -60,10 +65,10 @@ async function startHub(name: string, ids: string[], env: Record<string, string>
   const registry = join(dir, 'devices.json');
   const tokens = new Map(ids.map((id) => [id, addDevice(registry, id, { site: 'bench' })]));
   const port = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(hubRoot, 'hub/src/main.ts')], {
+  const proc = spawn(process.execPath, hubLaunch.args, {
     cwd: hubRoot,
     env: {
-      ...process.env, INIT_CWD: hubRoot, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN,
+      ...hubLaunch.env, INIT_CWD: hubRoot, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN,
       HUB_DATA_DIR: dir, HUB_DEVICES_FILE: registry, HUB_LOG_LEVEL: 'warn', HUB_ADMIN_PASSWORD: ADMIN_PASSWORD, ...env,
     },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -329,7 +334,8 @@ async function benchPoison(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  console.log(`hub from ${hubRoot}; machine: ${(await import('node:os')).cpus().length} cores, Node ${process.version}`);
+  hubLaunch = hubRoot === root ? { ...(await compiled(root)).hub, from: 'compiled, hub/dist/main.js' } : otherHub(hubRoot);
+  console.log(`hub from ${hubRoot}: ${hubLaunch.from}; machine: ${(await import('node:os')).cpus().length} cores, Node ${process.version}`);
   if (only.has('signin')) await benchSignIn();
   if (only.has('names')) await benchNames();
   if (only.has('poison')) await benchPoison();

@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_METRICS_TOKEN, freePort, histQuantileMs, scrape, waitHealthy } from './bench-lib.ts';
+import { BENCH_METRICS_TOKEN, compiled, freePort, histQuantileMs, scrape, waitHealthy } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -34,6 +34,8 @@ const idle = Number(values.idle);
 const simProcesses = Number(values['sim-processes']);
 
 const root = resolve(import.meta.dirname, '..');
+// The compiled hub and simulator (built first when stale): what users run.
+const run = await compiled(root);
 const tmp = mkdtempSync(join(tmpdir(), 'bench-ingest-'));
 const registry = join(tmp, 'devices.json');
 const tokens = join(tmp, 'tokens.json');
@@ -55,10 +57,10 @@ function rssMiB(pid: number): number {
 
 /** Quantile from a Prometheus histogram's cumulative buckets (upper bound of the bucket). */
 async function startHub(port: number, dataDir: string): Promise<ChildProcess> {
-  const hub = spawn(process.execPath, ['--import', 'tsx', join(root, 'hub/src/main.ts')], {
+  const hub = spawn(process.execPath, run.hub.args, {
     cwd: root,
     env: {
-      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: registry,
+      ...run.hub.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: registry,
       HUB_LOG_LEVEL: 'warn', HUB_MAX_CONN_PER_ADDRESS: '1000000', HUB_ADMISSION_RATE: '100000', HUB_ADMISSION_BURST: '100000',
       HUB_MAX_READINGS_PER_SEC: '1000000', HUB_READINGS_BURST: '10000000',
     },
@@ -70,8 +72,8 @@ async function startHub(port: number, dataDir: string): Promise<ChildProcess> {
 }
 
 function runSim(args: string[]): { child: ChildProcess; done: Promise<Record<string, unknown>> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'device-sim/src/cli.ts'), ...args, '--json'], {
-    cwd: root, stdio: ['ignore', 'pipe', 'inherit'],
+  const child = spawn(process.execPath, [...run.sim.args, ...args, '--json'], {
+    cwd: root, env: run.sim.env, stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
   let out = '';
@@ -172,7 +174,7 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(result));
   } else {
     const t = throughput;
-    console.log(`\ningest benchmark (${result.machine.cpus} cores, Node ${result.machine.node}; hub and simulator on this machine)`);
+    console.log(`\ningest benchmark (${result.machine.cpus} cores, Node ${result.machine.node}; hub and simulator on this machine, compiled: ${run.hub.from}, ${run.sim.from})`);
     console.log(`  fleet: ${fmt(devices)} devices x 4 metrics x ${rate}/s, batches every ${batchMs} ms (offered ${fmt(t.offeredReadingsPerSec)} readings/s)`);
     console.log(`  hub accepted:      ${fmt(t.readingsPerSec)} readings/s (${fmt(t.batchesPerSec)} batches/s) over ${fmt(t.seconds, 1)} s`);
     console.log(`  hub CPU:           ${fmt(t.hubCpuPercent)} % of one core; RSS ${fmt(t.hubRssMiB)} MiB`);

@@ -1,8 +1,46 @@
 // Shared by the benchmark scripts (and the tests that run a hub process):
-// free ports, waiting for a hub to be healthy, /metrics scraping, and
-// quantiles from the hub's Prometheus histograms.
+// how to launch the compiled hub and simulator, free ports, waiting for a
+// hub to be healthy, /metrics scraping, and quantiles from the hub's
+// Prometheus histograms.
 import type { ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { SOURCE_CONDITION, compiledEnv, ensureBuilt, staleTargets, type TargetName } from './build.ts';
+
+/** How to start one program: node's arguments (before the program's own) and its environment. */
+export interface Launch { args: string[]; env: NodeJS.ProcessEnv; from: string }
+
+/**
+ * The compiled hub and simulator of this checkout, as users run them:
+ * builds what is stale first (scripts/build.ts), then plain node on dist/.
+ */
+export async function compiled(root: string): Promise<{ hub: Launch; sim: Launch }> {
+  const targets: TargetName[] = ['hub', 'device-sim'];
+  const r = await ensureBuilt(root, targets, { log: (line) => console.error(`bench: ${line}`) });
+  if (r.failed.length) throw new Error(`bench: ${r.failed.map((f) => f.error).join('; ')}`);
+  const env = compiledEnv(process.env);
+  return {
+    hub: { args: [join(root, 'hub/dist/main.js')], env, from: 'hub/dist/main.js' },
+    sim: { args: [join(root, 'device-sim/dist/cli.js')], env, from: 'device-sim/dist/cli.js' },
+  };
+}
+
+/**
+ * The hub of another checkout (bench:hostile --hub-root), which is never
+ * built from here: its hub/dist when that is up to date, else its sources
+ * through tsx (an older checkout, or one never built); `from` says which.
+ */
+export function otherHub(hubRoot: string): Launch {
+  const main = join(hubRoot, 'hub/dist/main.js');
+  const stale = existsSync(main) ? staleTargets(hubRoot, ['hub']) : [{ name: 'hub', reason: 'no hub/dist' }];
+  if (stale.length === 0) return { args: [main], env: compiledEnv(process.env), from: 'compiled, hub/dist/main.js' };
+  return {
+    args: [`--conditions=${SOURCE_CONDITION}`, '--import', 'tsx', join(hubRoot, 'hub/src/main.ts')],
+    env: process.env,
+    from: `its sources through tsx, not compiled (${stale.map((s) => `${s.name}: ${s.reason}`).join(', ')})`,
+  };
+}
 
 export function freePort(): Promise<number> {
   return new Promise((res, rej) => {

@@ -6,14 +6,16 @@
 // - time from a reading's device timestamp to its effect painted in the
 //   browser (p50/p99 over every latest value the devices page painted);
 // - hub CPU on the live path as a share of the hub's total CPU, from the
-//   hub's CPU profile: samples whose stack passes through hub/src/live/.
+//   hub's CPU profile: samples whose stack passes through hub/dist/live/
+//   (the compiled hub, built first when stale; hub/src/live/ for a hub run
+//   from its sources).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { chromium } from 'playwright-core';
-import { BENCH_METRICS_TOKEN, freePort, scrape, waitHealthy } from './bench-lib.ts';
+import { BENCH_METRICS_TOKEN, compiled, freePort, scrape, waitHealthy, type Launch } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({ options: {
@@ -27,7 +29,7 @@ const PASSWORD = 'bench-live-password';
 
 interface CpuProfile { nodes: { id: number; callFrame: { url: string; functionName: string }; hitCount?: number; children?: number[] }[] }
 
-/** Share of non-idle samples whose stack includes hub/src/live/. */
+/** Share of non-idle samples whose stack includes hub/dist/live/ (or hub/src/live/). */
 function liveShare(file: string): { live: number; total: number; busy: number; top: [string, number][] } {
   const p = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
@@ -35,7 +37,7 @@ function liveShare(file: string): { live: number; total: number; busy: number; t
   const self = new Map<string, number>();
   const walk = (id: number, inLive: boolean): void => {
     const n = byId.get(id)!;
-    const here = inLive || n.callFrame.url.includes('/hub/src/live/');
+    const here = inLive || /\/hub\/(dist|src)\/live\//.test(n.callFrame.url);
     const fn = n.callFrame.functionName;
     all += n.hitCount ?? 0;
     if (fn === '(idle)') idle += n.hitCount ?? 0;
@@ -58,7 +60,7 @@ function quantile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
 }
 
-async function run(n: number): Promise<void> {
+async function run(n: number, bin: { hub: Launch; sim: Launch }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-live-'));
   const profDir = join(dir, 'prof');
   const registry = join(dir, 'devices.json');
@@ -66,10 +68,10 @@ async function run(n: number): Promise<void> {
   ensureSimFleet(registry, tokens, n);
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const hub = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, '--import', 'tsx', join(root, 'hub/src/main.ts')], {
+  const hub = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', profDir, ...bin.hub.args], {
     cwd: root, stdio: ['ignore', 'inherit', 'inherit'],
     env: {
-      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: join(dir, 'data'), HUB_DEVICES_FILE: registry,
+      ...bin.hub.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: join(dir, 'data'), HUB_DEVICES_FILE: registry,
       HUB_ADMIN_PASSWORD: PASSWORD, HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN, HUB_LOG_LEVEL: 'warn',
       HUB_MAX_CONN_PER_ADDRESS: '100000', HUB_MAX_READINGS_PER_SEC: '100000', HUB_READINGS_BURST: '1000000', HUB_ADMISSION_RATE: '5000', HUB_ADMISSION_BURST: '20000',
     },
@@ -78,9 +80,9 @@ async function run(n: number): Promise<void> {
   try {
     await waitHealthy(base, hub);
     const procs = Math.max(1, Math.ceil(n / 5000));
-    const sim = spawn(process.execPath, ['--import', 'tsx', join(root, 'device-sim/src/cli.ts'), '--url', `ws://127.0.0.1:${port}/v1/devices`,
+    const sim = spawn(process.execPath, [...bin.sim.args, '--url', `ws://127.0.0.1:${port}/v1/devices`,
       '--devices', String(n), '--rate', values.rate!, '--batch-ms', values['batch-ms']!, '--tokens', tokens, '--ramp-ms', String(Math.max(2000, n / 2)), '--processes', String(procs), '--quiet'],
-    { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+    { cwd: root, env: bin.sim.env, stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(sim);
 
     const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'] });
@@ -141,4 +143,7 @@ async function run(n: number): Promise<void> {
   }
 }
 
-for (const n of sizes) await run(n);
+// The compiled hub and simulator (built first when stale): what users run.
+const bin = await compiled(root);
+console.log(`hub: ${bin.hub.from}; simulator: ${bin.sim.from}`);
+for (const n of sizes) await run(n, bin);

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Influxd, startV2WriteAdapter } from '../hub/test/influxd.ts';
-import { BENCH_METRICS_TOKEN, freePort, histQuantileMs, scrape, waitHealthy } from './bench-lib.ts';
+import { BENCH_METRICS_TOKEN, compiled, freePort, histQuantileMs, scrape, waitHealthy } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -65,6 +65,8 @@ async function rawCeiling(db: Influxd, seconds: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  // The compiled hub and simulator (built first when stale): what users run.
+  const run = await compiled(root);
   influx = await Influxd.start('telemetry');
   await influx.query('CREATE DATABASE "raw"');
   const adapter = await startV2WriteAdapter(() => influx!.url);
@@ -77,10 +79,10 @@ async function main(): Promise<void> {
   const tokens = join(tmp, 'tokens.json');
   ensureSimFleet(registry, tokens, devices, 'bs-');
   const port = await freePort();
-  const hub = spawn(process.execPath, ['--import', 'tsx', join(root, 'hub/src/main.ts')], {
+  const hub = spawn(process.execPath, run.hub.args, {
     cwd: root,
     env: {
-      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN, HUB_DATA_DIR: join(tmp, 'hub'), HUB_DEVICES_FILE: registry, HUB_LOG_LEVEL: 'warn',
+      ...run.hub.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN, HUB_DATA_DIR: join(tmp, 'hub'), HUB_DEVICES_FILE: registry, HUB_LOG_LEVEL: 'warn',
       HUB_MAX_CONN_PER_ADDRESS: '100000', HUB_ADMISSION_RATE: '100000', HUB_ADMISSION_BURST: '100000',
       INFLUX_URL: adapter.url, INFLUX_TOKEN: 'bench', INFLUX_ORG: 'bench', INFLUX_BUCKET: 'telemetry',
     },
@@ -89,9 +91,9 @@ async function main(): Promise<void> {
   children.push(hub);
   await waitHealthy(`http://127.0.0.1:${port}`, hub);
   const total = duration + outage + 120;
-  const sim = spawn(process.execPath, ['--import', 'tsx', join(root, 'device-sim/src/cli.ts'), '--url', `ws://127.0.0.1:${port}/v1/devices`,
+  const sim = spawn(process.execPath, [...run.sim.args, '--url', `ws://127.0.0.1:${port}/v1/devices`,
     '--devices', String(devices), '--rate', String(rate), '--tokens', tokens, '--prefix', 'bs-', '--duration', String(total), '--ramp-ms', '2000', '--json'],
-  { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+  { cwd: root, env: run.sim.env, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(sim);
   sim.stdout!.resume();
   await sleep(5000);

@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { fromInvocation, hubPaths } from '../hub/src/core/paths.ts';
+import { fromInvocation, hubPaths } from '@telemetry/hub';
 
 export interface DevCert { caFile: string; certFile: string; keyFile: string }
 

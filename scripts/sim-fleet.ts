@@ -8,8 +8,7 @@ import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { generateToken, hashToken, readRegistryFile, writeRegistryFile } from '../hub/src/auth/registry.ts';
-import { fromInvocation, hubPaths } from '../hub/src/core/paths.ts';
+import { fromInvocation, generateToken, hashToken, hubPaths, readRegistryFile, writeRegistryFile } from '@telemetry/hub';
 
 const SITES = ['north', 'south', 'east', 'west', 'lab'];
 

@@ -3,17 +3,20 @@
 // only token hashes; the simulator's tokens go to data/sim-tokens.json).
 // Paths are resolved as the hub and its tools do (hub/src/core/paths.ts): data/
 // and every relative HUB_* path are taken from where `npm start` was run.
-// Builds the dashboard when dashboard/dist is missing or older than its
-// sources. Flags: --devices N (default 200), --rate R readings/s per metric
-// (default 1), --no-sim (hub only). Every HUB_* variable is passed through.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+// Runs the compiled hub and simulator (node hub/dist/main.js, node
+// device-sim/dist/cli.js, no TypeScript loader), first building what is
+// missing or older than its sources (scripts/build.ts: proto, hub,
+// device-sim, and the dashboard unless HUB_DASHBOARD_DIR is set). Flags:
+// --devices N (default 200), --rate R readings/s per metric (default 1),
+// --no-sim (hub only). Every HUB_* variable is passed through.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CONFIG_KEYS } from '../hub/src/core/config.ts';
-import { fromInvocation, hubPaths, invocationDir } from '../hub/src/core/paths.ts';
+import { CONFIG_KEYS, fromInvocation, hubPaths, invocationDir } from '@telemetry/hub';
+import { compiledEnv, ensureBuilt, type TargetName } from './build.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 
 const { values } = parseArgs({
@@ -41,37 +44,30 @@ mkdirSync(dataDir, { recursive: true });
 const { added } = ensureSimFleet(devicesFile, tokensFile, devices);
 if (added) console.log(`start: registered ${added} simulated devices in ${devicesFile}`);
 
-/** Newest modification time under a directory (the dashboard's sources). */
-function newest(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
-// The dashboard: build it when it is missing or stale (a few seconds with Vite).
-const dashDir = join(root, 'dashboard');
-const builtIndex = join(dashDir, 'dist', 'index.html');
-if (!process.env.HUB_DASHBOARD_DIR) {
-  const sources = Math.max(newest(join(dashDir, 'src')), statSync(join(dashDir, 'index.html')).mtimeMs, newest(join(root, 'proto', 'gen')));
-  if (!existsSync(builtIndex) || statSync(builtIndex).mtimeMs < sources) {
-    console.log('start: building the dashboard (npm run build -w dashboard)...');
-    const b = spawnSync(process.execPath, [join(root, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], { cwd: dashDir, stdio: 'inherit' });
-    if (b.status !== 0) {
-      console.error('start: the dashboard did not build; the hub will say so at /');
-    }
+// Build what is stale (seconds per package; nothing when all is up to date).
+const sim = !values['no-sim'] && devices > 0;
+const wanted: TargetName[] = ['hub'];
+if (sim) wanted.push('device-sim');
+if (!process.env.HUB_DASHBOARD_DIR) wanted.push('dashboard');
+const build = await ensureBuilt(root, wanted, { log: (line) => console.log(`start: ${line}`) });
+for (const f of build.failed) {
+  if (f.name === 'dashboard') {
+    console.error('start: the dashboard did not build; the hub will say so at /');
+  } else {
+    console.error(`start: ${f.name} did not build (see above); npm run dev -w hub runs the hub from its sources`);
+    process.exit(1);
   }
 }
 
-const tsx = ['--import', 'tsx'];
+// Plain node on dist/, without the source condition npm test may have set.
+const runEnv = compiledEnv(process.env);
+
 const children: ChildProcess[] = [];
-const hub = spawn(process.execPath, [...tsx, join(root, 'hub/src/main.ts')], {
+const hub = spawn(process.execPath, [join(root, 'hub/dist/main.js')], {
   cwd: root,
   // INIT_CWD: the hub resolves the other relative HUB_* paths from where the
   // user ran this, also when this script was not started by npm.
-  env: { ...process.env, INIT_CWD: from, HUB_PORT: port, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: devicesFile },
+  env: { ...runEnv, INIT_CWD: from, HUB_PORT: port, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: devicesFile },
   stdio: 'inherit',
 });
 children.push(hub);
@@ -150,12 +146,12 @@ waitHealthy().then(() => {
   if (stopping) return;
   const ws = `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}/v1/devices`;
   console.log(`\n  dashboard  ${base}/   (operator admin: the first run printed its password; npm run operator -- admin sets a new one)\n  devices    ${ws}\n  health     ${base}/healthz\n  metrics    ${base}/metrics\n`);
-  if (values['no-sim'] || devices === 0) return;
-  const simArgs = [...tsx, join(root, 'device-sim/src/cli.ts'), '--url', ws, '--devices', String(devices), '--rate', values.rate!, '--tokens', tokensFile, '--ramp-ms', '3000'];
+  if (!sim) return;
+  const simArgs = [join(root, 'device-sim/dist/cli.js'), '--url', ws, '--devices', String(devices), '--rate', values.rate!, '--tokens', tokensFile, '--ramp-ms', '3000'];
   if (simCa) simArgs.push('--ca', simCa);
-  const sim = spawn(process.execPath, simArgs, { cwd: root, stdio: 'inherit' });
-  children.push(sim);
-  watchExit(sim, 'simulator', (code) => console.error(`start: the simulator exited (${code}); the hub keeps running`));
+  const simProc = spawn(process.execPath, simArgs, { cwd: root, env: runEnv, stdio: 'inherit' });
+  children.push(simProc);
+  watchExit(simProc, 'simulator', (code) => console.error(`start: the simulator exited (${code}); the hub keeps running`));
 }, (err: unknown) => {
   if (stopping) return;
   console.error(`start: ${(err as Error).message}`);

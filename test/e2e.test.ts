@@ -18,6 +18,7 @@ class SlowStore implements BatchStore {
   readonly #durable = new Map<string, number>();
   constructor(readonly delayMs: number) {}
   readonly healthy = true;
+  readonly bytes = 0;
   acceptedSeq(id: string): number { return this.#accepted.get(id) ?? 0; }
   durableSeq(id: string): number { return this.#durable.get(id) ?? 0; }
   pressure(): number { return 0; }

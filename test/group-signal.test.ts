@@ -12,9 +12,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CloseCode, DEVICE_PATH } from '@telemetry/proto';
-import { addDevice } from '../hub/src/auth/registry.ts';
-import { createLogger } from '../hub/src/core/log.ts';
-import { Spool } from '../hub/src/spool/spool.ts';
+import { Spool, addDevice, createLogger } from '@telemetry/hub';
 import { RawDevice, batchOf, until, within } from '../hub/test/helpers.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -140,7 +138,7 @@ test('shutdown - npm start exits non-zero when the hub does not finish its shutd
   await until(() => /shutting down/.test(hub.out()), 5000, 'the hub shutting down');
   // The hub dies in the middle of it (the OOM killer, say).
   const ps = spawnSync('ps', ['-o', 'pid=,args=', '-g', String(hub.proc.pid)], { encoding: 'utf8' }).stdout;
-  const hubPid = Number(/^\s*(\d+)\s.*hub\/src\/main\.ts/m.exec(ps)?.[1]);
+  const hubPid = Number(/^\s*(\d+)\s.*hub\/dist\/main\.js/m.exec(ps)?.[1]); // npm start runs the compiled hub
   assert.ok(hubPid > 0, ps);
   process.kill(hubPid, 'SIGKILL');
   const { code } = await within(hub.exited, SHUTDOWN_MS + 5000, 'npm start exit');

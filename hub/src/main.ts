@@ -1,4 +1,3 @@
-#!/usr/bin/env -S npx tsx
 // The hub process: reads the environment, wires the real dependencies,
 // listens, and shuts down in order on SIGTERM/SIGINT (stop listening, settle
 // pending acks, close devices with 1001, exit by the deadline). SIGHUP and
