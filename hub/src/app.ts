@@ -285,6 +285,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
       listenSocket = null;
       for (const sock of handedOver) uws.us_listen_socket_close(sock);
       handedOver.clear();
+      const peers = dev.stats().connections + dashboards.dashboards;
       dashboards.shutdown();
       await dev.shutdown(deadline);
       if (!opts.keepStore) await Promise.race([store.close(), new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - now())).unref())]);
@@ -293,8 +294,10 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
       // device still streaming) is then reset, which can cost the peer the
       // close frame it has not read yet (it sees 1006, not 1001). So peers get
       // a moment to read it and close themselves, bounded by the deadline.
-      const grace = Math.min(SHUTDOWN_CLOSE_GRACE_MS, Math.max(0, deadline - now()));
-      if (grace > 0) await new Promise<void>((r) => setTimeout(r, grace).unref());
+      // With no peer there is nothing to wait for. The timer is not unref'd:
+      // close() must resolve even when nothing else keeps the process alive.
+      const grace = peers > 0 ? Math.min(SHUTDOWN_CLOSE_GRACE_MS, Math.max(0, deadline - now())) : 0;
+      if (grace > 0) await new Promise<void>((r) => setTimeout(r, grace));
       for (const target of [...retired, serving.app]) closeApp(target);
       retired.length = 0;
     },
