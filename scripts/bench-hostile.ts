@@ -37,7 +37,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '10' },
   },
 });
-const only = new Set(values.only!.split(','));
+const only = new Set(values.only.split(','));
 const phaseMs = Number(values.seconds) * 1000;
 const root = resolve(import.meta.dirname, '..');
 const hubRoot = resolve(values['hub-root'] ?? root);
@@ -74,7 +74,7 @@ async function startHub(name: string, ids: string[], env: Record<string, string>
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let logBytes = 0;
-  proc.stderr!.on('data', (c: Buffer) => { logBytes += c.length; });
+  proc.stderr.on('data', (c: Buffer) => { logBytes += c.length; });
   proc.once('exit', () => { if (logBytes) console.log(`  (hub ${name} wrote ${fmt(logBytes)} bytes to stderr)`); });
   children.push(proc);
   await waitHealthy(`http://127.0.0.1:${port}`, proc);

@@ -77,7 +77,7 @@ function runSim(args: string[]): { child: ChildProcess; done: Promise<Record<str
   });
   children.push(child);
   let out = '';
-  child.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
   const done = new Promise<Record<string, unknown>>((res, rej) => {
     child.once('exit', (code) => {
       const line = out.trim().split('\n').reverse().find((l) => l.startsWith('{'));

@@ -22,7 +22,7 @@ const { values } = parseArgs({ options: {
   devices: { type: 'string', default: '1000,10000' }, seconds: { type: 'string', default: '30' },
   rate: { type: 'string', default: '1' }, 'batch-ms': { type: 'string', default: '1000' },
 } });
-const sizes = values.devices!.split(',').map(Number);
+const sizes = values.devices.split(',').map(Number);
 const seconds = Number(values.seconds);
 const root = resolve(import.meta.dirname, '..');
 const PASSWORD = 'bench-live-password';
@@ -81,7 +81,7 @@ async function run(n: number, bin: { hub: Launch; sim: Launch }): Promise<void> 
     await waitHealthy(base, hub);
     const procs = Math.max(1, Math.ceil(n / 5000));
     const sim = spawn(process.execPath, [...bin.sim.args, '--url', `ws://127.0.0.1:${port}/v1/devices`,
-      '--devices', String(n), '--rate', values.rate!, '--batch-ms', values['batch-ms']!, '--tokens', tokens, '--ramp-ms', String(Math.max(2000, n / 2)), '--processes', String(procs), '--quiet'],
+      '--devices', String(n), '--rate', values.rate, '--batch-ms', values['batch-ms'], '--tokens', tokens, '--ramp-ms', String(Math.max(2000, n / 2)), '--processes', String(procs), '--quiet'],
     { cwd: root, env: bin.sim.env, stdio: ['ignore', 'ignore', 'inherit'] });
     children.push(sim);
 

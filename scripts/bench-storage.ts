@@ -95,7 +95,7 @@ async function main(): Promise<void> {
     '--devices', String(devices), '--rate', String(rate), '--tokens', tokens, '--prefix', 'bs-', '--duration', String(total), '--ramp-ms', '2000', '--json'],
   { cwd: root, env: run.sim.env, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(sim);
-  sim.stdout!.resume();
+  sim.stdout.resume();
   await sleep(5000);
 
   // ---- steady state ----
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     console.log(`  InfluxDB down ${fmt((performance.now() - o0) / 1000, 1)} s: the hub kept accepting (${fmt(acceptedDuring)} readings), spool backlog ${fmt(backlogBytes / 2 ** 20, 1)} MiB, credit pressure ${fmt(before.get('hub_spool_pressure') ?? 0, 3)}`);
     await influx.run();
     const r0 = performance.now();
-    let after = before;
+    let after: Awaited<ReturnType<typeof scrape>>;
     for (;;) {
       await sleep(250);
       after = await scrape(port);

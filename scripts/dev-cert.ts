@@ -49,7 +49,7 @@ export function makeDevCert(outDir: string, opts: { force?: boolean } = {}): Dev
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({ options: { out: { type: 'string', default: 'certs' }, force: { type: 'boolean', default: false } } });
   try {
-    const c = makeDevCert(fromInvocation(values.out!, process.env, process.cwd()), { force: values.force });
+    const c = makeDevCert(fromInvocation(values.out, process.env, process.cwd()), { force: values.force });
     const simTokens = join(hubPaths(process.env, process.cwd()).dataDir, 'sim-tokens.json');
     console.log(`development certificate for localhost / 127.0.0.1 / ::1 (825 days):
   CA          ${c.caFile}   (trust this one in clients)

@@ -93,7 +93,7 @@ function stopAll(code: number): void {
     process.exit(1);
   }, shutdownMs + 5000);
   t.unref();
-  Promise.all(children.map((c) => running(c) ? new Promise((r) => c.once('exit', r)) : null)).then(() => process.exit(exitCode));
+  void Promise.all(children.filter(running).map((c) => new Promise((r) => c.once('exit', r)))).then(() => process.exit(exitCode));
 }
 process.on('SIGINT', () => stopAll(0));
 process.on('SIGTERM', () => stopAll(0));
@@ -147,7 +147,7 @@ waitHealthy().then(() => {
   const ws = `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}/v1/devices`;
   console.log(`\n  dashboard  ${base}/   (operator admin: the first run printed its password; npm run operator -- admin sets a new one)\n  devices    ${ws}\n  health     ${base}/healthz\n  metrics    ${base}/metrics\n`);
   if (!sim) return;
-  const simArgs = [join(root, 'device-sim/dist/cli.js'), '--url', ws, '--devices', String(devices), '--rate', values.rate!, '--tokens', tokensFile, '--ramp-ms', '3000'];
+  const simArgs = [join(root, 'device-sim/dist/cli.js'), '--url', ws, '--devices', String(devices), '--rate', values.rate, '--tokens', tokensFile, '--ramp-ms', '3000'];
   if (simCa) simArgs.push('--ca', simCa);
   const simProc = spawn(process.execPath, simArgs, { cwd: root, env: runEnv, stdio: 'inherit' });
   children.push(simProc);

@@ -99,8 +99,9 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   const now = deps.now ?? Date.now;
   const tls = config.tlsCert !== undefined;
 
-  const certFile = config.tlsCert!;
-  const keyFile = config.tlsKey!;
+  // Read only when tls (loadConfig refuses one of the two without the other).
+  const certFile = config.tlsCert ?? '';
+  const keyFile = config.tlsKey ?? '';
   const tlsFiles = `HUB_TLS_CERT=${certFile} / HUB_TLS_KEY=${keyFile}`;
   /** The certificate and key files as they are now. */
   const readTls = (): { cert: Buffer; key: Buffer; digest: string } => {
@@ -146,13 +147,12 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   const httpRoutes = new RouteTable();
 
   const operators = deps.operators ?? new Operators({ file: null, sessionsFile: null, sessionTtlMs: config.sessionTtlS * 1000, now, limits: config });
-  let devices: DeviceEndpoint | null = null;
   const live = deps.live ?? new LiveState({
     maxSeries: config.liveMaxSeries, maxDevices: config.liveMaxDevices, alarmRulesFile: null, now,
     spoolBytes: () => store.bytes, sinkStatus: deps.sinkStatus,
-    knownDevices: auth.entries ? () => auth.entries!() : undefined,
+    knownDevices: auth.entries?.bind(auth),
   });
-  devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live });
+  const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live });
   metrics.observeStore(store);
   const dashboards = new LiveEndpoint({ config, state: live, operators, metrics, log, uws, now });
   const dashboardDir = config.dashboardDir ?? DEFAULT_DASHBOARD_DIR;
@@ -242,10 +242,10 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
       closeApp(serving.app); // never listened: holds no connections
     }
     serving = next;
-    const cert = next.cert!;
     metrics.tlsReloads.labels('ok').inc();
-    metrics.tlsCertExpiry.set(Date.parse(cert.validTo) / 1000);
-    log.info({ subject: cert.subject, validTo: cert.validTo, fingerprint256: cert.fingerprint256 },
+    const { cert } = next; // always set: makeApp() with tls parses the certificate
+    if (cert) metrics.tlsCertExpiry.set(Date.parse(cert.validTo) / 1000);
+    log.info({ subject: cert?.subject, validTo: cert?.validTo, fingerprint256: cert?.fingerprint256 },
       'TLS certificate reloaded: new connections get it, open ones keep the previous one until they reconnect');
     return { ok: true };
   };

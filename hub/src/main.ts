@@ -26,7 +26,7 @@ const TLS_WATCH_DEBOUNCE_MS = 500;
 function fail(err: unknown): never {
   const e = err as HubError;
   console.error(`hub: ${e.code ? `${e.code}: ` : ''}${e.message}`);
-  if (e.cause) console.error(`  cause: ${(e.cause as Error).message ?? String(e.cause)}`);
+  if (e.cause) console.error(`  cause: ${e.cause instanceof Error ? e.cause.message : JSON.stringify(e.cause)}`);
   process.exit(1);
 }
 
@@ -68,7 +68,11 @@ async function main(): Promise<void> {
 
   let store: Spool;
   const spoolDir = resolve(config.dataDir, 'spool');
-  const influx = config.influxUrl !== undefined;
+  // loadConfig refuses INFLUX_URL without INFLUX_TOKEN and INFLUX_BUCKET.
+  const { influxUrl, influxToken, influxBucket } = config;
+  const target = influxUrl !== undefined && influxToken !== undefined && influxBucket !== undefined
+    ? { url: influxUrl, token: influxToken, bucket: influxBucket } : null;
+  const influx = target !== null;
   try {
     store = await Spool.open({
       dir: spoolDir, maxBytes: config.spoolMaxBytes, segmentBytes: config.spoolSegmentBytes,
@@ -80,9 +84,9 @@ async function main(): Promise<void> {
 
   const metrics = new HubMetrics({ defaultMetrics: true });
   let sink: InfluxSink | null = null;
-  if (influx) {
+  if (target) {
     sink = new InfluxSink({
-      url: config.influxUrl!, token: config.influxToken!, org: config.influxOrg ?? '', bucket: config.influxBucket!,
+      url: target.url, token: target.token, org: config.influxOrg ?? '', bucket: target.bucket,
       spool: store, log, metrics, deadLetterFile: resolve(config.dataDir, 'dead-letter.ndjson'),
       deadLetterMaxBytes: config.deadLetterMaxBytes, logLinesPerMinute: config.logLinesPerMinute,
       batchLines: config.sinkBatchLines, maxInFlight: config.sinkMaxInFlight,
@@ -134,7 +138,7 @@ async function main(): Promise<void> {
       store, auth: registry, log, metrics, binding, sinkStatus: sink ? () => sink.status() : undefined,
       // InfluxDB 2.x serves InfluxQL for a bucket through its v1 API (a DBRP
       // mapping named like the bucket). Without a database: the last hour, in memory.
-      history: influx ? new InfluxHistory({ url: config.influxUrl!, token: config.influxToken!, database: config.influxBucket! }) : rollups!,
+      history: target ? new InfluxHistory({ url: target.url, token: target.token, database: target.bucket }) : rollups ?? undefined,
       onDurable: rollups ? (b) => rollups.record(b) : undefined,
     });
   } catch (err) {
@@ -157,8 +161,8 @@ async function main(): Promise<void> {
     // reloadTls logs what it loaded, or why not (the previous certificate stays).
     void hub.reloadTls().then((r) => { if (r.unchanged) log.info('TLS certificate and key unchanged: nothing to reload'); });
   };
-  if (hub.tls) {
-    stopTlsWatch = watchContent([config.tlsCert!, config.tlsKey!], () => reloadTls('TLS certificate files changed'), {
+  if (config.tlsCert !== undefined && config.tlsKey !== undefined) {
+    stopTlsWatch = watchContent([config.tlsCert, config.tlsKey], () => reloadTls('TLS certificate files changed'), {
       debounceMs: TLS_WATCH_DEBOUNCE_MS,
       onError: (err) => log.warn({ err }, 'cannot watch the TLS certificate files for renewals; send SIGHUP after replacing them'),
     });

@@ -187,6 +187,11 @@ export function loadConfig(
   return Object.freeze(cfg);
 }
 
+/** A raw config value as the text it was written as (objects as JSON). */
+function text(raw: unknown): string {
+  return typeof raw === 'string' ? raw : typeof raw === 'number' || typeof raw === 'boolean' ? String(raw) : JSON.stringify(raw);
+}
+
 function parseValue(key: string, def: KeyDef, raw: unknown, warnings: ConfigWarning[]): unknown {
   const name = def.env;
   const absent = raw === undefined || raw === null || raw === '';
@@ -198,20 +203,21 @@ function parseValue(key: string, def: KeyDef, raw: unknown, warnings: ConfigWarn
     case 'bool': {
       if (absent) return def.default;
       if (typeof raw === 'boolean') return raw;
-      const s = String(raw).toLowerCase();
+      const s = text(raw).toLowerCase();
       if (['1', 'true', 'yes', 'on'].includes(s)) return true;
       if (['0', 'false', 'no', 'off'].includes(s)) return false;
       throw bad(name, raw, 'one of 1/0/true/false');
     }
     case 'enum': {
       if (absent) return def.default;
-      const s = String(raw);
-      if (!def.values!.includes(s)) throw bad(name, raw, `one of ${def.values!.join(', ')}`);
+      const s = text(raw);
+      const values = def.values ?? [];
+      if (!values.includes(s)) throw bad(name, raw, `one of ${values.join(', ')}`);
       return s;
     }
     case 'int': {
       if (absent) return def.default;
-      const n = typeof raw === 'number' ? raw : /^\s*-?\d+\s*$/.test(String(raw)) ? Number(raw) : NaN;
+      const n = typeof raw === 'number' ? raw : /^\s*-?\d+\s*$/.test(text(raw)) ? Number(raw) : NaN;
       if (!Number.isSafeInteger(n)) throw bad(name, raw, 'an integer');
       if (n === 0 && key !== 'port') return def.default; // zero means default
       if (def.strict && ((def.min !== undefined && n < def.min) || (def.max !== undefined && n > def.max))) {

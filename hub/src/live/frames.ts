@@ -141,7 +141,7 @@ function deviceMsg(d: TrackedDevice): DeviceStateMsg {
   return {
     id: d.id, presence: d.presence, presenceSinceMs: d.since, presenceReason: d.reason, lastSeenMs: d.lastSeen,
     latest: d.metrics.map((m, i) => ({ metric: m, unit: d.units[i]!, value: d.values[i]!, timeMs: d.times[i]! })),
-    tags: d.tags as Record<string, string>, cadenceMs: d.learnedCadenceMs,
+    tags: d.tags, cadenceMs: d.learnedCadenceMs,
   };
 }
 

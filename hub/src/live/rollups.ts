@@ -183,7 +183,11 @@ export class MemoryHistory implements HistorySource {
     }
   }
 
-  async query(q: HistoryQuery): Promise<HistoryPoint[]> {
+  query(q: HistoryQuery): Promise<HistoryPoint[]> {
+    return new Promise((resolve) => resolve(this.#points(q))); // a throw rejects
+  }
+
+  #points(q: HistoryQuery): HistoryPoint[] {
     const scope = q.scope.kind === 'fleet' ? 'fleet' : q.scope.kind === 'device' ? `d:${q.scope.id}` : `g:${q.scope.key}=${q.scope.value}`;
     const r = this.#series.get(`${q.metric}\0${scope}`);
     if (!r) return [];

@@ -86,6 +86,7 @@ export class LiveState implements LiveFeed {
   readonly alarms: Alarms;
   readonly #devices: DeviceTracker;
   readonly #scopes = new Map<string, ScopeEntry>();
+  readonly #fleet: ScopeEntry;
   readonly #options: LiveStateOptions;
   readonly #now: () => number;
   #seriesCount = 0;
@@ -115,7 +116,7 @@ export class LiveState implements LiveFeed {
     this.#ackLatency = new WindowedSeries(this.#now());
     this.#lastTickAt = this.#now();
     this.#caughtUpAt = this.#lastTickAt;
-    this.#scope('fleet', null);
+    this.#fleet = this.#scope('fleet', null);
     this.syncRegistry();
   }
 
@@ -242,7 +243,7 @@ export class LiveState implements LiveFeed {
   #route(b: AcceptedBatch): Route {
     const known = this.#routes.get(b.deviceId);
     if (known && known.tags === b.tags) return known;
-    const scopes: ScopeEntry[] = [this.#scopes.get('fleet')!];
+    const scopes: ScopeEntry[] = [this.#fleet];
     for (const k in b.tags) {
       const v = b.tags[k]!;
       scopes.push(this.#scope(`group:${k}=${v}`, { key: k, value: v }));
@@ -285,7 +286,7 @@ export class LiveState implements LiveFeed {
 
     // Presence per scope: one pass over the devices.
     for (const scope of this.#scopes.values()) { scope.online = 0; scope.total = 0; }
-    const fleet = this.#scopes.get('fleet')!;
+    const fleet = this.#fleet;
     for (const d of this.#devices.devices.values()) {
       const on = isOnline(d);
       fleet.total++;

@@ -34,10 +34,10 @@ try {
     console.log(token);
   } else if (values.remove || values.disable) {
     const reg = readRegistryFile(file);
-    const id = (values.remove ?? values.disable)!;
+    const id = values.remove || values.disable || '';
     if (!reg.devices[id]) throw new Error(`no device ${id} in ${file}`);
     if (values.remove) delete reg.devices[id];
-    else reg.devices[id]!.disabled = true;
+    else reg.devices[id].disabled = true;
     writeRegistryFile(file, reg);
     console.error(`device ${id} ${values.remove ? 'removed' : 'disabled'}`);
   } else if (values.list) {
