@@ -139,6 +139,13 @@ module.exports = {
       to: { path: `^(${[...WORKSPACES.filter((w) => w !== 'proto'), ...ROOT_FOLDERS].join('|')})/` },
     },
     {
+      name: 'test-support-imports-only-node-builtins',
+      comment: 'test/support/ (until, within, freePort, child processes, temp dirs) is shared by the tests of every package and the root scripts: it imports node: builtins and its own modules only, nothing of ours and no package, so any of them can import it. Who may import it needs no rule: src/ and proto/ already import nothing of test/.',
+      severity: 'error',
+      from: { path: '^test/support/' },
+      to: { pathNot: '^test/support/', dependencyTypesNot: ['core'] },
+    },
+    {
       name: 'scripts-and-tests-reach-hub-src-through-its-exports',
       comment: 'Root scripts and tests use `@telemetry/hub` (hub/src/index.ts through the package exports), or hub/test support modules (helpers, influxd), never a hub internal by path.',
       severity: 'error',

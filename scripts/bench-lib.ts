@@ -4,7 +4,6 @@
 // Prometheus histograms.
 import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { SOURCE_CONDITION, compiledEnv, ensureBuilt, staleTargets, type TargetName } from './build.ts';
 
@@ -42,16 +41,8 @@ export function otherHub(hubRoot: string): Launch {
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as { port: number }).port;
-      s.close(() => res(p));
-    });
-    s.on('error', rej);
-  });
-}
+/** A free loopback port: the tests' own helper (test/support imports nothing of ours, so any script may use it). */
+export { freePort } from '../test/support/net.ts';
 
 /** Polls `${base}/healthz` until it answers 200; throws after `ms` or when `proc` exits first. */
 export async function waitHealthy(base: string, proc: ChildProcess, ms = 30_000): Promise<void> {

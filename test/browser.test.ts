@@ -7,14 +7,17 @@
 // test-results/screenshots/ (git-ignored).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import test from 'node:test';
 import { chromium, type Page } from 'playwright-core';
 import { Fleet, SimDevice, fleetCredentials, loadTokenFile, type SensorModel } from '@telemetry/device-sim';
-import { freePort, waitHealthy } from '../scripts/bench-lib.ts';
+import { waitHealthy } from '../scripts/bench-lib.ts';
 import { ensureSimFleet } from '../scripts/sim-fleet.ts';
+import { tempDir } from './support/fs.ts';
+import { freePort } from './support/net.ts';
+import { exitCode } from './support/proc.ts';
+import { until } from './support/wait.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const shots = join(root, 'test-results', 'screenshots');
@@ -31,23 +34,19 @@ class Heater implements SensorModel {
   sample(): number { return this.level; }
 }
 
-async function until(page: Page, what: string, f: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f().catch(() => false))) {
-    if (Date.now() > end) {
-      await page.screenshot({ path: join(shots, `failed-${what.replace(/\W+/g, '-')}.png`) }).catch(() => {});
-      throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
+/** test/support's until() on a page: `f` failing counts as false, polled every 200 ms; a timeout screenshots the page first. */
+async function untilOnPage(page: Page, what: string, f: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  await until(() => f().catch(() => false), ms, what, 200).catch(async (err: unknown) => {
+    await page.screenshot({ path: join(shots, `failed-${what.replace(/\W+/g, '-')}.png`) }).catch(() => {});
+    throw err;
+  });
 }
 
 test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 180_000 }, async (t) => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install chromium (.ci/run does)`);
   assert.ok(existsSync(join(root, 'dashboard/dist/index.html')), 'dashboard not built: npm run build -w dashboard (npm test does)');
   mkdirSync(shots, { recursive: true });
-  const dir = mkdtempSync(join(tmpdir(), 'browser-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'browser-');
   const registry = join(dir, 'devices.json');
   const tokensFile = join(dir, 'tokens.json');
   ensureSimFleet(registry, tokensFile, FLEET + 1);
@@ -68,10 +67,10 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
     await waitHealthy(base, h).catch((err: Error) => { throw new Error(`${err.message}:\n${hubLog.slice(-2000)}`); });
   };
   const stopHub = async (): Promise<void> => {
-    const h = hub as ChildProcess | null;
+    const h = hub;
     if (!h || h.exitCode !== null) return;
     h.kill('SIGTERM');
-    await new Promise((r) => h.once('exit', r));
+    await exitCode(h);
   };
   t.after(stopHub);
   await startHub();
@@ -114,30 +113,30 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   const index = await page.request.get(`${base}/`);
   assert.match(index.headers()['content-security-policy'] ?? '', /default-src 'self';.* connect-src 'self'/, 'the dashboard is served with its CSP');
   const conn = page.locator('[data-testid=conn]');
-  await until(page, 'live', async () => (await conn.getAttribute('data-state')) === 'live');
+  await untilOnPage(page, 'live', async () => (await conn.getAttribute('data-state')) === 'live');
 
   // Overview: the device count matches the fleet, and the throughput chart moves.
   const all = FLEET + 1;
-  await until(page, `${all} / ${all} online`, async () => ((await page.textContent('[data-testid=kpi-online]')) ?? '').replace(/\s+/g, ' ').includes(`${all} / ${all}`));
+  await untilOnPage(page, `${all} / ${all} online`, async () => ((await page.textContent('[data-testid=kpi-online]')) ?? '').replace(/\s+/g, ' ').includes(`${all} / ${all}`));
   const chart = page.locator('[data-testid=chart-throughput]');
   const points0 = Number(await chart.getAttribute('data-points'));
-  await until(page, 'throughput chart to grow', async () => Number(await chart.getAttribute('data-points')) >= points0 + 3);
-  await until(page, 'throughput above zero', async () => Number(await chart.getAttribute('data-last')) > 0);
+  await untilOnPage(page, 'throughput chart to grow', async () => Number(await chart.getAttribute('data-points')) >= points0 + 3);
+  await untilOnPage(page, 'throughput above zero', async () => Number(await chart.getAttribute('data-last')) > 0);
   const temp = page.locator('[data-testid=chart-metric-temperature]');
-  await until(page, 'temperature chart', async () => Number(await temp.getAttribute('data-points')) >= 1, 30_000);
+  await untilOnPage(page, 'temperature chart', async () => Number(await temp.getAttribute('data-points')) >= 1, 30_000);
 
   // Devices: every device listed, search narrows it, a row opens the device.
   await page.goto(`${base}/#/devices`);
-  await until(page, 'device table', async () => ((await page.textContent('[data-testid=device-count]')) ?? '').includes(String(all)));
+  await untilOnPage(page, 'device table', async () => ((await page.textContent('[data-testid=device-count]')) ?? '').includes(String(all)));
   await page.screenshot({ path: join(shots, 'devices.png') });
   await page.fill('[data-testid=device-search]', 'sim-0003');
-  await until(page, 'search', async () => (await page.locator('[data-testid=device-row]').count()) === 1);
+  await untilOnPage(page, 'search', async () => (await page.locator('[data-testid=device-row]').count()) === 1);
   assert.equal(await page.locator('[data-testid=device-row]').getAttribute('data-presence'), 'online');
   await page.click('[data-testid=device-row][data-id=sim-0003]');
   await page.waitForURL(/#\/device\/sim-0003$/);
-  await until(page, 'device detail', async () => (await page.locator('[data-testid=device-detail][data-id=sim-0003]').count()) === 1);
-  await until(page, 'latest temperature', async () => /\d/.test((await page.textContent('[data-testid=latest-temperature]')) ?? ''));
-  await until(page, 'connection history', async () => (await page.locator('[data-testid=presence-row]').count()) >= 1);
+  await untilOnPage(page, 'device detail', async () => (await page.locator('[data-testid=device-detail][data-id=sim-0003]').count()) === 1);
+  await untilOnPage(page, 'latest temperature', async () => /\d/.test((await page.textContent('[data-testid=latest-temperature]')) ?? ''));
+  await untilOnPage(page, 'connection history', async () => (await page.locator('[data-testid=presence-row]').count()) >= 1);
   await page.screenshot({ path: join(shots, 'device.png') });
 
   // Alarms: add a rule in the UI, push the probe's temperature over it, see it fire.
@@ -148,27 +147,27 @@ test('browser - sign in, fleet, charts, device, alarm, reconnect', { timeout: 18
   await page.fill('[data-testid=rule-threshold]', '80');
   await page.fill('[data-testid=rule-for]', '2');
   await page.click('[data-testid=rule-add]');
-  await until(page, 'rule listed', async () => (await page.locator('[data-testid=rule-row]').count()) === 1);
+  await untilOnPage(page, 'rule listed', async () => (await page.locator('[data-testid=rule-row]').count()) === 1);
   assert.equal(await page.locator(`[data-testid=alarm-active]`).count(), 0, 'nothing is over 80 yet');
   heater.level = 95;
   const probeId = creds[FLEET]!.id;
-  await until(page, 'alarm', async () => (await page.locator(`[data-testid=alarm-active][data-device=${probeId}]`).count()) >= 1);
+  await untilOnPage(page, 'alarm', async () => (await page.locator(`[data-testid=alarm-active][data-device=${probeId}]`).count()) >= 1);
   assert.match((await page.textContent('[data-testid=alarm-badge]')) ?? '', /1/);
   await page.screenshot({ path: join(shots, 'alarms.png') });
   await page.goto(`${base}/#/`);
-  await until(page, 'alarm on the overview', async () => (await page.locator(`[data-testid=alarm-active][data-device=${probeId}]`).count()) >= 1);
+  await untilOnPage(page, 'alarm on the overview', async () => (await page.locator(`[data-testid=alarm-active][data-device=${probeId}]`).count()) >= 1);
   // A few 10 s windows on the metric charts before the picture (it is the README's).
-  await until(page, 'three temperature windows', async () => Number(await temp.getAttribute('data-points')) >= 3, 40_000);
+  await untilOnPage(page, 'three temperature windows', async () => Number(await temp.getAttribute('data-points')) >= 3, 40_000);
   await page.screenshot({ path: join(shots, 'overview.png') });
   heater.level = 21;
 
   // The hub restarts: the indicator says so, then comes back by itself (the session survives).
   await stopHub();
-  await until(page, 'reconnecting', async () => (await conn.getAttribute('data-state')) === 'reconnecting');
+  await untilOnPage(page, 'reconnecting', async () => (await conn.getAttribute('data-state')) === 'reconnecting');
   await page.screenshot({ path: join(shots, 'reconnecting.png') });
   await startHub();
-  await until(page, 'live again', async () => (await conn.getAttribute('data-state')) === 'live', 30_000);
-  await until(page, 'fleet back', async () => ((await page.textContent('[data-testid=kpi-online]')) ?? '').replace(/\s+/g, ' ').includes(`/ ${all}`));
+  await untilOnPage(page, 'live again', async () => (await conn.getAttribute('data-state')) === 'live', 30_000);
+  await untilOnPage(page, 'fleet back', async () => ((await page.textContent('[data-testid=kpi-online]')) ?? '').replace(/\s+/g, ' ').includes(`/ ${all}`));
 
   assert.deepEqual(errors, [], 'no errors in the page');
   assert.deepEqual(cspViolations, [], 'the dashboard works within its Content-Security-Policy');

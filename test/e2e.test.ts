@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { Fleet } from '@telemetry/device-sim';
 import { DeviceRegistry, buildApp, createLogger, generateToken, hashToken, loadConfig, type AcceptedBatch, type BatchStore, type RegistryFile } from '@telemetry/hub';
+import { sleep, until } from './support/wait.ts';
 
 /**
  * Durable `delayMs` after append, in order (the BatchStore contract), so a
@@ -31,16 +32,11 @@ class SlowStore implements BatchStore {
       resolve();
     }, this.delayMs));
   }
-  async close(): Promise<void> { await new Promise((r) => setTimeout(r, this.delayMs + 10)); }
+  async close(): Promise<void> { await sleep(this.delayMs + 10); }
 }
 
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** until()'s pause between checks in this file. */
+const POLL_MS = 20;
 
 test('e2e - a fleet with dropped links: nothing lost, nothing stored twice, everything acked', async (t) => {
   const n = 50;
@@ -62,7 +58,7 @@ test('e2e - a fleet with dropped links: nothing lost, nothing stored twice, ever
     device: { backoffBaseMs: 20, backoffCapMs: 200 },
   });
   t.after(() => fleet.stop());
-  await until(() => fleet.connected === n, 10_000, 'all connected');
+  await until(() => fleet.connected === n, 10_000, 'all connected', POLL_MS);
   // Drop links mid-stream, several times, while batches are in flight.
   for (let round = 0; round < 5; round++) {
     await new Promise((r) => setTimeout(r, 300));
@@ -71,7 +67,7 @@ test('e2e - a fleet with dropped links: nothing lost, nothing stored twice, ever
   await new Promise((r) => setTimeout(r, 300));
   // Stop sampling, then let every device drain its outbox.
   fleet.stopSampling();
-  await until(() => fleet.pending === 0, 20_000, 'outboxes drained');
+  await until(() => fleet.pending === 0, 20_000, 'outboxes drained', POLL_MS);
 
   const c = fleet.counters();
   assert.ok(c.reconnects >= 5 * Math.floor(n / 3), `reconnects ${c.reconnects}`);

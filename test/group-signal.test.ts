@@ -6,51 +6,38 @@
 // whether it did.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CloseCode, DEVICE_PATH } from '@telemetry/proto';
 import { Spool, addDevice, createLogger } from '@telemetry/hub';
 import { RawDevice, batchOf, until, within } from '../hub/test/helpers.ts';
+import { tempDir } from './support/fs.ts';
+import { freePort } from './support/net.ts';
+import { spawnCollecting, waitForOutput, type Collecting } from './support/proc.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const SHUTDOWN_MS = 5000;
 
-function freePort(): Promise<number> {
-  return new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
-}
-
-interface Started { proc: ChildProcess; port: number; out: () => string; exited: Promise<{ code: number | null; signal: string | null }> }
+interface Started extends Collecting { port: number }
 
 /** `npm start -- ARGS` in its own process group (as a service manager runs it). */
 async function npmStart(t: TestContext, dir: string, args: string[], extra: Record<string, string> = {}): Promise<Started> {
   const port = await freePort();
-  const proc = spawn('npm', ['start', '--', ...args], {
-    cwd: root, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+  const start = spawnCollecting(t, 'npm', ['start', '--', ...args], {
+    cwd: root, name: 'npm start', group: true,
     env: {
       ...process.env, HUB_DATA_DIR: dir, HUB_PORT: String(port), HUB_HOST: '127.0.0.1', HUB_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS),
       // Keeps the build of the shared checkout's dashboard out of this test.
       HUB_DASHBOARD_DIR: join(dir, 'no-dashboard'), ...extra,
     },
   });
-  const exited = new Promise<{ code: number | null; signal: string | null }>((r) => proc.once('exit', (code, signal) => r({ code, signal })));
-  // The whole group: npm may be gone while what it started still runs.
-  t.after(() => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* the group has exited */ } });
-  let out = '';
-  proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  proc.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  await within(new Promise<void>((res, rej) => {
-    proc.stdout!.on('data', () => { if (out.includes(`ws://127.0.0.1:${port}${DEVICE_PATH}`)) res(); });
-    void exited.then(({ code }) => rej(new Error(`npm start exited ${code}:\n${out}`)));
-  }), 60_000, 'npm start');
-  return { proc, port, out: () => out, exited };
+  await waitForOutput(start, `ws://127.0.0.1:${port}${DEVICE_PATH}`, 60_000, 'npm start');
+  return { ...start, port };
 }
 
 test('shutdown - SIGTERM to the npm start process group: every batch is acked, the device gets 1001, no "exiting now", exit 0 by the deadline', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'group-sigterm-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'group-sigterm-');
   const token = addDevice(join(dir, 'devices.json'), 'dev-1');
   // A long group commit keeps batches pending (appended, not yet durable) when
   // the signal lands, so the graceful window is long enough for the repeats.
@@ -73,7 +60,7 @@ test('shutdown - SIGTERM to the npm start process group: every batch is acked, t
   });
   const close = d.closed.then((c) => { closed = true; return c; });
   top();
-  await within((async () => { while (acked < 3 * window) await new Promise((r) => setTimeout(r, 10)); })(), 20_000, 'acks flowing');
+  await until(() => acked >= 3 * window, 20_000, 'acks flowing');
 
   const sentAtSignal = sent;
   const signalledAt = Date.now();
@@ -97,8 +84,7 @@ test('shutdown - SIGTERM to the npm start process group: every batch is acked, t
 });
 
 test('shutdown - SIGHUP to the npm start process group (the terminal closed) stops the hub too', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'group-sighup-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'group-sighup-');
   const token = addDevice(join(dir, 'devices.json'), 'dev-1');
   const hub = await npmStart(t, dir, ['--no-sim']);
   const d = new RawDevice(`ws://127.0.0.1:${hub.port}${DEVICE_PATH}`, { token });
@@ -120,8 +106,7 @@ test('shutdown - npm start exits non-zero when the hub does not finish its shutd
   const influx = createServer((s) => { held.add(s); s.on('error', () => {}); });
   await new Promise<void>((r) => influx.listen(0, '127.0.0.1', () => r()));
   t.after(() => { for (const s of held) s.destroy(); influx.close(); });
-  const dir = mkdtempSync(join(tmpdir(), 'group-hub-dies-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'group-hub-dies-');
   const token = addDevice(join(dir, 'devices.json'), 'dev-1');
   const hub = await npmStart(t, dir, ['--no-sim'], {
     INFLUX_URL: `http://127.0.0.1:${(influx.address() as { port: number }).port}`, INFLUX_TOKEN: 'test', INFLUX_ORG: 'test', INFLUX_BUCKET: 'test',
@@ -147,11 +132,10 @@ test('shutdown - npm start exits non-zero when the hub does not finish its shutd
 });
 
 test('shutdown - SIGTERM to the npm start process group stops the simulator cleanly too', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'group-sigterm-sim-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'group-sigterm-sim-');
   const hub = await npmStart(t, dir, ['--devices', '3', '--rate', '5']);
   // The simulator prints a status line per second once it runs.
-  await within((async () => { while (!/3\/3 connected|connected\D+3\b/.test(hub.out())) await new Promise((r) => setTimeout(r, 50)); })(), 30_000, `simulator connected:\n${hub.out()}`);
+  await waitForOutput(hub, /3\/3 connected|connected\D+3\b/, 30_000, 'simulator connected');
   process.kill(-hub.proc.pid!, 'SIGTERM');
   const { code } = await within(hub.exited, SHUTDOWN_MS + 5000, 'npm start exit');
   assert.equal(code, 0, hub.out().slice(-2000));

@@ -6,18 +6,15 @@
 // from where the user ran it.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { RawDevice, within } from '../hub/test/helpers.ts';
+import { tempDir } from './support/fs.ts';
+import { freePort } from './support/net.ts';
+import { exitCode, spawnCollecting, waitForOutput } from './support/proc.ts';
 
 const root = resolve(import.meta.dirname, '..');
-
-function freePort(): Promise<number> {
-  return new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
-}
 
 /**
  * A relative HUB_DATA_DIR unique to this run, under tmp/ (git-ignored), as
@@ -52,8 +49,7 @@ function npm(args: string[], env: NodeJS.ProcessEnv, input?: string): { stdout: 
 test('start - the README steps from the repo root: a device registered with npm run device-token connects to npm start, an operator added with npm run operator signs in', async (t) => {
   const rel = relativeDataDir(t);
   const port = await freePort();
-  const dashboard = mkdtempSync(join(tmpdir(), 'readme-dash-'));
-  t.after(() => rmSync(dashboard, { recursive: true, force: true }));
+  const dashboard = tempDir(t, 'readme-dash-');
   // HUB_DASHBOARD_DIR: npm start would otherwise build the shared checkout's dashboard.
   const env = shellEnv({ HUB_DATA_DIR: rel, HUB_PORT: String(port), HUB_HOST: '127.0.0.1', HUB_LOG_LEVEL: 'warn', HUB_DASHBOARD_DIR: dashboard });
 
@@ -64,16 +60,10 @@ test('start - the README steps from the repo root: a device registered with npm 
   const password = /^[A-Za-z0-9_-]{20,}$/m.exec(op.stdout.split('\n').filter((l) => !l.startsWith('>')).join('\n'))?.[0];
   assert.ok(password, `no password printed:\n${op.stdout}`);
 
-  const proc = spawn('npm', ['start', '--', '--no-sim'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  // The whole group: npm may be gone while what it started still runs.
-  t.after(() => { try { process.kill(-proc.pid!, 'SIGKILL'); } catch { /* the group has exited */ } });
-  let out = '';
-  proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  proc.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  await within(new Promise<void>((res, rej) => {
-    proc.stdout!.on('data', () => { if (out.includes(`ws://127.0.0.1:${port}/v1/devices`)) res(); });
-    proc.once('exit', (code) => rej(new Error(`npm start exited ${code}:\n${out}`)));
-  }), 60_000, `npm start:\n${out}`);
+  // Its own process group, killed as a whole after the test.
+  const start = spawnCollecting(t, 'npm', ['start', '--', '--no-sim'], { cwd: root, env, name: 'npm start', group: true });
+  const proc = start.proc;
+  await waitForOutput(start, `ws://127.0.0.1:${port}/v1/devices`, 60_000, 'npm start');
 
   const d = new RawDevice(`ws://127.0.0.1:${port}/v1/devices`, { token });
   t.after(() => d.ws.terminate());
@@ -92,5 +82,5 @@ test('start - the README steps from the repo root: a device registered with npm 
 
   d.close();
   process.kill(-proc.pid!, 'SIGTERM');
-  await within(new Promise((r) => proc.exitCode !== null ? r(null) : proc.once('exit', r)), 20_000, 'npm start exit');
+  await within(exitCode(proc), 20_000, 'npm start exit');
 });

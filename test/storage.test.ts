@@ -5,27 +5,24 @@
 // cannot hide duplicates in the spool either: the spool is checked too).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { Fleet } from '@telemetry/device-sim';
 import { generateToken, hashToken, writeRegistryFile, type RegistryFile } from '@telemetry/hub';
+import { spawnHub } from '../hub/test/helpers.ts';
 import { Influxd, startV2WriteAdapter } from '../hub/test/influxd.ts';
+import { freePort } from './support/net.ts';
+import { exitCode } from './support/proc.ts';
+import { until } from './support/wait.ts';
 
-const root = resolve(import.meta.dirname, '..');
+/** until()'s pause here: most conditions query InfluxDB or the hub. */
+const POLL_MS = 100;
 
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-interface Env { dir: string; influx: Influxd; adapterUrl: string; devices: { id: string; token: string }[]; port: number; logs: string[] }
+/** `logs`: each hub process's output so far, in start order. */
+interface Env { dir: string; influx: Influxd; adapterUrl: string; devices: { id: string; token: string }[]; port: number; logs: (() => string)[] }
 
 const METRICS_TOKEN = 'storage-test-metrics-token';
 
@@ -34,7 +31,7 @@ async function withHubLog(e: Env, body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (err) {
-    const tail = e.logs.flatMap((f) => { try { return readFileSync(f, 'utf8').trim().split('\n').slice(-40); } catch { return []; } });
+    const tail = e.logs.flatMap((out) => out().trim().split('\n').slice(-40));
     if (err instanceof Error) err.message += `\n--- hub log (last lines) ---\n${tail.join('\n')}`;
     throw err;
   }
@@ -69,32 +66,22 @@ async function setup(t: TestContext, n: number): Promise<Env> {
   }
   writeRegistryFile(join(dir, 'devices.json'), file);
   // A fixed free port so the restarted hub comes back on the same URL.
-  const { createServer } = await import('node:net');
-  const port = await new Promise<number>((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
+  const port = await freePort();
   return { dir, influx, adapterUrl: adapter.url, devices, port, logs: [] };
 }
 
 async function startHub(t: TestContext, e: Env, extra: Record<string, string> = {}): Promise<ChildProcess> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'hub/src/main.ts'], {
-    cwd: root,
-    env: {
-      ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(e.port), HUB_DATA_DIR: e.dir, HUB_DEVICES_FILE: join(e.dir, 'devices.json'),
-      HUB_LOG_LEVEL: 'info', INFLUX_URL: e.adapterUrl, INFLUX_TOKEN: 'test', INFLUX_ORG: 'test', INFLUX_BUCKET: 'telemetry',
-      HUB_SINK_BATCH_LINES: '500', HUB_METRICS_TOKEN: METRICS_TOKEN, ...extra,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const hub = spawnHub(t, {
+    HUB_HOST: '127.0.0.1', HUB_PORT: String(e.port), HUB_DATA_DIR: e.dir, HUB_DEVICES_FILE: join(e.dir, 'devices.json'),
+    HUB_LOG_LEVEL: 'info', INFLUX_URL: e.adapterUrl, INFLUX_TOKEN: 'test', INFLUX_ORG: 'test', INFLUX_BUCKET: 'telemetry',
+    HUB_SINK_BATCH_LINES: '500', HUB_METRICS_TOKEN: METRICS_TOKEN, ...extra,
   });
-  // Read both pipes (a full pipe would block the hub) into a file a failure can quote.
-  const logFile = join(e.dir, `hub-${e.logs.length + 1}.log`);
-  e.logs.push(logFile);
-  const out = createWriteStream(logFile);
-  proc.stdout!.pipe(out, { end: false });
-  proc.stderr!.pipe(out, { end: false });
-  t.after(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
+  // Both pipes are read (a full pipe would block the hub) into what a failure quotes.
+  e.logs.push(hub.out);
   await until(async () => {
     try { return (await fetch(`http://127.0.0.1:${e.port}/healthz`)).ok; } catch { return false; }
-  }, 20_000, 'hub healthy');
-  return proc;
+  }, 20_000, 'hub healthy', POLL_MS);
+  return hub.proc;
 }
 
 async function influxCount(influx: Influxd): Promise<number> {
@@ -117,12 +104,12 @@ test('storage - InfluxDB down mid-stream until the spool cap is reached: devices
   const fleet = fleetFor(e, 40);
   t.after(() => fleet.stop());
   await withHubLog(e, async () => {
-    await until(async () => (await influxCount(e.influx)) > 0, 20_000, 'first points in InfluxDB');
+    await until(async () => (await influxCount(e.influx)) > 0, 20_000, 'first points in InfluxDB', POLL_MS);
     await e.influx.stop();
     // The outage lasts until the spool is full and devices are held back:
     // long enough for the sink's backoff to grow, on a fast or a busy machine.
-    await until(async () => (await hubMetric(e, 'hub_spool_pressure')) >= 1, 120_000, 'the spool at its cap');
-    await until(() => fleet.pending > 0 && fleet.counters().reducedCreditAcks > 0, 30_000, 'devices held back with reduced credit');
+    await until(async () => (await hubMetric(e, 'hub_spool_pressure')) >= 1, 120_000, 'the spool at its cap', POLL_MS);
+    await until(() => fleet.pending > 0 && fleet.counters().reducedCreditAcks > 0, 30_000, 'devices held back with reduced credit', POLL_MS);
     const during = fleet.counters();
     // /readyz names the sink state (503 here: the spool is full); the detail is on /api/v1/status.
     const ready = await (await fetch(`http://127.0.0.1:${e.port}/readyz`)).json() as { sink: string };
@@ -133,13 +120,13 @@ test('storage - InfluxDB down mid-stream until the spool cap is reached: devices
     fleet.stopSampling();
     // The sink's /ping probe ends its backoff within seconds; what remains is
     // devices told to come back later (1013) at the cap.
-    await until(() => fleet.pending === 0, 60_000, 'devices delivered everything');
+    await until(() => fleet.pending === 0, 60_000, 'devices delivered everything', POLL_MS);
     const acked = fleet.counters().readingsAcked;
-    await until(async () => (await influxCount(e.influx)) === acked, 60_000, `InfluxDB has all ${acked} acked readings`);
+    await until(async () => (await influxCount(e.influx)) === acked, 60_000, `InfluxDB has all ${acked} acked readings`, POLL_MS);
     assert.equal(fleet.counters().readingsDropped, 0, 'no device had to drop data');
   });
   hub.kill('SIGTERM');
-  await new Promise((r) => hub.once('exit', r));
+  await exitCode(hub);
 });
 
 test('storage - the hub killed with SIGKILL mid-stream and restarted: every acked reading lands, nothing doubled', async (t) => {
@@ -148,24 +135,24 @@ test('storage - the hub killed with SIGKILL mid-stream and restarted: every acke
   const fleet = fleetFor(e);
   t.after(() => fleet.stop());
   await withHubLog(e, async () => {
-    await until(() => fleet.counters().batchesAcked > 100, 20_000, 'streaming');
+    await until(() => fleet.counters().batchesAcked > 100, 20_000, 'streaming', POLL_MS);
     first.kill('SIGKILL');
-    await new Promise((r) => first.once('exit', r));
-    await until(() => fleet.connected === 0, 10_000, 'devices noticing the hub is gone');
+    await exitCode(first);
+    await until(() => fleet.connected === 0, 10_000, 'devices noticing the hub is gone', POLL_MS);
     const second = await startHub(t, e);
-    await until(() => fleet.connected === e.devices.length, 20_000, 'devices back');
+    await until(() => fleet.connected === e.devices.length, 20_000, 'devices back', POLL_MS);
     const acked = fleet.counters().batchesAcked;
-    await until(() => fleet.counters().batchesAcked > acked + 100, 20_000, 'streaming to the restarted hub');
+    await until(() => fleet.counters().batchesAcked > acked + 100, 20_000, 'streaming to the restarted hub', POLL_MS);
     fleet.stopSampling();
-    await until(() => fleet.pending === 0, 30_000, 'devices delivered everything');
+    await until(() => fleet.pending === 0, 30_000, 'devices delivered everything', POLL_MS);
     const c = fleet.counters();
     assert.ok(c.reconnects >= e.devices.length, 'every device reconnected');
-    await until(async () => (await influxCount(e.influx)) === c.readingsAcked, 60_000, `InfluxDB has all ${c.readingsAcked} acked readings`);
+    await until(async () => (await influxCount(e.influx)) === c.readingsAcked, 60_000, `InfluxDB has all ${c.readingsAcked} acked readings`, POLL_MS);
     // Exactly-once in storage: per device, the readings in InfluxDB are the acked ones.
     const perDevice = await e.influx.query('SELECT count("value") FROM "temperature" GROUP BY "device"', 'telemetry');
     const generatedTemp = fleet.devices.reduce((a, d) => a + d.counters.readingsAcked / 4, 0);
     assert.equal(perDevice.reduce((a, s) => a + Number(s.values[0]?.[1] ?? 0), 0), generatedTemp);
     second.kill('SIGTERM');
-    await new Promise((r) => second.once('exit', r));
+    await exitCode(second);
   });
 });

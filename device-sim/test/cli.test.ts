@@ -5,20 +5,19 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { UsageError, parseCli, type CliConfig, type Summary } from '../src/cli.ts';
 import { deviceId } from '../src/tokens.ts';
+import { tempDir } from '../../test/support/fs.ts';
 import { fakeHub } from './fake-hub.ts';
 
 const cli = resolve(import.meta.dirname, '../src/cli.ts');
 const run = promisify(execFile);
 
 function tokensFile(t: TestContext, n: number): string {
-  const dir = mkdtempSync(join(tmpdir(), 'sim-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'sim-cli-');
   const file = join(dir, 'tokens.json');
   writeFileSync(file, JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [deviceId('sim-', i), `${deviceId('sim-', i)}.secret`]))));
   return file;
@@ -106,8 +105,7 @@ test('cli - --processes 2 splits the fleet and merges the summaries', async (t) 
 });
 
 test('cli - --processes hands each child its slice over IPC: thousands of tokens fit (an env var is capped at 128 KiB)', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sim-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'sim-cli-');
   const file = join(dir, 'tokens.json');
   // Real-sized tokens: id + '.' + 43 characters of base64url.
   writeFileSync(file, JSON.stringify(Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [deviceId('sim-', i), `${deviceId('sim-', i)}.${'x'.repeat(43)}`]))));

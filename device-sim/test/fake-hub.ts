@@ -3,7 +3,8 @@
 // the tests that need TCP (the ws connector, fleets, the CLI). Tests reply by
 // hand, or with `auto` it speaks the happy path (Hello -> Welcome, Batch ->
 // Ack, duplicates acked and not stored twice) like the real hub.
-// Imports: node:test (types), node, ws, @telemetry/proto, and this package's device and test helpers.
+// Imports: node:test (types), node, ws, @telemetry/proto, this package's
+// device and test helpers, and the repository's shared test/support/.
 import type { TestContext } from 'node:test';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage } from 'node:http';
@@ -12,6 +13,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { decodeDeviceMessage, encodeHubMessage, type DeviceMessage, type Limits } from '@telemetry/proto';
 import { SimDevice } from '../src/device.ts';
 import type { SimDeviceOptions } from '../src/device-options.ts';
+import { until } from '../../test/support/wait.ts';
 import { DEFAULT_LIMITS } from './fake-socket.ts';
 
 export { DEFAULT_LIMITS };
@@ -110,24 +112,20 @@ export async function fakeHub(t: TestContext, opts: FakeHubOptions = {}) {
   });
   const port = (server.address() as { port: number }).port;
 
-  /**
-   * Resolves when cond() holds, re-checked on every hub event (and every 10 ms
-   * for device-side state); rejects after ms naming what it waited for.
-   */
-  async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
-    const end = Date.now() + ms;
-    while (!cond()) {
-      if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const done = () => { waiters.delete(done); clearTimeout(timer); resolve(); };
-        const timer = setTimeout(done, 10);
-        waiters.add(done);
-      });
-    }
-  }
+  /** The next hub event, or 10 ms (device-side state changes without one). */
+  const nextEvent = () => new Promise<void>((resolve) => {
+    const done = () => { waiters.delete(done); clearTimeout(timer); resolve(); };
+    const timer = setTimeout(done, 10);
+    waiters.add(done);
+  });
 
   return {
-    url: `ws://127.0.0.1:${port}/v1/devices`, port, conns, stored, until,
+    url: `ws://127.0.0.1:${port}/v1/devices`, port, conns, stored,
+    /**
+     * Resolves when cond() holds, re-checked on every hub event (and every 10 ms
+     * for device-side state); rejects after ms naming what it waited for.
+     */
+    until: (cond: () => boolean, what: string, ms = 3000): Promise<void> => until(cond, ms, what, nextEvent),
     get attempts() { return attempts; },
   };
 }

@@ -4,12 +4,12 @@
 // Imports: node:test, node, and this package's behaviours, fleet, tokens and test helpers.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BAD_BEHAVIOURS } from '../src/behaviours.ts';
 import { Fleet, behaviourFor } from '../src/fleet.ts';
 import { deviceId, envToken, expandAddresses, fleetCredentials, loadTokenFile, loadTokens, tokenDeviceId } from '../src/tokens.ts';
+import { tempDir } from '../../test/support/fs.ts';
 import { fakeHub } from './fake-hub.ts';
 
 const creds = (n: number, prefix = 'f-') => Array.from({ length: n }, (_, i) => ({ id: deviceId(prefix, i), token: `${deviceId(prefix, i)}.secret` }));
@@ -85,8 +85,7 @@ test('fleet - source addresses are assigned round-robin', async (t) => {
 });
 
 test('tokens - a tokens file, SIM_TOKEN, and ids padded to 4 digits', (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'sim-tokens-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'sim-tokens-');
   const file = join(dir, 'tokens.json');
   writeFileSync(file, JSON.stringify({ 'sim-0000': 'sim-0000.aaa', 'sim-0001': 'sim-0001.bbb' }));
   assert.equal(deviceId('sim-', 7), 'sim-0007');

@@ -4,14 +4,14 @@
 // all kept.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import fs, { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import fs, { readFileSync } from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'node:test';
 import { Operators } from '../src/auth/operators.ts';
 import type { PasswordHasher } from '../src/auth/password-hasher.ts';
 import { Alarms } from '../src/live/alarms.ts';
+import { tempDir } from '../../test/support/fs.ts';
 
 /** Fast stand-in for scrypt: these tests are about files, not hashing. */
 const hasher: PasswordHasher = { derive: (password, salt) => Promise.resolve(createHash('sha256').update(salt).update(password).digest()) };
@@ -37,14 +37,8 @@ async function syncFileCalls(f: () => Promise<void>): Promise<string[]> {
   return calls;
 }
 
-function tempDir(t: { after: (f: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'saves-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 test('saves - sign-in, sign-out, password changes and alarm rules make no synchronous file calls, and are on disk when reported', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'saves-');
   const file = join(dir, 'operators.json'), sessionsFile = join(dir, 'sessions.json'), rulesFile = join(dir, 'rules.json');
   const ops = new Operators({ file, sessionsFile, sessionTtlMs: 60_000, hasher });
   const alarms = new Alarms(rulesFile);
@@ -70,7 +64,7 @@ test('saves - sign-in, sign-out, password changes and alarm rules make no synchr
 });
 
 test('saves - overlapping changes are all kept: accounts, sessions and alarm rules', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'saves-');
   const file = join(dir, 'operators.json'), sessionsFile = join(dir, 'sessions.json'), rulesFile = join(dir, 'rules.json');
   const ops = new Operators({ file, sessionsFile, sessionTtlMs: 60_000, hasher });
   await Promise.all(['alice', 'bob', 'carol'].map((n) => ops.setPassword(n, `${n}-password`)));

@@ -3,40 +3,24 @@
 // last one, and resends are not stored twice.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { addDevice } from '../src/auth/registry.ts';
 import { createLogger } from '../src/core/log.ts';
 import { Spool } from '../src/spool/spool.ts';
-import { RawDevice, batchOf, within } from './helpers.ts';
-
-const root = resolve(import.meta.dirname, '../..');
+import { tempDir } from '../../test/support/fs.ts';
+import { exitCode, waitForOutput } from '../../test/support/proc.ts';
+import { RawDevice, batchOf, spawnHub, within } from './helpers.ts';
 
 async function startHubProcess(t: TestContext, dataDir: string): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'hub/src/main.ts'], {
-    cwd: root,
-    env: { ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: '0', HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: join(dataDir, 'devices.json'), HUB_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.after(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
-  let out = '';
-  const port = await within(new Promise<number>((res, rej) => {
-    proc.stdout.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /ws:\/\/127\.0\.0\.1:(\d+)\/v1\/devices/.exec(out);
-      if (m) res(Number(m[1]));
-    });
-    proc.once('exit', (code) => rej(new Error(`hub exited ${code}: ${out}`)));
-  }), 20_000, 'hub listening');
-  return { proc, url: `ws://127.0.0.1:${port}${DEVICE_PATH}` };
+  const hub = spawnHub(t, { HUB_HOST: '127.0.0.1', HUB_PORT: '0', HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: join(dataDir, 'devices.json'), HUB_LOG_LEVEL: 'info' });
+  const [, port] = await waitForOutput(hub, /ws:\/\/127\.0\.0\.1:(\d+)\/v1\/devices/, 20_000, 'hub listening');
+  return { proc: hub.proc, url: `ws://127.0.0.1:${port}${DEVICE_PATH}` };
 }
 
 test('crash - SIGKILL mid-stream: every acked batch survives, Welcome resumes from it, nothing doubled', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'hub-crash-'));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  const dataDir = tempDir(t, 'hub-crash-');
   const token = addDevice(join(dataDir, 'devices.json'), 'dev-1');
 
   const first = await startHubProcess(t, dataDir);
@@ -56,7 +40,7 @@ test('crash - SIGKILL mid-stream: every acked batch survives, Welcome resumes fr
   }
   first.proc.kill('SIGKILL');
   await within(d.closed, 5000, 'connection dropped');
-  await new Promise((r) => first.proc.exitCode !== null ? r(null) : first.proc.once('exit', r));
+  await exitCode(first.proc);
   // Acks that arrived before the close frame count too.
   for (const f of d.frames) if (f.ack && (f.ack.seq ?? 0) > acked) acked = f.ack.seq ?? 0;
 
@@ -73,7 +57,7 @@ test('crash - SIGKILL mid-stream: every acked batch survives, Welcome resumes fr
   d2.close();
   await d2.closed;
   second.proc.kill('SIGTERM');
-  await new Promise((r) => second.proc.once('exit', r));
+  await exitCode(second.proc);
 
   const spool = await Spool.open({ dir: join(dataDir, 'spool'), maxBytes: 1 << 30, segmentBytes: 16 << 20, commitDelayMs: 2, mode: 'embedded', log: createLogger('silent') });
   const seqs = (await spool.read(spool.checkpoint, 1 << 30)).map((r) => r.batch.seq);

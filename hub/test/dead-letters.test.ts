@@ -3,17 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HubMetrics } from '../src/core/metrics.ts';
 import { DeadLetterFile } from '../src/sinks/influx/dead-letters.ts';
-
-async function tmp(t: { after: (f: () => Promise<void>) => void }): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'dead-letters-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tempDir } from '../../test/support/fs.ts';
 
 const record = (i: number) => ({ status: 400, reason: 'HTTP 400: unable to parse: invalid tag format', line: `m,device=d${i},unit=x value=${i} ${1_700_000_000_000 + i}` });
 
@@ -22,7 +16,7 @@ async function records(path: string) {
 }
 
 test('dead letters - rotate at the cap: at most two files of at most the cap, the newest record in the current one, the oldest ones gone', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'dead-letters-');
   const metrics = new HubMetrics();
   const cap = 4096;
   const file = new DeadLetterFile({ path: join(dir, 'dead-letter.ndjson'), maxBytes: cap, metrics });
@@ -50,7 +44,7 @@ test('dead letters - rotate at the cap: at most two files of at most the cap, th
 });
 
 test('dead letters - a record larger than the cap is truncated to fit, and says so', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'dead-letters-');
   const file = new DeadLetterFile({ path: join(dir, 'dl.ndjson'), maxBytes: 4096, metrics: new HubMetrics() });
   await file.append([{ status: 400, reason: 'r'.repeat(10_000), line: 'ü'.repeat(50_000) }]);
   const size = (await stat(join(dir, 'dl.ndjson'))).size;
@@ -61,7 +55,7 @@ test('dead letters - a record larger than the cap is truncated to fit, and says 
 });
 
 test('dead letters - a file from an older version is made owner-only and counted; a hand-deleted file is started afresh', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'dead-letters-');
   const path = join(dir, 'dead-letter.ndjson');
   await writeFile(path, JSON.stringify(record(0)) + '\n', { mode: 0o644 });
   const metrics = new HubMetrics();

@@ -2,23 +2,17 @@
 // held back by the test, and no Ack may reach the device until it returns.
 // Also: files the hub replaces are fsynced before they are renamed into
 // place, and what the hub writes to disk is readable by its owner only.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import fsp, { mkdtemp, open, readdir, rm, stat } from 'node:fs/promises';
+import fsp, { open, readdir, stat } from 'node:fs/promises';
 import { syncBuiltinESMExports } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeJsonAtomic, writeJsonAtomicSync } from '../src/core/atomic-file.ts';
 import { createLogger } from '../src/core/log.ts';
 import { Spool } from '../src/spool/spool.ts';
+import { tempDir } from '../../test/support/fs.ts';
 import { batchOf, connectDevice, startHub, until } from './helpers.ts';
-
-async function tmp(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'durability-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /**
  * open() for the spool whose file handles record writes and fdatasyncs in
@@ -50,7 +44,7 @@ function heldSync(events: string[]) {
 }
 
 test('durability - no Ack reaches the device before the fdatasync that covers its batch has returned', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'durability-');
   const events: string[] = [];
   const sync = heldSync(events);
   const spool = await Spool.open({ dir, maxBytes: 64 << 20, segmentBytes: 1 << 20, commitDelayMs: 2, mode: 'sink', log: createLogger('silent'), open: sync.opener });
@@ -76,14 +70,14 @@ test('durability - no Ack reaches the device before the fdatasync that covers it
 });
 
 test('durability - replaced files are fsynced before the rename, async and sync', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'durability-');
   const calls: string[] = [];
   const probe = await open(join(dir, 'probe'), 'w');
   const FileHandle = Object.getPrototypeOf(probe) as { sync: () => Promise<void> };
   await probe.close();
   const origSync = FileHandle.sync, origRename = fsp.rename, origFsyncSync = fs.fsyncSync, origRenameSync = fs.renameSync;
   FileHandle.sync = function (this: unknown) { calls.push('fsync'); return origSync.call(this); };
-  fsp.rename = (async (a: fs.PathLike, b: fs.PathLike) => { calls.push('rename'); return origRename(a, b); }) as typeof fsp.rename;
+  fsp.rename = (async (a: fs.PathLike, b: fs.PathLike) => { calls.push('rename'); return origRename(a, b); });
   fs.fsyncSync = (fd: number) => { calls.push('fsync'); origFsyncSync(fd); };
   fs.renameSync = (a: fs.PathLike, b: fs.PathLike) => { calls.push('rename'); origRenameSync(a, b); };
   syncBuiltinESMExports();
@@ -103,7 +97,7 @@ test('durability - replaced files are fsynced before the rename, async and sync'
 });
 
 test('durability - spool segments, checkpoint and sequence files are 0600 in a 0700 folder, also for an old 0755 spool', async (t) => {
-  const root = await tmp(t);
+  const root = tempDir(t, 'durability-');
   const dir = join(root, 'spool');
   await fsp.mkdir(dir, { mode: 0o755 });
   await fsp.chmod(dir, 0o755);

@@ -4,8 +4,7 @@
 // schema's report is kept as the error's cause.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'node:test';
 import { DeviceRegistry, generateToken, hashToken, type RegistryFile } from '../src/auth/registry.ts';
@@ -13,16 +12,11 @@ import { Operators } from '../src/auth/operators.ts';
 import type { PasswordHasher } from '../src/auth/password-hasher.ts';
 import { HubError, RegistryError } from '../src/core/errors.ts';
 import { Alarms } from '../src/live/alarms.ts';
+import { tempDir } from '../../test/support/fs.ts';
 
 const hash = hashToken(generateToken('d'));
 /** Fast stand-in for scrypt: these tests are about files, not hashing. */
 const hasher: PasswordHasher = { derive: (password, salt) => Promise.resolve(createHash('sha256').update(salt).update(password).digest()) };
-
-function tempDir(t: { after: (f: () => void) => void }): string {
-  const dir = mkdtempSync(join(tmpdir(), 'schemas-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** The error `f` throws, which must be one. */
 function thrown(f: () => unknown): Error {
@@ -79,7 +73,7 @@ test('file schemas - registry: a "__proto__" device id or tag key is refused, no
 });
 
 test('file schemas - operators file: the entry and the field are named; the code stays HUB_ERR_CONFIG', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'schemas-');
   const file = join(dir, 'operators.json');
   const scrypt = 'scrypt$32768$8$1$c2FsdA$a2V5';
   const cases: [unknown, string][] = [
@@ -103,7 +97,7 @@ test('file schemas - operators file: the entry and the field are named; the code
 });
 
 test('file schemas - operators file: unknown fields of an account survive a save made for another one', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'schemas-');
   const file = join(dir, 'operators.json');
   const ops = new Operators({ file, sessionsFile: null, sessionTtlMs: 1, hasher });
   await ops.setPassword('alice', 'alice-password');
@@ -117,7 +111,7 @@ test('file schemas - operators file: unknown fields of an account survive a save
 });
 
 test('file schemas - sessions file: a bad entry signs out only its operator; a damaged file signs everyone out', async (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'schemas-');
   const file = join(dir, 'operators.json'), sessionsFile = join(dir, 'sessions.json');
   const ops = new Operators({ file, sessionsFile, sessionTtlMs: 60_000, hasher });
   await ops.setPassword('alice', 'alice-password');
@@ -136,7 +130,7 @@ test('file schemas - sessions file: a bad entry signs out only its operator; a d
 });
 
 test('file schemas - alarm rules file: the rule and the field are named; the code stays HUB_ERR_CONFIG', (t) => {
-  const dir = tempDir(t);
+  const dir = tempDir(t, 'schemas-');
   const file = join(dir, 'rules.json');
   const good = { name: 'Hot', metric: 'temperature', op: '>', threshold: 80 };
   const cases: [unknown, string][] = [

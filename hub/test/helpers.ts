@@ -1,5 +1,8 @@
-// Test helpers: a hub on port 0 with a registry of test devices, and a raw
-// protocol client (no simulator logic) that exposes every frame.
+// Test helpers: a hub on port 0 with a registry of test devices, a raw
+// protocol client (no simulator logic) that exposes every frame, and the hub
+// as a process. until() and within() are test/support/wait.ts's, re-exported
+// so the hub's tests import their helpers from one place.
+import { resolve } from 'node:path';
 import type { TestContext } from 'node:test';
 import WebSocket from 'ws';
 import {
@@ -11,6 +14,12 @@ import { DeviceRegistry, generateToken, hashToken, type RegistryFile } from '../
 import { loadConfig, type HubConfig } from '../src/core/config.ts';
 import { createLogger } from '../src/core/log.ts';
 import { MemoryBatchStore, type AcceptedBatch, type BatchStore } from '../src/spool/store.ts';
+import { spawnCollecting, type Collecting } from '../../test/support/proc.ts';
+import { within } from '../../test/support/wait.ts';
+
+export { until, within } from '../../test/support/wait.ts';
+
+const root = resolve(import.meta.dirname, '../..');
 
 export interface TestHub {
   hub: Hub;
@@ -43,22 +52,9 @@ export async function startHub(
   return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens, registry, store: (opts.deps?.store as MemoryBatchStore) ?? store };
 }
 
-/** Rejects after `ms` unless `p` settles first. */
-export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms); }),
-  ]);
-}
-
-/** Polls `cond` until true or rejects after `ms`. */
-export async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** The hub process (hub/src/main.ts through tsx, from the repository root) with `env` over process.env; output collected, SIGKILLed after the test. */
+export function spawnHub(t: TestContext, env: NodeJS.ProcessEnv): Collecting {
+  return spawnCollecting(t, process.execPath, ['--import', 'tsx', 'hub/src/main.ts'], { cwd: root, env: { ...process.env, ...env }, name: 'hub' });
 }
 
 export interface Refusal { status: number; headers: Record<string, string | string[] | undefined>; body: string }
@@ -205,9 +201,10 @@ export class ManualStore implements BatchStore {
     }
   }
 
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.#closed = true;
     this.commit();
+    return Promise.resolve();
   }
 }
 

@@ -18,14 +18,10 @@ import { InfluxSink, type InfluxSinkOptions } from '../src/sinks/influx/influx-s
 import { Spool } from '../src/spool/spool.ts';
 import { T0, batch } from './influx-batches.ts';
 import { Influxd, startV2WriteAdapter } from './influxd.ts';
+import { until } from '../../test/support/wait.ts';
 
-async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** until()'s pause here: most conditions query InfluxDB. */
+const POLL_MS = 50;
 
 /** A logger whose JSON lines are kept for inspection. */
 function capturingLogger(level: string) {
@@ -134,7 +130,7 @@ test('influx sink - hostile but accepted units, tag values, device ids and metri
     expected.add(series('humidity', { device: devices[i % devices.length]!, site: 's', unit: units[(i + 1) % units.length]! }));
   }
   const readings = seq * 2;
-  await until(async () => (await count(metric)) + (await count('humidity')) + (await count('tagged')) === readings, 30_000, `all ${readings} readings`);
+  await until(async () => (await count(metric)) + (await count('humidity')) + (await count('tagged')) === readings, 30_000, `all ${readings} readings`, POLL_MS);
   assert.equal(sink.status().linesDeadLettered, 0);
   assert.deepEqual(await deadLetters(), []);
   // GROUP BY * gives every series with its exact tags ("" for a key the series lacks).
@@ -157,20 +153,20 @@ test('influx sink - shipping the same spool records again (a second sink from th
   for (let seq = 1; seq <= 40; seq++) await spool.append(batch('dev-1', seq, { corrected: seq % 3 === 0 }));
   for (let seq = 1; seq <= 20; seq++) await spool.append(batch('dev-2', seq));
   // 60 batches x 10 readings, half temperature.
-  await until(async () => (await count()) === 300, 20_000, 'all temperature points');
+  await until(async () => (await count()) === 300, 20_000, 'all temperature points', POLL_MS);
   assert.equal(await count('humidity'), 300);
   const rows = await influx.query(`SELECT "value", "site", "model", "unit" FROM "temperature" WHERE "device" = 'dev-1' ORDER BY time ASC LIMIT 2`, 'telemetry');
   assert.deepEqual(rows[0]!.columns, ['time', 'value', 'site', 'model', 'unit']);
   assert.deepEqual(rows[0]!.values[0], [T0 + 1000, 1, 'north side', 'th-2', 'degC']);
   assert.deepEqual(rows[0]!.values[1], [T0 + 1100, 1.5, 'north side', 'th-2', 'degC']);
-  await until(() => spool.pressure() === 0, 5000, 'checkpoint at the head');
+  await until(() => spool.pressure() === 0, 5000, 'checkpoint at the head', POLL_MS);
   const everything = 'SELECT * FROM /.*/ GROUP BY * ORDER BY time ASC';
   const before = await influx.query(everything, 'telemetry');
   await sink.close(Date.now() + 2000);
   const requests = adapter.requests;
   replay.start();
   try {
-    await until(() => replay.status().linesWritten === 600, 20_000, 'the replaying sink shipped every line again');
+    await until(() => replay.status().linesWritten === 600, 20_000, 'the replaying sink shipped every line again', POLL_MS);
   } finally {
     await replay.close(Date.now() + 1000);
   }
@@ -183,18 +179,18 @@ test('influx sink - shipping the same spool records again (a second sink from th
 test('influx sink - InfluxDB down mid-stream: data waits in the spool, nothing is committed, then it all lands', async (t) => {
   const { influx, spool, sink, metrics, count } = await setup(t);
   for (let seq = 1; seq <= 10; seq++) await spool.append(batch('dev-1', seq));
-  await until(async () => (await count()) === 50, 20_000, 'first points');
+  await until(async () => (await count()) === 50, 20_000, 'first points', POLL_MS);
   await influx.stop();
   for (let seq = 11; seq <= 60; seq++) await spool.append(batch('dev-1', seq));
-  await until(() => sink.status().state === 'retrying', 10_000, 'sink retrying');
+  await until(() => sink.status().state === 'retrying', 10_000, 'sink retrying', POLL_MS);
   const cp = spool.checkpoint;
   await new Promise((r) => setTimeout(r, 500));
   assert.deepEqual(spool.checkpoint, cp, 'nothing committed while InfluxDB is down');
   assert.ok(spool.pressure() > 0, 'the backlog is in the spool');
   assert.ok((await metrics.value('hub_sink_errors_total', { kind: 'retry' })) >= 1);
   await influx.run();
-  await until(async () => (await count()) === 300, 30_000, 'backlog drained');
-  await until(() => spool.pressure() === 0, 5000, 'checkpoint caught up');
+  await until(async () => (await count()) === 300, 30_000, 'backlog drained', POLL_MS);
+  await until(() => spool.pressure() === 0, 5000, 'checkpoint caught up', POLL_MS);
   assert.equal(sink.status().state, 'ok');
 });
 
@@ -202,15 +198,15 @@ test('influx sink - after an outage, writing resumes as soon as /ping answers, n
   // Every backoff is the full 60 s: only the /ping probe can end it sooner.
   const { influx, adapter, spool, sink, count } = await setup(t, { sink: { backoffBaseMs: 60_000, backoffCapMs: 60_000, random: () => 0.99, probeIntervalMs: 200 } });
   for (let seq = 1; seq <= 5; seq++) await spool.append(batch('dev-1', seq));
-  await until(async () => (await count()) === 25, 20_000, 'first points');
+  await until(async () => (await count()) === 25, 20_000, 'first points', POLL_MS);
   await influx.stop();
   for (let seq = 6; seq <= 20; seq++) await spool.append(batch('dev-1', seq));
-  await until(() => sink.status().state === 'retrying', 10_000, 'sink retrying');
+  await until(() => sink.status().state === 'retrying', 10_000, 'sink retrying', POLL_MS);
   const pings = adapter.pings;
-  await until(() => adapter.pings >= pings + 2, 10_000, 'the probe finding InfluxDB down');
+  await until(() => adapter.pings >= pings + 2, 10_000, 'the probe finding InfluxDB down', POLL_MS);
   const writes = adapter.requests;
   await influx.run();
-  await until(async () => (await count()) === 100, 20_000, 'the backlog landing well before the 59 s backoff would end');
+  await until(async () => (await count()) === 100, 20_000, 'the backlog landing well before the 59 s backoff would end', POLL_MS);
   assert.ok(adapter.requests > writes);
   assert.equal(sink.status().state, 'ok');
 });
@@ -246,7 +242,7 @@ test('influx sink - Retry-After is honoured (seconds), even when /ping answers s
   sink.start();
   t.after(() => sink.close(Date.now() + 1000));
   await f.spool.append(batch('dev-1', 1));
-  await until(() => sink.status().linesWritten === 10, 10_000, 'the write after Retry-After');
+  await until(() => sink.status().linesWritten === 10, 10_000, 'the write after Retry-After', POLL_MS);
   assert.equal(f.log.writes.length, 2);
   assert.ok(f.log.pings >= 2, 'the probe saw InfluxDB fail and answer');
   const waited = f.log.writes[1]! - f.log.writes[0]!;
@@ -262,7 +258,7 @@ test('influx sink - writes failing while /ping answers keep the exponential back
   sink.start();
   t.after(() => sink.close(Date.now()));
   await f.spool.append(batch('dev-1', 1));
-  await until(() => f.log.pings >= 6, 10_000, 'several probes while backing off');
+  await until(() => f.log.pings >= 6, 10_000, 'several probes while backing off', POLL_MS);
   assert.equal(f.log.writes.length, 1, 'no retry before the 29.7 s backoff ends');
 });
 
@@ -272,8 +268,8 @@ test('influx sink - a field type conflict dead-letters exactly the offending lin
   const seed = await fetch(`${influx.url}/write?db=telemetry&precision=ms`, { method: 'POST', body: `pressure,device=seed value="text" ${T0}` });
   assert.equal(seed.status, 204);
   for (let seq = 1; seq <= 10; seq++) await spool.append(batch('dev-1', seq, { metric: seq === 4 ? 'pressure' : 'temperature' }));
-  await until(() => sink.status().linesDeadLettered === 5, 20_000, 'dead letters');
-  await until(async () => (await count()) === 45, 20_000, 'good lines');
+  await until(() => sink.status().linesDeadLettered === 5, 20_000, 'dead letters', POLL_MS);
+  await until(async () => (await count()) === 45, 20_000, 'good lines', POLL_MS);
   assert.equal(await count('humidity'), 50);
   const dead = await deadLetters();
   assert.equal(dead.length, 5);
@@ -282,7 +278,7 @@ test('influx sink - a field type conflict dead-letters exactly the offending lin
     assert.match(d.line, /^pressure,device=dev-1,/);
     assert.match(d.reason, /field type conflict/);
   }
-  await until(() => spool.pressure() === 0, 5000, 'checkpoint past the bad lines');
+  await until(() => spool.pressure() === 0, 5000, 'checkpoint past the bad lines', POLL_MS);
 });
 
 test('influx sink - lines InfluxDB names as unparseable are taken out in one step: 2 requests for a chunk with 3 of them, not a bisection', async (t) => {
@@ -297,7 +293,7 @@ test('influx sink - lines InfluxDB names as unparseable are taken out in one ste
     if (i % 40 === 7) await spool.append(batch('dev-poison', seq, { n: 1, tags: huge }));
   }
   sink.start();
-  await until(() => spool.pressure() === 0, 20_000, 'the chunk committed');
+  await until(() => spool.pressure() === 0, 20_000, 'the chunk committed', POLL_MS);
   assert.equal(await count(), 500);
   assert.equal(await count('humidity'), 500);
   assert.equal(sink.status().linesDeadLettered, 3);
@@ -317,7 +313,7 @@ test('influx sink - readings the hub cannot write exactly are dead-lettered with
   await spool.append(batch('dev-1', 1, { units: ['deg\\', '%'] }));
   await spool.append(batch('dev-1', 2));
   sink.start();
-  await until(() => spool.pressure() === 0, 20_000, 'committed');
+  await until(() => spool.pressure() === 0, 20_000, 'committed', POLL_MS);
   assert.equal(await count(), 5);
   assert.equal(await count('humidity'), 10);
   assert.equal(adapter.requests, 1);
@@ -340,7 +336,7 @@ test('influx sink - a flood of rejected lines: log lines bounded by HUB_LOG_LINE
     await spool.append(batch('dev-ok', seq, { n: 2 }));
   }
   sink.start();
-  await until(() => spool.pressure() === 0, 60_000, 'everything committed');
+  await until(() => spool.pressure() === 0, 60_000, 'everything committed', POLL_MS);
   assert.equal(sink.status().linesDeadLettered, 3000);
   assert.equal(await count(), 150);
   const deadLetterLines = records.filter((r) => r.kind === 'dead_letter');
@@ -360,16 +356,16 @@ test('influx sink - a spool record larger than the read window (a 10,000-reading
   const { spool, sink, count } = await setup(t, { batchLines: 10 });
   await spool.append(batch('dev-1', 1, { n: 10_000, corrected: true }));
   await spool.append(batch('dev-2', 1));
-  await until(async () => (await count()) === 5005, 20_000, 'the big batch and the one after it');
-  await until(() => spool.pressure() === 0, 5000, 'committed past it');
+  await until(async () => (await count()) === 5005, 20_000, 'the big batch and the one after it', POLL_MS);
+  await until(() => spool.pressure() === 0, 5000, 'committed past it', POLL_MS);
   assert.equal(sink.status().linesDeadLettered, 0);
 });
 
 test('influx sink - after a restart with everything committed, shipping resumes (no spin on an empty segment tail)', async (t) => {
   const { adapter, spool, sink, dir, count } = await setup(t);
   for (let seq = 1; seq <= 5; seq++) await spool.append(batch('dev-1', seq));
-  await until(async () => (await count()) === 25, 20_000, 'first points');
-  await until(() => spool.pressure() === 0, 5000, 'all committed');
+  await until(async () => (await count()) === 25, 20_000, 'first points', POLL_MS);
+  await until(() => spool.pressure() === 0, 5000, 'all committed', POLL_MS);
   await sink.close(Date.now() + 2000);
   await spool.close();
   const log = createLogger('silent');
@@ -380,7 +376,7 @@ test('influx sink - after a restart with everything committed, shipping resumes 
   const lag = await new Promise<number>((r) => { const at = Date.now(); setTimeout(() => r(Date.now() - at), 100); });
   assert.ok(lag < 1000, `event loop starved for ${lag} ms`);
   for (let seq = 6; seq <= 10; seq++) await spool2.append(batch('dev-1', seq));
-  await until(async () => (await count()) === 50, 20_000, 'points after the restart');
+  await until(async () => (await count()) === 50, 20_000, 'points after the restart', POLL_MS);
   await sink2.close(Date.now() + 1000);
   await spool2.close();
 });

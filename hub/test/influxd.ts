@@ -6,19 +6,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as netServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../test/support/net.ts';
+import { exitCode } from '../../test/support/proc.ts';
+import { sleep } from '../../test/support/wait.ts';
 
 const INFLUXD = process.env.INFLUXD ?? '/usr/bin/influxd';
-
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = netServer();
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); });
-    s.on('error', rej);
-  });
-}
 
 export class Influxd {
   proc: ChildProcess | null = null;
@@ -72,15 +66,15 @@ bind-address = "127.0.0.1:${this.#rpcPort}"
 `);
     const proc = spawn(INFLUXD, ['run', '-config', join(d, 'influxd.conf')], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
-    proc.stdout!.on('data', (c: Buffer) => { this.log += c.toString(); });
-    proc.stderr!.on('data', (c: Buffer) => { this.log += c.toString(); });
+    proc.stdout.on('data', (c: Buffer) => { this.log += c.toString(); });
+    proc.stderr.on('data', (c: Buffer) => { this.log += c.toString(); });
     const end = Date.now() + 30_000;
     for (;;) {
       try {
         if ((await fetch(`${this.url}/ping`)).status === 204) return;
       } catch { /* starting */ }
       if (proc.exitCode !== null || Date.now() > end) throw new Error(`influxd did not start: ${this.log.slice(-2000)}`);
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
   }
 
@@ -89,7 +83,7 @@ bind-address = "127.0.0.1:${this.#rpcPort}"
     const p = this.proc;
     if (!p || p.exitCode !== null) return;
     p.kill('SIGTERM');
-    await new Promise((r) => p.once('exit', r));
+    await exitCode(p);
     this.proc = null;
   }
 
@@ -154,7 +148,7 @@ export async function startV2WriteAdapter(
     const q = new URLSearchParams({ db: u.searchParams.get('bucket') ?? '', precision: u.searchParams.get('precision') ?? 'ns' });
     const t = new URL(target());
     const up = request({
-      host: t.hostname, port: t.port, method: 'POST', path: `/write?${q}`,
+      host: t.hostname, port: t.port, method: 'POST', path: `/write?${q.toString()}`,
       headers: { 'content-type': 'text/plain; charset=utf-8', ...(req.headers['content-encoding'] ? { 'content-encoding': req.headers['content-encoding'] } : {}) },
     }, (upRes: IncomingMessage) => {
       let body = '';

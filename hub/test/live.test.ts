@@ -72,7 +72,7 @@ test('live - snapshot, then deltas: contiguous seq, device latest values, presen
   // Registered devices are listed before they ever connect.
   assert.deepEqual(snap.devices.map((d) => d.id).sort(), ['dev-1', 'dev-2', 'dev-3']);
   assert.ok(snap.devices.every((d) => d.presence === Presence.OFFLINE));
-  assert.equal(snap.health!.devicesTotal, 3);
+  assert.equal(snap.health.devicesTotal, 3);
 
   const { d } = await connectDevice(th, 'dev-1');
   const t0 = Date.now();
@@ -282,7 +282,7 @@ test('live - a failure on the live path is logged once and never reaches ingest:
   let errorLines = 0;
   const errors = new Writable({
     write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) if (line && JSON.parse(line).msg.startsWith('live path failed')) errorLines++;
+      for (const line of chunk.toString().split('\n')) if (line && (JSON.parse(line) as { msg: string }).msg.startsWith('live path failed')) errorLines++;
       done();
     },
   });

@@ -8,10 +8,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { tempDir } from '../../test/support/fs.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 const DEPCRUISE = join(root, 'node_modules/dependency-cruiser/bin/dependency-cruise.mjs');
@@ -51,7 +51,7 @@ const ALLOWED: Record<string, string> = {
   'hub/src/app.ts': "import { loadUws } from './core/uws.ts';\nimport { Spool } from './spool/spool.ts';\nimport { routes } from './http/routes.ts';\nimport type { T } from './ingest/endpoint.ts';\nimport { sink } from './sinks/influx/influx-sink.ts';\nimport { tool } from './tools/device-token.ts';\nexport const app = [loadUws, Spool, routes, sink, tool] as unknown as T;\n",
   'hub/src/main.ts': "import { app } from './app.ts';\nexport default app;\n",
   'hub/src/index.ts': "export { app } from './app.ts';\n",
-  'hub/test/helpers.ts': "import { app } from '../src/app.ts';\nexport const helper = app;\n",
+  'hub/test/helpers.ts': "import { app } from '../src/app.ts';\nimport { wait } from '../../test/support/wait.ts';\nexport const helper = [app, wait];\n",
 
   'device-sim/package.json': pkg('device-sim', { dependencies: { '@telemetry/proto': '1.0.0' } }),
   'device-sim/src/index.ts': "import { PROTO } from '@telemetry/proto';\nimport { local } from './local.ts';\nexport const sim = PROTO + local;\n",
@@ -62,7 +62,10 @@ const ALLOWED: Record<string, string> = {
 
   'hub/dist/index.js': 'export const app = 1;\n',
   'scripts/ok.ts': "import { app } from '@telemetry/hub';\nimport { sim } from '@telemetry/device-sim';\nimport { helper } from '../hub/test/helpers.ts';\nexport const ok = [app, sim, helper];\n",
-  'test/ok.test.ts': "import { app } from '@telemetry/hub';\nimport { PROTO } from '@telemetry/proto';\nimport { ok } from '../scripts/ok.ts';\nexport const t = [app, PROTO, ok];\n",
+  'test/ok.test.ts': "import { app } from '@telemetry/hub';\nimport { PROTO } from '@telemetry/proto';\nimport { ok } from '../scripts/ok.ts';\nimport { spawned } from './support/proc.ts';\nexport const t = [app, PROTO, ok, spawned];\n",
+  // test/support: node: builtins (type-only node:test included) and its own modules.
+  'test/support/wait.ts': "import { setTimeout } from 'node:timers/promises';\nexport const wait = setTimeout;\n",
+  'test/support/proc.ts': "import { spawn } from 'node:child_process';\nimport type { TestContext } from 'node:test';\nimport { wait } from './wait.ts';\nexport type T = TestContext;\nexport const spawned = [spawn, wait];\n",
 };
 
 /** One violation per rule: file, contents, and the dependency the rule must report. */
@@ -95,6 +98,9 @@ const VIOLATIONS: { rule: string; file: string; source: string; to: string }[] =
   // A deep import past the package's `exports` does not resolve, as in Node.
   { rule: 'no-unresolvable', file: 'test/deep.test.ts', source: "import { R } from '@telemetry/hub/src/auth/registry.ts';\nexport const d = R;\n", to: '@telemetry/hub/src/auth/registry.ts' },
   { rule: 'scripts-and-tests-reach-other-workspaces-through-their-exports', file: 'test/sim-by-path.test.ts', source: "import { local } from '../device-sim/src/local.ts';\nexport const t = local;\n", to: 'device-sim/src/local.ts' },
+  // By package name (which the two rules above allow a root test), and a package's test helpers by path.
+  { rule: 'test-support-imports-only-node-builtins', file: 'test/support/with-hub.ts', source: "import { app } from '@telemetry/hub';\nexport const s = app;\n", to: 'hub/src/index.ts' },
+  { rule: 'test-support-imports-only-node-builtins', file: 'test/support/with-helpers.ts', source: "import { helper } from '../../hub/test/helpers.ts';\nexport const s = helper;\n", to: 'hub/test/helpers.ts' },
 ];
 
 interface Violation { rule: { name: string }; from: string; to: string; cycle?: unknown[] }
@@ -125,8 +131,7 @@ async function run(dir: string, json: boolean): Promise<{ exitCode: number; stdo
 }
 
 async function depcheck(t: TestContext, files: Record<string, string>): Promise<{ exitCode: number; violations: Violation[] }> {
-  const dir = await mkdtemp(join(tmpdir(), 'module-graph-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'module-graph-');
   await writeTree(dir, files);
   // The exit code is the text reporter's (what `npm run depcheck` prints); the JSON one always exits 0.
   const [text, json] = await Promise.all([run(dir, false), run(dir, true)]);

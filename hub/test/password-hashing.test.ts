@@ -12,6 +12,8 @@ import test from 'node:test';
 import { Operators } from '../src/auth/operators.ts';
 import { ScryptWorker, type PasswordHasher } from '../src/auth/password-hasher.ts';
 import { PasswordHashError } from '../src/core/errors.ts';
+import { tempDir } from '../../test/support/fs.ts';
+import { exitCode } from '../../test/support/proc.ts';
 import { within } from './helpers.ts';
 
 const root = resolve(import.meta.dirname, '../..');
@@ -52,8 +54,7 @@ test('password hashing - sign-ins are checked while every libuv pool thread is b
   assert.notEqual(info.tid, process.pid, 'not the event loop thread');
   if (process.platform === 'linux') assert.equal(info.nice, 19, 'the hashing thread runs at the lowest CPU priority');
 
-  const dir = mkdtempSync(join(tmpdir(), 'pool-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'pool-');
   const pool = blockThreadPool(dir);
   let poolFree = false;
   // Queued behind the blocked pool threads: done only once they are released.
@@ -78,7 +79,7 @@ test('password hashing - the command-line tool exits once the password is saved'
     proc.stdin.end('a-cli-password\n');
     let err = '';
     proc.stderr.on('data', (c: Buffer) => { err += c.toString(); });
-    const code = await within(new Promise<number | null>((res) => proc.once('exit', res)), 30_000, 'the tool to exit').finally(() => proc.kill('SIGKILL'));
+    const code = await within(exitCode(proc), 30_000, 'the tool to exit').finally(() => proc.kill('SIGKILL'));
     assert.equal(code, 0, err);
     assert.match(readFileSync(file, 'utf8'), /"name": "alice"/);
   } finally {

@@ -5,14 +5,13 @@
 // twice as no session (cookie tossing).
 import assert from 'node:assert/strict';
 import { request } from 'node:https';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import test from 'node:test';
 import WebSocket from 'ws';
 import { LIVE_PATH, LIVE_SUBPROTOCOL } from '@telemetry/proto';
 import { makeDevCert } from '../../scripts/dev-cert.ts';
 import { servedOverHttps, sessionToken } from '../src/auth/operators.ts';
+import { tempDir } from '../../test/support/fs.ts';
 import { startHub, TEST_OPERATOR, within, type TestHub } from './helpers.ts';
 
 const json = { 'Content-Type': 'application/json' };
@@ -69,8 +68,7 @@ test('session cookie - behind a TLS proxy (HUB_TLS_PROXY): __Host-hub_session wi
 });
 
 test('session cookie - the hub\'s own TLS: __Host-hub_session with Secure', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'cookie-tls-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'cookie-tls-');
   const cert = makeDevCert(dir);
   const th = await startHub(t, { config: { tlsCert: cert.certFile, tlsKey: cert.keyFile } });
   await th.hub.operators.setPassword(TEST_OPERATOR.user, TEST_OPERATOR.password);

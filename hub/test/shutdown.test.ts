@@ -1,14 +1,15 @@
 // The real hub process: graceful shutdown, startup refusals, the binding log line.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { CloseCode, DEVICE_PATH, parseRetryAfterMs } from '@telemetry/proto';
 import { addDevice } from '../src/auth/registry.ts';
-import { RawDevice, batchOf, until, within } from './helpers.ts';
+import { tempDir } from '../../test/support/fs.ts';
+import { exitCode, waitForOutput } from '../../test/support/proc.ts';
+import { sleep } from '../../test/support/wait.ts';
+import { RawDevice, batchOf, spawnHub, until, within } from './helpers.ts';
 
 const root = resolve(import.meta.dirname, '../..');
 
@@ -17,22 +18,13 @@ function env(dir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv
 }
 
 async function startHub(t: TestContext, dir: string, extra: Record<string, string> = {}): Promise<{ proc: ChildProcess; port: number; out: () => string }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'hub/src/main.ts'], { cwd: root, env: env(dir, extra), stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
-  let out = '';
-  proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  proc.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  const port = await within(new Promise<number>((res, rej) => {
-    const check = () => { const m = /ws:\/\/127\.0\.0\.1:(\d+)\/v1\/devices/.exec(out); if (m) res(Number(m[1])); };
-    proc.stdout!.on('data', check);
-    proc.once('exit', (code) => rej(new Error(`hub exited ${code}: ${out}`)));
-  }), 20_000, 'hub listening');
-  return { proc, port, out: () => out };
+  const hub = spawnHub(t, env(dir, extra));
+  const [, port] = await waitForOutput(hub, /ws:\/\/127\.0\.0\.1:(\d+)\/v1\/devices/, 20_000, 'hub listening');
+  return { proc: hub.proc, port: Number(port), out: hub.out };
 }
 
 test('shutdown - SIGTERM: pending acks go out, devices get 1001 with a retry hint, new upgrades are refused, exit 0', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-shutdown-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'hub-shutdown-');
   const token = addDevice(join(dir, 'devices.json'), 'dev-1');
   const hub = await startHub(t, dir);
   const url = `ws://127.0.0.1:${hub.port}${DEVICE_PATH}`;
@@ -48,7 +40,7 @@ test('shutdown - SIGTERM: pending acks go out, devices get 1001 with a retry hin
   assert.ok((parseRetryAfterMs(closed.reason) ?? 0) > 0, closed.reason);
   const lastAck = d.frames.filter((f) => f.ack).map((f) => f.ack!.seq ?? 0).at(-1) ?? 0;
   assert.equal(lastAck, 5, 'every batch acked before the close');
-  const code = await new Promise<number | null>((res) => hub.proc.exitCode !== null ? res(hub.proc.exitCode) : hub.proc.once('exit', res));
+  const code = await exitCode(hub.proc);
   assert.equal(code, 0);
   assert.match(hub.out(), /shutdown complete/);
   // Nothing listens any more.
@@ -63,8 +55,7 @@ test('shutdown - a repeated SIGTERM or a quick second SIGINT does not cut the gr
   const influx = createServer((s) => { held.add(s); s.on('error', () => {}); });
   await new Promise<void>((r) => influx.listen(0, '127.0.0.1', () => r()));
   t.after(() => { for (const s of held) s.destroy(); influx.close(); });
-  const dir = mkdtempSync(join(tmpdir(), 'hub-signals-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'hub-signals-');
   const token = addDevice(join(dir, 'devices.json'), 'dev-1');
   const hub = await startHub(t, dir, {
     INFLUX_URL: `http://127.0.0.1:${(influx.address() as { port: number }).port}`, INFLUX_TOKEN: 'test', INFLUX_ORG: 'test', INFLUX_BUCKET: 'test',
@@ -78,7 +69,7 @@ test('shutdown - a repeated SIGTERM or a quick second SIGINT does not cut the gr
   await d.ackFor(1);
   await until(() => held.size > 0, 10_000, 'the sink writing to InfluxDB');
 
-  const exited = new Promise<number | null>((r) => hub.proc.once('exit', r));
+  const exited = exitCode(hub.proc);
   const first = Date.now();
   hub.proc.kill('SIGTERM');
   assert.equal((await within(d.closed, 5000, 'device close')).code, CloseCode.GOING_AWAY);
@@ -91,7 +82,7 @@ test('shutdown - a repeated SIGTERM or a quick second SIGINT does not cut the gr
   assert.doesNotMatch(hub.out(), /exiting now/);
 
   // A second Ctrl-C, a moment later: the hub stops waiting.
-  await new Promise((r) => setTimeout(r, Math.max(0, first + 1200 - Date.now())));
+  await sleep(Math.max(0, first + 1200 - Date.now()));
   assert.equal(hub.proc.exitCode, null, 'the sink still holds the shutdown open');
   hub.proc.kill('SIGINT');
   assert.equal(await within(exited, 3000, 'exit after the second Ctrl-C'), 130);
@@ -99,8 +90,7 @@ test('shutdown - a repeated SIGTERM or a quick second SIGINT does not cut the gr
 });
 
 test('main - SIGHUP without TLS is logged and does not stop the hub', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-sighup-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'hub-sighup-');
   const hub = await startHub(t, dir);
   hub.proc.kill('SIGHUP');
   await until(() => /SIGHUP: nothing to reload/.test(hub.out()), 5000, 'SIGHUP logged');
@@ -108,26 +98,21 @@ test('main - SIGHUP without TLS is logged and does not stop the hub', async (t) 
   assert.equal(r.status, 200, 'still serving');
   assert.equal(hub.proc.exitCode, null);
   hub.proc.kill('SIGTERM');
-  await new Promise((r) => hub.proc.once('exit', r));
+  await exitCode(hub.proc);
 });
 
-test('main - an invalid config value stops the hub with an error naming the variable', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-badcfg-'));
-  try {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', 'hub/src/main.ts'], { cwd: root, env: env(dir, { HUB_WINDOW: 'abc' }), encoding: 'utf8', timeout: 20_000 });
-    assert.equal(r.status, 1);
-    assert.match(r.stderr, /HUB_ERR_CONFIG: HUB_WINDOW="abc" is invalid/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+test('main - an invalid config value stops the hub with an error naming the variable', (t) => {
+  const dir = tempDir(t, 'hub-badcfg-');
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'hub/src/main.ts'], { cwd: root, env: env(dir, { HUB_WINDOW: 'abc' }), encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /HUB_ERR_CONFIG: HUB_WINDOW="abc" is invalid/);
 });
 
 test('main - logs which uWebSockets.js binding runs, and that nothing reaches a database', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-binding-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'hub-binding-');
   const hub = await startHub(t, dir);
   assert.match(hub.out(), /uWebSockets\.js binding: .*native/);
   assert.match(hub.out(), /Nothing reaches a database/);
   hub.proc.kill('SIGTERM');
-  await new Promise((r) => hub.proc.once('exit', r));
+  await exitCode(hub.proc);
 });

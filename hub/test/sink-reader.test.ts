@@ -3,14 +3,13 @@
 // reader's contract (commit only what was confirmed, in order) holds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '../src/core/log.ts';
 import { HubMetrics } from '../src/core/metrics.ts';
 import { InfluxSink } from '../src/sinks/influx/influx-sink.ts';
 import { comparePos, type Position, type SpoolReader, type SpoolRecord } from '../src/spool/reader.ts';
+import { tempDir } from '../../test/support/fs.ts';
 import { batch } from './influx-batches.ts';
 
 /** A log in memory: record i ends at {segment: 1, offset: i + 1}. */
@@ -61,8 +60,7 @@ test('influx sink - ships from any SpoolReader: commits only what InfluxDB confi
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }));
-  const dir = await mkdtemp(join(tmpdir(), 'sink-reader-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'sink-reader-');
 
   const log = new MemoryLog();
   const sink = new InfluxSink({

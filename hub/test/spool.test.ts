@@ -1,8 +1,7 @@
 // The durable spool: group commit, recovery, torn tails, checkpoint, cap, disk errors.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger } from '../src/core/log.ts';
@@ -11,6 +10,7 @@ import { recoverSpool } from '../src/spool/recovery.ts';
 import { LOG_START, SEGMENT_HEADER, segmentName, segmentNumber } from '../src/spool/segment-file.ts';
 import { Spool, type SpoolOptions } from '../src/spool/spool.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';
+import { tempDir } from '../../test/support/fs.ts';
 
 function batch(deviceId: string, seq: number, n = 4, opts: { deviceTimes?: boolean } = {}): AcceptedBatch {
   const t0 = 1_700_000_000_000 + seq * 1000;
@@ -22,12 +22,6 @@ function batch(deviceId: string, seq: number, n = 4, opts: { deviceTimes?: boole
     deviceTimesMs: opts.deviceTimes ? Float64Array.from({ length: n }, (_, i) => t0 + i + 3_600_000) : null,
     values: Float64Array.from({ length: n }, (_, i) => seq + i / 10),
   };
-}
-
-async function tmp(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'spool-test-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 /** A logger whose lines the test can read. */
@@ -60,7 +54,7 @@ test('spool codec - a flipped byte or a short frame is detected', () => {
 });
 
 test('spool - appends resolve after a group commit: one fdatasync for a burst', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const s = await Spool.open(options(dir, { commitDelayMs: 5 }));
   const burst = Array.from({ length: 200 }, (_, i) => s.append(batch(`dev-${i % 20}`, Math.floor(i / 20) + 1)));
   assert.equal(s.acceptedSeq('dev-3'), 10, 'accepted at once');
@@ -73,7 +67,7 @@ test('spool - appends resolve after a group commit: one fdatasync for a burst', 
 });
 
 test('spool - restart recovers every record and the per-device sequence numbers', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const a = await Spool.open(options(dir, { segmentBytes: 4096 }));
   for (let seq = 1; seq <= 50; seq++) await a.append(batch('dev-1', seq, 20));
   await a.append(batch('dev-2', 9));
@@ -90,7 +84,7 @@ test('spool - restart recovers every record and the per-device sequence numbers'
 });
 
 test('spool - a torn tail is truncated at recovery with a log line; earlier records survive', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const a = await Spool.open(options(dir));
   for (let seq = 1; seq <= 3; seq++) await a.append(batch('dev-1', seq));
   await a.close();
@@ -113,7 +107,7 @@ test('spool - a torn tail is truncated at recovery with a log line; earlier reco
 });
 
 test('spool - a corrupted record (bad checksum) at the tail is truncated', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const a = await Spool.open(options(dir));
   for (let seq = 1; seq <= 3; seq++) await a.append(batch('dev-1', seq));
   await a.close();
@@ -128,7 +122,7 @@ test('spool - a corrupted record (bad checksum) at the tail is truncated', async
 });
 
 test('spool - the sink checkpoint survives restart; committed segments are deleted; seqs survive deletion', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const a = await Spool.open(options(dir, { segmentBytes: 2048 }));
   for (let seq = 1; seq <= 40; seq++) await a.append(batch('dev-1', seq, 20));
   const before = (await readdir(dir)).filter((f) => f.endsWith('.seg')).length;
@@ -147,7 +141,7 @@ test('spool - the sink checkpoint survives restart; committed segments are delet
 });
 
 test('spool - at the cap appends are refused with HUB_ERR_STORE_FULL, pressure is 1, nothing is deleted', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const one = encodeRecord(batch('dev-1', 1, 50)).length;
   const s = await Spool.open(options(dir, { maxBytes: one * 10, segmentBytes: one * 3 }));
   let seq = 0;
@@ -169,7 +163,7 @@ test('spool - at the cap appends are refused with HUB_ERR_STORE_FULL, pressure i
 });
 
 test('spool - embedded mode rotates the oldest segments out at the cap and keeps appending', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const one = encodeRecord(batch('dev-1', 1, 50)).length;
   const s = await Spool.open(options(dir, { maxBytes: one * 10, segmentBytes: one * 2, mode: 'embedded' }));
   for (let seq = 1; seq <= 60; seq++) await s.append(batch('dev-1', seq, 50));
@@ -184,7 +178,7 @@ test('spool - embedded mode rotates the oldest segments out at the cap and keeps
 });
 
 test('spool - a failing disk rejects pending appends, stops accepting, and recovers', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   let fail = false;
   const flaky: typeof open = (async (...args: Parameters<typeof open>) => {
     const fh = await open(...args);
@@ -214,7 +208,7 @@ test('spool - a failing disk rejects pending appends, stops accepting, and recov
 });
 
 test('spool - readFrom returns a record larger than the read window whole, instead of nothing', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const s = await Spool.open(options(dir, { segmentBytes: 4 << 20 }));
   t.after(() => s.close());
   await s.append(batch('dev-1', 1, 4));
@@ -241,7 +235,7 @@ test('spool files - segment names sort in segment order; other files are not seg
 });
 
 test('spool recovery - reads and repairs a directory on its own: stale, torn and headerless segments, checkpoint moved up', async (t) => {
-  const dir = await tmp(t);
+  const dir = tempDir(t, 'spool-test-');
   const frames = [batch('dev-1', 1), batch('dev-1', 2)].map(encodeRecord);
   const torn = encodeRecord(batch('dev-1', 3));
   // Segment 1 is behind the checkpoint (its deletion was interrupted), segment 2 is gone,
@@ -267,7 +261,7 @@ test('spool recovery - reads and repairs a directory on its own: stale, torn and
 });
 
 test('spool recovery - an empty or missing directory is a new log at its start', async (t) => {
-  const dir = join(await tmp(t), 'new', 'spool');
+  const dir = join(tempDir(t, 'spool-test-'), 'new', 'spool');
   const recovered = await recoverSpool(dir, 1 << 20, createLogger('silent'));
   assert.deepEqual(recovered.checkpoint, LOG_START);
   assert.deepEqual(recovered.persistedCheckpoint, LOG_START);

@@ -3,17 +3,16 @@
 // which mounts the same routes on a second app, starts none.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDevCert } from '../../scripts/dev-cert.ts';
 import { buildApp } from '../src/app.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { createLogger } from '../src/core/log.ts';
+import { tempDir } from '../../test/support/fs.ts';
 
 test('app - buildApp starts no timers; listen() starts them once and a TLS reload starts none', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'hub-timers-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir(t, 'hub-timers-');
   const served = makeDevCert(join(dir, 'served'));
   const renewed = makeDevCert(join(dir, 'renewed'));
   const config = loadConfig({}, { host: '127.0.0.1', port: 0, tlsCert: served.certFile, tlsKey: served.keyFile, logLevel: 'silent' });

@@ -2,20 +2,21 @@
 // the hub process reloading on SIGHUP and when the files are replaced.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { get as httpsGet } from 'node:https';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { CloseCode, DEVICE_PATH } from '@telemetry/proto';
 import { makeDevCert, type DevCert } from '../../scripts/dev-cert.ts';
 import { addDevice } from '../src/auth/registry.ts';
-import { RawDevice, batchOf, startHub, until, within } from './helpers.ts';
+import { tempDir } from '../../test/support/fs.ts';
+import { freePort } from '../../test/support/net.ts';
+import { exitCode, waitForOutput } from '../../test/support/proc.ts';
+import { RawDevice, batchOf, spawnHub, startHub, until, within } from './helpers.ts';
 
-const root = resolve(import.meta.dirname, '../..');
 const dir = mkdtempSync(join(tmpdir(), 'hub-tls-reload-'));
 process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 // Two certificates from two development CAs: A to start with, B to renew to.
@@ -23,14 +24,9 @@ const certA = makeDevCert(join(dir, 'a'));
 const certB = makeDevCert(join(dir, 'b'));
 const fingerprint = (c: DevCert): string => new X509Certificate(readFileSync(c.certFile)).fingerprint256;
 
-function freePort(): Promise<number> {
-  return new Promise((res) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => res(p)); }); });
-}
-
 /** The files the hub is configured with (HUB_TLS_CERT/HUB_TLS_KEY), starting as A. */
 function servedFiles(t: TestContext): { certFile: string; keyFile: string } {
-  const live = mkdtempSync(join(dir, 'live-'));
-  t.after(() => rmSync(live, { recursive: true, force: true }));
+  const live = tempDir(t, 'live-', dir);
   const files = { certFile: join(live, 'cert.pem'), keyFile: join(live, 'key.pem') };
   install(files, certA);
   return files;
@@ -185,24 +181,13 @@ test('tls - close after a reload closes the old app too: its sessions get 1001, 
 interface HubProcess { proc: ChildProcess; port: number; out: () => string }
 
 async function startHubProcess(t: TestContext, files: { certFile: string; keyFile: string }): Promise<HubProcess & { token: string }> {
-  const data = mkdtempSync(join(dir, 'data-'));
-  t.after(() => rmSync(data, { recursive: true, force: true }));
+  const data = tempDir(t, 'data-', dir);
   mkdirSync(data, { recursive: true });
   const token = addDevice(join(data, 'devices.json'), 'dev-1');
   const port = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'hub/src/main.ts'], {
-    cwd: root, stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: data, HUB_TLS_CERT: files.certFile, HUB_TLS_KEY: files.keyFile },
-  });
-  t.after(() => { if (proc.exitCode === null) proc.kill('SIGKILL'); });
-  let out = '';
-  proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-  proc.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-  await within(new Promise<void>((res, rej) => {
-    proc.stdout!.on('data', () => { if (out.includes(`wss://127.0.0.1:${port}${DEVICE_PATH}`)) res(); });
-    proc.once('exit', (code) => rej(new Error(`hub exited ${code}: ${out}`)));
-  }), 20_000, 'hub listening');
-  return { proc, port, out: () => out, token };
+  const hub = spawnHub(t, { HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: data, HUB_TLS_CERT: files.certFile, HUB_TLS_KEY: files.keyFile });
+  await waitForOutput(hub, `wss://127.0.0.1:${port}${DEVICE_PATH}`, 20_000, 'hub listening');
+  return { proc: hub.proc, port, out: hub.out, token };
 }
 
 /**
@@ -210,8 +195,7 @@ async function startHubProcess(t: TestContext, files: { certFile: string; keyFil
  * targets there is a renewal the hub's directory watch cannot see.
  */
 function linkedFiles(t: TestContext): { served: { certFile: string; keyFile: string }; targets: { certFile: string; keyFile: string } } {
-  const base = mkdtempSync(join(dir, 'linked-'));
-  t.after(() => rmSync(base, { recursive: true, force: true }));
+  const base = tempDir(t, 'linked-', dir);
   mkdirSync(join(base, 'live'));
   mkdirSync(join(base, 'store'));
   const targets = { certFile: join(base, 'store', 'cert.pem'), keyFile: join(base, 'store', 'key.pem') };
@@ -244,7 +228,7 @@ async function renewWhileStreaming(t: TestContext, files: { certFile: string; ke
   hub.proc.kill('SIGTERM');
   const closed = await within(d.closed, 10_000, 'device close');
   assert.equal(closed.code, CloseCode.GOING_AWAY);
-  const code = await new Promise<number | null>((r) => hub.proc.exitCode !== null ? r(hub.proc.exitCode) : hub.proc.once('exit', r));
+  const code = await exitCode(hub.proc);
   assert.equal(code, 0, hub.out());
   assert.match(hub.out(), /shutdown complete/);
 }

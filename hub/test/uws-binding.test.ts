@@ -29,7 +29,7 @@ test('uws - prefers an installed upstream uWebSockets.js', () => {
   const b = loadUws({ allowFallback: false, ...env, modules: '127', require: requireFrom({ 'uWebSockets.js': fakeNative }) });
   assert.equal(b.native, true);
   assert.match(b.description, /upstream/);
-  assert.equal(b.uws as unknown, fakeNative);
+  assert.equal(b.uws, fakeNative);
 });
 
 test('uws - loads the npm build\'s native binary for this ABI when there is no upstream', () => {
@@ -61,7 +61,7 @@ test('uws - with HUB_ALLOW_UWS_FALLBACK the fallback loads and says it is slow',
   const b = loadUws({ allowFallback: true, ...env, modules: '127', require: requireFrom({ '/pkg/dist/index.js': fakeFallback }) });
   assert.equal(b.native, false);
   assert.match(b.description, /pure-JS fallback \(SLOW/);
-  assert.equal(b.uws as unknown, fakeFallback);
+  assert.equal(b.uws, fakeFallback);
 });
 
 test('uws - neither package installed is a clear error', () => {
