@@ -8,3 +8,11 @@ test('docs - README config table matches CONFIG_KEYS (regenerate: npx tsx hub/sr
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
   assert.ok(readme.includes(configTable()), 'README.md configuration table is stale');
 });
+
+test('docs - docs/ARCHITECTURE.md has the module map dependency-cruiser finds (regenerate: npm run module-map)', async () => {
+  const { moduleMap } = await import('../../scripts/module-map.ts');
+  const doc = readFileSync(new URL('../../docs/ARCHITECTURE.md', import.meta.url), 'utf8');
+  const m = /<!-- module-map -->\n```\n([\s\S]*?)\n```\n<!-- \/module-map -->/.exec(doc);
+  assert.ok(m, 'docs/ARCHITECTURE.md has a module-map block');
+  assert.equal(m[1], moduleMap(), 'docs/ARCHITECTURE.md module map is stale');
+});
