@@ -1,4 +1,4 @@
-// npm run bench:ingest -- [--devices 1000] [--rate 25] [--batch-ms 1000] [--duration 20] [--idle 10000] [--sim-processes 1]
+// npm run bench:ingest -- [--devices 1000] [--rate 25] [--batch-ms 1000] [--duration 20] [--idle 10000] [--sim-processes 1] [--hub-cpu-prof DIR]
 //
 // Ingest benchmark: the hub in one process, the simulator in another (both
 // on this machine, loopback). Prints, from the hub's own counters and /proc:
@@ -24,6 +24,8 @@ const { values } = parseArgs({
     idle: { type: 'string', default: '10000' },
     'sim-processes': { type: 'string', default: '1' },
     json: { type: 'boolean', default: false },
+    /** Writes a V8 CPU profile of the throughput hub into this folder (node --cpu-prof). */
+    'hub-cpu-prof': { type: 'string' },
   },
 });
 const devices = Number(values.devices);
@@ -56,8 +58,9 @@ function rssMiB(pid: number): number {
 }
 
 /** Quantile from a Prometheus histogram's cumulative buckets (upper bound of the bucket). */
-async function startHub(port: number, dataDir: string): Promise<ChildProcess> {
-  const hub = spawn(process.execPath, run.hub.args, {
+async function startHub(port: number, dataDir: string, profileDir?: string): Promise<ChildProcess> {
+  const prof = profileDir ? ['--cpu-prof', '--cpu-prof-dir', resolve(profileDir)] : [];
+  const hub = spawn(process.execPath, [...prof, ...run.hub.args], {
     cwd: root,
     env: {
       ...run.hub.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_METRICS_TOKEN: BENCH_METRICS_TOKEN, HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: registry,
@@ -96,7 +99,7 @@ async function main(): Promise<void> {
   const url = `ws://127.0.0.1:${port}/v1/devices`;
 
   // ---- 1 + 2: throughput and wire bytes ----
-  const hub = await startHub(port, join(tmp, 'throughput'));
+  const hub = await startHub(port, join(tmp, 'throughput'), values['hub-cpu-prof']);
   const sim = runSim(['--url', url, '--devices', String(devices), '--rate', String(rate), '--batch-ms', String(batchMs),
     '--tokens', tokens, '--prefix', 'bench-', '--duration', String(duration + 5), '--ramp-ms', '2000', '--processes', String(simProcesses)]);
   await new Promise((r) => setTimeout(r, 4000)); // ramp-up and first batches
