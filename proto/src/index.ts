@@ -8,6 +8,8 @@ import { iot } from '../gen/telemetry.js';
 export const v1 = iot.telemetry.v1;
 export type { iot };
 export * from './codes.ts';
+export { decodeBatchMessage, encodeAckMessage, type ColumnBatch } from './fast-batch.ts';
+export { ColumnSlab, columns } from './slab.ts';
 
 export type DeviceMessage = iot.telemetry.v1.DeviceMessage;
 export type HubMessage = iot.telemetry.v1.HubMessage;

@@ -4,7 +4,7 @@
 // pressure and is re-sent when it changes without any ack to carry it.
 // Imports: proto, spool (the BatchStore seam, types), ingest/live-feed (the guarded live path),
 // core (metrics types), ingest/session, send.
-import { NoticeCode, encodeHubMessage, type BatchReport } from '@telemetry/proto';
+import { NoticeCode, encodeAckMessage, encodeHubMessage, type BatchReport } from '@telemetry/proto';
 import type { HubMetrics } from '../core/metrics.ts';
 import type { GuardedLiveFeed } from './live-feed.ts';
 import type { BatchStore } from '../spool/store.ts';
@@ -114,7 +114,8 @@ export class AckFlusher {
       }
       session.lastAckSeq = acked;
       session.lastCredit = credit;
-      const bytes = encodeHubMessage({ ack: { seq: acked, credit, reports } });
+      // Most Acks carry no reports: written by hand (proto's encodeAckMessage), else by the generated encoder.
+      const bytes = reports.length === 0 ? encodeAckMessage(acked, credit) : encodeHubMessage({ ack: { seq: acked, credit, reports } });
       const notice = credit < window && !session.toldBackpressure;
       if (notice) session.toldBackpressure = true;
       else if (credit === window) session.toldBackpressure = false;

@@ -6,7 +6,7 @@
 // Imports: proto, spool (the BatchStore seam, types), core (batch, config,
 // errors, log, metrics types), ingest/session, lifecycle, acks, live-feed,
 // limits, send, validate.
-import { CloseCode, NoticeCode, encodeHubMessage, type Batch } from '@telemetry/proto';
+import { CloseCode, NoticeCode, encodeHubMessage } from '@telemetry/proto';
 import type { AcceptedBatch } from '../core/batch.ts';
 import type { HubConfig } from '../core/config.ts';
 import type { HubErrorCode } from '../core/errors.ts';
@@ -19,7 +19,7 @@ import { jitteredRetryMs } from './limits.ts';
 import type { GuardedLiveFeed } from './live-feed.ts';
 import { sendToDevice } from './send.ts';
 import type { DeviceSocket, Session, SessionTable } from './session.ts';
-import { MetricNames, defineMetrics, validateBatch, type ValidationLimits } from './validate.ts';
+import { MetricNames, defineMetrics, validateBatch, type BatchInput, type ValidationLimits } from './validate.ts';
 
 /** The store's refusal when it is at its cap: 1013 and "come back later", not 1011. */
 const STORE_FULL: HubErrorCode = 'HUB_ERR_STORE_FULL';
@@ -80,7 +80,7 @@ export class BatchIntake {
   }
 
   /** A Batch that arrived on `ws`, the session's socket. */
-  handle(session: Session, ws: DeviceSocket, batch: Batch): void {
+  handle(session: Session, ws: DeviceSocket, batch: BatchInput): void {
     const lifecycle = this.#lifecycle;
     if (session.state !== 'open') return lifecycle.close(session, CloseCode.PROTOCOL_ERROR, 'Batch before Hello', undefined, 'protocol');
     const config = this.#config;
@@ -132,8 +132,8 @@ export class BatchIntake {
       if (report.skewDropped) { metrics.readingsSkewDropped.inc(report.skewDropped); metrics.limit('skew'); }
       if (report.skewCorrected) metrics.readingsSkewCorrected.inc(report.skewCorrected);
     }
-    metrics.batchAccepted.inc();
-    metrics.readingsAccepted.inc(outcome.batch.values.length);
+    metrics.hot.batchesAccepted++;
+    metrics.hot.readingsAccepted += outcome.batch.values.length;
     session.inflightSeq.push(seq);
     session.inflightAt.push(now);
     this.#append(outcome.batch, session.deviceId, seq);

@@ -2,7 +2,7 @@
 // (size, frame type, decoding, a known member) and handed to Hello, Batch or
 // CommandResult handling. The per-message entry point of ingest.
 // Imports: proto, core (metrics types), ingest/session, lifecycle, batches, commands.
-import { CloseCode, decodeDeviceMessage, type DeviceMessage } from '@telemetry/proto';
+import { CloseCode, decodeBatchMessage, decodeDeviceMessage, type DeviceMessage } from '@telemetry/proto';
 import type { HubMetrics } from '../core/metrics.ts';
 import type { BatchIntake } from './batches.ts';
 import type { Commands } from './commands.ts';
@@ -37,17 +37,23 @@ export class MessageRouter {
     const session = ws.getUserData().session;
     if (session.state === 'closed') return;
     const metrics = this.#metrics;
-    metrics.ingestMessages.inc();
-    metrics.ingestBytes.inc(data.byteLength);
+    const hot = metrics.hot;
+    hot.messages++;
+    hot.bytes += data.byteLength;
     const lifecycle = this.#lifecycle;
     if (data.byteLength > this.#maxMessageBytes) {
       return lifecycle.close(session, CloseCode.MESSAGE_TOO_BIG, `message of ${data.byteLength} bytes; the limit is ${this.#maxMessageBytes}`, undefined, 'message_size');
     }
     if (!isBinary) return lifecycle.close(session, CloseCode.UNSUPPORTED_DATA, 'text frames are not part of the protocol; send binary protobuf', undefined, 'text_frame');
+    // The common case, a Batch as encoders write it, read straight into
+    // typed arrays; anything else takes the full decoder below.
+    const bytes = new Uint8Array(data);
+    const fast = decodeBatchMessage(bytes);
+    if (fast) return this.#batches.handle(session, ws, fast);
     let msg: DeviceMessage;
     try {
       // Decoding copies everything out of `data`, which uWS neuters on return.
-      msg = decodeDeviceMessage(new Uint8Array(data));
+      msg = decodeDeviceMessage(bytes);
     } catch (err) {
       return lifecycle.close(session, CloseCode.INVALID_PAYLOAD, `not a valid DeviceMessage: ${(err as Error).message}`, undefined, 'malformed');
     }

@@ -6,7 +6,7 @@
 // protocol escapes commas, equals signs and spaces, but has no way to write a
 // backslash before one of them or at the end of a value).
 // Imports: proto, core (batch type, name rules).
-import { CloseCode, type Batch, type MetricDef } from '@telemetry/proto';
+import { CloseCode, columns, type MetricDef } from '@telemetry/proto';
 import type { AcceptedBatch } from '../core/batch.ts';
 import { METRIC_NAME_RE } from '../core/names.ts';
 
@@ -43,6 +43,31 @@ export class MetricTable {
   set(id: number, name: string, unit: string): void { this.#byId.set(id, { name, unit, generation: -1, batchIndex: 0 }); }
   /** A new batch: every entry counts as unused in it until it is seen. */
   nextGeneration(): number { return ++this.#generation; }
+
+  /** The names and units of the batch being validated, in order of first use (reused). */
+  readonly scratchNames: string[] = [];
+  readonly scratchUnits: string[] = [];
+  #lastNames: readonly string[] = [];
+  #lastUnits: readonly string[] = [];
+  /**
+   * The batch's metric names and units as arrays that stay as they are: the
+   * previous batch's when they are the same (a device sends the same metrics
+   * batch after batch, so the store and the live path see one array per
+   * session, not one per batch), else copies of the scratch arrays.
+   */
+  settle(): { names: readonly string[]; units: readonly string[] } {
+    const names = this.scratchNames, units = this.scratchUnits;
+    const lastNames = this.#lastNames, lastUnits = this.#lastUnits;
+    let same = names.length === lastNames.length;
+    for (let i = 0; same && i < names.length; i++) same = names[i] === lastNames[i] && units[i] === lastUnits[i];
+    if (!same) {
+      this.#lastNames = names.slice();
+      this.#lastUnits = units.slice();
+    }
+    names.length = 0;
+    units.length = 0;
+    return { names: this.#lastNames, units: this.#lastUnits };
+  }
 }
 
 /**
@@ -70,6 +95,20 @@ export class MetricNames {
     this.#onGrow?.(this.#names.size);
     return name;
   }
+}
+
+/**
+ * A decoded Batch: from decodeDeviceMessage (arrays; a field that is 0 or
+ * absent is undefined) or from decodeBatchMessage (typed arrays, 0s).
+ */
+export interface BatchInput {
+  readonly seq?: number | null;
+  readonly baseTimeMs?: number | null;
+  readonly sentTimeMs?: number | null;
+  readonly metricDefs?: readonly MetricDef[] | null;
+  readonly metricIds?: ArrayLike<number> | null;
+  readonly timeOffsetsMs?: ArrayLike<number> | null;
+  readonly values?: ArrayLike<number> | null;
 }
 
 export type Violation = { code: CloseCode; reason: string; limit: string };
@@ -143,7 +182,7 @@ export function defineMetrics(
 export function validateBatch(
   deviceId: string,
   tags: Readonly<Record<string, string>>,
-  batch: Batch,
+  batch: BatchInput,
   table: MetricTable,
   limits: ValidationLimits,
   hubNowMs: number,
@@ -166,11 +205,16 @@ export function validateBatch(
   const offset = clock.offsetMs;
 
   const generation = table.nextGeneration();
-  const names: string[] = [];
-  const units: string[] = [];
-  const index = new Uint16Array(readings);
-  const times = new Float64Array(readings);
-  const values = new Float64Array(readings);
+  const names = table.scratchNames;
+  const units = table.scratchUnits;
+  names.length = 0;
+  units.length = 0;
+  const index = columns.uint16(readings);
+  // decodeBatchMessage's columns are this call's to keep: times and values
+  // are compacted into them in place (reading i is read before slot kept <= i
+  // is written), so an accepted batch costs no copy of them.
+  const times = offsets instanceof Float64Array ? offsets : columns.float64(readings);
+  const values = sentValues instanceof Float64Array ? sentValues : columns.float64(readings);
   let deviceTimes: Float64Array | null = null;
   let kept = 0;
   const report: BatchReportCounts = { nonFiniteDropped: 0, skewDropped: 0, skewCorrected: 0 };
@@ -207,7 +251,7 @@ export function validateBatch(
     if (stored !== deviceTime) {
       if (deviceTimes === null) {
         // Keep the device's own time beside every reading once one is corrected.
-        deviceTimes = new Float64Array(readings);
+        deviceTimes = columns.float64(readings);
         deviceTimes.set(times.subarray(0, kept));
       }
     }
@@ -218,18 +262,20 @@ export function validateBatch(
     kept++;
   }
 
+  const settled = table.settle();
   const accepted: AcceptedBatch = {
     deviceId,
     tags,
     seq: batch.seq ?? 0,
     receivedAtMs: hubNowMs,
     clockOffsetMs: offset,
-    metricNames: names,
-    metricUnits: units,
-    metricIndex: kept === readings ? index : index.slice(0, kept),
-    timesMs: kept === readings ? times : times.slice(0, kept),
-    deviceTimesMs: deviceTimes === null ? null : kept === readings ? deviceTimes : deviceTimes.slice(0, kept),
-    values: kept === readings ? values : values.slice(0, kept),
+    metricNames: settled.names,
+    metricUnits: settled.units,
+    // Views, not copies: nothing else ever writes these arrays.
+    metricIndex: kept === readings ? index : index.subarray(0, kept),
+    timesMs: kept === readings ? times : times.subarray(0, kept),
+    deviceTimesMs: deviceTimes === null ? null : kept === readings ? deviceTimes : deviceTimes.subarray(0, kept),
+    values: kept === readings ? values : values.subarray(0, kept),
   };
   return { ok: true, batch: accepted, report };
 }
