@@ -178,8 +178,7 @@ function putVarint(out: Uint8Array, at: number, v: number): number {
 
 /**
  * The bytes encodeHubMessage({ ack: { seq, credit } }) gives, for an Ack
- * with no reports, written into a buffer this function reuses: the result
- * is valid until the next call (uWebSockets.js copies what it sends).
+ * with no reports (a view on a slab: no allocation of its own).
  */
 export function encodeAckMessage(seq: number, credit: number): Uint8Array {
   const out = ACK_SCRATCH;
@@ -188,5 +187,7 @@ export function encodeAckMessage(seq: number, credit: number): Uint8Array {
   if (credit !== 0) { out[at++] = 0x10; at = putVarint(out, at, credit); }
   out[0] = 0x12; // HubMessage.ack, length-delimited
   out[1] = at - 2; // at most 17 bytes: a one-byte length
-  return out.subarray(0, at);
+  const bytes = columns.uint8(at);
+  for (let i = 0; i < at; i++) bytes[i] = out[i]!;
+  return bytes;
 }

@@ -38,6 +38,12 @@ export class ColumnSlab {
     return offset < 0 ? new Uint32Array(n) : new Uint32Array(this.#buffer, offset, n);
   }
 
+  /** A zero-filled Uint8Array of n bytes. */
+  uint8(n: number): Uint8Array {
+    const offset = this.#take(n);
+    return offset < 0 ? new Uint8Array(n) : new Uint8Array(this.#buffer, offset, n);
+  }
+
   /** A zero-filled Uint16Array of n elements. */
   uint16(n: number): Uint16Array {
     const offset = this.#take(n * 2);

@@ -97,7 +97,8 @@ export class BatchIntake {
     session.clock.sample(batch.sentTimeMs ?? 0, now);
 
     const device = session.device;
-    const defError = defineMetrics(session.metricTable, batch.metricDefs ?? [], this.#limits, device.metricNames, this.#metricNames);
+    const defs = batch.metricDefs;
+    const defError = defs && defs.length > 0 ? defineMetrics(session.metricTable, defs, this.#limits, device.metricNames ??= new Set(), this.#metricNames) : null;
     if (defError) return lifecycle.close(session, defError.code, defError.reason, undefined, defError.limit as LimitName);
 
     const store = this.#store;

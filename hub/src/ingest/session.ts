@@ -62,8 +62,8 @@ export interface DeviceState {
   session: Session | null;
   /** Readings per second (HUB_MAX_READINGS_PER_S), kept across sessions so reconnecting does not refill it. */
   readonly bucket: TokenBucket;
-  /** Metric names the device has defined in any session while the hub runs (at most HUB_MAX_METRICS_PER_DEVICE), interned fleet-wide. */
-  readonly metricNames: Set<string>;
+  /** Metric names the device has defined in any session while the hub runs (at most HUB_MAX_METRICS_PER_DEVICE), interned fleet-wide; null until its first definition. */
+  metricNames: Set<string> | null;
 }
 
 export interface ReadingsRate {
@@ -110,7 +110,7 @@ export class SessionTable {
   device(deviceId: string, nowMs: number): DeviceState {
     let device = this.#devices.get(deviceId);
     if (!device) {
-      device = { session: null, bucket: new TokenBucket(this.#rate.maxReadingsPerSecond, this.#rate.readingsBurst, nowMs), metricNames: new Set() };
+      device = { session: null, bucket: new TokenBucket(this.#rate.maxReadingsPerSecond, this.#rate.readingsBurst, nowMs), metricNames: null };
       this.#devices.set(deviceId, device);
     }
     return device;

@@ -34,21 +34,25 @@ interface MetricEntry {
   batchIndex: number;
 }
 
+/** The names and units of the batch being validated, in order of first use: one pair for every table (validation is synchronous). */
+const SCRATCH_NAMES: string[] = [];
+const SCRATCH_UNITS: string[] = [];
+const NONE: readonly string[] = Object.freeze([]);
+
 /** Metric names interned for one session (protocol: ids are per session). */
 export class MetricTable {
-  readonly #byId = new Map<number, MetricEntry>();
+  // Allocated with the first definition: an idle session (most of a big
+  // fleet, most of the time) holds no Map and no arrays for it.
+  #byId: Map<number, MetricEntry> | null = null;
   #generation = 0;
-  get size(): number { return this.#byId.size; }
-  get(id: number): MetricEntry | undefined { return this.#byId.get(id); }
-  set(id: number, name: string, unit: string): void { this.#byId.set(id, { name, unit, generation: -1, batchIndex: 0 }); }
+  get size(): number { return this.#byId?.size ?? 0; }
+  get(id: number): MetricEntry | undefined { return this.#byId?.get(id); }
+  set(id: number, name: string, unit: string): void { (this.#byId ??= new Map()).set(id, { name, unit, generation: -1, batchIndex: 0 }); }
   /** A new batch: every entry counts as unused in it until it is seen. */
   nextGeneration(): number { return ++this.#generation; }
 
-  /** The names and units of the batch being validated, in order of first use (reused). */
-  readonly scratchNames: string[] = [];
-  readonly scratchUnits: string[] = [];
-  #lastNames: readonly string[] = [];
-  #lastUnits: readonly string[] = [];
+  #lastNames: readonly string[] = NONE;
+  #lastUnits: readonly string[] = NONE;
   /**
    * The batch's metric names and units as arrays that stay as they are: the
    * previous batch's when they are the same (a device sends the same metrics
@@ -56,7 +60,7 @@ export class MetricTable {
    * session, not one per batch), else copies of the scratch arrays.
    */
   settle(): { names: readonly string[]; units: readonly string[] } {
-    const names = this.scratchNames, units = this.scratchUnits;
+    const names = SCRATCH_NAMES, units = SCRATCH_UNITS;
     const lastNames = this.#lastNames, lastUnits = this.#lastUnits;
     let same = names.length === lastNames.length;
     for (let i = 0; same && i < names.length; i++) same = names[i] === lastNames[i] && units[i] === lastUnits[i];
@@ -205,8 +209,8 @@ export function validateBatch(
   const offset = clock.offsetMs;
 
   const generation = table.nextGeneration();
-  const names = table.scratchNames;
-  const units = table.scratchUnits;
+  const names = SCRATCH_NAMES;
+  const units = SCRATCH_UNITS;
   names.length = 0;
   units.length = 0;
   const index = columns.uint16(readings);
