@@ -101,7 +101,7 @@ test('durability - spool segments, checkpoint and sequence files are 0600 in a 0
   const dir = join(root, 'spool');
   await fsp.mkdir(dir, { mode: 0o755 });
   await fsp.chmod(dir, 0o755);
-  const spool = await Spool.open({ dir, maxBytes: 64 << 20, segmentBytes: 64 << 10, commitDelayMs: 1, mode: 'sink', log: createLogger('silent') });
+  const spool = await Spool.open({ dir, maxBytes: 64 << 20, segmentBytes: 8 << 10, commitDelayMs: 1, mode: 'sink', log: createLogger('silent') });
   for (let seq = 1; seq <= 40; seq++) {
     const n = 200;
     await spool.append({
