@@ -72,6 +72,29 @@ test('aggregates - partials from two hubs merge to the same stats as one hub see
   assert.equal(x.p99, y.p99);
 });
 
+test('aggregates - a digest folds readings in the same bin into runs, and still equals adding each reading', () => {
+  const viaDigest = new Partial();
+  const alone = new Partial();
+  const d = new Digest();
+  for (let batch = 0; batch < 20; batch++) {
+    d.reset();
+    // Sensor-like: a slow drift (long runs in one bin), a sign change, zeros and a spike.
+    for (let j = 0; j < 250; j++) {
+      const i = batch * 250 + j;
+      const v = j === 100 ? 1e6 : j % 50 === 0 ? 0 : (i < 2500 ? 1 : -1) * (20 + i * 0.0004);
+      d.add(v, i);
+      alone.add(v, i);
+    }
+    assert.ok(d.npos + d.nneg < 40, `runs, not one entry per reading (${d.npos + d.nneg})`);
+    viaDigest.addDigest(d);
+  }
+  const { mean: m1, ...a } = viaDigest.summary(1000, 0);
+  const { mean: m2, ...b } = alone.summary(1000, 0);
+  assert.deepEqual(a, b);
+  assert.ok(Math.abs(m1 - m2) < 1e-9);
+  for (const q of [0.01, 0.25, 0.5, 0.9, 0.999]) assert.equal(viaDigest.sketch.getValueAtQuantile(q), alone.sketch.getValueAtQuantile(q));
+});
+
 test('aggregates - a batch digest added to a partial equals adding each reading (negative, zero and positive values)', () => {
   const viaDigest = [new Partial(), new Partial()];
   const alone = new Partial();

@@ -58,8 +58,8 @@ export class Partial {
     if (d.newest > this.newest) this.newest = d.newest;
     // DDSketch.accept's bookkeeping, with the bins computed once in the digest.
     const sk = this.sketch;
-    for (let i = 0; i < d.npos; i++) sk.store.add(d.pos[i]!, 1);
-    for (let i = 0; i < d.nneg; i++) sk.negativeStore.add(d.neg[i]!, 1);
+    for (let i = 0; i < d.npos; i++) sk.store.add(d.pos[i]!, d.posCount[i]);
+    for (let i = 0; i < d.nneg; i++) sk.negativeStore.add(d.neg[i]!, d.negCount[i]);
     sk.zeroCount += d.zeros;
     sk.count += d.count;
     sk.sum += d.sum;
@@ -93,8 +93,11 @@ const MAPPING = new DDSketch({ relativeAccuracy: ACCURACY }).mapping;
 /**
  * One batch's readings of one metric, reduced once before they reach any
  * scope: count, sum, min, max, last, newest event time, and each reading's
- * sketch bin (one logarithm per reading). Partial.addDigest() then costs a
- * bin increment per reading per scope instead of a full sketch insert.
+ * sketch bin (one logarithm per reading), consecutive readings in the same
+ * bin folded into one (key, count) run: sensor values drift slowly, so a
+ * batch's readings of a metric mostly share a few bins. Partial.addDigest()
+ * then costs a bin increment per run per scope instead of a full sketch
+ * insert per reading.
  * Reused batch after batch (reset()), so it allocates nothing in steady state.
  */
 export class Digest {
@@ -105,9 +108,12 @@ export class Digest {
   last = NaN;
   newest = 0;
   zeros = 0;
+  /** Bin keys of positive values, and how many consecutive readings fell in each run. */
   pos: Int32Array<ArrayBuffer> = new Int32Array(64);
+  posCount: Int32Array<ArrayBuffer> = new Int32Array(64);
   npos = 0;
   neg: Int32Array<ArrayBuffer> = new Int32Array(8);
+  negCount: Int32Array<ArrayBuffer> = new Int32Array(8);
   nneg = 0;
 
   reset(): void {
@@ -124,11 +130,21 @@ export class Digest {
     if (eventTimeMs > this.newest) this.newest = eventTimeMs;
     // The same bin rule as DDSketch.accept.
     if (v > MAPPING.minPossible) {
-      if (this.npos === this.pos.length) this.pos = grow(this.pos);
-      this.pos[this.npos++] = MAPPING.key(v);
+      const key = MAPPING.key(v);
+      const n = this.npos;
+      if (n > 0 && this.pos[n - 1] === key) { this.posCount[n - 1]!++; return; }
+      if (n === this.pos.length) { this.pos = grow(this.pos); this.posCount = grow(this.posCount); }
+      this.pos[n] = key;
+      this.posCount[n] = 1;
+      this.npos = n + 1;
     } else if (v < -MAPPING.minPossible) {
-      if (this.nneg === this.neg.length) this.neg = grow(this.neg);
-      this.neg[this.nneg++] = MAPPING.key(-v);
+      const key = MAPPING.key(-v);
+      const n = this.nneg;
+      if (n > 0 && this.neg[n - 1] === key) { this.negCount[n - 1]!++; return; }
+      if (n === this.neg.length) { this.neg = grow(this.neg); this.negCount = grow(this.negCount); }
+      this.neg[n] = key;
+      this.negCount[n] = 1;
+      this.nneg = n + 1;
     } else {
       this.zeros++;
     }
