@@ -4,15 +4,19 @@
 // summary (text, or one JSON line with --json), and --processes: N forked
 // children each run a slice of the fleet and report over IPC (counters and
 // their latency histogram), because one process may hold only ~20,000 open files.
-// Imports: this package's fleet, stats and tokens, and node.
+// `device-sim lean ...` (the first argument) is the lean load generator
+// instead: lean-cli.ts owns its flags and summary; its --processes children
+// are forked from this entry too (SIM_CHILD, a 'lean-config' message).
+// Imports: this package's cli-flags, fleet, lean-cli, stats and tokens, and node.
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { CONNECTION_OPTIONS, UsageError, fromInvocation, numberFlag, parseConnection, type FlagValues } from './cli-flags.ts';
 import { Fleet, behaviourFor } from './fleet.ts';
+import { LEAN_USAGE, leanMain, runLeanChild, type LeanConfig } from './lean-cli.ts';
 import { LatencyHistogram, addCounters, emptyCounters, errorCount, type Percentiles, type SimCounters } from './stats.ts';
-import { envToken, expandAddresses, fleetCredentials, loadTokenFile, type DeviceCredentials } from './tokens.ts';
+import type { DeviceCredentials } from './tokens.ts';
 
 export const USAGE = `usage: npm run sim -- --url URL (--tokens FILE | SIM_TOKEN=<token>) [options]
   --devices N            fleet size (default 200; 1 with SIM_TOKEN)
@@ -33,9 +37,7 @@ export const USAGE = `usage: npm run sim -- --url URL (--tokens FILE | SIM_TOKEN
 /** ~20,000 open files per process here; leave room for the runtime's own. */
 const DEVICES_PER_PROCESS_HINT = 19_000;
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { UsageError, fromInvocation };
 
 export interface CliConfig {
   url: string;
@@ -54,48 +56,20 @@ export interface CliConfig {
   quiet: boolean;
 }
 
-function number(values: Record<string, unknown>, name: string, def: number, min: number, max: number, integer = false): number {
-  const raw = values[name];
-  if (raw === undefined) return def;
-  const v = Number(raw);
-  if (typeof raw !== 'string' || raw.trim() === '' || !Number.isFinite(v) || v < min || v > max || (integer && !Number.isInteger(v))) {
-    throw new UsageError(`--${name} must be ${integer ? 'an integer' : 'a number'} in ${min}..${max} (got ${JSON.stringify(raw)})`);
-  }
-  return v;
-}
-
 /** Parses and validates the flags (and SIM_TOKEN); throws UsageError naming the bad flag. */
-/**
- * A path given on the command line, taken from where the user ran the
- * command: npm runs workspace scripts inside the workspace but sets INIT_CWD
- * to the directory npm was started in (the hub's tools do the same).
- */
-export function fromInvocation(path: string, env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.INIT_CWD && isAbsolute(env.INIT_CWD) ? env.INIT_CWD : process.cwd();
-  return resolve(base, path);
-}
-
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' {
-  let values: Record<string, string | boolean | undefined>;
+  let values: FlagValues;
   try {
     ({ values } = parseArgs({
       args: argv,
       options: {
-        url: { type: 'string', default: 'ws://127.0.0.1:8080/v1/devices' },
-        devices: { type: 'string' },
+        ...CONNECTION_OPTIONS,
         rate: { type: 'string' },
         'batch-ms': { type: 'string' },
         duration: { type: 'string' },
-        tokens: { type: 'string' },
-        prefix: { type: 'string', default: 'sim-' },
-        offset: { type: 'string' },
         'ramp-ms': { type: 'string' },
         churn: { type: 'string' },
         'bad-actors': { type: 'string' },
-        auth: { type: 'string', default: 'header' },
-        ca: { type: 'string' },
-        'source-addresses': { type: 'string' },
-        processes: { type: 'string' },
         json: { type: 'boolean', default: false },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -108,50 +82,13 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
   }
   if (values.help) return 'help';
 
-  const url = String(values.url);
-  let parsed: URL;
-  try { parsed = new URL(url); } catch { throw new UsageError(`--url is not a URL: ${JSON.stringify(url)}`); }
-  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') throw new UsageError(`--url must be ws:// or wss:// (got ${parsed.protocol}//)`);
-  const auth = values.auth;
-  if (auth !== 'header' && auth !== 'subprotocol') throw new UsageError(`--auth must be header or subprotocol (got ${JSON.stringify(auth)})`);
-
-  const rate = number(values, 'rate', 1, 0, 100_000);
-  const batchMs = number(values, 'batch-ms', 1000, 10, 3_600_000, true);
-  const durationS = number(values, 'duration', 0, 0, 366 * 86_400);
-  const rampMs = number(values, 'ramp-ms', 0, 0, 3_600_000);
-  const churn = number(values, 'churn', 0, 0, 60);
-  const badActors = number(values, 'bad-actors', 0, 0, 1);
-  const offset = number(values, 'offset', 0, 0, 100_000_000, true);
-
-  // Credentials: a tokens file for a fleet, or SIM_TOKEN for one device.
-  let devices: DeviceCredentials[];
-  const tokensFile = values.tokens === undefined ? undefined : fromInvocation(String(values.tokens), env);
-  const single = tokensFile ? undefined : envToken(env);
-  if (tokensFile) {
-    const count = number(values, 'devices', 200, 1, 1_000_000, true);
-    let tokens: Map<string, string>;
-    try { tokens = loadTokenFile(tokensFile); } catch (err) { throw new UsageError(`--tokens: ${(err as Error).message}`); }
-    try { devices = fleetCredentials(tokens, { prefix: String(values.prefix), count, offset }); } catch (err) { throw new UsageError((err as Error).message); }
-  } else if (single) {
-    if (number(values, 'devices', 1, 1, 1_000_000, true) !== 1) throw new UsageError('SIM_TOKEN runs exactly one device; use --tokens FILE for a fleet');
-    const [id, token] = [...single][0]!;
-    devices = [{ id, token }];
-  } else {
-    throw new UsageError('no credentials: give --tokens FILE ({"<deviceId>": "<token>"}) or set SIM_TOKEN=<token> for one device');
-  }
-
-  const processes = number(values, 'processes', 1, 1, 256, true);
-  if (processes > devices.length) throw new UsageError(`--processes ${processes} is more than the ${devices.length} devices`);
-
-  const caFile = values.ca === undefined ? undefined : fromInvocation(String(values.ca), env);
-  if (caFile) {
-    try { readFileSync(caFile); } catch (err) { throw new UsageError(`--ca: cannot read ${caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`); }
-  }
-  let sourceAddresses: string[] | undefined;
-  if (values['source-addresses'] !== undefined) {
-    try { sourceAddresses = expandAddresses(String(values['source-addresses'])); } catch (err) { throw new UsageError(`--source-addresses: ${(err as Error).message}`); }
-    if (!sourceAddresses.length) throw new UsageError('--source-addresses is empty');
-  }
+  const rate = numberFlag(values, 'rate', 1, 0, 100_000);
+  const batchMs = numberFlag(values, 'batch-ms', 1000, 10, 3_600_000, true);
+  const durationS = numberFlag(values, 'duration', 0, 0, 366 * 86_400);
+  const rampMs = numberFlag(values, 'ramp-ms', 0, 0, 3_600_000);
+  const churn = numberFlag(values, 'churn', 0, 0, 60);
+  const badActors = numberFlag(values, 'bad-actors', 0, 0, 1);
+  const { url, devices, auth, caFile, sourceAddresses, processes } = parseConnection(values, env);
   return {
     url, devices, rate, batchMs, durationS, rampMs, churn, badActors, auth, caFile, sourceAddresses, processes,
     json: values.json === true, quiet: values.quiet === true,
@@ -359,12 +296,16 @@ function runParent(cfg: CliConfig): void {
 // ---- entry --------------------------------------------------------------------
 
 function main(): void {
+  const self = fileURLToPath(import.meta.url);
   if (process.env.SIM_CHILD === '1' && typeof process.send === 'function') {
-    process.once('message', (m: { type: string; config: CliConfig }) => {
+    process.once('message', (m: { type: 'config'; config: CliConfig } | { type: 'lean-config'; config: LeanConfig }) => {
       if (m.type === 'config') runFleet(m.config, true);
+      else if (m.type === 'lean-config') runLeanChild(m.config);
     });
     return;
   }
+  // `lean`: the lean load generator (lean-cli.ts), its own flags.
+  if (process.argv[2] === 'lean') { leanMain(process.argv.slice(3), self); return; }
   let cfg: CliConfig | 'help';
   try {
     cfg = parseCli(process.argv.slice(2));
@@ -373,7 +314,7 @@ function main(): void {
     console.error(`sim: ${err.message}\n${USAGE}`);
     process.exit(2);
   }
-  if (cfg === 'help') { console.log(USAGE); return; }
+  if (cfg === 'help') { console.log(`${USAGE}\n\n${LEAN_USAGE}`); return; }
   if (cfg.processes > 1) runParent(cfg);
   else runFleet(cfg, false);
 }

@@ -35,6 +35,27 @@ export class ReadingsBucket {
     this.#tokens -= cost;
     return true;
   }
+
+  /**
+   * take() for up to `count` batches of `cost` readings each, at once: how
+   * many the bucket affords now (refilled up to `now`), taken. Same rules:
+   * a batch bigger than the whole bucket goes (alone) when the bucket is full.
+   */
+  takeUpTo(count: number, cost: number, limits: Limits | null | undefined, now: number): number {
+    const rate = limits?.maxReadingsPerSecond;
+    if (!rate) { this.#tokens = Number.POSITIVE_INFINITY; return count; }
+    const burst = size(limits);
+    if (now !== this.#refilledAt) {
+      this.#tokens = Math.min(burst, this.#tokens + ((now - this.#refilledAt) * rate) / 1000);
+      this.#refilledAt = now;
+    }
+    if (cost <= 0) return count;
+    let n = Math.min(count, Math.floor(this.#tokens / cost));
+    if (n <= 0 && this.#tokens >= burst) n = Math.min(count, 1);
+    if (n <= 0) return 0;
+    this.#tokens -= n * cost;
+    return n;
+  }
 }
 
 function size(limits: Limits | null | undefined): number {

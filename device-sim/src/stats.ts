@@ -111,6 +111,11 @@ export class LatencyHistogram {
     this.#histogram.recordValue(ms > 0 ? Math.round(ms * US_PER_MS) : 0);
   }
 
+  /** Records `count` equal latencies at once, ms (a burst of batches sent together and acked together). */
+  addMany(ms: number, count: number): void {
+    this.#histogram.recordValueWithCount(ms > 0 ? Math.round(ms * US_PER_MS) : 0, count);
+  }
+
   /** Adds every value another histogram holds: exact, the counts add up. */
   merge(other: LatencyHistogram): this {
     this.#histogram.add(other.#histogram);
