@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { escape } from '@influxdata/influxdb-client';
 import { DEVICE_ID_RE, METRIC_NAME_RE } from '../src/core/names.ts';
 import { linesNamedIn } from '../src/sinks/influx/failures.ts';
-import { batchToLines, tagSet, type RefusedLine } from '../src/sinks/influx/lines.ts';
+import { LineBody, SeriesPrefixes, batchToLines, tagSet, type RefusedLine } from '../src/sinks/influx/lines.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';
 import { T0, batch } from './influx-batches.ts';
 
@@ -109,5 +109,181 @@ test('influx lines - a refused reading\'s dead-letter copy is the line as the es
     assert.ok(refused[0]!.line.includes(`,site=a${written}b,`), JSON.stringify(refused[0]!.line));
     assert.ok(!refused[0]!.line.includes(c), 'no raw control character in the dead-letter copy');
     assert.equal(refused[0]!.reason, `not representable in line protocol: tag "site" contains control character U+000${c.charCodeAt(0).toString(16)}`);
+  }
+});
+
+// ---- the sink's path: cached prefixes, lines written into one Buffer ----------
+
+/** lines.ts before the prefix cache and LineBody, verbatim: the reference both must match. */
+function referenceLines(b: AcceptedBatch): { out: string[]; refused: RefusedLine[] } {
+  const escMeasurement = escape.measurement;
+  const escTag = escape.tag;
+  const UNREPRESENTABLE = /[\\\p{Cc}\p{Cs}]/u;
+  const isReservedTagKey = (key: string) => key === 'device' || key === 'unit' || key === 'value' || key === 'device_time_ms' || key.toLowerCase() === 'time' || key.startsWith('_');
+  const unrepresentable = (text: string): string | null => {
+    const match = UNREPRESENTABLE.exec(text);
+    if (!match) return null;
+    const char = match[0];
+    if (char === '\\') return 'a backslash';
+    return char.length === 1 && char.charCodeAt(0) >= 0xd800 && char.charCodeAt(0) <= 0xdfff ? 'a lone surrogate' : `control character U+${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  };
+  const tagSetOf = (deviceId: string, tags: Readonly<Record<string, string>>) => {
+    let s = `device=${escTag(deviceId)}`;
+    for (const key of Object.keys(tags).sort()) {
+      const value = tags[key]!;
+      if (isReservedTagKey(key) || value === '') continue;
+      s += `,${escTag(key)}=${escTag(value)}`;
+    }
+    return s;
+  };
+  const tagsProblem = (deviceId: string, tags: Readonly<Record<string, string>>): string | null => {
+    const bad = unrepresentable(deviceId);
+    if (bad) return `device id contains ${bad}`;
+    for (const key of Object.keys(tags)) {
+      if (isReservedTagKey(key) || tags[key] === '') continue;
+      const why = unrepresentable(key) ?? unrepresentable(tags[key]!);
+      if (why) return `tag ${JSON.stringify(key)} contains ${why}`;
+    }
+    return null;
+  };
+  const formatFloat = (value: number) => (Object.is(value, -0) ? '0' : String(value));
+  const out: string[] = [];
+  const refused: RefusedLine[] = [];
+  const tags = tagSetOf(b.deviceId, b.tags);
+  const tagsBad = tagsProblem(b.deviceId, b.tags);
+  const prefixes: string[] = [];
+  const problems: (string | null)[] = [];
+  for (let i = 0; i < b.metricNames.length; i++) {
+    const name = b.metricNames[i]!;
+    const unit = b.metricUnits[i] ?? '';
+    prefixes.push(`${escMeasurement(name)},${tags}${unit ? `,unit=${escTag(unit)}` : ''} value=`);
+    const nameBad = unrepresentable(name);
+    const unitBad = unrepresentable(unit);
+    problems.push(tagsBad ?? (nameBad ? `metric name contains ${nameBad}` : unitBad ? `unit contains ${unitBad}` : null));
+  }
+  for (let i = 0; i < b.values.length; i++) {
+    const metric = b.metricIndex[i]!;
+    const timeMs = b.timesMs[i]!;
+    const value = b.values[i]!;
+    const deviceTimeMs = b.deviceTimesMs === null ? timeMs : b.deviceTimesMs[i]!;
+    const extra = deviceTimeMs !== timeMs && Number.isSafeInteger(deviceTimeMs) ? `,device_time_ms=${deviceTimeMs}i` : '';
+    const line = `${prefixes[metric]}${formatFloat(value)}${extra} ${timeMs}`;
+    const why = problems[metric] ?? (!Number.isFinite(value) ? 'value is not a finite number' : !Number.isSafeInteger(timeMs) ? 'timestamp is not a safe integer' : null);
+    if (why !== null) { refused.push({ line, reason: `not representable in line protocol: ${why}` }); continue; }
+    out.push(line);
+  }
+  return { out, refused };
+}
+
+/** Hostile inputs: what line protocol treats specially, what has no exact form, reserved keys, odd numbers. */
+const NASTY_TEXT = [
+  'plain', 'a,b', 'a=b', 'a b', ' lead', 'trail ', ' ', '=', ',', '==,, ', "'q'", '"dq"', '#hash', 'nbsp\u00a0x', 'ideo\u3000x', 'line\u2028sep',
+  '\ufeffbom', 'emoji 🛰️👩‍🚀', '中文 名称', 'עברית\u200f', 'e\u0301', 'key=value,other=x', 'value=1 1000', 'ü'.repeat(100),
+  'back\\slash', 'trail\\', '\\,', 'tab\there', 'nl\nhere', 'cr\rhere', 'nul\u0000', 'del\u007f', 'c1\u0085', 'lone\ud800', 'lone\udfffx', '',
+];
+const NASTY_NUMBERS = [0, -0, 1, -1.5, 21.37, 1e21, -1e21, 1e-7, 5e-324, Number.MAX_VALUE, -Number.MAX_VALUE, 2 ** 53, NaN, Infinity, -Infinity, 0.1 + 0.2];
+const NASTY_TIMES = [T0, 0, -0, -1, 1, 2 ** 53 - 1, -(2 ** 53 - 1), 2 ** 53, 1.5, -0.5, NaN, Infinity, 1e21];
+
+/** Batches built from the nasty inputs: hostile device ids, tag keys and values, metric names, units, values, times. */
+function nastyBatches(): AcceptedBatch[] {
+  const out: AcceptedBatch[] = [];
+  let seq = 0;
+  const n = NASTY_NUMBERS.length * NASTY_TIMES.length;
+  for (let i = 0; i < NASTY_TEXT.length; i++) {
+    const text = NASTY_TEXT[i]!;
+    const other = NASTY_TEXT[(i * 7 + 3) % NASTY_TEXT.length]!;
+    const device = i % 5 === 0 ? text || 'd' : `dev-${i % 4}`;
+    const tagSets: Record<string, string>[] = [
+      { site: text, zone: other },
+      { [text || 'k']: other, model: 'th-2' },
+      { device: 'spoof', unit: 'spoof', time: 'x', Time: 'y', _field: 'z', value: 'v', device_time_ms: '1', empty: '', site: text },
+    ];
+    for (const tags of tagSets) {
+      const b = batch(device, ++seq, { n, corrected: true, tags, units: [text, other] });
+      const metricNames = [text || 'm', `m.${i}`];
+      for (let k = 0; k < n; k++) {
+        b.values[k] = NASTY_NUMBERS[k % NASTY_NUMBERS.length]!;
+        b.timesMs[k] = NASTY_TIMES[Math.floor(k / NASTY_NUMBERS.length)]!;
+        // device_time_ms: the same, an unsafe, a fractional, a negative, an ordinary other time.
+        b.deviceTimesMs![k] = [b.timesMs[k]!, 2 ** 60, 1.5, -(2 ** 40), T0 + 3_600_000][k % 5]!;
+      }
+      out.push({ ...b, metricNames });
+    }
+  }
+  return out;
+}
+
+test('influx lines - the sink\'s path (cached prefixes, one Buffer) writes exactly the lines the old escaping did, on hostile input', () => {
+  const prefixes = new SeriesPrefixes();
+  const body = new LineBody(16);
+  const bodyRefused: RefusedLine[] = [];
+  const expected: string[] = [];
+  const expectedRefused: RefusedLine[] = [];
+  // Twice through: the second pass is all cache hits.
+  for (const pass of [1, 2]) {
+    for (const b of nastyBatches()) {
+      const ref = referenceLines(b);
+      expected.push(...ref.out);
+      expectedRefused.push(...ref.refused);
+      // The string path, cached and not, is the reference too.
+      assert.deepEqual(lines(b), ref, `uncached strings, pass ${pass}`);
+      const cachedOut: string[] = [];
+      const cachedRefused: RefusedLine[] = [];
+      assert.equal(batchToLines(b, cachedOut, cachedRefused, prefixes), ref.out.length);
+      assert.deepEqual({ out: cachedOut, refused: cachedRefused }, ref, `cached strings, pass ${pass}`);
+      assert.equal(body.appendBatch(b, bodyRefused, prefixes), ref.out.length);
+    }
+  }
+  assert.ok(expected.length > 1000 && expectedRefused.length > 1000, `${expected.length} lines, ${expectedRefused.length} refused`);
+  assert.equal(body.count, expected.length);
+  assert.equal(body.bytes().toString('utf8'), expected.map((l) => `${l}\n`).join(''), 'the body: the lines, each ending in a newline');
+  assert.equal(body.byteLength, Buffer.byteLength(body.bytes().toString('utf8')));
+  assert.deepEqual(body.lines(), expected);
+  assert.deepEqual(bodyRefused, expectedRefused);
+  assert.deepEqual(body.slice(3, 9).lines(), expected.slice(3, 9));
+  assert.deepEqual(body.slice(0, 0).lines(), []);
+  assert.deepEqual(LineBody.of(expected.slice(10, 20)).lines(), expected.slice(10, 20));
+});
+
+test('influx lines - a cached prefix follows the device\'s tags: a registry edit is written with the new tags at once', () => {
+  const prefixes = new SeriesPrefixes();
+  const write = (b: AcceptedBatch) => {
+    const body = new LineBody();
+    body.appendBatch(b, [], prefixes);
+    return body.lines();
+  };
+  const first = batch('dev-1', 1, { n: 2, tags: { site: 'north', model: 'th-2' } });
+  assert.deepEqual(write(first), referenceLines(first).out);
+  const edits: Record<string, string>[] = [
+    { site: 'south', model: 'th-2' }, // a value changed
+    { site: 'south' }, // a key removed
+    { site: 'south', model: 'th-2', zone: 'a b' }, // a key added
+    { zone: 'a b', model: 'th-2', site: 'south' }, // the same, in another order
+    { site: 'south', model: 'th-2', zone: '' }, // an empty value (left out)
+    { site: 'bad\\', model: 'th-2' }, // now unrepresentable: refused
+    { site: 'north', model: 'th-2' }, // and back
+  ];
+  for (const tags of edits) {
+    const b = batch('dev-1', 2, { n: 2, tags });
+    const ref = referenceLines(b);
+    const refused: RefusedLine[] = [];
+    const body = new LineBody();
+    body.appendBatch(b, refused, prefixes);
+    assert.deepEqual({ out: body.lines(), refused }, ref, JSON.stringify(tags));
+  }
+  // Same tags, another unit or metric name: another series.
+  const unit = batch('dev-1', 3, { n: 2, units: ['K', '%'] });
+  assert.deepEqual(write(unit), referenceLines(unit).out);
+  // A name/unit pair that concatenates like another ("ab" + "c" vs "a" + "bc").
+  const pairs = [batch('dev-2', 1, { n: 1, metric: 'ab', units: ['c', ''] }), batch('dev-2', 2, { n: 1, metric: 'a', units: ['bc', ''] })];
+  for (const b of pairs) assert.deepEqual(write(b), referenceLines(b).out);
+  // Past its bounds the cache starts over, and stays exact.
+  const small = new SeriesPrefixes(2, 1);
+  for (let i = 0; i < 20; i++) {
+    const b = batch(`dev-${i % 5}`, i + 1, { n: 4, metric: `m${i % 3}`, tags: { site: `s${i % 2}` } });
+    const body = new LineBody();
+    body.appendBatch(b, [], small);
+    assert.deepEqual(body.lines(), referenceLines(b).out);
+    assert.ok(small.devices <= 2);
   }
 });

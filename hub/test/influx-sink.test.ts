@@ -10,11 +10,14 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
 import { DeviceRegistry, generateToken, hashToken } from '../src/auth/registry.ts';
 import { MetricNames, MetricTable, defineMetrics } from '../src/ingest/validate.ts';
 import { createLogger } from '../src/core/log.ts';
 import { HubMetrics } from '../src/core/metrics.ts';
 import { InfluxSink, type InfluxSinkOptions } from '../src/sinks/influx/influx-sink.ts';
+import { batchToLines } from '../src/sinks/influx/lines.ts';
+import { comparePos, type Position, type SpoolReader } from '../src/spool/reader.ts';
 import { Spool } from '../src/spool/spool.ts';
 import { T0, batch } from './influx-batches.ts';
 import { Influxd, startV2WriteAdapter } from './influxd.ts';
@@ -379,4 +382,142 @@ test('influx sink - after a restart with everything committed, shipping resumes 
   await until(async () => (await count()) === 50, 20_000, 'points after the restart', POLL_MS);
   await sink2.close(Date.now() + 1000);
   await spool2.close();
+});
+
+// ---- several writes in flight, the HTTP client -----------------------------------
+
+/** A stand-in /api/v2/write that answers each request when `delayMs(n)` says (n: 1, 2, ... in arrival order), and notes what it confirmed. */
+async function slowInflux(t: TestContext, delayMs: (n: number) => number, answer: (n: number) => { status: number; headers?: Record<string, string>; body?: string } = () => ({ status: 204 })) {
+  const state = { arrived: 0, inFlight: 0, maxInFlight: 0, connections: 0, confirmed: new Set<string>(), answerOrder: [] as number[], encodings: [] as (string | undefined)[] };
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (!req.url?.startsWith('/api/v2/write')) { res.writeHead(204).end(); return; }
+      const n = ++state.arrived;
+      state.inFlight++;
+      state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+      state.encodings.push(req.headers['content-encoding']);
+      const raw = Buffer.concat(chunks);
+      const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8');
+      setTimeout(() => {
+        state.inFlight--;
+        const a = answer(n);
+        if (a.status === 204) {
+          for (const line of text.split('\n')) if (line) state.confirmed.add(line);
+          state.answerOrder.push(n);
+        }
+        res.writeHead(a.status, a.headers).end(a.body);
+      }, delayMs(n));
+    });
+  });
+  server.on('connection', () => { state.connections++; });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+  const dir = await mkdtemp(join(tmpdir(), 'sink-slow-'));
+  const spool = await Spool.open({ dir: join(dir, 'spool'), maxBytes: 16 << 20, segmentBytes: 256 << 10, commitDelayMs: 2, mode: 'sink', log: createLogger('silent') });
+  t.after(async () => { await spool.close(); await rm(dir, { recursive: true, force: true }); });
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, state, spool, dir };
+}
+
+/** The spool's records from its checkpoint (the test's view), with each one's lines. */
+async function recordsWithLines(spool: Spool): Promise<{ end: Position; lines: string[] }[]> {
+  const { records } = await spool.readFrom(spool.checkpoint, 1 << 30);
+  return records.map((r) => { const out: string[] = []; batchToLines(r.batch, out, []); return { end: r.end, lines: out }; });
+}
+
+test('influx sink - several writes in flight, answered out of order: the checkpoint moves only over a prefix InfluxDB confirmed, in order', async (t) => {
+  // Requests 1 and 3 are answered late (3 after 1), the others at once: 2
+  // and 4.. land first. Nothing may be committed until 1 is confirmed, then
+  // only up to 2 until 3 is.
+  const f = await slowInflux(t, (n) => (n === 1 ? 500 : n === 3 ? 1000 : 0));
+  for (let seq = 1; seq <= 24; seq++) await f.spool.append(batch(`dev-${seq % 3}`, seq, { n: 10 }));
+  const records = await recordsWithLines(f.spool);
+  assert.equal(records.length, 24);
+  // What a commit may cover: every line of every record before it, confirmed.
+  const commits: { upTo: Position; unconfirmed: number; confirmedRecords: number }[] = [];
+  const reader: SpoolReader = {
+    get checkpoint() { return f.spool.checkpoint; },
+    get head() { return f.spool.head; },
+    readFrom: (from, maxBytes) => f.spool.readFrom(from, maxBytes),
+    onDurable: (listener) => f.spool.onDurable(listener),
+    commit: (upTo) => {
+      const covered = records.filter((r) => comparePos(r.end, upTo) <= 0);
+      commits.push({
+        upTo,
+        unconfirmed: covered.flatMap((r) => r.lines).filter((l) => !f.state.confirmed.has(l)).length,
+        confirmedRecords: records.filter((r) => r.lines.every((l) => f.state.confirmed.has(l))).length,
+      });
+      f.spool.commit(upTo);
+    },
+  };
+  // One record (10 lines) per chunk, 4 requests at once.
+  const sink = new InfluxSink({
+    url: f.url, token: 't', org: 'o', bucket: 'b', spool: reader, log: createLogger('silent'), metrics: new HubMetrics(),
+    deadLetterFile: join(f.dir, 'dl.ndjson'), batchLines: 10, maxInFlight: 4,
+  });
+  sink.start();
+  t.after(() => sink.close(Date.now() + 1000));
+  await until(() => comparePos(f.spool.checkpoint, records.at(-1)!.end) === 0, 20_000, 'the checkpoint at the last record', POLL_MS);
+  for (let i = 0; i < commits.length; i++) {
+    assert.equal(commits[i]!.unconfirmed, 0, `commit ${i} to ${JSON.stringify(commits[i]!.upTo)} covers lines InfluxDB had not confirmed`);
+    if (i > 0) assert.ok(comparePos(commits[i - 1]!.upTo, commits[i]!.upTo) < 0, 'commits move forward');
+    assert.ok(records.some((r) => comparePos(r.end, commits[i]!.upTo) === 0), 'each commit at a record end');
+  }
+  assert.equal(f.state.maxInFlight, 4, 'four writes in flight at once');
+  assert.ok(f.state.answerOrder.indexOf(2) < f.state.answerOrder.indexOf(1), `answered out of order: ${f.state.answerOrder.join(',')}`);
+  assert.ok(f.state.answerOrder.indexOf(1) < f.state.answerOrder.indexOf(3));
+  assert.equal(f.state.answerOrder.at(-1), 3, 'request 3 answered last');
+  // Records after the first were confirmed before it: nothing was committed
+  // until it was, and then the confirmed prefix, up to the gap at record 3.
+  assert.ok(commits[0]!.confirmedRecords >= 3, `${commits[0]!.confirmedRecords} records confirmed at the first commit`);
+  assert.deepEqual(commits[0]!.upTo, records[1]!.end, 'the first commit: records 1 and 2, not past record 3 (unconfirmed)');
+  assert.deepEqual(commits.at(-1)!.upTo, records.at(-1)!.end, 'once record 3 was confirmed: everything');
+  assert.equal(f.state.confirmed.size, 240);
+  assert.equal(sink.status().linesWritten, 240);
+});
+
+test('influx sink - writes go over kept-alive connections (one per write in flight), uncompressed unless gzip is asked for', async (t) => {
+  const f = await slowInflux(t, () => 5);
+  for (let seq = 1; seq <= 30; seq++) await f.spool.append(batch('dev-1', seq, { n: 10 }));
+  const sink = new InfluxSink({
+    url: f.url, token: 't', org: 'o', bucket: 'b', spool: f.spool, log: createLogger('silent'), metrics: new HubMetrics(),
+    deadLetterFile: join(f.dir, 'dl.ndjson'), batchLines: 10, maxInFlight: 2,
+  });
+  sink.start();
+  t.after(() => sink.close(Date.now() + 1000));
+  await until(() => sink.status().linesWritten === 300, 20_000, 'every line', POLL_MS);
+  assert.equal(f.state.arrived, 30);
+  assert.ok(f.state.connections <= 2, `${f.state.connections} connections for 30 requests`);
+  assert.deepEqual(new Set(f.state.encodings), new Set([undefined]));
+});
+
+test('influx sink - gzip: large bodies compressed, small ones not; InfluxDB gets every point', async (t) => {
+  const { adapter, spool, sink, count } = await setup(t, { batchLines: 2000, sink: { gzip: true } });
+  // One large chunk (~2000 lines, > 64 KiB), then a small one.
+  for (let seq = 1; seq <= 10; seq++) await spool.append(batch(`dev-${seq}`, 1, { n: 200 }));
+  await until(async () => (await count()) === 1000, 20_000, 'the large chunk', POLL_MS);
+  await spool.append(batch('dev-11', 1, { n: 2 }));
+  await until(async () => (await count()) === 1001, 20_000, 'the small chunk', POLL_MS);
+  assert.equal(await count('humidity'), 1001);
+  assert.ok(adapter.requests >= 2);
+  assert.equal(sink.status().linesDeadLettered, 0);
+});
+
+test('influx sink - answers as the client read them: a 2xx other than 204 is retried, an empty 400 gives X-Influxdb-Error as the reason', async (t) => {
+  // 1: 200 (not a confirmation: retried), 2: 400 with the reason only in a header (dead-lettered), then 204.
+  const f = await slowInflux(t, () => 0, (n) => n === 1 ? { status: 200 } : n === 2 ? { status: 400, headers: { 'x-influxdb-error': 'bad timestamp' } } : { status: 204 });
+  await f.spool.append(batch('dev-1', 1, { n: 1 }));
+  const sink = new InfluxSink({
+    url: `${f.url}/api/v2/`, token: 't', org: 'o', bucket: 'b', spool: f.spool, log: createLogger('silent'), metrics: new HubMetrics(),
+    deadLetterFile: join(f.dir, 'dl.ndjson'), backoffBaseMs: 10, backoffCapMs: 10,
+  });
+  sink.start();
+  t.after(() => sink.close(Date.now() + 1000));
+  await until(() => sink.status().linesDeadLettered === 1, 10_000, 'the line dead-lettered', POLL_MS);
+  assert.equal(f.state.arrived, 2, 'the 200 was retried once');
+  const dead = (await readFile(join(f.dir, 'dl.ndjson'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { status: number; reason: string });
+  assert.deepEqual(dead.map((d) => [d.status, d.reason]), [[400, 'HTTP 400: bad timestamp']]);
+  await f.spool.append(batch('dev-1', 2, { n: 1 }));
+  await until(() => sink.status().linesWritten === 1, 10_000, 'the next line', POLL_MS);
 });

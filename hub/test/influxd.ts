@@ -113,8 +113,8 @@ bind-address = "127.0.0.1:${this.#rpcPort}"
 export async function startV2WriteAdapter(
   target: () => string,
   opts: { writeDelayMs?: number } = {},
-): Promise<{ url: string; close: () => Promise<void>; requests: number; pings: number }> {
-  const state = { requests: 0, pings: 0 };
+): Promise<{ url: string; close: () => Promise<void>; requests: number; pings: number; writeMs: number }> {
+  const state = { requests: 0, pings: 0, writeMs: 0 };
   const delay = opts.writeDelayMs ?? 0;
   // writeDelayMs: a slower database (e.g. over a network), for benchmarks; the body is read first.
   const server: Server = createServer((req, res) => {
@@ -145,6 +145,7 @@ export async function startV2WriteAdapter(
       return;
     }
     state.requests++;
+    const started = performance.now();
     const q = new URLSearchParams({ db: u.searchParams.get('bucket') ?? '', precision: u.searchParams.get('precision') ?? 'ns' });
     const t = new URL(target());
     const up = request({
@@ -154,6 +155,7 @@ export async function startV2WriteAdapter(
       let body = '';
       upRes.on('data', (c: Buffer) => { body += c.toString(); });
       upRes.on('end', () => {
+        state.writeMs += performance.now() - started;
         const status = upRes.statusCode ?? 502;
         if (status >= 400) {
           let message = body;
@@ -178,6 +180,8 @@ export async function startV2WriteAdapter(
     /** Write requests so far. */
     get requests() { return state.requests; },
     get pings() { return state.pings; },
+    /** Milliseconds write requests took, summed: from their arrival to influxd's answer (benchmarks: over `requests`, the mean). */
+    get writeMs() { return state.writeMs; },
     close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
   };
 }
