@@ -21,6 +21,7 @@ import { crc32 } from 'node:zlib';
 import { parseArgs } from 'node:util';
 import type { AcceptedBatch } from '../src/core/batch.ts';
 import { checkFrame, decodeRecord, encodeRecord, FRAME_HEADER_BYTES } from '../src/spool/codec.ts';
+import { seededRandom } from '../../test/support/random.ts';
 
 // ---- record version 1, as it was (for comparison) ---------------------------
 
@@ -99,17 +100,6 @@ const SITES = ['north', 'south', 'east', 'west', 'lab'];
 const DEVICES = 64;
 const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 ** digits;
 
-/** A seeded PRNG (mulberry32) so every run encodes the same data. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export type ValueKind = 'sensor' | 'random';
 
@@ -119,7 +109,7 @@ export type ValueKind = 'sensor' | 'random';
  * 'random' values are arbitrary doubles (no short form).
  */
 export function makeBatches(n: number, count: number, values: ValueKind = 'sensor', stepMs = 40): AcceptedBatch[] {
-  const random = prng(n * 7919 + count);
+  const random = seededRandom(n * 7919 + count);
   const tags = Array.from({ length: DEVICES }, (_, d) => Object.freeze({ site: SITES[d % SITES.length]!, model: d % 3 === 0 ? 'th-2' : 'thp-1' }));
   const out: AcceptedBatch[] = [];
   let t = 1_760_000_000_000;

@@ -14,6 +14,7 @@ import { crc32Of } from '../src/spool/crc32.ts';
 import { SEGMENT_HEADER, segmentName } from '../src/spool/segment-file.ts';
 import { Spool } from '../src/spool/spool.ts';
 import { tempDir } from '../../test/support/fs.ts';
+import { seededRandom } from '../../test/support/random.ts';
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -50,17 +51,6 @@ function assertSameBatch(actual: AcceptedBatch, expected: AcceptedBatch, what = 
   assert.equal(bits(actual.values), bits(expected.values), `${what} values`);
 }
 
-/** A seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SENSORS = [
   { name: 'temperature', unit: 'degC', decimals: 2, mean: 19, sd: 6 },
@@ -78,7 +68,7 @@ const SIM_TAGS = Object.freeze({ site: 'north', model: 'thp-1' });
  * clock offset, the registry's frozen tags, fresh metric arrays.
  */
 function deviceBatch(n: number, seq: number, stepMs: number, values: 'sensor' | 'any' = 'sensor'): AcceptedBatch {
-  const random = prng(seq * 31 + n);
+  const random = seededRandom(seq * 31 + n);
   const t0 = 1_760_000_000_000 + seq * 10_000;
   const timesMs = new Float64Array(n);
   const vals = new Float64Array(n);
@@ -430,7 +420,7 @@ test('spool codec v2 - a flipped bit anywhere is caught by the CRC; decoding dam
     }
   }
   // Past the CRC (a record that checks but does not parse): it throws or decodes to arrays the payload could hold.
-  const random = prng(99);
+  const random = seededRandom(99);
   for (let round = 0; round < 3000; round++) {
     const bad = Buffer.from(payload);
     for (let k = 1 + Math.floor(random() * 3); k > 0; k--) bad[Math.floor(random() * bad.length)] = Math.floor(random() * 256);
@@ -466,7 +456,7 @@ test('spool codec v2 - hostile counts and lengths are refused before allocation'
 // ---- CRC ------------------------------------------------------------------------------
 
 test('spool codec - crc32Of matches zlib.crc32 for every length and alignment, both sides of the native threshold', () => {
-  const random = prng(7);
+  const random = seededRandom(7);
   const buf = Buffer.from(Array.from({ length: 5000 }, () => Math.floor(random() * 256)));
   for (const start of [0, 1, 3, 7, 8]) {
     for (let len = 0; len <= 600; len++) assert.equal(crc32Of(buf, start, start + len), crc32(buf.subarray(start, start + len)), `${start}+${len}`);

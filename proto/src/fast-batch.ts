@@ -47,6 +47,18 @@ function varint(b: Uint8Array, end: number): number {
   return -1; // 9 or 10 bytes: 2^56 and above, or a negative int64
 }
 
+/**
+ * How many varints a packed column of bytes [from, stop) holds (each ends
+ * with a byte below 0x80), so its array is allocated once; -1 when the last
+ * one is cut off.
+ */
+function varintCount(b: Uint8Array, from: number, stop: number): number {
+  if (stop > from && b[stop - 1]! >= 0x80) return -1;
+  let count = 0;
+  for (let i = from; i < stop; i++) if (b[i]! < 0x80) count++;
+  return count;
+}
+
 /** Decodes `bytes` when it is a DeviceMessage holding one Batch in the common encoding; null otherwise. */
 export function decodeBatchMessage(bytes: Uint8Array): ColumnBatch | null {
   const end = bytes.length;
@@ -85,10 +97,8 @@ export function decodeBatchMessage(bytes: Uint8Array): ColumnBatch | null {
         const n = varint(bytes, end);
         if (n < 0 || pos + n > end) return null;
         const stop = pos + n;
-        // At most one id per byte; counted first so the array is allocated once.
-        let count = 0;
-        for (let i = pos; i < stop; i++) if (bytes[i]! < 0x80) count++;
-        if (n > 0 && bytes[stop - 1]! >= 0x80) return null;
+        const count = varintCount(bytes, pos, stop);
+        if (count < 0) return null;
         ids = columns.uint32(count);
         let p = pos;
         for (let k = 0; k < count; k++) {
@@ -109,9 +119,8 @@ export function decodeBatchMessage(bytes: Uint8Array): ColumnBatch | null {
         const n = varint(bytes, end);
         if (n < 0 || pos + n > end) return null;
         const stop = pos + n;
-        let count = 0;
-        for (let i = pos; i < stop; i++) if (bytes[i]! < 0x80) count++;
-        if (n > 0 && bytes[stop - 1]! >= 0x80) return null;
+        const count = varintCount(bytes, pos, stop);
+        if (count < 0) return null;
         offsets = columns.float64(count);
         let p = pos;
         for (let k = 0; k < count; k++) {

@@ -3,18 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ColumnSlab, decodeBatchMessage, decodeDeviceMessage, decodeHubMessage, encodeAckMessage, encodeDeviceMessage, encodeHubMessage, type Batch, type ColumnBatch } from '../src/index.ts';
+import { seededRandom } from '../../test/support/random.ts';
 
-/** A deterministic PRNG (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Plain { seq: number; baseTimeMs: number; sentTimeMs: number; defs: { id: number; name: string; unit: string }[]; ids: number[]; offsets: number[]; values: number[] }
 
@@ -64,7 +54,7 @@ function randomBatch(r: () => number): Batch {
 }
 
 test('fast batch - encoder output decodes to what the generated decoder gives, with typed arrays', () => {
-  const r = rng(1);
+  const r = seededRandom(1);
   for (let k = 0; k < 3000; k++) {
     const batch = randomBatch(r);
     const bytes = encodeDeviceMessage({ batch });
@@ -78,7 +68,7 @@ test('fast batch - encoder output decodes to what the generated decoder gives, w
 });
 
 test('fast batch - mutated, truncated and extended messages: null, or exactly the generated decoder\'s result', () => {
-  const r = rng(2);
+  const r = seededRandom(2);
   let fastTaken = 0;
   let rejectedByBoth = 0;
   for (let k = 0; k < 20_000; k++) {
@@ -156,7 +146,7 @@ test('column slab - arrays are zero-filled, never overlap, and large ones get a 
 });
 
 test('fast ack - the same bytes as the generated encoder for an Ack without reports', () => {
-  const r = rng(3);
+  const r = seededRandom(3);
   const seqs = [0, 1, 127, 128, 16_383, 16_384, 2 ** 31, 2 ** 32, 2 ** 53 - 1];
   for (let k = 0; k < 5000; k++) {
     const seq = k < seqs.length ? seqs[k]! : Math.floor(r() * 2 ** (1 + Math.floor(r() * 52)));

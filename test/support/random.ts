@@ -1,0 +1,15 @@
+// Test support (not a test file): a seeded PRNG for tests and benchmarks
+// that must replay the same data. Imports nothing
+// (.dependency-cruiser.cjs: test-support-imports-only-node-builtins).
+
+/** mulberry32: a deterministic generator of numbers in [0, 1) for `seed`. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
