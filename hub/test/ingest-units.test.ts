@@ -54,11 +54,11 @@ test('session - the table counts connections per socket and address, keeps one s
   const table = new SessionTable({ maxReadingsPerSecond: 100, readingsBurst: 200 });
   const device = table.device('dev-1', 0);
   assert.equal(table.device('dev-1', 5), device, 'one state per device');
-  assert.equal(device.bucket.take(200, 0), true, 'a full readings bucket');
-  const first = new Session('s1', 'dev-1', {}, '10.0.0.1', device);
-  const second = new Session('s2', 'dev-1', {}, '10.0.0.1', device);
+  assert.equal(device.take(200, 0), true, 'a full readings bucket');
+  const first = new Session('s', 1, 'dev-1', {}, '10.0.0.1', device);
+  const second = new Session('s', 2, 'dev-1', {}, '10.0.0.1', device);
   for (const session of [first, second]) {
-    table.add(session);
+    table.add(session, 0);
     device.session = session;
   }
   assert.deepEqual([table.sockets.size, table.awaitingHello.size, table.addresses.get('10.0.0.1'), table.current('dev-1')], [2, 2, 2, second]);
@@ -102,6 +102,47 @@ test('live guard - calls reach the live path; a failure there is logged once and
   none.connectionCount(3);
 });
 
+test('session - flags are independent bits; the id is the instance prefix and the serial in base 36; nothing is allocated before use', () => {
+  const table = new SessionTable({ maxReadingsPerSecond: 100, readingsBurst: 200 });
+  const s = new Session('abc', 71, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
+  assert.equal(s.id, 'abc-1z');
+  assert.deepEqual([s.metricTable, s.inflight, s.reports, s.commandIds, s.inflightCount], [null, null, null, null, 0]);
+  const flags = ['welcomed', 'toldSkew', 'toldBackpressure', 'gone', 'closedByHub'] as const;
+  for (const set of flags) {
+    for (const f of flags) s[f] = false;
+    s[set] = true;
+    assert.deepEqual(flags.filter((f) => s[f]), [set], `only ${set}`);
+    s[set] = false;
+    assert.deepEqual(flags.filter((f) => s[f]), [], `${set} cleared`);
+  }
+  s.addInflight(4, 100);
+  s.addInflight(5, 101);
+  assert.deepEqual([s.inflightCount, s.inflight], [2, [4, 100, 5, 101]]);
+  assert.equal(s.metrics(), s.metrics(), 'one metric table, created on first use');
+});
+
+test('acks - only durable batches leave the in-flight pairs; the rest keep their order and receive times', () => {
+  const table = new SessionTable({ maxReadingsPerSecond: 100, readingsBurst: 200 });
+  const metrics = new HubMetrics();
+  const latencies: number[] = [];
+  const live = { durable() {}, sessionOpened() {}, sessionClosed() {}, connectionCount() {}, ackLatency(ms: number) { latencies.push(ms); } };
+  const log = new LogLimiter(createLogger('error', new Writable({ write(_c: Buffer, _e, done) { done(); } })), { perMinute: 100, now: () => 0 });
+  const acks = new AckFlusher({ window: 8, store: { durableSeq: () => 5, pressure: () => 0 }, metrics, now: () => 1000, live: new GuardedLiveFeed(live, log), sessions: table.sockets });
+  const sent: Uint8Array[] = [];
+  const ws = { send: (bytes: Uint8Array) => { sent.push(bytes); return SEND_OK; }, cork: (f: () => void) => { f(); return ws; } };
+  const session = new Session('s', 1, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
+  session.ws = ws as unknown as NonNullable<Session['ws']>;
+  session.state = 'open';
+  session.lastCredit = 8;
+  for (const [seq, at] of [[4, 900], [6, 910], [5, 920], [7, 930], [3, 940]] as const) session.addInflight(seq, at);
+  acks.markDirty(session);
+  acks.flush();
+  assert.deepEqual(sent.map((bytes) => decodeHubMessage(bytes).ack?.seq), [5]);
+  assert.deepEqual(session.inflight, [6, 910, 7, 930]);
+  assert.deepEqual(latencies, [100, 80, 60]);
+  assert.equal(session.lastAckSeq, 5);
+});
+
 test('acks - a live path that throws on ack latency does not stop the ack flush', () => {
   const table = new SessionTable({ maxReadingsPerSecond: 100, readingsBurst: 200 });
   const errors: string[] = [];
@@ -110,12 +151,12 @@ test('acks - a live path that throws on ack latency does not stop the ack flush'
   const acks = new AckFlusher({ window: 8, store: { durableSeq: () => 10, pressure: () => 0 }, metrics: new HubMetrics(), now: () => 1000, live: new GuardedLiveFeed(throwing, log), sessions: table.sockets });
   const sent: Uint8Array[] = [];
   const ws = { send: (bytes: Uint8Array) => { sent.push(bytes); return SEND_OK; }, cork: (f: () => void) => { f(); return ws; } };
-  const session = new Session('s1', 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
+  const session = new Session('s', 1, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
   session.ws = ws as unknown as NonNullable<Session['ws']>;
   session.state = 'open';
   session.lastCredit = 8;
-  session.inflightSeq.push(1, 2);
-  session.inflightAt.push(990, 995);
+  session.addInflight(1, 990);
+  session.addInflight(2, 995);
   acks.markDirty(session);
   acks.flush();
   assert.deepEqual(sent.map((bytes) => decodeHubMessage(bytes).ack?.seq), [2]);
@@ -129,13 +170,12 @@ test('acks - an Ack that uWS queues or drops is counted as send_backpressure; on
   const sent: Uint8Array[] = [];
   let result = SEND_OK;
   const ws = { send: (bytes: Uint8Array) => { sent.push(bytes); return result; }, cork: (f: () => void) => { f(); return ws; } };
-  const session = new Session('s1', 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
+  const session = new Session('s', 1, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
   session.ws = ws as unknown as NonNullable<Session['ws']>;
   session.state = 'open';
   session.lastCredit = 8;
   for (result of [SEND_OK, SEND_BACKPRESSURE, SEND_DROPPED]) {
-    session.inflightSeq.push(sent.length + 1);
-    session.inflightAt.push(990);
+    session.addInflight(sent.length + 1, 990);
     acks.markDirty(session);
     acks.flush();
   }

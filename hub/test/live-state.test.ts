@@ -8,7 +8,7 @@ import test from 'node:test';
 import { Presence } from '@telemetry/proto';
 import { Digest, Partial, WindowedSeries } from '../src/live/aggregates.ts';
 import { Alarms, MAX_RULES, parseRule } from '../src/live/alarms.ts';
-import { closeExplanation, DeviceTracker } from '../src/live/devices.ts';
+import { closeExplanation, DeviceTracker, HISTORY } from '../src/live/devices.ts';
 import { LiveState } from '../src/live/state.ts';
 import type { AcceptedBatch } from '../src/spool/store.ts';
 
@@ -163,7 +163,9 @@ test('devices - presence explains itself: online, offline with the close reason,
   tr.opened('d1', {}, ++now, 'fw/1', 'a');
   assert.equal(d.presence, Presence.FLAPPING);
   assert.match(d.reason, /3 disconnects in 5 min/);
-  assert.ok(d.history.length === 7 && d.history.every((h, i) => i === 0 || h.timeMs >= d.history[i - 1]!.timeMs));
+  const history = d.history();
+  assert.ok(history.length === 7 && history.every((h, i) => i === 0 || h.timeMs >= history[i - 1]!.timeMs));
+  assert.deepEqual(history.at(-1), { presence: d.presence, timeMs: d.since, reason: d.reason }, 'the current presence ends the history');
   // Calms down after 5 quiet minutes.
   now += 5 * 60_000 + 1;
   d.lastSeen = now;
@@ -184,6 +186,23 @@ test('devices - presence explains itself: online, offline with the close reason,
   tr.sweep(now + 7_000);
   assert.equal(e.presence, Presence.ONLINE);
   assert.equal(e.reason, 'reporting again');
+});
+
+test('devices - connection history: none before any change, then the last HISTORY changes with the current presence last', () => {
+  const tr = new DeviceTracker({ maxDevices: 10 });
+  const d = tr.get('d1')!;
+  assert.deepEqual(d.history(), [], 'the state the hub started with is not a change');
+  let now = 1000;
+  tr.opened('d1', {}, now, 'fw', 'a');
+  assert.deepEqual(d.history(), [{ presence: Presence.ONLINE, timeMs: now, reason: 'connected' }]);
+  for (let i = 0; i < 3 * HISTORY; i++) {
+    tr.closed('d1', 1000, false, ++now);
+    tr.opened('d1', {}, ++now, 'fw', 'a');
+  }
+  const history = d.history();
+  assert.equal(history.length, HISTORY);
+  assert.deepEqual(history.at(-1), { presence: d.presence, timeMs: now, reason: d.reason });
+  assert.ok(history.every((h, i) => i === 0 || h.timeMs === history[i - 1]!.timeMs + 1), 'the newest HISTORY, in order, none lost in between');
 });
 
 test('alarms - rules are validated; a rule fires after its duration, per device in its group, and clears', async () => {

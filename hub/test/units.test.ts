@@ -28,6 +28,14 @@ test('clock - an old maximum expires so a reset device clock is followed', () =>
   assert.equal(c.offsetMs, -10);
 });
 
+test('clock - the first sample is the estimate whatever its sign (device clock behind the hub)', () => {
+  const c = new ClockOffsetEstimator();
+  c.sample(5_000, 5_500);
+  assert.deepEqual([c.known, c.offsetMs], [true, -500]);
+  c.sample(6_000, 6_700);
+  assert.equal(c.offsetMs, -500, 'a more delayed sample does not replace it');
+});
+
 test('limits - token bucket refills at its rate up to its burst', () => {
   const b = new TokenBucket(100, 200, 0);
   assert.equal(b.take(200, 0), true);

@@ -50,7 +50,7 @@ export function hashToken(token: string): string {
 }
 
 export class DeviceRegistry implements DeviceAuthenticator {
-  #devices = new Map<string, DeviceEntry>();
+  #devices = new Map<string, KnownDevice>();
   #listeners = new Set<(ids: string[]) => void>();
 
   constructor(file?: RegistryFile) {
@@ -93,7 +93,8 @@ export class DeviceRegistry implements DeviceAuthenticator {
     const match = given.length === want.length && timingSafeEqual(given, want);
     if (!entry || !match) return { ok: false, status: 401, reason: 'unknown device or wrong token' };
     if (entry.disabled) return { ok: false, status: 403, reason: 'device disabled' };
-    return { ok: true, deviceId, tags: entry.tags };
+    // The registry's id string, not the slice of the token: a session keeps no part of a token alive.
+    return { ok: true, deviceId: entry.id, tags: entry.tags };
   }
 
   onRevoked(listener: (deviceIds: string[]) => void): () => void {
@@ -103,12 +104,15 @@ export class DeviceRegistry implements DeviceAuthenticator {
 }
 
 /** Checks a registry against the rules of auth/schemas.ts; the entries as the hub keeps them. */
-function parseRegistry(file: unknown): Map<string, DeviceEntry> {
+/** A registered device as the registry holds it: its entry and its id (one string the hub's sessions share). */
+interface KnownDevice extends DeviceEntry { readonly id: string }
+
+function parseRegistry(file: unknown): Map<string, KnownDevice> {
   const parsed = RegistryFileSchema.safeParse(file);
   if (!parsed.success) throw new RegistryError(`registry: ${describeIssues(parsed.error.issues)}`, { cause: parsed.error });
-  const out = new Map<string, DeviceEntry>();
+  const out = new Map<string, KnownDevice>();
   for (const [id, e] of Object.entries(parsed.data.devices)) {
-    out.set(id, { tokenHash: e.tokenHash, tags: Object.freeze(e.tags ?? {}), disabled: e.disabled === true });
+    out.set(id, { id, tokenHash: e.tokenHash, tags: Object.freeze(e.tags ?? {}), disabled: e.disabled === true });
   }
   return out;
 }

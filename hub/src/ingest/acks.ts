@@ -85,32 +85,34 @@ export class AckFlusher {
       const ws = session.ws;
       if (session.state !== 'open' || !ws) continue;
       const durable = store.durableSeq(session.deviceId);
-      const inflightSeq = session.inflightSeq;
-      const inflightAt = session.inflightAt;
       let acked = session.lastAckSeq;
-      let kept = 0;
-      // Compacts the in-flight arrays in place: what is durable leaves, the rest keeps its order.
-      for (let i = 0; i < inflightSeq.length; i++) {
-        const seq = inflightSeq[i]!;
-        if (seq <= durable) {
-          if (seq > acked) acked = seq;
-          const ms = now - inflightAt[i]!;
-          latency.observe(ms / 1000);
-          if (live) live.ackLatency(ms);
-        } else {
-          inflightSeq[kept] = seq;
-          inflightAt[kept] = inflightAt[i]!;
-          kept++;
+      let removed = 0;
+      const inflight = session.inflight;
+      if (inflight !== null) {
+        // Compacts the (seq, receive time) pairs in place: what is durable leaves, the rest keeps its order.
+        let kept = 0;
+        for (let i = 0; i < inflight.length; i += 2) {
+          const seq = inflight[i]!;
+          if (seq <= durable) {
+            if (seq > acked) acked = seq;
+            const ms = now - inflight[i + 1]!;
+            latency.observe(ms / 1000);
+            if (live) live.ackLatency(ms);
+          } else {
+            inflight[kept] = seq;
+            inflight[kept + 1] = inflight[i + 1]!;
+            kept += 2;
+          }
         }
+        removed = (inflight.length - kept) >> 1;
+        inflight.length = kept;
       }
-      const removed = inflightSeq.length - kept;
-      inflightSeq.length = kept;
-      inflightAt.length = kept;
       if (removed === 0 && credit === session.lastCredit) continue;
       let reports: BatchReport[] = [];
-      if (session.reports.length) {
-        reports = session.reports.filter((report) => (report.seq ?? 0) <= acked);
-        if (reports.length) session.reports.splice(0, reports.length);
+      const pending = session.reports;
+      if (pending !== null && pending.length) {
+        reports = pending.filter((report) => (report.seq ?? 0) <= acked);
+        if (reports.length) pending.splice(0, reports.length);
       }
       session.lastAckSeq = acked;
       session.lastCredit = credit;

@@ -86,7 +86,7 @@ export class BatchIntake {
     const config = this.#config;
     const metrics = this.#metrics;
     // protocol: at most `window` unacked batches in flight.
-    if (session.inflightSeq.length >= config.window) {
+    if (session.inflightCount >= config.window) {
       return lifecycle.close(session, CloseCode.WINDOW_EXCEEDED, `more than ${config.window} unacked batches in flight`, undefined, 'window');
     }
     const seq = batch.seq ?? 0;
@@ -94,30 +94,28 @@ export class BatchIntake {
     if (!(seq >= 1) || !Number.isSafeInteger(seq)) return lifecycle.close(session, CloseCode.PROTOCOL_ERROR, `Batch.seq must be 1..2^53-1 (9007199254740991); got ${seq}`, undefined, 'protocol');
     const now = this.#deps.now();
     // protocol: every sent_time_ms is a clock-offset sample, resends too (§8).
-    session.clock.sample(batch.sentTimeMs ?? 0, now);
+    session.sample(batch.sentTimeMs ?? 0, now);
 
     const device = session.device;
     const defs = batch.metricDefs;
-    const defError = defs && defs.length > 0 ? defineMetrics(session.metricTable, defs, this.#limits, device.metricNames ??= new Set(), this.#metricNames) : null;
+    const defError = defs && defs.length > 0 ? defineMetrics(session.metrics(), defs, this.#limits, device.metricNames ??= new Set(), this.#metricNames) : null;
     if (defError) return lifecycle.close(session, defError.code, defError.reason, undefined, defError.limit as LimitName);
 
     const store = this.#store;
     if (seq <= store.acceptedSeq(session.deviceId)) {
       // protocol: a resend of a batch the hub holds is acked, not stored twice.
       metrics.batchDuplicate.inc();
-      session.inflightSeq.push(seq);
-      session.inflightAt.push(now);
+      session.addInflight(seq, now);
       if (seq <= store.durableSeq(session.deviceId)) this.#acks.markDirty(session);
       return;
     }
 
-    const outcome = validateBatch(session.deviceId, session.tags, batch, session.metricTable, this.#limits, now, session.clock);
+    const outcome = validateBatch(session.deviceId, session.tags, batch, session.metrics(), this.#limits, now, session);
     if (!outcome.ok) return lifecycle.close(session, outcome.code, outcome.reason, undefined, outcome.limit as LimitName);
 
     const readings = batch.metricIds?.length ?? 0;
-    const bucket = device.bucket;
-    if (!bucket.take(readings, now)) {
-      const waitMs = Math.max(1000, bucket.waitMs(readings, now));
+    if (!device.take(readings, now)) {
+      const waitMs = Math.max(1000, device.waitMs(readings, now));
       return lifecycle.close(session, CloseCode.RATE_LIMITED, `over ${config.maxReadingsPerSecond} readings/s`, waitMs, 'readings_rate');
     }
 
@@ -125,18 +123,17 @@ export class BatchIntake {
     if ((report.skewDropped || report.skewCorrected) && !session.toldSkew) {
       session.toldSkew = true;
       sendToDevice(ws, encodeHubMessage({ notice: { code: NoticeCode.CLOCK_SKEW,
-        reason: `readings out of the skew bounds (${report.skewCorrected} corrected, ${report.skewDropped} dropped in batch ${seq}); estimated device clock offset ${session.clock.offsetMs} ms; see Ack reports` } }), metrics);
+        reason: `readings out of the skew bounds (${report.skewCorrected} corrected, ${report.skewDropped} dropped in batch ${seq}); estimated device clock offset ${session.offsetMs} ms; see Ack reports` } }), metrics);
     }
     if (report.nonFiniteDropped || report.skewDropped || report.skewCorrected) {
-      session.reports.push({ seq, nonFiniteDropped: report.nonFiniteDropped, skewDropped: report.skewDropped, skewCorrected: report.skewCorrected, clockOffsetMs: session.clock.offsetMs });
+      (session.reports ??= []).push({ seq, nonFiniteDropped: report.nonFiniteDropped, skewDropped: report.skewDropped, skewCorrected: report.skewCorrected, clockOffsetMs: session.offsetMs });
       if (report.nonFiniteDropped) { metrics.readingsNonFinite.inc(report.nonFiniteDropped); metrics.limit('non_finite'); }
       if (report.skewDropped) { metrics.readingsSkewDropped.inc(report.skewDropped); metrics.limit('skew'); }
       if (report.skewCorrected) metrics.readingsSkewCorrected.inc(report.skewCorrected);
     }
     metrics.hot.batchesAccepted++;
     metrics.hot.readingsAccepted += outcome.batch.values.length;
-    session.inflightSeq.push(seq);
-    session.inflightAt.push(now);
+    session.addInflight(seq, now);
     this.#append(outcome.batch, session.deviceId, seq);
   }
 

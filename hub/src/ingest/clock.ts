@@ -10,7 +10,9 @@
 const EXPIRE_MS = 60_000;
 
 export class ClockOffsetEstimator {
-  #bestSample = Number.NEGATIVE_INFINITY;
+  // 0, not -Infinity, before the first sample (#sampleCount says there is
+  // none): a small integer keeps the field unboxed in every session.
+  #bestSample = 0;
   #bestSampleAtMs = 0;
   #sampleCount = 0;
 
@@ -22,7 +24,7 @@ export class ClockOffsetEstimator {
   sample(deviceTimeMs: number, hubTimeMs: number): void {
     if (!(deviceTimeMs > 0) || !Number.isSafeInteger(deviceTimeMs)) return;
     const sample = deviceTimeMs - hubTimeMs;
-    if (sample > this.#bestSample || hubTimeMs - this.#bestSampleAtMs > EXPIRE_MS) {
+    if (this.#sampleCount === 0 || sample > this.#bestSample || hubTimeMs - this.#bestSampleAtMs > EXPIRE_MS) {
       this.#bestSample = sample;
       this.#bestSampleAtMs = hubTimeMs;
     }

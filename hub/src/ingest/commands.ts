@@ -43,7 +43,8 @@ export class Commands {
   /** Sends a Command on an open session's socket; returns its id. */
   send(session: Session, ws: DeviceSocket, command: Omit<Command, 'id'>): number {
     const id = this.#nextCommandId++;
-    if (session.commandIds.push(id) > MAX_OUTSTANDING_COMMANDS) session.commandIds.shift();
+    const ids = session.commandIds ??= [];
+    if (ids.push(id) > MAX_OUTSTANDING_COMMANDS) ids.shift();
     const metrics = this.#deps.metrics;
     ws.cork(() => sendToDevice(ws, encodeHubMessage({ command: { ...command, id } }), metrics));
     return id;
@@ -57,12 +58,13 @@ export class Commands {
   result(session: Session, result: CommandResult): void {
     if (session.state !== 'open') return this.#deps.lifecycle.close(session, CloseCode.PROTOCOL_ERROR, 'CommandResult before Hello', undefined, 'protocol');
     const id = result.id ?? 0;
-    const at = session.commandIds.indexOf(id);
-    if (at < 0) {
+    const ids = session.commandIds;
+    const at = ids ? ids.indexOf(id) : -1;
+    if (!ids || at < 0) {
       this.#resultUnknown.inc();
       return;
     }
-    session.commandIds.splice(at, 1);
+    ids.splice(at, 1);
     const ok = result.ok === true;
     (ok ? this.#resultOk : this.#resultFailed).inc();
     const text = result.message ?? '';

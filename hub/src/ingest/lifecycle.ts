@@ -19,6 +19,9 @@ import type { DeviceSocket, Session, SessionTable } from './session.ts';
 /** protocol: Hello.firmware is at most 128 bytes (§4). */
 export const MAX_FIRMWARE_BYTES = 128;
 
+/** Distinct firmware strings shared between sessions (a fleet runs a few versions); past this many, each session keeps its own. */
+export const INTERNED_FIRMWARES = 1024;
+
 /** Close codes reported as metric labels; anything else is "other" (bounded cardinality). */
 const KNOWN_CODES: ReadonlySet<number> = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1013, ...(Object.values(CloseCode) as number[])]);
 
@@ -53,6 +56,8 @@ export class SessionLifecycle {
   readonly #table: SessionTable;
   readonly #live: GuardedLiveFeed;
   readonly #deviceLog: LogLimiter;
+  /** Firmware strings seen in Hellos, so that sessions share one copy each. */
+  readonly #firmwares = new Map<string, string>();
 
   constructor(deps: LifecycleDeps) {
     this.#deps = deps;
@@ -68,8 +73,7 @@ export class SessionLifecycle {
     const session = ws.getUserData().session;
     session.ws = ws;
     session.state = 'awaiting-hello';
-    session.openedAtMs = this.#deps.now();
-    this.#table.add(session);
+    this.#table.add(session, this.#deps.now());
     this.#metrics.connections.inc();
     this.#live.connectionCount(this.#table.sockets.size);
 
@@ -138,8 +142,8 @@ export class SessionLifecycle {
       return this.close(session, CloseCode.PROTOCOL_ERROR, `Hello.firmware longer than ${MAX_FIRMWARE_BYTES} bytes`, undefined, 'protocol');
     }
     const now = this.#deps.now();
-    session.firmware = firmware;
-    session.clock.sample(hello.deviceTimeMs ?? 0, now);
+    session.firmware = this.#intern(firmware);
+    session.sample(hello.deviceTimeMs ?? 0, now);
     session.state = 'open';
     session.welcomed = true;
     this.#table.awaitingHello.delete(session);
@@ -165,16 +169,23 @@ export class SessionLifecycle {
         },
       },
     }), this.#metrics);
-    this.#live.sessionOpened(session.deviceId, session.tags, firmware, session.addr);
-    this.#deviceLog.debug('device_session_open', { device: session.deviceId, session: session.id, firmware, offsetMs: session.clock.offsetMs }, 'device session open');
+    this.#live.sessionOpened(session.deviceId, session.tags, session.firmware, session.addr);
+    this.#deviceLog.debug('device_session_open', { device: session.deviceId, session: session.id, firmware, offsetMs: session.offsetMs }, 'device session open');
+  }
+
+  #intern(firmware: string): string {
+    const known = this.#firmwares.get(firmware);
+    if (known !== undefined) return known;
+    if (this.#firmwares.size < INTERNED_FIRMWARES) this.#firmwares.set(firmware, firmware);
+    return firmware;
   }
 
   /** protocol: no Hello within HUB_HANDSHAKE_TIMEOUT_MS of the upgrade closes with 4001 (§4). */
   sweep(): void {
     const now = this.#deps.now();
     const timeoutMs = this.#config.handshakeTimeoutMs;
-    for (const session of this.#table.awaitingHello) {
-      if (now - session.openedAtMs >= timeoutMs) {
+    for (const [session, openedAtMs] of this.#table.awaitingHello) {
+      if (now - openedAtMs >= timeoutMs) {
         this.close(session, CloseCode.HANDSHAKE_TIMEOUT, `no Hello within ${timeoutMs} ms`, undefined, 'handshake_timeout');
       }
     }

@@ -23,47 +23,93 @@ export type DeviceSocket = UwsTypes.WebSocket<SocketData>;
  */
 export type SessionState = 'upgrading' | 'awaiting-hello' | 'open' | 'closed';
 
-export class Session {
+// Memory: a big fleet is mostly idle sessions, so a Session is one object
+// with no sub-objects until it needs them: the clock estimate's fields are
+// its own (it extends the estimator), the flags share one small integer,
+// the id is built when asked for, and the metric table, in-flight pairs,
+// reports and command ids are allocated with their first use. A DeviceState
+// is its own readings bucket. docs/BENCHMARKS.md §2 measures the result.
+
+/** Session flags, bits of Session.#flags. */
+const WELCOMED = 1, TOLD_SKEW = 2, TOLD_BACKPRESSURE = 4, GONE = 8, CLOSED_BY_HUB = 16;
+
+export class Session extends ClockOffsetEstimator {
   ws: DeviceSocket | null = null;
   state: SessionState = 'upgrading';
-  openedAtMs = 0;
-  readonly metricTable = new MetricTable();
-  /** Ids of Commands sent in this session and not answered yet, oldest first (at most MAX_OUTSTANDING_COMMANDS). */
-  readonly commandIds: number[] = [];
-  readonly clock = new ClockOffsetEstimator();
-  /** Seqs received in this session and not yet acked, with their receive times (two arrays: no object per batch). */
-  readonly inflightSeq: number[] = [];
-  readonly inflightAt: number[] = [];
-  /** Reports of batches not acked yet, in seq order; each goes out with the Ack that covers it. */
-  readonly reports: BatchReport[] = [];
+  /** The session's metric definitions; null until the first. */
+  metricTable: MetricTable | null = null;
+  /** Ids of Commands sent in this session and not answered yet, oldest first (at most MAX_OUTSTANDING_COMMANDS); null until the first Command. */
+  commandIds: number[] | null = null;
+  /**
+   * Batches received in this session and not yet acked, as pairs: seq, then
+   * receive time (one flat array: no object per batch); null until the first batch.
+   */
+  inflight: number[] | null = null;
+  /** Reports of batches not acked yet, in seq order; each goes out with the Ack that covers it; null until the first. */
+  reports: BatchReport[] | null = null;
   lastAckSeq = 0;
   lastCredit = 0;
   firmware = '';
-  welcomed = false;
-  /** Notices already sent this session (each once). */
-  toldSkew = false;
-  toldBackpressure = false;
-  /** Close accounting done (exactly once, whoever closed). */
-  gone = false;
-  /** The hub ended the session (not the device or the network). */
-  closedByHub = false;
+  #flags = 0;
   constructor(
-    readonly id: string,
+    /** Prefix shared by this hub instance's session ids; the id is `${idPrefix}-${serial in base 36}`. */
+    readonly idPrefix: string,
+    readonly serial: number,
     readonly deviceId: string,
     readonly tags: Readonly<Record<string, string>>,
     readonly addr: string,
     /** The device's state that outlives sessions (its session is set to this one when the socket opens). */
     readonly device: DeviceState,
-  ) {}
+  ) {
+    super();
+  }
+
+  /** The session id Welcome carries and logs name. */
+  get id(): string { return `${this.idPrefix}-${this.serial.toString(36)}`; }
+
+  /** Batches in flight (received, not acked). */
+  get inflightCount(): number { return this.inflight === null ? 0 : this.inflight.length >> 1; }
+
+  /** Records a batch in flight, received at `atMs`. */
+  addInflight(seq: number, atMs: number): void {
+    (this.inflight ??= []).push(seq, atMs);
+  }
+
+  /** The metric table, created with the session's first definition or batch. */
+  metrics(): MetricTable {
+    return this.metricTable ??= new MetricTable();
+  }
+
+  /** Welcome sent. */
+  get welcomed(): boolean { return (this.#flags & WELCOMED) !== 0; }
+  set welcomed(v: boolean) { this.#set(WELCOMED, v); }
+  /** Notices already sent this session (each once). */
+  get toldSkew(): boolean { return (this.#flags & TOLD_SKEW) !== 0; }
+  set toldSkew(v: boolean) { this.#set(TOLD_SKEW, v); }
+  get toldBackpressure(): boolean { return (this.#flags & TOLD_BACKPRESSURE) !== 0; }
+  set toldBackpressure(v: boolean) { this.#set(TOLD_BACKPRESSURE, v); }
+  /** Close accounting done (exactly once, whoever closed). */
+  get gone(): boolean { return (this.#flags & GONE) !== 0; }
+  set gone(v: boolean) { this.#set(GONE, v); }
+  /** The hub ended the session (not the device or the network). */
+  get closedByHub(): boolean { return (this.#flags & CLOSED_BY_HUB) !== 0; }
+  set closedByHub(v: boolean) { this.#set(CLOSED_BY_HUB, v); }
+
+  #set(bit: number, v: boolean): void {
+    this.#flags = v ? this.#flags | bit : this.#flags & ~bit;
+  }
 }
 
-export interface DeviceState {
+/**
+ * What a device keeps across its sessions. It is its own readings bucket
+ * (HUB_MAX_READINGS_PER_S), kept across sessions so reconnecting does not
+ * refill it.
+ */
+export class DeviceState extends TokenBucket {
   /** The device's current session (protocol: one per device), or null between sessions. */
-  session: Session | null;
-  /** Readings per second (HUB_MAX_READINGS_PER_S), kept across sessions so reconnecting does not refill it. */
-  readonly bucket: TokenBucket;
+  session: Session | null = null;
   /** Metric names the device has defined in any session while the hub runs (at most HUB_MAX_METRICS_PER_DEVICE), interned fleet-wide; null until its first definition. */
-  metricNames: Set<string> | null;
+  metricNames: Set<string> | null = null;
 }
 
 export interface ReadingsRate {
@@ -79,8 +125,8 @@ export interface ReadingsRate {
 export class SessionTable {
   /** Every open connection. */
   readonly sockets = new Set<Session>();
-  /** Open connections whose Hello has not arrived (the handshake timeout sweeps these). */
-  readonly awaitingHello = new Set<Session>();
+  /** Open connections whose Hello has not arrived, with the time each opened (the handshake timeout sweeps these). */
+  readonly awaitingHello = new Map<Session, number>();
   /** Open connections per remote address. */
   readonly addresses = new AddressCounter();
   readonly #devices = new Map<string, DeviceState>();
@@ -90,10 +136,10 @@ export class SessionTable {
     this.#rate = rate;
   }
 
-  /** A socket opened: counted from now on, awaiting its Hello. */
-  add(session: Session): void {
+  /** A socket opened at `nowMs`: counted from now on, awaiting its Hello. */
+  add(session: Session, nowMs: number): void {
     this.sockets.add(session);
-    this.awaitingHello.add(session);
+    this.awaitingHello.set(session, nowMs);
     this.addresses.inc(session.addr);
   }
 
@@ -110,7 +156,7 @@ export class SessionTable {
   device(deviceId: string, nowMs: number): DeviceState {
     let device = this.#devices.get(deviceId);
     if (!device) {
-      device = { session: null, bucket: new TokenBucket(this.#rate.maxReadingsPerSecond, this.#rate.readingsBurst, nowMs), metricNames: null };
+      device = new DeviceState(this.#rate.maxReadingsPerSecond, this.#rate.readingsBurst, nowMs);
       this.#devices.set(deviceId, device);
     }
     return device;

@@ -118,7 +118,7 @@ export class DeviceUpgrade {
     }
 
     const device = table.device(auth.deviceId, now);
-    const session = new Session(`${this.#instance}-${(++this.#sessionCounter).toString(36)}`, auth.deviceId, auth.tags, addr, device);
+    const session = new Session(this.#instance, ++this.#sessionCounter, auth.deviceId, auth.tags, addr, device);
     // protocol: never echo the token subprotocol; select ours or none.
     res.cork(() => res.upgrade<SocketData>({ session }, key, subprotocol, '', context));
   }

@@ -23,6 +23,9 @@ const STALE_MIN_EXTRA_MS = 5_000;
 /** Before a cadence is learned: stale after this much silence. */
 const STALE_DEFAULT_MS = 60_000;
 
+/** Shared by every device with no presence change yet; never written to. */
+const NO_HISTORY: PresenceChangeRec[] = [];
+
 export type PresenceValue = (typeof Presence)[keyof typeof Presence];
 
 export interface PresenceChangeRec { presence: PresenceValue; timeMs: number; reason: string }
@@ -47,17 +50,35 @@ export class TrackedDevice {
   readonly values: number[] = [];
   readonly times: number[] = [];
   readonly #metricIndex = new Map<string, number>();
-  readonly history: PresenceChangeRec[] = [];
+  /**
+   * The presence changes before the current one, oldest first (at most
+   * HISTORY - 1; history() adds the current one). Kept apart from the
+   * current presence so that a device seen in one state only (most of a
+   * fleet after a restart) holds no history objects.
+   */
+  #past: PresenceChangeRec[] = NO_HISTORY;
+  /** presence/since/reason are a change (not the state the hub started with). */
+  #changedOnce = false;
   readonly disconnects: number[] = [];
   constructor(readonly id: string, public tags: Readonly<Record<string, string>>) {}
 
   set(p: PresenceValue, now: number, reason: string): void {
     if (p === this.presence && reason === this.reason) return;
+    if (this.#changedOnce) {
+      const left = { presence: this.presence, timeMs: this.since, reason: this.reason };
+      if (this.#past === NO_HISTORY) this.#past = [left];
+      else if (this.#past.push(left) > HISTORY - 1) this.#past.shift();
+    }
+    this.#changedOnce = true;
     this.presence = p;
     this.since = now;
     this.reason = reason;
-    this.history.push({ presence: p, timeMs: now, reason });
-    if (this.history.length > HISTORY) this.history.shift();
+  }
+
+  /** Connection history: the last HISTORY presence changes, oldest first, the current presence last. */
+  history(): PresenceChangeRec[] {
+    if (!this.#changedOnce) return [];
+    return [...this.#past, { presence: this.presence, timeMs: this.since, reason: this.reason }];
   }
 
   /** Row of a metric in the latest-value columns, -1 if none. */

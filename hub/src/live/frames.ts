@@ -109,7 +109,7 @@ export class LiveFrames {
   #detail(d: TrackedDevice): DeviceDetail {
     return {
       state: this.#device(d), firmware: d.firmware, address: d.address,
-      history: d.history.map((h) => ({ presence: h.presence, timeMs: h.timeMs, reason: h.reason })),
+      history: d.history(),
     };
   }
 
