@@ -5,7 +5,10 @@
 //   ingest   server CPU per message and per reading, msgs/s acked, ack
 //            latency p50/p99, at 8/20/100/1000 readings per message, closed
 //            loop: the hub vs Debian's mosquitto (QoS 1, same bytes) vs a
-//            minimal `ws` + protobuf server (scripts/bench/ws-baseline.ts)
+//            minimal `ws` + protobuf server (scripts/bench/ws-baseline.ts);
+//            then the hub open loop at shares of its closed-loop rate (20
+//            readings): ack latency below saturation, main-thread CPU;
+//            then every server at the many-devices shape (2,000 x 10 msgs/s)
 //   density  server RSS per idle session at 10,000 and 50,000 sessions
 //   wire     bytes per reading: protobuf Batch vs line protocol vs JSON
 //   e2e      bench:storage and bench:live, run as children, folded in
@@ -17,7 +20,8 @@
 // Options (defaults; --quick shortens durations):
 //   --sizes 8,20,100,1000  --servers hub,mosquitto,ws  --clients 200  --window 32
 //   --warmup 5 (quick 2)  --duration 15 (quick 4): seconds per ingest point
-//   --client-processes 2
+//   --client-processes 2  --open-loop 0.5,0.8 (quick 0.7; none: no open-loop points)
+//   --many-devices 2000x10 (DEVICESxRATE, or none)
 //   --sessions 10000,50000 (quick 10000)  --sessions-per-process 10000  --per-address 1000
 //   --settle 5 (quick 2): seconds before each RSS reading
 //   --storage-args "..."  --live-args "...": replace bench:storage / bench:live arguments
@@ -31,7 +35,7 @@ import { ensureSimFleet } from './sim-fleet.ts';
 import { densityTable, runDensity, sessionCap, type DensityOptions, type DensityPoint } from './bench/density.ts';
 import { openFileLimit } from './bench/proc.ts';
 import { e2eTable, E2E_NAMES, runE2e, type E2eResult } from './bench/e2e.ts';
-import { ingestTable, runIngest, type IngestOptions, type IngestRun } from './bench/ingest.ts';
+import { ingestTable, manyDevicesTable, openLoopTable, runIngest, type IngestOptions, type IngestRun } from './bench/ingest.ts';
 import { machine, machineLines } from './bench/machine.ts';
 import { SERVER_KINDS, type ServerContext, type ServerKind } from './bench/servers.ts';
 import { fmt, markdownTable, ratio, renderTable, type Table } from './bench/table.ts';
@@ -41,7 +45,7 @@ const COMPARISONS = ['ingest', 'density', 'wire', 'storage', 'live'] as const;
 type Comparison = typeof COMPARISONS[number];
 
 function usage(msg: string, code = 2): never {
-  (code === 0 ? console.log : console.error)(`${msg ? `bench: ${msg}\n` : ''}usage: npm run bench -- [--only ingest,density,wire,e2e|storage|live] [--quick] [--json] [--markdown] [--sizes 8,20,100,1000] [--servers hub,mosquitto,ws] [--clients N] [--window N] [--warmup S] [--duration S] [--client-processes N] [--sessions 10000,50000] [--sessions-per-process N] [--per-address N] [--settle S] [--storage-args "..."] [--live-args "..."]`);
+  (code === 0 ? console.log : console.error)(`${msg ? `bench: ${msg}\n` : ''}usage: npm run bench -- [--only ingest,density,wire,e2e|storage|live] [--quick] [--json] [--markdown] [--sizes 8,20,100,1000] [--servers hub,mosquitto,ws] [--clients N] [--window N] [--warmup S] [--duration S] [--client-processes N] [--open-loop 0.5,0.8|none] [--many-devices 2000x10|none] [--sessions 10000,50000] [--sessions-per-process N] [--per-address N] [--settle S] [--storage-args "..."] [--live-args "..."]`);
   process.exit(code);
 }
 
@@ -52,7 +56,7 @@ try {
       only: { type: 'string' }, quick: { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
       markdown: { type: 'boolean', default: false },
       sizes: { type: 'string' }, servers: { type: 'string' }, clients: { type: 'string' }, window: { type: 'string' },
-      warmup: { type: 'string' }, duration: { type: 'string' }, 'client-processes': { type: 'string' },
+      warmup: { type: 'string' }, duration: { type: 'string' }, 'client-processes': { type: 'string' }, 'open-loop': { type: 'string' }, 'many-devices': { type: 'string' },
       sessions: { type: 'string' }, 'sessions-per-process': { type: 'string' }, 'per-address': { type: 'string' }, settle: { type: 'string' },
       'storage-args': { type: 'string' }, 'live-args': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -84,6 +88,18 @@ for (const s of servers) if (!SERVER_KINDS.includes(s)) usage(`--servers: unknow
 const sizes = list('sizes', values.sizes, [8, 20, 100, 1000]);
 for (const n of sizes) if (n % 4 !== 0) usage(`--sizes: ${n} is not a multiple of 4 (one reading per metric per instant, 4 metrics)`);
 const window = positive('window', values.window, 32);
+const manyDevices = ((): IngestOptions['manyDevices'] => {
+  const raw = values['many-devices'] ?? '2000x10';
+  if (raw === 'none') return null;
+  const m = /^(\d+)x(\d+(?:\.\d+)?)$/.exec(raw);
+  if (!m || !(Number(m[1]) > 0 && Number(m[2]) > 0)) usage(`--many-devices: ${raw} is not DEVICESxRATE (e.g. 2000x10) or none`);
+  return { devices: Number(m[1]), rate: Number(m[2]) };
+})();
+const openLoop = values['open-loop'] === 'none' ? [] : (values['open-loop'] ?? (quick ? '0.7' : '0.5,0.8')).split(',').map((x) => {
+  const v = Number(x.trim());
+  if (!(v > 0 && v < 1)) usage(`--open-loop: ${x} is not a share between 0 and 1 (or: none)`);
+  return v;
+});
 const clients = positive('clients', values.clients, 200);
 const warmupSeconds = positive('warmup', values.warmup, quick ? 2 : 5, false);
 const measureSeconds = positive('duration', values.duration, quick ? 4 : 15, false);
@@ -154,17 +170,19 @@ async function main(): Promise<void> {
     const tokensFile = join(tmp, 'tokens.json');
     const prefix = 'bench-';
     // As many devices as the largest hub density point can hold (a server holds at most its open-file limit, as this process).
-    const fleet = Math.max(only.has('ingest') ? clients : 0, only.has('density') && servers.includes('hub') ? Math.min(Math.max(...sessions), sessionCap(openFileLimit(process.pid, 'hard'))) : 0);
+    const fleet = Math.max(only.has('ingest') ? Math.max(clients, manyDevices?.devices ?? 0) : 0, only.has('density') && servers.includes('hub') ? Math.min(Math.max(...sessions), sessionCap(openFileLimit(process.pid, 'hard'))) : 0);
     log(`registering ${fmt(fleet)} bench devices (registry and tokens in ${tmp})`);
     ensureSimFleet(registry, tokensFile, fleet, prefix);
     const ctx: ServerContext = { root, tmp, hub: run.hub, registry, mosquittoPath: m.mosquittoPath, window };
 
     // ---- 1. ingest cost ----
     if (only.has('ingest')) {
-      const o: IngestOptions = { sizes, servers, clients, window, warmupSeconds, measureSeconds, clientProcesses, tokensFile, prefix, root };
+      const o: IngestOptions = { sizes, servers, clients, window, warmupSeconds, measureSeconds, clientProcesses, tokensFile, prefix, root, openLoop, manyDevices };
       const r = await runIngest(ctx, o, log);
       report.ingest = r;
       show(ingestTable(r, o));
+      if (r.openLoop.length) show(openLoopTable(r, o));
+      if (r.manyDevices.length) show(manyDevicesTable(r, o));
     }
 
     // ---- 2. connection density ----

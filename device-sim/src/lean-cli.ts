@@ -118,6 +118,9 @@ export interface LeanReport {
   steady: { cpuMicros: number; batches: number; seconds: number };
 }
 
+/** What a process sends its parent: its report and its two latency histograms (encoded). */
+interface EncodedReport { report: LeanReport; latency: string; steadyLatency: string }
+
 /** The summary --json prints, one line. */
 export interface LeanSummary {
   mode: 'lean';
@@ -156,6 +159,8 @@ export interface LeanSummary {
   pacedStalls: number;
   connectedAtEnd: number;
   latencyMs: { p50: number; p95: number; p99: number; max: number; samples: number };
+  /** The same over the steady window only (every device connected, to the end of sending): no connection setup, no drain. */
+  steadyLatencyMs: { p50: number; p95: number; p99: number; max: number; samples: number };
   /**
    * This process and its children. usPerBatch: all of it over the batches
    * sent (connection setup and the drain included); steady: only while every
@@ -194,7 +199,7 @@ export function mergeReports(reports: readonly LeanReport[]): LeanReport {
   return out;
 }
 
-export function summarize(cfg: LeanConfig, devices: number, r: LeanReport, latency: LatencyHistogram): LeanSummary {
+export function summarize(cfg: LeanConfig, devices: number, r: LeanReport, latency: LatencyHistogram, steadyLatency: LatencyHistogram): LeanSummary {
   const c = r.counters;
   const cpuS = (r.cpuMicros.user + r.cpuMicros.system) / 1e6;
   const violations = {
@@ -215,6 +220,7 @@ export function summarize(cfg: LeanConfig, devices: number, r: LeanReport, laten
     sessions: c.sessions, reconnects: c.reconnects, reducedCreditAcks: c.reducedCreditAcks, pacedStalls: c.pacedStalls,
     connectedAtEnd: r.connectedAtEnd,
     latencyMs: { ...latency.percentiles(), max: latency.maxMs },
+    steadyLatencyMs: { ...steadyLatency.percentiles(), max: steadyLatency.maxMs },
     cpu: {
       userSeconds: r.cpuMicros.user / 1e6, systemSeconds: r.cpuMicros.system / 1e6,
       percentOfOneCore: elapsed > 0 ? (cpuS / elapsed) * 100 : 0, usPerBatch: c.sent ? (cpuS * 1e6) / c.sent : 0,
@@ -249,6 +255,8 @@ export function formatLeanSummary(s: LeanSummary): string {
       + ` undecodable ${v.badMessages}, unexpected ${v.unexpectedMessages}`,
     `  notices   ${list(s.notices)}; hub reports: NaN dropped ${s.hubReports.nonFiniteDropped}, skew dropped ${s.hubReports.skewDropped}, corrected ${s.hubReports.skewCorrected}`,
     `  ack latency p50 ${ms(l.p50)}, p95 ${ms(l.p95)}, p99 ${ms(l.p99)}, max ${ms(l.max)} (${fmt(l.samples)} acked batches, send -> ack)`,
+    `  steady     p50 ${ms(s.steadyLatencyMs.p50)}, p95 ${ms(s.steadyLatencyMs.p95)}, p99 ${ms(s.steadyLatencyMs.p99)}, max ${ms(s.steadyLatencyMs.max)}`
+      + ` (${fmt(s.steadyLatencyMs.samples)} acked while every device was connected and sending)`,
     `  generator CPU ${s.cpu.userSeconds.toFixed(2)} s user + ${s.cpu.systemSeconds.toFixed(2)} s system = ${s.cpu.percentOfOneCore.toFixed(0)} % of one core, ${s.cpu.usPerBatch.toFixed(2)} µs per batch sent;`
       + ` steady (${s.cpu.steady.seconds.toFixed(1)} s, all connected) ${s.cpu.steady.usPerBatch.toFixed(2)} µs per batch, ${s.cpu.steady.percentOfOneCore.toFixed(0)} % of one core`,
   ];
@@ -272,7 +280,7 @@ function write(text: string, exitCode: number): void {
 
 type ChildMessage =
   | { type: 'lean-status'; status: StatusSample }
-  | { type: 'lean-report'; report: LeanReport; latency: string };
+  | ({ type: 'lean-report' } & EncodedReport);
 
 // ---- one process --------------------------------------------------------------
 
@@ -287,13 +295,15 @@ function runLean(cfg: LeanConfig, child: boolean): void {
   const sample = (): StatusSample => ({ devices: fleet.devices.length, ...fleet.totals() });
   const cpuNow = () => { const u = process.cpuUsage(); return u.user + u.system; };
   // The steady window starts at the first tick with every device connected (or 5 s in, whatever connected by then).
-  let steady0: { cpu: number; sent: number; at: number } | null = null;
+  let steady0: { cpu: number; sent: number; at: number; latency: LatencyHistogram } | null = null;
   let prev: StatusSample | null = null;
   let prevAt = started;
+  // SIGUSR2 (a benchmark's "measure from now"): the steady window starts again here, whatever came before (warm-up).
+  process.on('SIGUSR2', () => { steady0 = { cpu: cpuNow(), sent: sample().sent, at: performance.now(), latency: fleet.latency.copy() }; });
   const status = setInterval(() => {
     const s = sample();
     const now = performance.now();
-    if (!steady0 && fleet.sending && (s.connected === s.devices || now - started >= 5000)) steady0 = { cpu: cpuNow(), sent: s.sent, at: now };
+    if (!steady0 && fleet.sending && (s.connected === s.devices || now - started >= 5000)) steady0 = { cpu: cpuNow(), sent: s.sent, at: now, latency: fleet.latency.copy() };
     if (toParent) toParent({ type: 'lean-status', status: s } satisfies ChildMessage);
     else if (!cfg.quiet && !cfg.json) console.log(statusLine((now - started) / 1000, s, prev, (now - prevAt) / 1000));
     prev = s;
@@ -310,8 +320,9 @@ function runLean(cfg: LeanConfig, child: boolean): void {
     const atStop = fleet.totals();
     const cpuAtStop = cpuNow();
     // A run too short for a status tick: the whole run is the window.
-    const s0 = steady0 ?? { cpu: cpu0.user + cpu0.system, sent: 0, at: started };
+    const s0 = steady0 ?? { cpu: cpu0.user + cpu0.system, sent: 0, at: started, latency: new LatencyHistogram() };
     const steady = { cpuMicros: cpuAtStop - s0.cpu, batches: atStop.sent - s0.sent, seconds: (stopAt - s0.at) / 1000 };
+    const steadyLatency = fleet.latency.since(s0.latency);
     const drained = await fleet.drain(cfg.drainMs);
     clearInterval(status);
     const drainSeconds = (performance.now() - started) / 1000 - seconds;
@@ -321,9 +332,10 @@ function runLean(cfg: LeanConfig, child: boolean): void {
       counters: fleet.counters(), seconds, drainSeconds, drained, sentPerSec: atStop.sent / seconds, ackedPerSec: atStop.acked / seconds,
       connectedAtEnd, lossByDevice: fleet.lossByDevice(), stopReasons: fleet.stopReasons(), cpuMicros: process.cpuUsage(cpu0), steady,
     };
-    if (toParent) toParent({ type: 'lean-report', report, latency: fleet.latency.encode() } satisfies ChildMessage, () => process.exit(0));
-    else {
-      const s = summarize(cfg, cfg.devices.length, report, fleet.latency);
+    if (toParent) {
+      toParent({ type: 'lean-report', report, latency: fleet.latency.encode(), steadyLatency: steadyLatency.encode() } satisfies ChildMessage, () => process.exit(0));
+    } else {
+      const s = summarize(cfg, cfg.devices.length, report, fleet.latency, steadyLatency);
       write(cfg.json ? JSON.stringify(s) : formatLeanSummary(s), 0);
     }
   };
@@ -345,7 +357,7 @@ function runParent(cfg: LeanConfig, entry: string): void {
   const per = Math.ceil(cfg.devices.length / cfg.processes);
   const statuses = new Map<number, StatusSample>();
   const children: ChildProcess[] = [];
-  const results: Promise<{ report: LeanReport; latency: string }>[] = [];
+  const results: Promise<EncodedReport>[] = [];
   for (let p = 0; p * per < cfg.devices.length; p++) {
     const slice: LeanConfig = { ...cfg, devices: cfg.devices.slice(p * per, (p + 1) * per), firstIndex: cfg.firstIndex + p * per, processes: 1 };
     const child = fork(entry, [], { env: { ...process.env, SIM_CHILD: '1' }, execArgv: process.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
@@ -354,7 +366,7 @@ function runParent(cfg: LeanConfig, entry: string): void {
     results.push(new Promise((resolve, reject) => {
       child.on('message', (m: ChildMessage) => {
         if (m.type === 'lean-status') statuses.set(p, m.status);
-        else if (m.type === 'lean-report') resolve({ report: m.report, latency: m.latency });
+        else if (m.type === 'lean-report') resolve({ report: m.report, latency: m.latency, steadyLatency: m.steadyLatency });
       });
       child.once('exit', (code, signal) => reject(new Error(`lean process ${p} exited (${signal ?? code}) without a report`)));
     }));
@@ -373,6 +385,7 @@ function runParent(cfg: LeanConfig, entry: string): void {
     prevAt = now;
   }, 1000);
   const stopAll = () => { for (const c of children) if (c.connected) c.kill('SIGTERM'); };
+  process.on('SIGUSR2', () => { for (const c of children) if (c.connected) c.kill('SIGUSR2'); });
   process.on('SIGINT', stopAll);
   process.on('SIGTERM', stopAll);
 
@@ -387,7 +400,8 @@ function runParent(cfg: LeanConfig, entry: string): void {
     merged.cpuMicros.system += own.system;
     // HDR histograms merge exactly: the percentiles are those of one histogram of every ack.
     const latency = LatencyHistogram.merged(ok.map((r) => LatencyHistogram.decode(r.latency)));
-    const s = summarize(cfg, cfg.devices.length, merged, latency);
+    const steadyLatency = LatencyHistogram.merged(ok.map((r) => LatencyHistogram.decode(r.steadyLatency)));
+    const s = summarize(cfg, cfg.devices.length, merged, latency, steadyLatency);
     if (ok.length !== settled.length) s.clean = false;
     write(cfg.json ? JSON.stringify(s) : formatLeanSummary(s), ok.length === settled.length ? 0 : 1);
   });

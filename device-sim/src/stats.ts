@@ -122,6 +122,18 @@ export class LatencyHistogram {
     return this;
   }
 
+  /** A histogram with the values this one holds now, recorded into separately from then on. */
+  copy(): LatencyHistogram {
+    return new LatencyHistogram().merge(this);
+  }
+
+  /** Removes the values `earlier` holds (a copy() of this histogram taken before): what was recorded since. */
+  since(earlier: LatencyHistogram): LatencyHistogram {
+    const out = this.copy();
+    out.#histogram.subtract(earlier.#histogram);
+    return out;
+  }
+
   /** One histogram holding the values of all (e.g. one per child process). */
   static merged(parts: readonly LatencyHistogram[]): LatencyHistogram {
     const out = new LatencyHistogram();

@@ -75,7 +75,9 @@ test('lean cli - the summary of several processes: counters and rates added, los
   const a = report({ sent: 100_000, acked: 100_000 });
   const b = report({ sent: 50_000, acked: 49_990, lost: 10, lossByDevice: [{ id: 'sim-0007', sent: 5000, acked: 4990, lost: 10 }] });
   const merged = mergeReports([a, b]);
-  const s = summarize({ ...cfg, processes: 2 }, 20, merged, latency);
+  const steady = new LatencyHistogram();
+  steady.add(7);
+  const s = summarize({ ...cfg, processes: 2 }, 20, merged, latency, steady);
   assert.deepEqual(s.batches, { sent: 150_000, resent: 0, acked: 149_990, ackedByWelcome: 0, lost: 10, behindSchedule: 0 });
   assert.equal(s.batchesSentPerSec, 15_000);
   assert.equal(s.readingsAckedPerSec, 14_999 * 20);
@@ -88,11 +90,12 @@ test('lean cli - the summary of several processes: counters and rates added, los
   assert.ok(Math.abs(s.cpu.steady.usPerBatch - 1.8e6 / 150_000) < 1e-9);
   assert.equal(s.latencyMs.samples, 4);
   assert.equal(s.latencyMs.max, 20);
+  assert.deepEqual([s.steadyLatencyMs.samples, s.steadyLatencyMs.max], [1, 7], 'the steady window has its own histogram');
   assert.equal(s.clean, false, 'a lost batch');
-  assert.equal(summarize(cfg, 10, mergeReports([a]), latency).clean, true);
+  assert.equal(summarize(cfg, 10, mergeReports([a]), latency, latency).clean, true);
   const closed = report({ sent: 10, acked: 10 });
   closed.counters.closes = { 1000: 9, 1011: 1 };
-  const c = summarize(cfg, 10, mergeReports([closed]), latency);
+  const c = summarize(cfg, 10, mergeReports([closed]), latency, latency);
   assert.deepEqual([c.errors, c.clean], [1, false]);
-  assert.equal(summarize(cfg, 10, mergeReports([{ ...a, drained: false }]), latency).clean, false, 'not drained');
+  assert.equal(summarize(cfg, 10, mergeReports([{ ...a, drained: false }]), latency, latency).clean, false, 'not drained');
 });

@@ -7,7 +7,7 @@
 // Imports: node:test, node, the shared test/support, and this package's lean-cli (types) and real-hub.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { LeanSummary } from '../src/lean-cli.ts';
@@ -57,6 +57,31 @@ test('lean - against the real hub: 20 devices for 2 s in 2 processes, every batc
   assert.equal(m.get('hub_batches_total{result="duplicate"}') ?? 0, 0);
   assert.equal(m.get('hub_readings_total{result="accepted"}'), s.readingsAcked);
   assert.equal(m.get('hub_device_closes_total{code="1000"}'), 20);
+});
+
+test('lean - SIGUSR2 starts the steady window again (a warm-up is over): its latency and CPU cover only what came after, across processes', async (t) => {
+  const dir = tempDir(t, 'lean-mark-');
+  const fleet = writeFleet(dir, 10, 'mark-');
+  const hub = await startRealHub({ dataDir: join(dir, 'data'), registry: fleet.registry, env: UNLIMITED_ENV });
+  t.after(() => hub.stop());
+  const child = spawn(process.execPath, [
+    '--import', 'tsx', cli, 'lean', '--url', hub.url, '--tokens', fleet.tokens, '--prefix', 'mark-', '--devices', '10',
+    '--readings', '8', '--metrics', '4', '--window', '4', '--rate', '50', '--duration', '4', '--processes', '2', '--json',
+  ], { env: { ...process.env, SIM_TOKEN: '' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+  const exited = new Promise<number | null>((r) => child.once('exit', r));
+  // Marked once every device is sending (the hub has acked batches), well before the end.
+  const end = Date.now() + 60_000;
+  while (((await hub.scrape()).get('hub_batches_total{result="accepted"}') ?? 0) < 50 && Date.now() < end) await new Promise((r) => setTimeout(r, 100));
+  await new Promise((r) => setTimeout(r, 500));
+  child.kill('SIGUSR2');
+  assert.equal(await exited, 0);
+  const s = JSON.parse(out.trim()) as LeanSummary;
+  assert.equal(s.clean, true);
+  assert.ok(s.steadyLatencyMs.samples > 0, 'batches acked after the mark');
+  assert.ok(s.steadyLatencyMs.samples < s.latencyMs.samples, `the steady window (${s.steadyLatencyMs.samples}) leaves out what came before the mark (${s.latencyMs.samples} in all)`);
+  assert.ok(s.cpu.steady.seconds > 0 && s.cpu.steady.seconds < s.seconds - 0.3, `steady ${s.cpu.steady.seconds} s of ${s.seconds} s`);
 });
 
 test('lean - a bad flag exits 2 naming it, with the lean usage', async () => {

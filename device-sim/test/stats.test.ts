@@ -71,6 +71,19 @@ test('stats - merged histograms hold exactly what one histogram of every value h
   assert.doesNotThrow(() => JSON.parse(JSON.stringify({ latency: all.encode() })));
 });
 
+test('stats - since(copy) holds exactly what was recorded after the copy; the copy is unchanged', () => {
+  const h = new LatencyHistogram();
+  for (const ms of [1, 2, 300]) h.add(ms);
+  const before = h.copy();
+  for (const ms of [5, 5, 40]) h.add(ms);
+  const since = h.since(before);
+  assert.deepEqual([since.count, since.minMs], [3, 5]);
+  assert.ok(since.percentile(100) >= 40 && since.percentile(100) <= 40 * 1.001, 'the largest is 40 ms (the top of its bucket)');
+  assert.ok(since.percentile(50) >= 5 && since.percentile(50) < 6, 'the 300 ms before the copy is gone');
+  assert.equal(before.count, 3, 'the copy is not recorded into');
+  assert.equal(h.count, 6);
+});
+
 test('stats - a merged part weighs exactly as many values as it holds', () => {
   // 9,000 batches at 1 ms in one process, 1,000 at 2 ms in another.
   const merged = LatencyHistogram.merged([filled(Array(9000).fill(1)), filled(Array(1000).fill(2))]);

@@ -20,6 +20,8 @@ export interface LoadOptions {
   /** Source addresses the clients bind to, round-robin. */
   sourceAddresses: string[];
   root: string;
+  /** Open loop: messages per second each client sends (lean generator only); absent: closed loop, as fast as acks return. */
+  ratePerClient?: number;
   /** mqtt-load: the messages to publish, one base64 line each (what the lean generator sent, captured); else payloads.ts. */
   payloadFile?: string;
 }
@@ -32,7 +34,9 @@ export interface LoadResult {
   lost: number | null;
   /** Closes other than the final clean one, refusals, client errors. */
   errors: number;
-  latency: { p50Ms: number; p99Ms: number; samples: number };
+  latency: { p50Ms: number; p99Ms: number; maxMs?: number; samples: number };
+  /** Open loop: batches sent later than their schedule (the lean generator's behindSchedule). */
+  behindSchedule?: number;
   /** Messages still unacked when the clients stopped (the closed loop's last window; not lost). */
   unackedAtEnd?: number;
   notes: string[];

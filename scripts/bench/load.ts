@@ -19,10 +19,16 @@ type Json = Record<string, unknown>;
 const num = (v: unknown): number => (typeof v === 'number' ? v : NaN);
 const obj = (v: unknown): Json => (v && typeof v === 'object' ? v as Json : {});
 
-/** The lean generator's --json summary as a LoadResult (its whole run: it is not told when the measured interval starts). */
+/**
+ * The lean generator's --json summary as a LoadResult: counts over its whole
+ * run (it is not told when the measured interval starts), latency over its
+ * steady window (every client connected, to the end of sending) when it
+ * reports one, else over the whole run.
+ */
 export function parseLeanSummary(j: Json): LoadResult {
   const batches = obj(j.batches);
-  const latency = obj(j.latencyMs);
+  const steady = obj(j.steadyLatencyMs);
+  const latency = num(steady.samples) > 0 ? steady : obj(j.latencyMs);
   const notes: string[] = [];
   const violations = Object.entries(obj(j.violations)).filter(([, v]) => num(v) > 0);
   if (violations.length) notes.push(`protocol violations seen by the client: ${violations.map(([k, v]) => `${k} ${String(v)}`).join(', ')}`);
@@ -32,7 +38,8 @@ export function parseLeanSummary(j: Json): LoadResult {
     readingsAcked: num(j.readingsAcked),
     lost: Number.isNaN(num(batches.lost)) ? null : num(batches.lost),
     errors: Number.isNaN(num(j.errors)) ? 0 : num(j.errors),
-    latency: { p50Ms: num(latency.p50), p99Ms: num(latency.p99), samples: num(latency.samples) },
+    latency: { p50Ms: num(latency.p50), p99Ms: num(latency.p99), maxMs: num(latency.max), samples: num(latency.samples) },
+    behindSchedule: num(batches.behindSchedule),
     notes,
     raw: j,
   };
@@ -55,6 +62,7 @@ export function startLeanLoad(opts: LeanOptions): LoadHandle {
     '--duration', String(duration), '--processes', String(Math.max(1, Math.min(opts.processes, opts.clients))), '--json', '--quiet',
   ];
   if (opts.sourceAddresses.length) args.push('--source-addresses', opts.sourceAddresses.join(','));
+  if (opts.ratePerClient) args.push('--rate', String(opts.ratePerClient));
   const child: ChildProcess = spawnTracked(process.execPath, args, { cwd: opts.root, env: compiledEnv(process.env), stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -85,7 +93,8 @@ export function startLeanLoad(opts: LeanOptions): LoadHandle {
     client: `device-sim lean (node device-sim/dist/cli.js lean, ${Math.max(1, Math.min(opts.processes, opts.clients))} process${opts.processes > 1 ? 'es' : ''})`,
     windowed: false,
     ready,
-    markStart: () => {},
+    // SIGUSR2: the generator's steady window (its CPU and steadyLatencyMs) starts here, after the warm-up.
+    markStart: () => { if (running(child) && child.pid !== undefined) { try { process.kill(child.pid, 'SIGUSR2'); } catch { /* gone */ } } },
     markEnd: () => {},
     pids: () => [child.pid ?? -1],
     async finish(): Promise<LoadResult> {

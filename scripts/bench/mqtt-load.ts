@@ -2,7 +2,10 @@
 // ingest comparison): N processes, each with many mqtt.js clients, every
 // client publishing QoS 1 on its own topic (d/<device id>) the same protobuf
 // Batch bytes the hub's clients send (payloads.ts), keeping `window`
-// publishes outstanding (closed loop: each PUBACK releases the next publish).
+// publishes outstanding (closed loop: each PUBACK releases the next publish),
+// or, with ratePerClient, publishing on a schedule (open loop: a message is
+// due every 1/rate s; one that the window holds back is sent late and
+// counted as behind schedule, its latency still measured from publish()).
 // Latency is per message, publish() to its PUBACK, counted only for PUBACKs
 // between the parent's two marks, as are the acks. TCP_NODELAY on every
 // socket, as the ws and uWebSockets.js sockets of the other columns have it.
@@ -32,13 +35,18 @@ interface WorkerConfig {
   prefix: string;
   maxSeconds: number;
   payloadFile?: string;
+  /** Open loop: messages per second per client; 0: closed loop. */
+  rate: number;
 }
+
+/** Open loop: how often a worker looks for messages that are due. */
+const SCHEDULE_TICK_MS = 5;
 
 type ToWorker = { type: 'mark'; what: 'start' | 'end' } | { type: 'stop' };
 type FromWorker =
   | { type: 'ready'; connected: number }
   | { type: 'failed'; error: string }
-  | { type: 'result'; acked: number; failed: number; errors: number; unackedAtEnd: number; hist: HistogramJson; connected: number };
+  | { type: 'result'; acked: number; failed: number; errors: number; unackedAtEnd: number; behind: number; hist: HistogramJson; connected: number };
 
 // ---------------------------------------------------------------- worker
 
@@ -56,7 +64,10 @@ function runWorker(cfg: WorkerConfig): void {
   let connected = 0;
   let inflightTotal = 0;
   let told = false;
+  let behind = 0;
   const clients: MqttClient[] = [];
+  /** Open loop: each connected client's next due time and its send function. */
+  const scheduled: { due: number; send: () => boolean }[] = [];
 
   for (let i = 0; i < cfg.clients; i++) {
     const id = `${cfg.prefix}${String(cfg.offset + i).padStart(4, '0')}`;
@@ -70,27 +81,46 @@ function runWorker(cfg: WorkerConfig): void {
     clients.push(client);
     let inflight = 0;
     let k = i; // clients start at different places in the pool
-    const pump = (): void => {
-      while (sending && inflight < cfg.window) {
-        inflight++;
-        inflightTotal++;
-        const t0 = performance.now();
-        client.publish(topic, pool[k++ % pool.length]!, { qos: 1 }, (err) => {
-          inflight--;
-          inflightTotal--;
-          if (err) { failed++; return; }
-          if (measuring) { acked++; hist.recordMs(performance.now() - t0); }
-          pump();
-        });
-      }
+    /** One publish if the window allows; false when it is full. */
+    const publishOne = (): boolean => {
+      if (!sending || inflight >= cfg.window) return false;
+      inflight++;
+      inflightTotal++;
+      const t0 = performance.now();
+      client.publish(topic, pool[k++ % pool.length]!, { qos: 1 }, (err) => {
+        inflight--;
+        inflightTotal--;
+        if (err) { failed++; return; }
+        if (measuring) { acked++; hist.recordMs(performance.now() - t0); }
+        if (cfg.rate === 0) pump();
+      });
+      return true;
     };
+    const pump = (): void => { while (publishOne()) { /* closed loop: fill the window */ } };
     client.once('connect', () => {
       connected++;
       if (connected === cfg.clients && !told) { told = true; send({ type: 'ready', connected }); }
-      pump();
+      // Open loop: clients spread over one interval so that they do not publish in lockstep.
+      if (cfg.rate > 0) scheduled.push({ due: performance.now() + (1000 / cfg.rate) * Math.random(), send: publishOne });
+      else pump();
     });
     client.on('error', () => { errors++; });
     client.on('close', () => { if (sending) errors++; });
+  }
+
+  if (cfg.rate > 0) {
+    const interval = 1000 / cfg.rate;
+    const timer = setInterval(() => {
+      if (!sending) { clearInterval(timer); return; }
+      const now = performance.now();
+      for (const c of scheduled) {
+        while (c.due <= now) {
+          if (!c.send()) break; // held back by the window: tried again next tick
+          if (now - c.due > 2 * SCHEDULE_TICK_MS) behind++; // sent late
+          c.due += interval;
+        }
+      }
+    }, SCHEDULE_TICK_MS);
   }
 
   let stopped = false;
@@ -103,7 +133,7 @@ function runWorker(cfg: WorkerConfig): void {
     const wait = (): void => {
       if (inflightTotal > 0 && Date.now() < end) { setTimeout(wait, 20); return; }
       for (const c of clients) c.end(true);
-      send({ type: 'result', acked, failed, errors, unackedAtEnd: inflightTotal, hist: hist.toJSON(), connected }, () => process.exit(0));
+      send({ type: 'result', acked, failed, errors, unackedAtEnd: inflightTotal, behind, hist: hist.toJSON(), connected }, () => process.exit(0));
       setTimeout(() => process.exit(0), 2000).unref();
     };
     wait();
@@ -139,6 +169,7 @@ export function startMqttLoad(opts: LoadOptions): LoadHandle {
     const cfg: WorkerConfig = {
       host: u.hostname, port: Number(u.port), clients: n, offset, window: opts.window, readingsPerMessage: opts.readingsPerMessage,
       sourceAddresses: opts.sourceAddresses, prefix: opts.prefix, maxSeconds: opts.maxSeconds, payloadFile: opts.payloadFile,
+      rate: opts.ratePerClient ?? 0,
     };
     offset += n;
     const w = spawnTracked(process.execPath, ['--conditions=@telemetry/source', '--import', 'tsx', self, '--worker', JSON.stringify(cfg)], {
@@ -174,16 +205,17 @@ export function startMqttLoad(opts: LoadOptions): LoadHandle {
       const settled = await Promise.allSettled(results);
       await Promise.all(workers.map((w) => stopChild(w, 5000)));
       const hist = new LatencyHistogram();
-      let acked = 0, failed = 0, errors = 0, unacked = 0;
+      let acked = 0, failed = 0, errors = 0, unacked = 0, behind = 0;
       const notes: string[] = [];
       for (const s of settled) {
         if (s.status === 'rejected') { notes.push(String((s.reason as Error).message)); errors++; continue; }
-        acked += s.value.acked; failed += s.value.failed; errors += s.value.errors; unacked += s.value.unackedAtEnd;
+        acked += s.value.acked; failed += s.value.failed; errors += s.value.errors; unacked += s.value.unackedAtEnd; behind += s.value.behind;
         hist.add(s.value.hist);
       }
       return {
         acked, readingsAcked: acked * opts.readingsPerMessage, lost: failed, errors, unackedAtEnd: unacked,
-        latency: { p50Ms: hist.quantileMs(0.5), p99Ms: hist.quantileMs(0.99), samples: hist.count },
+        latency: { p50Ms: hist.quantileMs(0.5), p99Ms: hist.quantileMs(0.99), maxMs: hist.quantileMs(1), samples: hist.count },
+        behindSchedule: opts.ratePerClient ? behind : undefined,
         notes,
       };
     },

@@ -27,6 +27,17 @@ export function cpuSeconds(pid: number): number {
   return f ? (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND : NaN;
 }
 
+/** utime + stime of a process's main thread alone (its JavaScript thread, for Node.js), in seconds; NaN when it is gone. */
+export function mainThreadCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+  } catch {
+    return NaN;
+  }
+}
+
 /** The pid and every descendant of it alive now (a load generator's worker processes). */
 export function processTree(pid: number): number[] {
   const children = new Map<number, number[]>();
