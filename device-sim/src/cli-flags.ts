@@ -5,6 +5,7 @@
 // Imports: node, and this package's tokens.
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { envToken, expandAddresses, fleetCredentials, loadTokenFile, type DeviceCredentials } from './tokens.ts';
 
 export class UsageError extends Error {
@@ -33,6 +34,27 @@ export function numberFlag(values: Record<string, unknown>, name: string, def: n
 export function fromInvocation(path: string, env: NodeJS.ProcessEnv = process.env): string {
   const base = env.INIT_CWD && isAbsolute(env.INIT_CWD) ? env.INIT_CWD : process.cwd();
   return resolve(base, path);
+}
+
+/**
+ * A command line's flags: CONNECTION_OPTIONS, `own`, and --json, --quiet,
+ * --help; strict, no positionals. Throws UsageError for an unknown or
+ * malformed flag.
+ */
+export function parseFlags(argv: string[], own: NonNullable<ParseArgsConfig['options']>): FlagValues {
+  try {
+    return parseArgs({
+      args: argv,
+      options: {
+        ...CONNECTION_OPTIONS, ...own,
+        json: { type: 'boolean', default: false }, quiet: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 /** The parseArgs options both command lines share. */

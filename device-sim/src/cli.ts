@@ -7,14 +7,16 @@
 // `device-sim lean ...` (the first argument) is the lean load generator
 // instead: lean-cli.ts owns its flags and summary; its --processes children
 // are forked from this entry too (SIM_CHILD, a 'lean-config' message).
-// Imports: this package's cli-flags, fleet, lean-cli, stats and tokens, and node.
+// `--scenario NAME` / `--config FILE` is a scenario run: scenario-cli.ts owns
+// it (children: a 'scenario-config' message).
+// Imports: this package's cli-flags, fleet, lean-cli, scenario-cli, stats and tokens, and node.
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { CONNECTION_OPTIONS, UsageError, fromInvocation, numberFlag, parseConnection, type FlagValues } from './cli-flags.ts';
+import { UsageError, fromInvocation, numberFlag, parseConnection, parseFlags } from './cli-flags.ts';
 import { Fleet, behaviourFor } from './fleet.ts';
 import { LEAN_USAGE, leanMain, runLeanChild, type LeanConfig } from './lean-cli.ts';
+import { SCENARIO_USAGE, parseScenarioCli, runScenario, runScenarioChild, wantsScenario, type ScenarioConfig } from './scenario-cli.ts';
 import { LatencyHistogram, addCounters, emptyCounters, errorCount, type Percentiles, type SimCounters } from './stats.ts';
 import type { DeviceCredentials } from './tokens.ts';
 
@@ -58,28 +60,7 @@ export interface CliConfig {
 
 /** Parses and validates the flags (and SIM_TOKEN); throws UsageError naming the bad flag. */
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' {
-  let values: FlagValues;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        ...CONNECTION_OPTIONS,
-        rate: { type: 'string' },
-        'batch-ms': { type: 'string' },
-        duration: { type: 'string' },
-        'ramp-ms': { type: 'string' },
-        churn: { type: 'string' },
-        'bad-actors': { type: 'string' },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, { rate: { type: 'string' }, 'batch-ms': { type: 'string' }, duration: { type: 'string' }, 'ramp-ms': { type: 'string' }, churn: { type: 'string' }, 'bad-actors': { type: 'string' } });
   if (values.help) return 'help';
 
   const rate = numberFlag(values, 'rate', 1, 0, 100_000);
@@ -298,14 +279,29 @@ function runParent(cfg: CliConfig): void {
 function main(): void {
   const self = fileURLToPath(import.meta.url);
   if (process.env.SIM_CHILD === '1' && typeof process.send === 'function') {
-    process.once('message', (m: { type: 'config'; config: CliConfig } | { type: 'lean-config'; config: LeanConfig }) => {
+    process.once('message', (m: { type: 'config'; config: CliConfig } | { type: 'lean-config'; config: LeanConfig } | { type: 'scenario-config'; config: ScenarioConfig }) => {
       if (m.type === 'config') runFleet(m.config, true);
       else if (m.type === 'lean-config') runLeanChild(m.config);
+      else if (m.type === 'scenario-config') runScenarioChild(m.config);
     });
     return;
   }
   // `lean`: the lean load generator (lean-cli.ts), its own flags.
   if (process.argv[2] === 'lean') { leanMain(process.argv.slice(3), self); return; }
+  // --scenario / --config: a scenario run (scenario-cli.ts), its own flags.
+  if (wantsScenario(process.argv.slice(2))) {
+    let parsed: ReturnType<typeof parseScenarioCli>;
+    try {
+      parsed = parseScenarioCli(process.argv.slice(2));
+    } catch (err) {
+      if (!(err instanceof UsageError)) throw err;
+      console.error(`sim: ${err.message}\n${SCENARIO_USAGE}`);
+      process.exit(2);
+    }
+    if (parsed === 'help') { console.log(SCENARIO_USAGE); return; }
+    runScenario(parsed.cfg, self, parsed.scaling, parsed.advice);
+    return;
+  }
   let cfg: CliConfig | 'help';
   try {
     cfg = parseCli(process.argv.slice(2));
@@ -314,7 +310,7 @@ function main(): void {
     console.error(`sim: ${err.message}\n${USAGE}`);
     process.exit(2);
   }
-  if (cfg === 'help') { console.log(`${USAGE}\n\n${LEAN_USAGE}`); return; }
+  if (cfg === 'help') { console.log(`${USAGE}\n\n${SCENARIO_USAGE}\n\n${LEAN_USAGE}`); return; }
   if (cfg.processes > 1) runParent(cfg);
   else runFleet(cfg, false);
 }

@@ -58,12 +58,29 @@ export interface SimDeviceOptions {
   sensors?: SensorModel[];
   /** Ack latency samples go here (a fleet shares one). */
   latency?: LatencyHistogram;
+  /** More latencies, for load tests (a fleet shares them): see DeviceTimings. */
+  timings?: DeviceTimings;
   /** Randomness for jitter and bad behaviours (default: seeded from `seed`). */
   random?: () => number;
   /** Opens the connection. Default: the `ws` client (wsConnector); tests pass an in-memory one. */
   connect?: SocketConnector;
   /** Default: SYSTEM_CLOCK. */
   clock?: DeviceClock;
+}
+
+/**
+ * Latencies a load test reports besides send -> ack, ms, each in an HDR
+ * histogram: `connect`, a connection attempt's start to its Welcome;
+ * `firstAck`, the attempt's start to the session's first Ack that covers a
+ * batch; `readingAck`, a batch's first reading's intended sampling time (on
+ * the device clock, on schedule whatever the hub did) to the Ack or Welcome
+ * that covers it: a stalled hub shows in it, however few batches were sent
+ * meanwhile (no coordinated omission).
+ */
+export interface DeviceTimings {
+  readonly connect: LatencyHistogram;
+  readonly firstAck: LatencyHistogram;
+  readonly readingAck: LatencyHistogram;
 }
 
 export interface SimDeviceStats extends SimCounters {

@@ -67,6 +67,16 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #latencyCount = 0;
   /** Monotonic time of the Ack being handled (read by #onBatchAcked). */
   #ackedAt = 0;
+  /** Monotonic start of the current connection attempt (DeviceTimings). */
+  #attemptAt = 0;
+  /** The session has not had an Ack that covered a batch yet (DeviceTimings.firstAck). */
+  #awaitingFirstAck = false;
+  /** Offline on purpose (a load test): no connection, no reconnects, sampling goes on into the outbox. */
+  #offline = false;
+  /** The link went half-open on purpose (freezeLink): nothing sent, nothing read, until it closes. */
+  #frozen = false;
+  /** The current session's end was caused on purpose (a load test's fault): its close counts as "injected:<code>", not as an error. */
+  #injected = false;
 
   constructor(options: SimDeviceOptions) {
     super();
@@ -173,6 +183,66 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.#socket?.terminate();
   }
 
+  /** Ends the session with a close frame (1000) and reconnects as after any clean close; a load test's fault (counted as injected). */
+  closeLink(): void {
+    const socket = this.#socket;
+    if (!socket || socket.readyState !== SocketState.OPEN) return;
+    this.#injected = true;
+    socket.close(CloseCode.NORMAL, 'device reconnecting');
+  }
+
+  /** Drops the link without a close frame and reconnects as usual: a load test's fault (its close counts as injected, not as an error). */
+  injectDrop(): void {
+    if (!this.#socket) return;
+    this.#injected = true;
+    this.#socket.terminate();
+  }
+
+  /**
+   * The link goes half-open (a load test): the device stops reading and
+   * sending on it without closing it, as when a NAT forgets the connection;
+   * the hub's idle timeout or the device's own ack timeout ends it, and the
+   * device then reconnects as usual.
+   */
+  freezeLink(): void {
+    const socket = this.#socket;
+    if (!socket || this.#state !== 'open') return;
+    this.#frozen = true;
+    this.#injected = true;
+    socket.pause?.();
+  }
+
+  /** Offline on purpose (a load test): see setOffline(). */
+  get offline(): boolean { return this.#offline; }
+
+  /**
+   * Takes the device off the network (its link drops without a close frame
+   * and it does not try again) while it keeps sampling into its outbox, as a
+   * device out of coverage does; back online, it connects at once and
+   * delivers what it kept.
+   */
+  setOffline(offline: boolean): void {
+    if (this.#offline === offline) return;
+    this.#offline = offline;
+    if (offline) {
+      if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer);
+      this.#reconnectTimer = null;
+      if (this.#socket) this.#injected = true;
+      this.#socket?.terminate();
+    } else if (this.#started && this.#state === 'closed') {
+      this.#connect();
+    }
+  }
+
+  /** Samples `rate` readings/s per metric from now on, batches closing after `batchIntervalMs` (the open batch closes first). */
+  setRates(rate: number, batchIntervalMs: number): void {
+    if (!(rate >= 0) || !(batchIntervalMs > 0)) throw new RangeError(`${this.id}: rate must be >= 0 and batchIntervalMs > 0 (got ${rate}, ${batchIntervalMs})`);
+    this.#builder.closeBatch();
+    this.#builder.restartAt(this.now());
+    this.#builder.rate = rate;
+    this.#builder.batchIntervalMs = batchIntervalMs;
+  }
+
   /**
    * Samples up to now, closes the batch when due or full, sends what credit
    * allows and checks the timeouts. Driven by the device's own timer or a
@@ -203,7 +273,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
 
   #pump(): void {
     const socket = this.#socket;
-    if (this.#state !== 'open' || !socket) return;
+    if (this.#state !== 'open' || !socket || this.#frozen) return;
     const limit = this.#strategy.inFlightLimit(this.#credit, this.#window);
     let b = this.#outbox.nextUnsent;
     if (!b || this.#outbox.inflight >= limit) return; // nothing to send: no clock read
@@ -223,8 +293,9 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   // ---- connection -------------------------------------------------------------
 
   #connect(): void {
-    if (this.#state === 'stopped') return;
+    if (this.#state === 'stopped' || this.#offline) return;
     this.#state = 'connecting';
+    this.#attemptAt = this.#clock.monotonicMs();
     this.#reconnect.attemptStarted();
     const protocols = [DEVICE_SUBPROTOCOL];
     const headers: Record<string, string> = {};
@@ -296,7 +367,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
           this.emit('close', { code, reason: error ?? reason });
         } else {
           this.lastClose = { code, reason };
-          this.#count(String(code));
+          this.#count(this.#injected ? `injected:${code}` : String(code));
           this.#reconnect.closed(code, reason);
           this.emit('close', { code, reason });
         }
@@ -313,6 +384,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   }
 
   #afterClose(): void {
+    this.#frozen = false;
+    this.#injected = false;
     this.#outbox.endSession(); // a close never means unacked data was stored (§11)
     if (this.#state === 'stopped') return;
     this.#state = 'closed';
@@ -332,6 +405,8 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.#reconnect.welcomed();
     this.#watchdog.progressed(this.#clock.monotonicMs());
     this.counters.sessions++;
+    this.#options.timings?.connect.add(this.#clock.monotonicMs() - this.#attemptAt);
+    this.#awaitingFirstAck = true;
     this.emit('welcome', w);
     this.#strategy.onWelcome?.(this.#asMisbehaving, w);
     this.#pump();
@@ -350,7 +425,13 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     const now = this.#clock.monotonicMs();
     this.#ackedAt = now;
     // Cumulative (§5.8): a credit-only ack repeats an old seq and removes nothing.
-    if (this.#outbox.ackThrough(Number(a.seq ?? 0), this.#onBatchAcked) > 0) this.#watchdog.progressed(now);
+    if (this.#outbox.ackThrough(Number(a.seq ?? 0), this.#onBatchAcked) > 0) {
+      this.#watchdog.progressed(now);
+      if (this.#awaitingFirstAck) {
+        this.#awaitingFirstAck = false;
+        this.#options.timings?.firstAck.add(now - this.#attemptAt);
+      }
+    }
     this.emit('ack', a);
     this.#pump();
   }
@@ -373,6 +454,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #countAcked(b: KeptBatch): void {
     this.counters.batchesAcked++;
     this.counters.readingsAcked += b.values.length;
+    this.#options.timings?.readingAck.add(this.now() - b.baseTimeMs);
   }
 
   #scheduleReconnect(): void {
@@ -383,6 +465,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
       this.emit('stopped');
       return;
     }
+    if (this.#offline) return; // setOffline(false) connects
     this.counters.reconnects++;
     const capMs = this.#options.backoffCapMs ?? 30_000;
     // A "fix your device" close, retried anyway: no faster than the long backoff (§9).

@@ -5,7 +5,7 @@
 // Imports: this package's behaviours, device, device-options, sensors, stats and tokens.
 import { BAD_BEHAVIOURS, type Behaviour } from './behaviours.ts';
 import { SimDevice } from './device.ts';
-import { SYSTEM_CLOCK, type DeviceClock, type SimDeviceOptions } from './device-options.ts';
+import { SYSTEM_CLOCK, type DeviceClock, type DeviceTimings, type SimDeviceOptions } from './device-options.ts';
 import { mulberry32 } from './sensors.ts';
 import { LatencyHistogram, addCounters, emptyCounters, type Percentiles, type SimCounters } from './stats.ts';
 import type { DeviceCredentials } from './tokens.ts';
@@ -31,6 +31,8 @@ export interface FleetOptions {
   sourceAddresses?: readonly string[];
   /** Seeds churn choices; device seeds come from their ids. */
   seed?: number;
+  /** false: no device starts by itself; setActive() starts them (a scenario drives the fleet). Default true. */
+  autoStart?: boolean;
   /** Options applied to every device (after the fleet's own). */
   device?: Partial<SimDeviceOptions>;
 }
@@ -60,6 +62,8 @@ export function behaviourFor(i: number, fraction: number): Behaviour {
 export class Fleet {
   readonly devices: SimDevice[] = [];
   readonly latency = new LatencyHistogram();
+  /** Connect, first-ack and reading -> ack latencies of every device (DeviceTimings). */
+  readonly timings: DeviceTimings = { connect: new LatencyHistogram(), firstAck: new LatencyHistogram(), readingAck: new LatencyHistogram() };
   /** Links dropped by churn. */
   churned = 0;
   readonly #ticker: NodeJS.Timeout;
@@ -69,6 +73,10 @@ export class Fleet {
   readonly #startAt: number[] = [];
   readonly #t0: number;
   #nextStart = 0;
+  /** Devices in use (setActive); the rest are offline and silent. */
+  #active: number;
+  #rate: number;
+  #batchMs: number;
   #lastChurn: number;
   #stopped = false;
 
@@ -79,6 +87,9 @@ export class Fleet {
     this.#clock = options.device?.clock ?? SYSTEM_CLOCK;
     this.#t0 = this.#lastChurn = this.#clock.wallMs();
     const n = options.devices.length;
+    this.#active = n;
+    this.#rate = options.rate;
+    this.#batchMs = options.batchIntervalMs ?? 1000;
     const ramp = options.rampMs ?? 0;
     const addresses = options.sourceAddresses;
     options.devices.forEach(({ id, token }, i) => {
@@ -87,13 +98,14 @@ export class Fleet {
       this.devices.push(new SimDevice({
         id, token, url: options.url, rate: options.rate, batchIntervalMs: options.batchIntervalMs, authVia: options.authVia, ca: options.ca,
         localAddress: addresses?.length ? addresses[i % addresses.length] : undefined,
-        behaviour, latency: this.latency, autoTick: false,
+        behaviour, latency: this.latency, timings: this.timings, autoTick: false,
         // Bad actors keep coming back (slowly), so a long run keeps exercising the hub's defences.
         reconnectOnFatal: bad, fatalBackoffMs: bad ? (options.badActorBackoffMs ?? 30_000) : undefined,
         ...options.device,
       }));
-      this.#startAt.push(n > 1 ? (ramp * i) / n : 0);
+      this.#startAt.push(options.autoStart === false ? Infinity : n > 1 ? (ramp * i) / n : 0);
     });
+    if (options.autoStart === false) this.#active = 0;
     this.#startDue(this.#t0);
     const tickMs = Math.max(20, Math.min(100, Math.floor((options.batchIntervalMs ?? 1000) / 4)));
     this.#ticker = setInterval(() => this.#tick(), tickMs);
@@ -120,6 +132,42 @@ export class Fleet {
         if (d.connected) { d.dropConnection(); this.churned++; }
       }
     }
+  }
+
+  /** Devices in use: the first `active` of the fleet. */
+  get active(): number { return this.#active; }
+
+  /**
+   * Uses the first `n` devices (clamped to the fleet): those not started yet
+   * start, those offline come back (delivering what they kept) at the
+   * fleet's rates; devices past `n` go offline and stop sampling.
+   */
+  setActive(n: number): void {
+    const target = Math.max(0, Math.min(this.devices.length, Math.round(n)));
+    for (let i = 0; i < target; i++) {
+      const d = this.devices[i]!;
+      if (i >= this.#nextStart) continue;
+      if (i >= this.#active) { d.setRates(this.#rate, this.#batchMs); d.setOffline(false); }
+    }
+    for (let i = target; i < Math.min(this.#active, this.#nextStart); i++) {
+      const d = this.devices[i]!;
+      d.setRates(0, this.#batchMs);
+      d.setOffline(true);
+    }
+    while (this.#nextStart < target) {
+      const d = this.devices[this.#nextStart++]!;
+      d.setRates(this.#rate, this.#batchMs);
+      d.start();
+    }
+    this.#active = target;
+  }
+
+  /** Readings per second per metric and the batch interval of every device in use (and of those activated later). */
+  setRates(rate: number, batchIntervalMs: number): void {
+    if (rate === this.#rate && batchIntervalMs === this.#batchMs) return;
+    this.#rate = rate;
+    this.#batchMs = batchIntervalMs;
+    for (let i = 0; i < Math.min(this.#active, this.#nextStart); i++) this.devices[i]!.setRates(rate, batchIntervalMs);
   }
 
   /** Every device stops producing but keeps delivering what it holds. */

@@ -10,8 +10,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
-import { CONNECTION_OPTIONS, UsageError, numberFlag, parseConnection, type FlagValues } from './cli-flags.ts';
+import { UsageError, numberFlag, parseConnection, parseFlags } from './cli-flags.ts';
 import { LeanFleet, addLeanCounters, emptyLeanCounters, leanErrors, leanViolations, type LeanCounters } from './lean-fleet.ts';
 import { LatencyHistogram } from './stats.ts';
 import type { DeviceCredentials } from './tokens.ts';
@@ -58,29 +57,7 @@ export interface LeanConfig {
 
 /** Parses the flags after `lean` (and SIM_TOKEN); throws UsageError naming the bad flag. */
 export function parseLeanCli(argv: string[], env: NodeJS.ProcessEnv = process.env): LeanConfig | 'help' {
-  let values: FlagValues;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        ...CONNECTION_OPTIONS,
-        readings: { type: 'string' },
-        metrics: { type: 'string' },
-        window: { type: 'string' },
-        rate: { type: 'string' },
-        duration: { type: 'string' },
-        'drain-ms': { type: 'string' },
-        'ramp-ms': { type: 'string' },
-        json: { type: 'boolean', default: false },
-        quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
+  const values = parseFlags(argv, { readings: { type: 'string' }, metrics: { type: 'string' }, window: { type: 'string' }, rate: { type: 'string' }, duration: { type: 'string' }, 'drain-ms': { type: 'string' }, 'ramp-ms': { type: 'string' } });
   if (values.help) return 'help';
   const readings = numberFlag(values, 'readings', 20, 1, 1_000_000, true);
   const metrics = numberFlag(values, 'metrics', 4, 1, 65_536, true);

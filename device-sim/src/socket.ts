@@ -18,6 +18,8 @@ export interface DeviceSocket {
   close(code: number, reason?: string): void;
   /** Drops the connection without a close frame (a lost link). */
   terminate(): void;
+  /** Stops reading (nothing more is heard, not even pings): with no more sends, a half-open link. Optional: in-memory sockets may lack it. */
+  pause?(): void;
 }
 
 /** What the device hears from a connection, in this order: onRefused or onOpen first, onClose exactly once, last. */

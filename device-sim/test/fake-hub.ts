@@ -35,7 +35,7 @@ export interface FakeHubOptions {
   /** Called per upgrade attempt (1-based); a non-null answer refuses it with that HTTP status. */
   refuse?: (attempt: number, req: IncomingMessage) => Refusal | null;
   /** Speak the happy path by itself. */
-  auto?: { window?: number; credit?: number; limits?: Limits };
+  auto?: { window?: number; credit?: number; limits?: Limits; neverAck?: (deviceId: string) => boolean };
 }
 
 export async function fakeHub(t: TestContext, opts: FakeHubOptions = {}) {
@@ -93,6 +93,8 @@ export async function fakeHub(t: TestContext, opts: FakeHubOptions = {}) {
         window: a.window ?? 32, credit: a.credit ?? a.window ?? 32, lastSeq: seqs.at(-1) ?? 0, limits: a.limits ?? DEFAULT_LIMITS,
       } }));
     } else if (m.batch) {
+      // A scripted loss: this device's batches are never stored nor acked.
+      if (a.neverAck?.(deviceOf.get(c) ?? '')) return;
       const seqs = stored.get(deviceOf.get(c) ?? '')!;
       const seq = Number(m.batch.seq);
       if (seq > (seqs.at(-1) ?? 0)) seqs.push(seq); // a resend is acked, not stored twice

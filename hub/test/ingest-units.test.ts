@@ -102,6 +102,17 @@ test('live guard - calls reach the live path; a failure there is logged once and
   none.connectionCount(3);
 });
 
+/** An open session on a socket that records what is sent (with `result()` as send's answer), credit 8. */
+function openSession(table: SessionTable, result: () => number = () => SEND_OK): { session: Session; sent: Uint8Array[] } {
+  const sent: Uint8Array[] = [];
+  const ws = { send: (bytes: Uint8Array) => { sent.push(bytes); return result(); }, cork: (f: () => void) => { f(); return ws; } };
+  const session = new Session('s', 1, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
+  session.ws = ws as unknown as NonNullable<Session['ws']>;
+  session.state = 'open';
+  session.lastCredit = 8;
+  return { session, sent };
+}
+
 test('session - flags are independent bits; the id is the instance prefix and the serial in base 36; nothing is allocated before use', () => {
   const table = new SessionTable({ maxReadingsPerSecond: 100, readingsBurst: 200 });
   const s = new Session('abc', 71, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
@@ -128,12 +139,7 @@ test('acks - only durable batches leave the in-flight pairs; the rest keep their
   const live = { durable() {}, sessionOpened() {}, sessionClosed() {}, connectionCount() {}, ackLatency(ms: number) { latencies.push(ms); } };
   const log = new LogLimiter(createLogger('error', new Writable({ write(_c: Buffer, _e, done) { done(); } })), { perMinute: 100, now: () => 0 });
   const acks = new AckFlusher({ window: 8, store: { durableSeq: () => 5, pressure: () => 0 }, metrics, now: () => 1000, live: new GuardedLiveFeed(live, log), sessions: table.sockets });
-  const sent: Uint8Array[] = [];
-  const ws = { send: (bytes: Uint8Array) => { sent.push(bytes); return SEND_OK; }, cork: (f: () => void) => { f(); return ws; } };
-  const session = new Session('s', 1, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
-  session.ws = ws as unknown as NonNullable<Session['ws']>;
-  session.state = 'open';
-  session.lastCredit = 8;
+  const { session, sent } = openSession(table);
   for (const [seq, at] of [[4, 900], [6, 910], [5, 920], [7, 930], [3, 940]] as const) session.addInflight(seq, at);
   acks.markDirty(session);
   acks.flush();
@@ -149,12 +155,7 @@ test('acks - a live path that throws on ack latency does not stop the ack flush'
   const log = new LogLimiter(createLogger('error', new Writable({ write(chunk: Buffer, _enc, done) { errors.push(chunk.toString()); done(); } })), { perMinute: 100, now: () => 0 });
   const throwing: LiveFeed = { durable() {}, sessionOpened() {}, sessionClosed() {}, connectionCount() {}, ackLatency() { throw new Error('boom'); } };
   const acks = new AckFlusher({ window: 8, store: { durableSeq: () => 10, pressure: () => 0 }, metrics: new HubMetrics(), now: () => 1000, live: new GuardedLiveFeed(throwing, log), sessions: table.sockets });
-  const sent: Uint8Array[] = [];
-  const ws = { send: (bytes: Uint8Array) => { sent.push(bytes); return SEND_OK; }, cork: (f: () => void) => { f(); return ws; } };
-  const session = new Session('s', 1, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
-  session.ws = ws as unknown as NonNullable<Session['ws']>;
-  session.state = 'open';
-  session.lastCredit = 8;
+  const { session, sent } = openSession(table);
   session.addInflight(1, 990);
   session.addInflight(2, 995);
   acks.markDirty(session);
@@ -167,13 +168,8 @@ test('acks - an Ack that uWS queues or drops is counted as send_backpressure; on
   const metrics = new HubMetrics();
   const table = new SessionTable({ maxReadingsPerSecond: 100, readingsBurst: 200 });
   const acks = new AckFlusher({ window: 8, store: { durableSeq: () => 10, pressure: () => 0 }, metrics, now: () => 1000, live: undefined, sessions: table.sockets });
-  const sent: Uint8Array[] = [];
   let result = SEND_OK;
-  const ws = { send: (bytes: Uint8Array) => { sent.push(bytes); return result; }, cork: (f: () => void) => { f(); return ws; } };
-  const session = new Session('s', 1, 'dev-1', {}, '10.0.0.1', table.device('dev-1', 0));
-  session.ws = ws as unknown as NonNullable<Session['ws']>;
-  session.state = 'open';
-  session.lastCredit = 8;
+  const { session, sent } = openSession(table, () => result);
   for (result of [SEND_OK, SEND_BACKPRESSURE, SEND_DROPPED]) {
     session.addInflight(sent.length + 1, 990);
     acks.markDirty(session);
