@@ -28,3 +28,4 @@ export {
   loadTokens, loadTokenFile, envToken, tokenDeviceId, deviceId, fleetCredentials, expandAddresses,
   type DeviceCredentials, type TokenSource,
 } from './tokens.ts';
+export { InfluxVerifyError, compareStored, countStored, prefixRegex, verifyStored, type InfluxTarget, type StoredReport, type VerifyResult } from './verify-influx.ts';

@@ -16,6 +16,7 @@ import { ScenarioRunner, formatPhaseReports, mergePhaseResults, phaseReport, uns
 import { SloError, evaluateSlo, formatSloReport, parseSlo, type SloActuals, type SloResult, type SloTerm } from './slo.ts';
 import { LatencyHistogram, addCounters, emptyCounters, errorCount, type SimCounters } from './stats.ts';
 import type { DeviceCredentials } from './tokens.ts';
+import { InfluxVerifyError, verifyStored, type InfluxTarget, type VerifyResult } from './verify-influx.ts';
 
 /** Devices one process runs at most (leaves room under the 20,000 open files for the runtime). */
 export const DEVICES_PER_PROCESS = 19_000;
@@ -23,6 +24,8 @@ export const DEVICES_PER_PROCESS = 19_000;
 export const DEVICES_PER_ADDRESS = 1_000;
 /** How long after the plan devices get to deliver what they hold. */
 export const DEFAULT_DRAIN_MS = 15_000;
+/** --verify-influx: how long the database's counts get to match what was acked (the sink may still be shipping). */
+export const DEFAULT_SETTLE_MS = 60_000;
 
 export interface ScenarioConfig {
   url: string;
@@ -36,6 +39,8 @@ export interface ScenarioConfig {
   sourceAddresses?: string[];
   processes: number;
   drainMs: number;
+  /** --verify-influx: the database to count stored readings in, the device id prefix, the settle timeout. */
+  verify: { target: InfluxTarget; prefix: string; settleMs: number } | null;
   json: boolean;
   quiet: boolean;
   /** Wall-clock start of the plan, shared by every process (set by the top process). */
@@ -92,6 +97,10 @@ interface ProcessResult {
   connectedAtEnd: number;
   /** Over the well-behaved devices (a bad actor's readings are meant to be refused). */
   loss: { readings: number; droppedByDevice: number };
+  /** Per well-behaved device: readings acked that the hub did not report dropping (NaN, skew): what the database must hold. */
+  expected: [string, number][];
+  /** Ids of the bad actors (their readings are meant to be refused: not compared with the database). */
+  badActorIds: string[];
   lossByDevice: DeviceLoss[];
   drained: boolean;
   cpuMicros: { user: number; system: number };
@@ -100,8 +109,9 @@ interface ProcessResult {
 export interface DeviceLoss { id: string; generated: number; acked: number; held: number; droppedByDevice: number }
 
 /** Readings generated and not acked, per well-behaved device (a bad actor's are meant to be refused): the total and the 20 worst. */
-function deviceLosses(fleet: Fleet): { readings: number; droppedByDevice: number; worst: DeviceLoss[] } {
+function deviceLosses(fleet: Fleet): { readings: number; droppedByDevice: number; worst: DeviceLoss[]; expected: [string, number][] } {
   const all: DeviceLoss[] = [];
+  const expected: [string, number][] = [];
   let readings = 0;
   let droppedByDevice = 0;
   for (const d of fleet.devices) {
@@ -109,12 +119,13 @@ function deviceLosses(fleet: Fleet): { readings: number; droppedByDevice: number
     const c = d.counters;
     const missing = c.readingsGenerated - c.readingsAcked;
     droppedByDevice += c.readingsDropped;
+    expected.push([d.id, c.readingsAcked - c.hubNonFiniteDropped - c.hubSkewDropped]);
     if (missing <= 0) continue;
     readings += missing;
     all.push({ id: d.id, generated: c.readingsGenerated, acked: c.readingsAcked, held: d.outboxSize, droppedByDevice: c.readingsDropped });
   }
   all.sort((a, b) => (b.generated - b.acked) - (a.generated - a.acked));
-  return { readings, droppedByDevice, worst: all.slice(0, 20) };
+  return { readings, droppedByDevice, worst: all.slice(0, 20), expected };
 }
 
 async function drain(fleet: Fleet, ms: number): Promise<boolean> {
@@ -154,7 +165,8 @@ function runOne(cfg: ScenarioConfig, toParent: ((m: ToParent, cb?: () => void) =
     onDone({
       phases, counters: fleet.counters(), latency: fleet.latency.encode(),
       timings: { connect: fleet.timings.connect.encode(), firstAck: fleet.timings.firstAck.encode(), readingAck: fleet.timings.readingAck.encode() },
-      pendingAtEnd, connectedAtEnd, loss: { readings: loss.readings, droppedByDevice: loss.droppedByDevice }, lossByDevice: loss.worst, drained,
+      pendingAtEnd, connectedAtEnd, loss: { readings: loss.readings, droppedByDevice: loss.droppedByDevice }, expected: loss.expected,
+      badActorIds: fleet.devices.filter((d) => d.behaviour !== 'good').map((d) => d.id), lossByDevice: loss.worst, drained,
       cpuMicros: process.cpuUsage(cpu0),
     }, fleet);
   };
@@ -192,8 +204,10 @@ export interface ScenarioSummary {
    * outbox (droppedByDevice, readings); the worst devices.
    */
   loss: { readings: number; heldBatches: number; droppedByDevice: number; byDevice: DeviceLoss[] };
-  /** Duplicates need the database (--verify-influx, not in this version): null. */
+  /** Readings stored more than once (--verify-influx); null without it. */
   dup: number | null;
+  /** --verify-influx: what the database holds against what was acked, per device; null without it. */
+  storage: (VerifyResult & { error?: string }) | null;
   drained: boolean;
   latencyMs: Record<'connect' | 'firstAck' | 'ack' | 'readingAck', { p50: number; p95: number; p99: number; p999: number; max: number; samples: number }>;
   phases: PhaseReport[];
@@ -234,13 +248,31 @@ function summarize(cfg: ScenarioConfig, parts: ProcessResult[], seconds: number,
       readings: parts.reduce((a, p) => a + p.loss.readings, 0), heldBatches: parts.reduce((a, p) => a + p.pendingAtEnd, 0),
       droppedByDevice: parts.reduce((a, p) => a + p.loss.droppedByDevice, 0), byDevice,
     },
-    dup: null, drained: parts.every((p) => p.drained),
+    dup: null, storage: null, drained: parts.every((p) => p.drained),
     latencyMs: { connect: pct(merged('connect')), firstAck: pct(merged('firstAck')), ack: pct(ack), readingAck: pct(merged('readingAck')) },
     phases: mergePhaseResults(parts.map((p) => p.phases)).map(phaseReport), hubAdvice, scaling, slo: null,
     cpu: { userSeconds: parts.reduce((a, p) => a + p.cpuMicros.user, 0) / 1e6, systemSeconds: parts.reduce((a, p) => a + p.cpuMicros.system, 0) / 1e6 },
   };
-  if (cfg.slo) s.slo = evaluateSlo(cfg.slo, sloActuals(s));
   return s;
+}
+
+/** --verify-influx: counts the run's readings in the database (until they match or the settle timeout) into the summary: dup, and the missing ones into loss. */
+async function verifyInto(cfg: ScenarioConfig, s: ScenarioSummary, parts: ProcessResult[]): Promise<void> {
+  if (!cfg.verify) return;
+  const expected = new Map<string, number>();
+  for (const p of parts) for (const [id, n] of p.expected) expected.set(id, n);
+  const t0 = cfg.t0 ?? Date.now();
+  try {
+    // Readings carry device time: the run's window, a minute either side for clocks and batching.
+    const ignore = new Set(parts.flatMap((p) => p.badActorIds));
+    const r = await verifyStored(cfg.verify.target, expected, { prefix: cfg.verify.prefix, fromMs: t0 - 60_000, toMs: Date.now() + 60_000, settleMs: cfg.verify.settleMs, ignore });
+    s.storage = r;
+    s.dup = r.doubled;
+    s.loss.readings += r.missing;
+  } catch (err) {
+    if (!(err instanceof InfluxVerifyError)) throw err;
+    s.storage = { devices: expected.size, expected: 0, stored: 0, missing: NaN, doubled: NaN, worst: [], unexpectedDevices: 0, settledMs: 0, settled: false, queries: 0, error: err.message };
+  }
 }
 
 const n0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '-');
@@ -253,13 +285,22 @@ export function formatScenarioSummary(s: ScenarioSummary): string {
     `scenario ${s.scenario}: ${n0(s.devices)} devices in ${s.processes} process${s.processes > 1 ? 'es' : ''}, ${s.seconds.toFixed(1)} s (${s.drained ? 'drained' : 'NOT drained'})`,
     ...s.scaling.map((l) => `  scaling   ${l}`),
     `  readings  generated ${n0(c.readingsGenerated)}, acked ${n0(c.readingsAcked)}, LOST ${n0(s.loss.readings)} (batches held at the end ${n0(s.loss.heldBatches)}, readings dropped by full outboxes ${n0(s.loss.droppedByDevice)}); `
-      + `duplicates ${s.dup === null ? 'not measured (needs the database)' : n0(s.dup)}`,
+      + `duplicates ${s.dup === null ? 'not measured (needs the database: --verify-influx)' : n0(s.dup)}`,
     `  batches   sent ${n0(c.batchesSent)} (resent ${n0(c.batchesResent)}), acked ${n0(c.batchesAcked)}; sessions ${n0(c.sessions)}, reconnects ${n0(c.reconnects)}`,
     `  closes    ${Object.entries(c.closes).sort().map(([k, v]) => `${k}: ${n0(v)}`).join(', ') || 'none'} (${n0(s.errors)} errors)`,
   ];
   for (const [k, label] of [['connect', 'connect'], ['firstAck', 'first ack'], ['ack', 'send -> ack'], ['readingAck', 'reading -> ack']] as const) {
     const l = s.latencyMs[k];
     lines.push(`  ${label.padEnd(15)} p50 ${ms(l.p50)}, p95 ${ms(l.p95)}, p99 ${ms(l.p99)}, p99.9 ${ms(l.p999)}, max ${ms(l.max)} (${n0(l.samples)})`);
+  }
+  if (s.storage) {
+    const v = s.storage;
+    if (v.error) lines.push(`  storage   NOT VERIFIED: ${v.error}`);
+    else {
+      lines.push(`  storage   InfluxDB holds ${n0(v.stored)} of the ${n0(v.expected)} readings acked for ${n0(v.devices)} devices: MISSING ${n0(v.missing)}, DOUBLED ${n0(v.doubled)}`
+        + ` (${v.settled ? `matched after ${(v.settledMs / 1000).toFixed(1)} s` : `still off after ${(v.settledMs / 1000).toFixed(1)} s`}, ${v.queries} queries)`);
+      for (const d of v.worst.slice(0, 10)) lines.push(`  stored    ${d.id}: acked ${n0(d.expected)}, in InfluxDB ${n0(d.stored)}`);
+    }
   }
   lines.push(formatPhaseReports(s.phases));
   for (const d of s.loss.byDevice.slice(0, 10)) lines.push(`  lost      ${d.id}: generated ${n0(d.generated)}, acked ${n0(d.acked)}, held ${n0(d.held)}, dropped by the device ${n0(d.droppedByDevice)}`);
@@ -290,9 +331,12 @@ function phaseAt(cfg: ScenarioConfig): { name: string; kind: string; index: numb
   return p ? { name: p.name, kind: p.kind, index: i, startMs: p.startMs, durationMs: p.durationMs } : null;
 }
 
-function finishTop(cfg: ScenarioConfig, display: LiveDisplay | null, parts: ProcessResult[], startedAt: number, scaling: string[], advice: string[], complete: boolean): void {
+async function finishTop(cfg: ScenarioConfig, display: LiveDisplay | null, parts: ProcessResult[], startedAt: number, scaling: string[], advice: string[], complete: boolean): Promise<void> {
   display?.finish();
   const s = summarize(cfg, parts, (Date.now() - startedAt) / 1000, scaling, advice);
+  if (cfg.verify && !cfg.json) console.error(`sim: counting the run's readings in InfluxDB (${cfg.verify.target.url}, ${cfg.verify.target.db}; up to ${cfg.verify.settleMs / 1000} s for the sink to catch up)`);
+  await verifyInto(cfg, s, parts);
+  if (cfg.slo) s.slo = evaluateSlo(cfg.slo, sloActuals(s));
   const text = cfg.json ? JSON.stringify(s) : formatScenarioSummary(s);
   const code = !complete ? 1 : s.slo && !s.slo.pass ? 1 : 0;
   process.stdout.write(text + '\n', () => process.exit(code));
@@ -313,7 +357,7 @@ export function runScenario(cfg: ScenarioConfig, entry: string, scaling: string[
     let tick: NodeJS.Timeout | null = null;
     const { fleet } = runOne(one, null, (result) => {
       if (tick) clearInterval(tick);
-      finishTop(one, display, [result], startedAt, scaling, advice, true);
+      void finishTop(one, display, [result], startedAt, scaling, advice, true);
     });
     if (display) {
       tick = setInterval(() => {
@@ -366,7 +410,7 @@ export function runScenario(cfg: ScenarioConfig, entry: string, scaling: string[
     const ok = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     for (const r of settled) if (r.status === 'rejected') console.error(`sim: ${(r.reason as Error).message}`);
     if (!ok.length) process.exit(1);
-    finishTop(shared, display, ok, startedAt, scaling, advice, ok.length === settled.length);
+    void finishTop(shared, display, ok, startedAt, scaling, advice, ok.length === settled.length);
   });
 }
 
@@ -390,6 +434,9 @@ export const SCENARIO_USAGE = `usage: npm run sim -- (--scenario NAME | --config
   --duration S           a built-in scenario's length (default 60)
   --slo EXPR             e.g. 'loss=0,ack_p99<100ms,connect_p99<5s': exit 1 when a term fails
   --drain-ms MS          after the plan, how long devices get to deliver what they hold (default ${DEFAULT_DRAIN_MS})
+  --verify-influx URL --influx-db NAME [--influx-token T]   count every device's readings in InfluxDB at the end:
+                         missing and doubled per device (InfluxQL /query: 1.x database or 2.x/3.x bucket; token also INFLUX_TOKEN)
+  --settle-ms MS         how long the database's counts get to match (default ${DEFAULT_SETTLE_MS})
   --bad-actors F         fraction of devices that misbehave for the whole run (default 0)
   --processes N          default: one per ${DEVICES_PER_PROCESS} devices
   --source-addresses A-B default on loopback: 127.0.0.2.. with ${DEVICES_PER_ADDRESS} devices each
@@ -402,7 +449,7 @@ export function wantsScenario(argv: readonly string[]): boolean {
 
 /** Parses a scenario run's flags; throws UsageError naming the flag (a scenario or SLO error included). */
 export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = process.env): { cfg: ScenarioConfig; scaling: string[]; advice: string[] } | 'help' {
-  const values = parseFlags(argv, { scenario: { type: 'string' }, config: { type: 'string' }, slo: { type: 'string' }, rate: { type: 'string' }, 'batch-ms': { type: 'string' }, duration: { type: 'string' }, 'drain-ms': { type: 'string' }, 'bad-actors': { type: 'string' } });
+  const values = parseFlags(argv, { scenario: { type: 'string' }, config: { type: 'string' }, slo: { type: 'string' }, rate: { type: 'string' }, 'batch-ms': { type: 'string' }, duration: { type: 'string' }, 'drain-ms': { type: 'string' }, 'bad-actors': { type: 'string' }, 'verify-influx': { type: 'string' }, 'influx-db': { type: 'string' }, 'influx-token': { type: 'string' }, 'settle-ms': { type: 'string' } });
   if (values.help) return 'help';
   if (values.scenario !== undefined && values.config !== undefined) throw new UsageError('give --scenario NAME or --config FILE, not both');
   const rate = numberFlag(values, 'rate', 1, 0, 10_000);
@@ -410,6 +457,19 @@ export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = proces
   const durationS = numberFlag(values, 'duration', 60, 1, 7 * 86_400);
   const drainMs = numberFlag(values, 'drain-ms', DEFAULT_DRAIN_MS, 0, 3_600_000, true);
   const badActors = numberFlag(values, 'bad-actors', 0, 0, 1);
+  const settleMs = numberFlag(values, 'settle-ms', DEFAULT_SETTLE_MS, 0, 3_600_000, true);
+  let verify: ScenarioConfig['verify'] = null;
+  if (values['verify-influx'] !== undefined) {
+    const url = String(values['verify-influx']);
+    let u: URL;
+    try { u = new URL(url); } catch { throw new UsageError(`--verify-influx is not a URL: ${JSON.stringify(url)}`); }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--verify-influx must be http:// or https:// (got ${u.protocol}//)`);
+    if (values['influx-db'] === undefined) throw new UsageError('--verify-influx needs --influx-db NAME (the 1.x database, or the 2.x/3.x bucket)');
+    const token = values['influx-token'] === undefined ? env.INFLUX_TOKEN : String(values['influx-token']);
+    verify = { target: { url, db: String(values['influx-db']), ...(token ? { token } : {}) }, prefix: String(values.prefix), settleMs };
+  } else if (values['influx-db'] !== undefined || values['influx-token'] !== undefined) {
+    throw new UsageError('--influx-db and --influx-token go with --verify-influx URL');
+  }
   let plan: Plan;
   try {
     if (values.scenario !== undefined) {
@@ -438,7 +498,7 @@ export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = proces
   return {
     cfg: {
       url: conn.url, devices: conn.devices, plan, slo, batchMs, badActors, auth: conn.auth, caFile: conn.caFile, sourceAddresses: scale.sourceAddresses,
-      processes: Math.min(scale.processes, conn.devices.length), drainMs, json: values.json === true, quiet: values.quiet === true,
+      processes: Math.min(scale.processes, conn.devices.length), drainMs, verify, json: values.json === true, quiet: values.quiet === true,
     },
     scaling: scale.notes,
     advice: hubLimitAdvice(plan, { perAddress, batchMs }),
