@@ -36,7 +36,10 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   readonly #options: SimDeviceOptions;
   readonly #clock: DeviceClock;
   readonly #strategy: BehaviourStrategy;
-  readonly #clockOffsetMs: number;
+  #clockOffsetMs: number;
+  /** A drifting clock (a load test): parts per million gained since #driftFrom (wall ms); 0: none. */
+  #driftPpm = 0;
+  #driftFrom = 0;
   readonly #random: () => number;
   readonly #outbox: Outbox;
   readonly #builder: BatchBuilder;
@@ -124,7 +127,26 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   /** Delay of the most recently scheduled reconnect, ms. */
   get reconnectDelayMs(): number { return this.#reconnectDelayMs; }
   /** Device clock, Unix ms. */
-  now(): number { return this.#clock.wallMs() + this.#clockOffsetMs; }
+  now(): number { return this.#deviceTime(this.#clock.wallMs()); }
+
+  #deviceTime(wall: number): number {
+    return this.#driftPpm === 0 ? wall + this.#clockOffsetMs : wall + this.#clockOffsetMs + ((wall - this.#driftFrom) * this.#driftPpm) / 1e6;
+  }
+
+  /**
+   * The device clock goes wrong (a load test): off by `offsetMs` from now on,
+   * and drifting by `driftPpm` parts per million from now (both 0: right
+   * again, as after an NTP sync). Sampling restarts at the new time, so a
+   * clock set back does not resample what it already sent.
+   */
+  setClock(offsetMs: number, driftPpm: number): void {
+    const wall = this.#clock.wallMs();
+    this.#clockOffsetMs = offsetMs;
+    this.#driftPpm = driftPpm;
+    this.#driftFrom = wall;
+    this.#builder.closeBatch();
+    this.#builder.restartAt(this.#deviceTime(wall));
+  }
 
   get stats(): SimDeviceStats {
     return {
@@ -252,7 +274,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   tick(wallNow = this.#clock.wallMs(), monotonicNow = this.#clock.monotonicMs()): void {
     if (!this.#started || this.#state === 'stopped') return;
     this.#watchdog.stamp(monotonicNow);
-    if (this.#builder.rate > 0) this.#builder.sampleUntil(wallNow + this.#clockOffsetMs, this.welcome?.limits);
+    if (this.#builder.rate > 0) this.#builder.sampleUntil(this.#deviceTime(wallNow), this.welcome?.limits);
     if (this.#state === 'open') {
       this.#pump();
       if (this.#watchdog.ackOverdue(monotonicNow, this.#outbox.inflight)) this.#expire('ack-timeout');

@@ -263,9 +263,12 @@ async function verifyInto(cfg: ScenarioConfig, s: ScenarioSummary, parts: Proces
   for (const p of parts) for (const [id, n] of p.expected) expected.set(id, n);
   const t0 = cfg.t0 ?? Date.now();
   try {
-    // Readings carry device time: the run's window, a minute either side for clocks and batching.
+    // Readings carry device time: the run's window, a minute either side for batching, more for the clocks a clock-skew phase sets wrong.
+    const skewMs = Math.max(0, ...cfg.plan.phases.map((p) => (p.kind === 'clock-skew' ? Math.abs(p.offsetMs) + (Math.abs(p.driftPpm) * p.durationMs) / 1e6 : 0)));
     const ignore = new Set(parts.flatMap((p) => p.badActorIds));
-    const r = await verifyStored(cfg.verify.target, expected, { prefix: cfg.verify.prefix, fromMs: t0 - 60_000, toMs: Date.now() + 60_000, settleMs: cfg.verify.settleMs, ignore });
+    const r = await verifyStored(cfg.verify.target, expected, {
+      prefix: cfg.verify.prefix, fromMs: t0 - 60_000 - skewMs, toMs: Date.now() + 60_000 + skewMs, settleMs: cfg.verify.settleMs, ignore,
+    });
     s.storage = r;
     s.dup = r.doubled;
     s.loss.readings += r.missing;

@@ -20,7 +20,6 @@ export const RUNNER_TICK_MS = 250;
 export function unsupported(plan: Plan): string[] {
   const out: string[] = [];
   for (const p of plan.phases) {
-    if (p.kind === 'clock-skew') out.push(`${p.name}: clock-skew phases are not supported yet (the simulator's skewed-clock bad actors are: --bad-actors)`);
     if (p.kind === 'bad-actors') out.push(`${p.name}: bad-actors phases are not supported yet; use --bad-actors F for the whole run`);
     if (p.kind === 'hub-restart' && !p.command) out.push(`${p.name}: give the phase a command (the hub restart to run), e.g. command: "systemctl restart telemetry-hub"`);
     if (p.kind === 'influx-outage' && !(p.stopCommand && p.startCommand)) out.push(`${p.name}: give the phase stopCommand and startCommand (how to stop and start the database)`);
@@ -114,6 +113,8 @@ export class ScenarioRunner {
   #storm: { at: number; devices: { stopped: boolean; connected: boolean }[]; result: PhaseResult } | null = null;
   #timer: NodeJS.Timeout | null = null;
   #pending: NodeJS.Timeout[] = [];
+  /** What the current phase undoes when it ends (a clock-skew phase's clocks). */
+  #onEnd: (() => void) | null = null;
   #done: (results: PhaseResult[]) => void = () => {};
   readonly done: Promise<PhaseResult[]>;
 
@@ -213,6 +214,15 @@ export class ScenarioRunner {
         if (p.halfOpenShare > 0) for (const d of fleet.devices.slice(0, fleet.active)) if (this.#random() < p.halfOpenShare) d.freezeLink();
         break;
       }
+      case 'clock-skew': {
+        fleet.setRates(p.rate, p.batchMs);
+        fleet.setActive(p.devices);
+        // The share's clocks go wrong for the phase, and are set right (an NTP sync) when it ends.
+        const skewed = fleet.devices.slice(0, fleet.active).filter(() => this.#random() < p.share);
+        for (const d of skewed) d.setClock(p.offsetMs, p.driftPpm);
+        this.#onEnd = () => { for (const d of skewed) d.setClock(0, 0); };
+        break;
+      }
       case 'offline-burst': {
         fleet.setRates(p.rate, p.batchMs);
         fleet.setActive(p.devices);
@@ -277,6 +287,8 @@ export class ScenarioRunner {
   }
 
   #endPhase(): void {
+    this.#onEnd?.();
+    this.#onEnd = null;
     const cur = this.#current;
     const m = this.#phaseMarks;
     if (!cur || !m) return;
@@ -348,6 +360,8 @@ export interface PhaseReport {
   reconnects: number;
   sessions: number;
   refusals: number;
+  /** Readings the hub reported correcting or dropping for clock skew (Ack reports) in the phase. */
+  hubSkew: number;
   latencyMs: Record<'connect' | 'firstAck' | 'ack' | 'readingAck', { p50: number; p95: number; p99: number; p999: number; max: number; samples: number }>;
   perSecond: PhaseResult['perSecond'];
   allBackMs: number | null;
@@ -363,7 +377,7 @@ export function phaseReport(r: PhaseResult): PhaseReport {
   return {
     name: r.name, kind: r.kind, startS: r.startMs / 1000, seconds: r.durationMs / 1000, devices: r.active,
     batchesSent: c.batchesSent, batchesAcked: c.batchesAcked, readingsAcked: c.readingsAcked, readingsPerSec: c.readingsAcked / (r.durationMs / 1000),
-    errors: errorCount(c), reconnects: c.reconnects, sessions: c.sessions, refusals: refusals(c),
+    errors: errorCount(c), reconnects: c.reconnects, sessions: c.sessions, refusals: refusals(c), hubSkew: c.hubSkewCorrected + c.hubSkewDropped,
     latencyMs: { connect: pct(r.latency.connect), firstAck: pct(r.latency.firstAck), ack: pct(r.latency.ack), readingAck: pct(r.latency.readingAck) },
     perSecond: r.perSecond, allBackMs: r.allBackMs, commands: r.commands,
   };
@@ -376,7 +390,7 @@ export function formatPhaseReports(reports: PhaseReport[]): string {
   const lines: string[] = [];
   for (const r of reports) {
     lines.push(`  phase ${r.name} (${r.kind}) at ${r.startS.toFixed(0)} s for ${r.seconds.toFixed(0)} s: ${n0(r.devices)} devices, ${n0(r.readingsPerSec)} readings/s acked, `
-      + `${n0(r.sessions)} sessions, ${n0(r.reconnects)} reconnects, ${n0(r.refusals)} refusals, ${n0(r.errors)} errors`);
+      + `${n0(r.sessions)} sessions, ${n0(r.reconnects)} reconnects, ${n0(r.refusals)} refusals, ${n0(r.errors)} errors${r.hubSkew ? `, ${n0(r.hubSkew)} readings the hub corrected or dropped for clock skew` : ''}`);
     for (const [k, label] of [['connect', 'connect'], ['firstAck', 'first ack'], ['ack', 'send -> ack'], ['readingAck', 'reading -> ack']] as const) {
       const l = r.latencyMs[k];
       if (!l.samples) continue;

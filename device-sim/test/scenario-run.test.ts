@@ -109,6 +109,29 @@ test('scenario - a reconnect storm against the real hub in two processes: nothin
   assert.equal(m.get('hub_readings_total{result="accepted"}'), s.counters.readingsAcked);
 });
 
+test('scenario - a clock-skew phase against the real hub: the hub reports the skewed readings while the clocks are wrong, and none once they are set right', async (t) => {
+  const dir = tempDir(t, 'scenario-skew-');
+  const fleet = writeFleet(dir, 6, 'skew-');
+  const hub = await startRealHub({ dataDir: join(dir, 'data'), registry: fleet.registry, env: UNLIMITED_ENV });
+  t.after(() => hub.stop());
+  const config = join(dir, 'skew.json');
+  writeFileSync(config, JSON.stringify({ devices: 6, rate: 5, batchMs: 250, phases: [
+    { kind: 'steady', name: 'before', duration: '1s' },
+    { kind: 'clock-skew', name: 'skew', duration: '3s', share: 1, offsetMs: 3_600_000 },
+    { kind: 'steady', name: 'after', duration: '2s' },
+  ] }));
+  const r = await sim(['--config', config, '--url', hub.url, '--tokens', fleet.tokens, '--prefix', 'skew-', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout.trim()) as ScenarioSummary;
+  const phase = (name: string) => s.phases.find((p) => p.name === name)!;
+  assert.equal(s.loss.readings, 0, 'readings the hub corrected or dropped were acked: not lost');
+  assert.equal(phase('before').hubSkew, 0, 'right clocks: nothing to report');
+  assert.ok(phase('skew').hubSkew >= 100, `an hour ahead: the hub reports the readings (${phase('skew').hubSkew})`);
+  // Set right at the phase's end: only batches already in flight then can still carry a report.
+  assert.ok(phase('after').hubSkew < phase('skew').hubSkew / 4, `after: ${phase('after').hubSkew}`);
+  assert.equal(s.counters.hubSkewCorrected + s.counters.hubSkewDropped, phase('before').hubSkew + phase('skew').hubSkew + phase('after').hubSkew);
+});
+
 test('scenario - the live display writes plain lines when stderr is not a terminal', async (t) => {
   const hub = await fakeHub(t, { auto: { window: 8 } });
   const dir = tempDir(t, 'scenario-plain-');
@@ -127,14 +150,14 @@ test('scenario - bad flags, SLOs and phases this version cannot run are usage er
   const tokens = join(dir, 'tokens.json');
   writeFileSync(tokens, JSON.stringify({ 'b-0000': 'b-0000.x' }));
   const base = ['--url', 'ws://127.0.0.1:1/v1/devices', '--tokens', tokens, '--prefix', 'b-', '--devices', '1'];
-  const skew = join(dir, 'skew.json');
-  writeFileSync(skew, JSON.stringify({ phases: [{ kind: 'clock-skew', duration: '5s', share: 0.5, offsetMs: 1000 }] }));
+  const skew = join(dir, 'bad.json');
+  writeFileSync(skew, JSON.stringify({ phases: [{ kind: 'bad-actors', duration: '5s', share: 0.5 }] }));
   const cases: [string[], RegExp][] = [
     [['--scenario', 'nope'], /--scenario: .*unknown scenario "nope".*reconnect-storm/],
     [['--scenario', 'steady', '--config', skew], /--scenario NAME or --config FILE, not both/],
     [['--scenario', 'steady', '--slo', 'ack_p99<100'], /--slo: ack_p99<100: give a unit/],
     [['--scenario', 'steady', '--slo', 'latency<3ms'], /--slo: latency<3ms/],
-    [['--config', skew], /clock-skew phases are not supported yet/],
+    [['--config', skew], /bad-actors phases are not supported yet/],
     [['--scenario', 'hub-restart'], /give the phase a command/],
     [['--scenario', 'steady', '--duration', '0'], /--duration must be a number in 1\.\./],
   ];
