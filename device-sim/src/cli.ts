@@ -299,7 +299,10 @@ function main(): void {
       process.exit(2);
     }
     if (parsed === 'help') { console.log(SCENARIO_USAGE); return; }
-    runScenario(parsed.cfg, self, parsed.scaling, parsed.advice);
+    runScenario(parsed.cfg, self, parsed.scaling, parsed.advice).catch((err: unknown) => {
+      console.error(`sim: ${(err as Error).message}`);
+      process.exit(1);
+    });
     return;
   }
   let cfg: CliConfig | 'help';

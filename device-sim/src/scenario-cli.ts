@@ -17,6 +17,7 @@ import { SloError, evaluateSlo, formatSloReport, parseSlo, type SloActuals, type
 import { LatencyHistogram, addCounters, emptyCounters, errorCount, type SimCounters } from './stats.ts';
 import type { DeviceCredentials } from './tokens.ts';
 import { InfluxVerifyError, verifyStored, type InfluxTarget, type VerifyResult } from './verify-influx.ts';
+import { ManagedProcess } from './managed-process.ts';
 
 /** Devices one process runs at most (leaves room under the 20,000 open files for the runtime). */
 export const DEVICES_PER_PROCESS = 19_000;
@@ -41,6 +42,9 @@ export interface ScenarioConfig {
   drainMs: number;
   /** --verify-influx: the database to count stored readings in, the device id prefix, the settle timeout. */
   verify: { target: InfluxTarget; prefix: string; settleMs: number } | null;
+  /** --hub-command / --influx-command: processes the tool starts before the run, restarts for hub-restart and influx-outage phases, and ends after it. */
+  hubCommand: { command: string; readyUrl: string } | null;
+  influxCommand: { command: string; readyUrl: string } | null;
   json: boolean;
   quiet: boolean;
   /** Wall-clock start of the plan, shared by every process (set by the top process). */
@@ -137,14 +141,16 @@ async function drain(fleet: Fleet, ms: number): Promise<boolean> {
   return fleet.pending === 0;
 }
 
-function runOne(cfg: ScenarioConfig, toParent: ((m: ToParent, cb?: () => void) => void) | null, onDone: (r: ProcessResult, fleet: Fleet) => void): { fleet: Fleet; runner: ScenarioRunner } {
+interface Managed { hub?: ManagedProcess; database?: ManagedProcess }
+
+function runOne(cfg: ScenarioConfig, toParent: ((m: ToParent, cb?: () => void) => void) | null, onDone: (r: ProcessResult, fleet: Fleet) => void, managed: Managed = {}): { fleet: Fleet; runner: ScenarioRunner } {
   const cpu0 = process.cpuUsage();
   const fleet = new Fleet({
     url: cfg.url, devices: cfg.devices, rate: 0, batchIntervalMs: cfg.batchMs, badActors: cfg.badActors, authVia: cfg.auth,
     ca: cfg.caFile ? readFileSync(cfg.caFile) : undefined, sourceAddresses: cfg.sourceAddresses, autoStart: false,
   });
   const runner = new ScenarioRunner(fleet, cfg.plan, {
-    t0: cfg.t0 ?? Date.now(), controlsProcesses: toParent === null,
+    t0: cfg.t0 ?? Date.now(), controlsProcesses: toParent === null, ...managed,
     log: (l) => { if (!cfg.json) console.error(l); },
   });
   const status = toParent
@@ -334,7 +340,7 @@ function phaseAt(cfg: ScenarioConfig): { name: string; kind: string; index: numb
   return p ? { name: p.name, kind: p.kind, index: i, startMs: p.startMs, durationMs: p.durationMs } : null;
 }
 
-async function finishTop(cfg: ScenarioConfig, display: LiveDisplay | null, parts: ProcessResult[], startedAt: number, scaling: string[], advice: string[], complete: boolean): Promise<void> {
+async function finishTop(cfg: ScenarioConfig, display: LiveDisplay | null, parts: ProcessResult[], startedAt: number, scaling: string[], advice: string[], complete: boolean, managed: Managed): Promise<void> {
   display?.finish();
   const s = summarize(cfg, parts, (Date.now() - startedAt) / 1000, scaling, advice);
   if (cfg.verify && !cfg.json) console.error(`sim: counting the run's readings in InfluxDB (${cfg.verify.target.url}, ${cfg.verify.target.db}; up to ${cfg.verify.settleMs / 1000} s for the sink to catch up)`);
@@ -342,11 +348,32 @@ async function finishTop(cfg: ScenarioConfig, display: LiveDisplay | null, parts
   if (cfg.slo) s.slo = evaluateSlo(cfg.slo, sloActuals(s));
   const text = cfg.json ? JSON.stringify(s) : formatScenarioSummary(s);
   const code = !complete ? 1 : s.slo && !s.slo.pass ? 1 : 0;
+  // The hub kept running through the check (its sink was still shipping); now what the tool started ends.
+  await managed.hub?.stop('SIGTERM');
+  await managed.database?.stop('SIGTERM');
   process.stdout.write(text + '\n', () => process.exit(code));
 }
 
+/** Starts what --influx-command and --hub-command name (the database first: the hub ships to it). */
+async function startManaged(cfg: ScenarioConfig): Promise<Managed> {
+  const log = (l: string) => { if (!cfg.json) console.error(l); };
+  const m: Managed = {};
+  if (cfg.influxCommand) {
+    m.database = new ManagedProcess({ name: 'database', command: cfg.influxCommand.command, readyUrl: cfg.influxCommand.readyUrl, log });
+    await m.database.start();
+  }
+  if (cfg.hubCommand) {
+    m.hub = new ManagedProcess({ name: 'hub', command: cfg.hubCommand.command, readyUrl: cfg.hubCommand.readyUrl, log });
+    await m.hub.start();
+  }
+  const stop = () => { void m.hub?.stop('SIGKILL', 0); void m.database?.stop('SIGKILL', 0); };
+  process.once('exit', stop);
+  return m;
+}
+
 /** The top process of a scenario run: one fleet here, or --processes children and their merged reports. */
-export function runScenario(cfg: ScenarioConfig, entry: string, scaling: string[], advice: string[]): void {
+export async function runScenario(cfg: ScenarioConfig, entry: string, scaling: string[], advice: string[]): Promise<void> {
+  const managed = await startManaged(cfg);
   const startedAt = Date.now();
   const display = cfg.json || cfg.quiet ? null : new LiveDisplay({ stream: process.stderr });
   if (!cfg.json) {
@@ -360,8 +387,8 @@ export function runScenario(cfg: ScenarioConfig, entry: string, scaling: string[
     let tick: NodeJS.Timeout | null = null;
     const { fleet } = runOne(one, null, (result) => {
       if (tick) clearInterval(tick);
-      void finishTop(one, display, [result], startedAt, scaling, advice, true);
-    });
+      void finishTop(one, display, [result], startedAt, scaling, advice, true, managed);
+    }, managed);
     if (display) {
       tick = setInterval(() => {
         const t = totals(fleet);
@@ -392,7 +419,7 @@ export function runScenario(cfg: ScenarioConfig, entry: string, scaling: string[
     }));
   }
   // The shell commands of the plan (hub restart, database outage) run here, once.
-  const controller = new ScenarioRunner(new Fleet({ url: cfg.url, devices: [], rate: 0, autoStart: false }), { ...cfg.plan, maxDevices: 0 }, { t0, controlsProcesses: true, log: (l) => { if (!cfg.json) console.error(l); } });
+  const controller = new ScenarioRunner(new Fleet({ url: cfg.url, devices: [], rate: 0, autoStart: false }), { ...cfg.plan, maxDevices: 0 }, { t0, controlsProcesses: true, log: (l) => { if (!cfg.json) console.error(l); }, ...managed });
   controller.start();
   let prev: { at: number; c: SimCounters } | null = null;
   const tick = display ? setInterval(() => {
@@ -413,7 +440,7 @@ export function runScenario(cfg: ScenarioConfig, entry: string, scaling: string[
     const ok = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     for (const r of settled) if (r.status === 'rejected') console.error(`sim: ${(r.reason as Error).message}`);
     if (!ok.length) process.exit(1);
-    void finishTop(shared, display, ok, startedAt, scaling, advice, ok.length === settled.length);
+    void finishTop(shared, display, ok, startedAt, scaling, advice, ok.length === settled.length, managed);
   });
 }
 
@@ -440,10 +467,19 @@ export const SCENARIO_USAGE = `usage: npm run sim -- (--scenario NAME | --config
   --verify-influx URL --influx-db NAME [--influx-token T]   count every device's readings in InfluxDB at the end:
                          missing and doubled per device (InfluxQL /query: 1.x database or 2.x/3.x bucket; token also INFLUX_TOKEN)
   --settle-ms MS         how long the database's counts get to match (default ${DEFAULT_SETTLE_MS})
+  --hub-command CMD      start the hub with CMD before the run (ready when --hub-ready URL answers; default: /healthz of --url's host),
+                         restart it for hub-restart phases, end it after the run
+  --influx-command CMD   the same for the database (ready: --influx-ready URL, default --verify-influx's /ping), for influx-outage phases
   --bad-actors F         fraction of devices that misbehave for the whole run (default 0)
   --processes N          default: one per ${DEVICES_PER_PROCESS} devices
   --source-addresses A-B default on loopback: 127.0.0.2.. with ${DEVICES_PER_ADDRESS} devices each
   --prefix --offset --auth --ca --json --quiet   as for the simulator`;
+
+/** The hub's health URL for a device URL: ws://host:port/... -> http://host:port/healthz. */
+export function healthUrl(deviceUrl: string): string {
+  const u = new URL(deviceUrl);
+  return `${u.protocol === 'wss:' ? 'https' : 'http'}://${u.host}/healthz`;
+}
 
 /** Whether argv asks for a scenario run. */
 export function wantsScenario(argv: readonly string[]): boolean {
@@ -452,7 +488,8 @@ export function wantsScenario(argv: readonly string[]): boolean {
 
 /** Parses a scenario run's flags; throws UsageError naming the flag (a scenario or SLO error included). */
 export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = process.env): { cfg: ScenarioConfig; scaling: string[]; advice: string[] } | 'help' {
-  const values = parseFlags(argv, { scenario: { type: 'string' }, config: { type: 'string' }, slo: { type: 'string' }, rate: { type: 'string' }, 'batch-ms': { type: 'string' }, duration: { type: 'string' }, 'drain-ms': { type: 'string' }, 'bad-actors': { type: 'string' }, 'verify-influx': { type: 'string' }, 'influx-db': { type: 'string' }, 'influx-token': { type: 'string' }, 'settle-ms': { type: 'string' } });
+  const values = parseFlags(argv, { scenario: { type: 'string' }, config: { type: 'string' }, slo: { type: 'string' }, rate: { type: 'string' }, 'batch-ms': { type: 'string' }, duration: { type: 'string' }, 'drain-ms': { type: 'string' }, 'bad-actors': { type: 'string' }, 'verify-influx': { type: 'string' }, 'influx-db': { type: 'string' }, 'influx-token': { type: 'string' }, 'settle-ms': { type: 'string' },
+    'hub-command': { type: 'string' }, 'hub-ready': { type: 'string' }, 'influx-command': { type: 'string' }, 'influx-ready': { type: 'string' } });
   if (values.help) return 'help';
   if (values.scenario !== undefined && values.config !== undefined) throw new UsageError('give --scenario NAME or --config FILE, not both');
   const rate = numberFlag(values, 'rate', 1, 0, 10_000);
@@ -485,7 +522,12 @@ export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = proces
     if (err instanceof ScenarioError) throw new UsageError(`${values.scenario !== undefined ? '--scenario' : '--config'}: ${err.path ? `${err.path}: ` : ''}${err.message}`);
     throw err;
   }
-  const refused = unsupported(plan);
+  const hubCommand = values['hub-command'] === undefined ? null : { command: String(values['hub-command']), readyUrl: String(values['hub-ready'] ?? healthUrl(String(values.url))) };
+  const influxReady = values['influx-ready'] ?? (values['verify-influx'] === undefined ? undefined : `${String(values['verify-influx']).replace(/\/+$/, '')}/ping`);
+  if (values['influx-command'] !== undefined && influxReady === undefined) throw new UsageError('--influx-command needs --influx-ready URL (or --verify-influx URL, whose /ping is used)');
+  const influxCommand = values['influx-command'] === undefined ? null : { command: String(values['influx-command']), readyUrl: String(influxReady) };
+  if (values['hub-ready'] !== undefined && !hubCommand) throw new UsageError('--hub-ready goes with --hub-command');
+  const refused = unsupported(plan, { hub: hubCommand !== null, database: influxCommand !== null });
   if (refused.length) throw new UsageError(`${values.scenario !== undefined ? '--scenario' : '--config'}: ${refused.join('; ')}`);
   // The fleet is as large as the plan's largest phase (a config file says it; --devices may ask for more).
   if (values.devices === undefined || Number(values.devices) < plan.maxDevices) values.devices = String(Math.max(1, plan.maxDevices));
@@ -501,7 +543,7 @@ export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = proces
   return {
     cfg: {
       url: conn.url, devices: conn.devices, plan, slo, batchMs, badActors, auth: conn.auth, caFile: conn.caFile, sourceAddresses: scale.sourceAddresses,
-      processes: Math.min(scale.processes, conn.devices.length), drainMs, verify, json: values.json === true, quiet: values.quiet === true,
+      processes: Math.min(scale.processes, conn.devices.length), drainMs, verify, hubCommand, influxCommand, json: values.json === true, quiet: values.quiet === true,
     },
     scaling: scale.notes,
     advice: hubLimitAdvice(plan, { perAddress, batchMs }),

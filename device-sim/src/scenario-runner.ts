@@ -10,6 +10,7 @@
 // Imports: node, and this package's fleet, scenario and stats.
 import { spawn } from 'node:child_process';
 import type { Fleet } from './fleet.ts';
+import type { ManagedProcess } from './managed-process.ts';
 import type { Phase, Plan } from './scenario.ts';
 import { LatencyHistogram, addCounters, emptyCounters, errorCount, type SimCounters } from './stats.ts';
 
@@ -17,12 +18,16 @@ import { LatencyHistogram, addCounters, emptyCounters, errorCount, type SimCount
 export const RUNNER_TICK_MS = 250;
 
 /** Phase kinds this version runs, and why the others are refused (before anything starts). */
-export function unsupported(plan: Plan): string[] {
+export function unsupported(plan: Plan, managed: { hub: boolean; database: boolean } = { hub: false, database: false }): string[] {
   const out: string[] = [];
   for (const p of plan.phases) {
     if (p.kind === 'bad-actors') out.push(`${p.name}: bad-actors phases are not supported yet; use --bad-actors F for the whole run`);
-    if (p.kind === 'hub-restart' && !p.command) out.push(`${p.name}: give the phase a command (the hub restart to run), e.g. command: "systemctl restart telemetry-hub"`);
-    if (p.kind === 'influx-outage' && !(p.stopCommand && p.startCommand)) out.push(`${p.name}: give the phase stopCommand and startCommand (how to stop and start the database)`);
+    if (p.kind === 'hub-restart' && !p.command && !managed.hub) {
+      out.push(`${p.name}: give the run --hub-command CMD (the tool starts the hub and restarts it), or the phase a command (e.g. command: "systemctl restart telemetry-hub")`);
+    }
+    if (p.kind === 'influx-outage' && !(p.stopCommand && p.startCommand) && !managed.database) {
+      out.push(`${p.name}: give the run --influx-command CMD (the tool starts the database, stops and starts it), or the phase stopCommand and startCommand`);
+    }
   }
   return out;
 }
@@ -91,6 +96,9 @@ export interface RunnerOptions {
   onPhase?: (p: Phase, index: number) => void;
   /** A command's output line, for the log. */
   log?: (line: string) => void;
+  /** The hub and the database the tool started (--hub-command, --influx-command), for phases without commands of their own. */
+  hub?: ManagedProcess;
+  database?: ManagedProcess;
 }
 
 /**
@@ -238,6 +246,9 @@ export class ScenarioRunner {
         if (this.#o.controlsProcesses && p.command) {
           const command = p.command;
           this.#later(p.atMs, () => this.#run(command, p.atMs));
+        } else if (this.#o.controlsProcesses && this.#o.hub) {
+          const hub = this.#o.hub;
+          this.#later(p.atMs, () => this.#managed(hub, `hub ${p.signal}`, p.atMs, (m) => m.restart(p.signal)));
         }
         break;
       case 'influx-outage':
@@ -247,6 +258,10 @@ export class ScenarioRunner {
           const { stopCommand, startCommand } = p;
           this.#later(p.atMs, () => this.#run(stopCommand, p.atMs));
           this.#later(p.atMs + p.downMs, () => this.#run(startCommand, p.atMs + p.downMs));
+        } else if (this.#o.controlsProcesses && this.#o.database) {
+          const db = this.#o.database;
+          this.#later(p.atMs, () => this.#managed(db, 'database stopped', p.atMs, (m) => m.stop('SIGTERM')));
+          this.#later(p.atMs + p.downMs, () => this.#managed(db, 'database started', p.atMs + p.downMs, (m) => m.start()));
         }
         break;
       default:
@@ -307,6 +322,13 @@ export class ScenarioRunner {
   #later(ms: number, f: () => void): void {
     const t = setTimeout(() => { this.#pending = this.#pending.filter((x) => x !== t); f(); }, ms);
     this.#pending.push(t);
+  }
+
+  /** An action on a process the tool manages, recorded like a command (exit 0: done, 1: it failed). */
+  #managed(m: ManagedProcess, what: string, atMs: number, action: (m: ManagedProcess) => Promise<unknown>): void {
+    const record = { command: what, atMs, exitCode: null as number | null };
+    this.#current?.commands.push(record);
+    void action(m).then(() => { record.exitCode = 0; }, (err: unknown) => { record.exitCode = 1; this.#o.log?.(`scenario: ${what} failed: ${(err as Error).message}`); });
   }
 
   #run(command: string, atMs: number): void {

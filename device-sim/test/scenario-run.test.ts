@@ -16,8 +16,9 @@ import { promisify } from 'node:util';
 import { builtInPlan, planFromObject } from '../src/scenario.ts';
 import { autoScale, hubLimitAdvice, slicePlan, type ScenarioSummary } from '../src/scenario-cli.ts';
 import { tempDir } from '../../test/support/fs.ts';
+import { freePort } from '../../test/support/net.ts';
 import { fakeHub } from './fake-hub.ts';
-import { UNLIMITED_ENV, startRealHub, writeFleet } from './real-hub.ts';
+import { ROOT, UNLIMITED_ENV, startRealHub, writeFleet } from './real-hub.ts';
 
 const cli = resolve(import.meta.dirname, '../src/cli.ts');
 const execFileP = promisify(execFile);
@@ -132,6 +133,31 @@ test('scenario - a clock-skew phase against the real hub: the hub reports the sk
   assert.equal(s.counters.hubSkewCorrected + s.counters.hubSkewDropped, phase('before').hubSkew + phase('skew').hubSkew + phase('after').hubSkew);
 });
 
+test('scenario - a hub the tool starts (--hub-command), killed with SIGKILL mid-run and started again: every device back, nothing lost', async (t) => {
+  const dir = tempDir(t, 'scenario-restart-');
+  const fleet = writeFleet(dir, 10, 'rs-');
+  const port = await freePort();
+  const env = { HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: join(dir, 'data'), HUB_DEVICES_FILE: fleet.registry, HUB_LOG_LEVEL: 'warn', ...UNLIMITED_ENV };
+  const command = `${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')} exec ${process.execPath} --conditions=@telemetry/source --import tsx ${join(ROOT, 'hub/src/main.ts')}`;
+  const config = join(dir, 'restart.json');
+  writeFileSync(config, JSON.stringify({ devices: 10, rate: 5, batchMs: 250, phases: [
+    { kind: 'steady', name: 'before', duration: '2s' },
+    { kind: 'hub-restart', name: 'kill', duration: '6s', signal: 'SIGKILL', atMs: 1000 },
+    { kind: 'steady', name: 'after', duration: '2s' },
+  ] }));
+  const r = await sim(['--config', config, '--url', `ws://127.0.0.1:${port}/v1/devices`, '--tokens', fleet.tokens, '--prefix', 'rs-',
+    '--hub-command', command, '--drain-ms', '15000', '--slo', 'loss=0', '--json']);
+  assert.equal(r.code, 0, r.stderr.slice(-3000));
+  const s = JSON.parse(r.stdout.trim()) as ScenarioSummary;
+  const kill = s.phases.find((p) => p.name === 'kill')!;
+  assert.deepEqual(kill.commands.map((c) => [c.command, c.exitCode]), [['hub SIGKILL', 0]], 'the tool killed and restarted its hub');
+  assert.ok(kill.sessions >= 10, `every device opened a new session after the restart (${kill.sessions})`);
+  assert.deepEqual([s.loss.readings, s.drained], [0, true], JSON.stringify(s.loss));
+  assert.ok(s.counters.readingsAcked > 0 && s.counters.readingsAcked === s.counters.readingsGenerated);
+  // The tool ended its hub with the run.
+  await assert.rejects(fetch(`http://127.0.0.1:${port}/healthz`));
+});
+
 test('scenario - the live display writes plain lines when stderr is not a terminal', async (t) => {
   const hub = await fakeHub(t, { auto: { window: 8 } });
   const dir = tempDir(t, 'scenario-plain-');
@@ -158,7 +184,9 @@ test('scenario - bad flags, SLOs and phases this version cannot run are usage er
     [['--scenario', 'steady', '--slo', 'ack_p99<100'], /--slo: ack_p99<100: give a unit/],
     [['--scenario', 'steady', '--slo', 'latency<3ms'], /--slo: latency<3ms/],
     [['--config', skew], /bad-actors phases are not supported yet/],
-    [['--scenario', 'hub-restart'], /give the phase a command/],
+    [['--scenario', 'hub-restart'], /give the run --hub-command CMD/],
+    [['--scenario', 'steady', '--hub-ready', 'http://127.0.0.1:1/healthz'], /--hub-ready goes with --hub-command/],
+    [['--scenario', 'steady', '--influx-command', 'true'], /--influx-command needs --influx-ready URL/],
     [['--scenario', 'steady', '--duration', '0'], /--duration must be a number in 1\.\./],
   ];
   for (const [args, re] of cases) {
