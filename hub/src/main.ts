@@ -2,13 +2,14 @@
 // listens, and shuts down in order on SIGTERM/SIGINT (stop listening, settle
 // pending acks, close devices with 1001, exit by the deadline). SIGHUP and
 // changed certificate files reload TLS. Nothing imports this file.
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEVICE_PATH } from '@telemetry/proto';
 import { buildApp } from './app.ts';
 import { generatePassword, Operators } from './auth/operators.ts';
 import { LiveState } from './live/state.ts';
 import { DeviceRegistry, readRegistryFile, watchRegistryFile } from './auth/registry.ts';
-import { loadConfig, type ConfigWarning } from './core/config.ts';
+import { loadConfig, parseOpenFileLimit, withinOpenFiles, type ConfigWarning } from './core/config.ts';
 import { HubError } from './core/errors.ts';
 import { watchContent } from './file-watch.ts';
 import { hubPaths } from './core/paths.ts';
@@ -30,6 +31,11 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
+/** This process's soft open-file limit (Linux); Infinity elsewhere. */
+function openFiles(): number {
+  try { return parseOpenFileLimit(readFileSync('/proc/self/limits', 'utf8')); } catch { return Infinity; }
+}
+
 async function main(): Promise<void> {
   const warnings: ConfigWarning[] = [];
   let config;
@@ -38,6 +44,7 @@ async function main(): Promise<void> {
   const paths = hubPaths(process.env, process.cwd());
   try {
     config = loadConfig(process.env, { ...paths }, warnings);
+    config = withinOpenFiles(config, openFiles(), warnings);
   } catch (err) {
     fail(err);
   }

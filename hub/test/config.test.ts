@@ -1,7 +1,7 @@
 // The config module: defaults, parsing, clamping, errors that name the key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig, type ConfigWarning } from '../src/core/config.ts';
+import { loadConfig, parseOpenFileLimit, reservedFiles, withinOpenFiles, type ConfigWarning } from '../src/core/config.ts';
 import { HubError } from '../src/core/errors.ts';
 
 const configError = (re: RegExp) => (err: unknown) => err instanceof HubError && err.code === 'HUB_ERR_CONFIG' && re.test(err.message);
@@ -43,6 +43,26 @@ test('config - invalid values are rejected with the variable and the value', () 
   assert.throws(() => loadConfig({ HUB_LOG_LEVEL: 'loud' }), configError(/HUB_LOG_LEVEL/));
   assert.throws(() => loadConfig({ HUB_PORT: '-1' }), configError(/HUB_PORT="-1" is invalid: expected an integer in 0..65535/));
   assert.throws(() => loadConfig({ HUB_PORT: '70000' }), configError(/HUB_PORT/));
+});
+
+test('config - HUB_MAX_CONNECTIONS is lowered, with a warning naming it and the open-file limit, to what the process may open', () => {
+  const limits = 'Limit                     Soft Limit           Hard Limit           Units\nMax cpu time              unlimited            unlimited            seconds\nMax open files            20000                20000                files\n';
+  assert.equal(parseOpenFileLimit(limits), 20_000);
+  assert.equal(parseOpenFileLimit(limits.replace('20000                20000', 'unlimited            unlimited')), Infinity);
+  assert.equal(parseOpenFileLimit('no such line'), Infinity);
+
+  const cfg = loadConfig({});
+  assert.equal(cfg.maxConnections, 100_000);
+  const warnings: ConfigWarning[] = [];
+  const lowered = withinOpenFiles(cfg, 20_000, warnings);
+  assert.equal(lowered.maxConnections, 20_000 - reservedFiles(cfg));
+  assert.ok(lowered.maxConnections > 19_000 && Object.isFrozen(lowered));
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!.message, /HUB_MAX_CONNECTIONS=100000 lowered to \d+: this process may open 20000 files .*ulimit -n/);
+  const small = loadConfig({ HUB_MAX_CONNECTIONS: '500' });
+  assert.equal(withinOpenFiles(small, 20_000, warnings), small, 'within the limit: unchanged');
+  assert.equal(withinOpenFiles(cfg, Infinity, warnings), cfg, 'no limit known: unchanged');
+  assert.equal(warnings.length, 1);
 });
 
 test('config - the burst is raised so that a full batch fits', () => {

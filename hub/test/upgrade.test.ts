@@ -82,6 +82,7 @@ test('upgrade - the total connection cap refuses with 503', async (t) => {
   const a = await connectDevice(th, 'dev-1');
   const r = await within(new RawDevice(th.url, { token: th.tokens.get('dev-2') }).refused, 3000, 'refusal');
   assert.equal(r.status, 503);
+  assert.match(r.body, /hub at its connection limit \(HUB_MAX_CONNECTIONS=1\)/, 'the refusal names the key');
   assert.equal(await metric(th, 'hub_limit_violations_total', { limit: 'max_connections' }), 1);
   a.d.close();
 });

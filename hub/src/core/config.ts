@@ -101,7 +101,7 @@ export const CONFIG_KEYS = {
   maxMetricsPerSession: { env: 'HUB_MAX_METRICS_PER_SESSION', kind: 'int', default: 256, min: 1, max: 65_536, why: 'metric tables are per session memory', doc: 'Max distinct metric ids one session may define.' },
   maxMetricNameBytes: { env: 'HUB_MAX_METRIC_NAME_BYTES', kind: 'int', default: 64, min: 1, max: 255, why: 'names become InfluxDB field keys and dashboard labels; the spool stores them with a 1-byte length', doc: 'Max metric name length.' },
   maxConnectionsPerAddress: { env: 'HUB_MAX_CONN_PER_ADDRESS', kind: 'int', default: 1_000, min: 1, max: 1_000_000, doc: 'Max device connections from one remote address; more are refused with 429.' },
-  maxConnections: { env: 'HUB_MAX_CONNECTIONS', kind: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'Max device connections in total; more are refused with 503.' },
+  maxConnections: { env: 'HUB_MAX_CONNECTIONS', kind: 'int', default: 100_000, min: 1, max: 10_000_000, doc: 'Max device connections in total; more are refused with 503. Lowered at startup, with a warning, to what the open-file limit allows (one file per connection).' },
   admissionRate: { env: 'HUB_ADMISSION_RATE', kind: 'int', default: 500, min: 1, max: 1_000_000, doc: 'New device sessions admitted per second (reconnect storms); more are refused with 503.' },
   admissionBurst: { env: 'HUB_ADMISSION_BURST', kind: 'int', default: 1_000, min: 1, max: 10_000_000, doc: 'Burst size for the admission rate.' },
   handshakeTimeoutMs: { env: 'HUB_HANDSHAKE_TIMEOUT_MS', kind: 'int', default: 10_000, min: 100, max: 300_000, doc: 'Time a device has to send Hello after the upgrade; then closes with 4001.' },
@@ -185,6 +185,35 @@ export function loadConfig(
     (out as { readingsBurst: number }).readingsBurst = cfg.maxBatchReadings;
   }
   return Object.freeze(cfg);
+}
+
+/** Files the hub keeps open besides device connections: dashboards (HUB_LIVE_MAX_DASHBOARDS), the sink's connections, the spool, logs, the listener. */
+export function reservedFiles(cfg: Pick<HubConfig, 'liveMaxDashboards' | 'sinkMaxInFlight'>): number {
+  return cfg.liveMaxDashboards + cfg.sinkMaxInFlight + 64;
+}
+
+/**
+ * HUB_MAX_CONNECTIONS within what this process may open: each connection is
+ * a file, so past the open-file limit (less reservedFiles) new connections
+ * would fail inside the server instead of being refused with a 503 that
+ * names the key. Lowers it with a warning that says what to raise.
+ */
+export function withinOpenFiles(cfg: HubConfig, openFiles: number, warnings: ConfigWarning[]): HubConfig {
+  if (!Number.isFinite(openFiles)) return cfg;
+  const fit = Math.max(1, openFiles - reservedFiles(cfg));
+  if (cfg.maxConnections <= fit) return cfg;
+  warnings.push({
+    key: 'maxConnections',
+    message: `HUB_MAX_CONNECTIONS=${cfg.maxConnections} lowered to ${fit}: this process may open ${openFiles} files (RLIMIT_NOFILE), one per connection, `
+      + `and keeps ${reservedFiles(cfg)} for dashboards, the sink and the spool; raise the limit (ulimit -n, systemd LimitNOFILE=, docker --ulimit nofile=) for more`,
+  });
+  return Object.freeze({ ...cfg, maxConnections: fit });
+}
+
+/** The soft open-file limit in the text of /proc/<pid>/limits (Linux); Infinity when it says unlimited or nothing. */
+export function parseOpenFileLimit(text: string): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(text);
+  return m && m[1] !== 'unlimited' ? Number(m[1]) : Infinity;
 }
 
 /** A raw config value as the text it was written as (objects as JSON). */

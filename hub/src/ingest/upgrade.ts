@@ -97,7 +97,7 @@ export class DeviceUpgrade {
     if (!this.#deps.store.healthy) return this.#refuse(res, 503, 'store_unavailable', 'storage unavailable', config.retryAfterMs);
     if (table.sockets.size >= config.maxConnections) {
       metrics.limit('max_connections');
-      return this.#refuse(res, 503, 'max_connections', 'hub at its connection limit', config.retryAfterMs);
+      return this.#refuse(res, 503, 'max_connections', `hub at its connection limit (HUB_MAX_CONNECTIONS=${config.maxConnections})`, config.retryAfterMs);
     }
     if (table.addresses.get(addr) >= config.maxConnectionsPerAddress) {
       metrics.limit('per_address');
