@@ -71,6 +71,9 @@ export function autoScale(o: { devices: number; url: string; processes?: number;
 export function hubLimitAdvice(plan: Plan, o: { perAddress: number; batchMs: number }): string[] {
   const out: string[] = [];
   if (plan.maxDevices > 100_000) out.push(`HUB_MAX_CONNECTIONS=${plan.maxDevices} or more (default 100,000): ${plan.maxDevices} devices at once`);
+  if (plan.maxDevices > DEVICES_PER_PROCESS) {
+    out.push(`an open-file limit (ulimit -n) above ${plan.maxDevices + 1000} for the hub process: one file per connection (the hub lowers HUB_MAX_CONNECTIONS to fit its limit and says so at startup)`);
+  }
   if (o.perAddress > DEVICES_PER_ADDRESS) out.push(`HUB_MAX_CONN_PER_ADDRESS=${o.perAddress} or more (default 1,000): ${o.perAddress} devices per source address`);
   const storms = plan.phases.filter((p) => p.kind === 'reconnect-storm' || p.kind === 'hub-restart');
   const stormDevices = Math.max(0, ...storms.map((p) => p.devices));

@@ -57,6 +57,7 @@ test('scenario - the plan is split over processes by device index, and the fleet
   assert.ok(advice.some((a) => a.startsWith('HUB_MAX_CONN_PER_ADDRESS=20000')), advice.join('\n'));
   assert.ok(advice.some((a) => a.startsWith('HUB_ADMISSION_RATE')), 'a storm of 20,000 is over the admission burst');
   assert.ok(advice.some((a) => a.startsWith('HUB_MAX_READINGS_PER_SEC=1200')), '300/s x 4 metrics');
+  assert.ok(advice.some((a) => a.startsWith('an open-file limit (ulimit -n) above 21000')), '20,000 connections need more than 20,000 files');
 });
 
 test('scenario - against a hub that never acks one device, the report names exactly that device and its loss, and --slo loss=0 fails the run', async (t) => {
