@@ -60,7 +60,7 @@ process.on('exit', cleanup);
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
-interface Sample { minute: number; pid: number; rssMiB: number; heapMiB: number; lagP99Ms: number; lagMaxMs: number; spoolMiB: number }
+interface Sample { minute: number; pid: number; rssMiB: number; heapMiB: number; heapTotalMiB: number; externalMiB: number; lagP99Ms: number; lagMaxMs: number; spoolMiB: number }
 interface Fault { atMin: number; what: string; downSeconds?: number }
 
 async function main(): Promise<void> {
@@ -152,11 +152,12 @@ async function main(): Promise<void> {
       const m = await scrape(port);
       samples.push({
         minute: (Date.now() - started) / 60_000, pid: c.pid, rssMiB: (m.get('process_resident_memory_bytes') ?? NaN) / 2 ** 20,
-        heapMiB: (m.get('nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20, lagP99Ms: (m.get('nodejs_eventloop_lag_p99_seconds') ?? NaN) * 1000,
+        heapMiB: (m.get('nodejs_heap_size_used_bytes') ?? NaN) / 2 ** 20, heapTotalMiB: (m.get('nodejs_heap_size_total_bytes') ?? NaN) / 2 ** 20,
+        externalMiB: (m.get('nodejs_external_memory_bytes') ?? NaN) / 2 ** 20, lagP99Ms: (m.get('nodejs_eventloop_lag_p99_seconds') ?? NaN) * 1000,
         lagMaxMs: (m.get('nodejs_eventloop_lag_max_seconds') ?? NaN) * 1000, spoolMiB: (m.get('hub_spool_bytes') ?? NaN) / 2 ** 20,
       });
       const s = samples.at(-1)!;
-      log(`hub pid ${s.pid}: RSS ${s.rssMiB.toFixed(1)} MiB, heap ${s.heapMiB.toFixed(1)} MiB, lag p99 ${s.lagP99Ms.toFixed(1)} ms (max ${s.lagMaxMs.toFixed(0)}), spool ${s.spoolMiB.toFixed(1)} MiB`);
+      log(`hub pid ${s.pid}: RSS ${s.rssMiB.toFixed(1)} MiB, heap ${s.heapMiB.toFixed(1)} of ${s.heapTotalMiB.toFixed(1)} MiB, external ${s.externalMiB.toFixed(1)} MiB, lag p99 ${s.lagP99Ms.toFixed(1)} ms (max ${s.lagMaxMs.toFixed(0)}), spool ${s.spoolMiB.toFixed(1)} MiB`);
     } catch (e) {
       log(`sample failed: ${(e as Error).message}`);
     }
@@ -197,8 +198,8 @@ async function main(): Promise<void> {
     `  storm     every device back after ${result.storm?.allBackMs ?? '-'} ms`,
     `  readings  generated ${s.counters?.readingsGenerated ?? '-'}, acked ${s.counters?.readingsAcked ?? '-'}, lost ${s.loss?.readings ?? '-'}; sessions ${s.counters?.sessions ?? '-'}`,
     stored?.error ? `  storage   NOT VERIFIED: ${stored.error}` : `  storage   InfluxDB holds ${stored?.stored ?? '-'} of ${stored?.expected ?? '-'} acked: missing ${stored?.missing ?? '-'}, doubled ${stored?.doubled ?? '-'}`,
-    '  minute  hub pid   RSS MiB  heap MiB  lag p99 ms  lag max ms  spool MiB',
-    ...samples.map((x) => `  ${x.minute.toFixed(1).padStart(6)}  ${String(x.pid).padStart(7)}  ${x.rssMiB.toFixed(1).padStart(8)}  ${x.heapMiB.toFixed(1).padStart(8)}  ${x.lagP99Ms.toFixed(1).padStart(10)}  ${x.lagMaxMs.toFixed(0).padStart(10)}  ${x.spoolMiB.toFixed(1).padStart(9)}`),
+    '  minute  hub pid   RSS MiB  heap MiB  heap total  external  lag p99 ms  lag max ms  spool MiB',
+    ...samples.map((x) => `  ${x.minute.toFixed(1).padStart(6)}  ${String(x.pid).padStart(7)}  ${x.rssMiB.toFixed(1).padStart(8)}  ${x.heapMiB.toFixed(1).padStart(8)}  ${x.heapTotalMiB.toFixed(1).padStart(10)}  ${x.externalMiB.toFixed(1).padStart(8)}  ${x.lagP99Ms.toFixed(1).padStart(10)}  ${x.lagMaxMs.toFixed(0).padStart(10)}  ${x.spoolMiB.toFixed(1).padStart(9)}`),
     ...memory.map((m) => `  memory    hub pid ${m.pid} (${m.fromMin.toFixed(1)}-${m.toMin.toFixed(1)} min): RSS ${m.firstMiB.toFixed(1)} -> ${m.lastMiB.toFixed(1)} MiB (max ${m.maxMiB.toFixed(1)})`
       + `${m.judged ? (m.flat ? ': flat (within 10 % + 32 MiB)' : ': GREW past 10 % + 32 MiB') : ': too short to judge'}`),
     `  verdict   ${pass ? `PASS: nothing lost, nothing doubled, ${memory.some((m) => m.judged) ? 'memory flat' : 'memory not judged (no hub process lived 2 min past its first sample)'}` : 'FAIL'}`,
