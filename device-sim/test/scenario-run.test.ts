@@ -98,8 +98,7 @@ test('scenario - a reconnect storm against the real hub in two processes: nothin
   assert.deepEqual(s.phases.map((p) => p.kind), ['steady', 'reconnect-storm', 'steady']);
   const storm = s.phases[1]!;
   assert.notEqual(storm.allBackMs, null, 'every device came back');
-  assert.ok(storm.sessions + s.phases[2]!.sessions >= 20, 'each of the 20 devices opened a new session after the storm');
-  assert.ok(s.counters.sessions >= 40);
+  assert.ok(s.counters.sessions >= 40, 'each of the 20 devices opened a new session after the storm');
   assert.equal(s.counters.closes['injected:1006'], 20, 'the storm\'s own drops are counted apart, not as errors');
   assert.equal(s.errors, 0, JSON.stringify(s.counters.closes));
   assert.equal(s.slo?.pass, true, JSON.stringify(s.slo));
@@ -152,7 +151,8 @@ test('scenario - a hub the tool starts (--hub-command), killed with SIGKILL mid-
   const s = JSON.parse(r.stdout.trim()) as ScenarioSummary;
   const kill = s.phases.find((p) => p.name === 'kill')!;
   assert.deepEqual(kill.commands.map((c) => [c.command, c.exitCode]), [['hub SIGKILL', 0]], 'the tool killed and restarted its hub');
-  assert.ok(kill.sessions >= 10, `every device opened a new session after the restart (${kill.sessions})`);
+  // Each device's second session may come in a later phase or the drain (its backoff grew while the hub was away): count the run's.
+  assert.ok(s.counters.sessions >= 20, `every device opened a new session after the restart (${s.counters.sessions} sessions)`);
   assert.deepEqual([s.loss.readings, s.drained], [0, true], JSON.stringify(s.loss));
   assert.ok(s.counters.readingsAcked > 0 && s.counters.readingsAcked === s.counters.readingsGenerated);
   // The tool ended its hub with the run.
