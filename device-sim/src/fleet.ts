@@ -144,10 +144,11 @@ export class Fleet {
    */
   setActive(n: number): void {
     const target = Math.max(0, Math.min(this.devices.length, Math.round(n)));
-    for (let i = 0; i < target; i++) {
+    // Started before and offline since a smaller setActive: back at the fleet's rates.
+    for (let i = this.#active; i < Math.min(target, this.#nextStart); i++) {
       const d = this.devices[i]!;
-      if (i >= this.#nextStart) continue;
-      if (i >= this.#active) { d.setRates(this.#rate, this.#batchMs); d.setOffline(false); }
+      d.setRates(this.#rate, this.#batchMs);
+      d.setOffline(false);
     }
     for (let i = target; i < Math.min(this.#active, this.#nextStart); i++) {
       const d = this.devices[i]!;

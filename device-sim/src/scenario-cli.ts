@@ -68,7 +68,7 @@ export function autoScale(o: { devices: number; url: string; processes?: number;
 }
 
 /** The hub settings a plan needs beyond the defaults, in the hub's own key names. */
-export function hubLimitAdvice(plan: Plan, o: { perAddress: number; batchMs: number }): string[] {
+export function hubLimitAdvice(plan: Plan, o: { perAddress: number }): string[] {
   const out: string[] = [];
   if (plan.maxDevices > 100_000) out.push(`HUB_MAX_CONNECTIONS=${plan.maxDevices} or more (default 100,000): ${plan.maxDevices} devices at once`);
   if (plan.maxDevices > DEVICES_PER_PROCESS) {
@@ -549,6 +549,6 @@ export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = proces
       processes: Math.min(scale.processes, conn.devices.length), drainMs, verify, hubCommand, influxCommand, json: values.json === true, quiet: values.quiet === true,
     },
     scaling: scale.notes,
-    advice: hubLimitAdvice(plan, { perAddress, batchMs }),
+    advice: hubLimitAdvice(plan, { perAddress }),
   };
 }

@@ -49,9 +49,7 @@ export async function countStored(t: InfluxTarget, o: { prefix: string; fromMs: 
   } catch (err) {
     throw new InfluxVerifyError(`InfluxDB at ${t.url} did not answer: ${(err as Error).message}`);
   }
-  const len = Number(res.headers.get('content-length') ?? 0);
-  if (len > MAX_RESPONSE_BYTES) throw new InfluxVerifyError(`InfluxDB's answer is ${len} bytes, over ${MAX_RESPONSE_BYTES}`);
-  const text = await res.text();
+  const text = await boundedText(res, MAX_RESPONSE_BYTES);
   if (!res.ok) throw new InfluxVerifyError(`InfluxDB answered ${res.status}: ${text.slice(0, 300)}`);
   let body: QueryResponse;
   try { body = JSON.parse(text) as QueryResponse; } catch { throw new InfluxVerifyError(`InfluxDB's answer is not JSON: ${text.slice(0, 200)}`); }
@@ -65,6 +63,25 @@ export async function countStored(t: InfluxTarget, o: { prefix: string; fromMs: 
     out.set(device, (out.get(device) ?? 0) + (Number.isFinite(n) ? n : 0));
   }
   return out;
+}
+
+/** The body as text, read at most `max` bytes (a chunked answer has no length to check first). */
+async function boundedText(res: Response, max: number): Promise<string> {
+  const reader = res.body?.getReader() as ReadableStreamDefaultReader<Uint8Array> | undefined;
+  if (!reader) return '';
+  const parts: Uint8Array[] = [];
+  let bytes = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    bytes += value.byteLength;
+    if (bytes > max) {
+      await reader.cancel();
+      throw new InfluxVerifyError(`InfluxDB's answer is over ${max} bytes`);
+    }
+    parts.push(value);
+  }
+  return Buffer.concat(parts).toString('utf8');
 }
 
 export interface DeviceStored { id: string; expected: number; stored: number }

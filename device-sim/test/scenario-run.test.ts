@@ -53,7 +53,7 @@ test('scenario - the plan is split over processes by device index, and the fleet
   assert.equal(autoScale({ devices: 50_000, url: 'ws://hub.example:8080/v1/devices' }).sourceAddresses, undefined, 'addresses only on loopback');
   assert.equal(autoScale({ devices: 50_000, url: 'ws://127.0.0.1:1/v1/devices', processes: 8 }).processes, 8, 'an explicit --processes wins');
 
-  const advice = hubLimitAdvice(builtInPlan('reconnect-storm', { devices: 20_000, rate: 300, batchMs: 1000, durationMs: 60_000 }), { perAddress: 20_000, batchMs: 1000 });
+  const advice = hubLimitAdvice(builtInPlan('reconnect-storm', { devices: 20_000, rate: 300, batchMs: 1000, durationMs: 60_000 }), { perAddress: 20_000 });
   assert.ok(advice.some((a) => a.startsWith('HUB_MAX_CONN_PER_ADDRESS=20000')), advice.join('\n'));
   assert.ok(advice.some((a) => a.startsWith('HUB_ADMISSION_RATE')), 'a storm of 20,000 is over the admission burst');
   assert.ok(advice.some((a) => a.startsWith('HUB_MAX_READINGS_PER_SEC=1200')), '300/s x 4 metrics');

@@ -11,6 +11,9 @@ import type { BatchStore } from '../spool/store.ts';
 import { sendToDevice } from './send.ts';
 import type { Session } from './session.ts';
 
+/** The reports of an Ack that carries none: shared, never written to (most Acks). */
+const NO_REPORTS: BatchReport[] = [];
+
 /** protocol: the hub re-evaluates credit every 250 ms (proto/README.md §7, credit-only acks). */
 export const CREDIT_REFRESH_MS = 250;
 
@@ -108,7 +111,7 @@ export class AckFlusher {
         inflight.length = kept;
       }
       if (removed === 0 && credit === session.lastCredit) continue;
-      let reports: BatchReport[] = [];
+      let reports = NO_REPORTS;
       const pending = session.reports;
       if (pending !== null && pending.length) {
         reports = pending.filter((report) => (report.seq ?? 0) <= acked);
