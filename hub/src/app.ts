@@ -15,7 +15,8 @@ import { HubError } from './core/errors.ts';
 import type { HistorySource } from './http/history.ts';
 import { attachHttp } from './http/routes.ts';
 import { StaticFiles } from './http/static.ts';
-import { DeviceEndpoint } from './ingest/endpoint.ts';
+import { DeviceEndpoint, type SessionOwnership } from './ingest/endpoint.ts';
+import type { ClusterHealth } from './http/ops-routes.ts';
 import { LiveEndpoint } from './live/endpoint.ts';
 import { LiveState } from './live/state.ts';
 import { createLogger, type Logger } from './core/log.ts';
@@ -51,6 +52,10 @@ export interface HubDeps {
   operators?: Operators;
   /** Live state (default: alarm rules in memory only). */
   live?: LiveState;
+  /** Cluster mode: one session per device across hubs. */
+  ownership?: SessionOwnership;
+  /** Cluster mode: NATS and stream state for /readyz and /api/v1/status. */
+  clusterHealth?: () => ClusterHealth;
 }
 
 /** dashboard/dist of this checkout: what the hub serves unless HUB_DASHBOARD_DIR says otherwise. */
@@ -152,7 +157,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
     spoolBytes: () => store.bytes, sinkStatus: deps.sinkStatus,
     knownDevices: auth.entries?.bind(auth),
   });
-  const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live });
+  const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live, ownership: deps.ownership });
   metrics.observeStore(store);
   const dashboards = new LiveEndpoint({ config, state: live, operators, metrics, log, uws, now });
   const dashboardDir = config.dashboardDir ?? DEFAULT_DASHBOARD_DIR;
@@ -165,7 +170,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
     metricsToken: config.metricsToken, origins: config.liveOrigins,
     // /healthz and /readyz show status words; the detail is for operators (/api/v1/status).
     health: {
-      shuttingDown: () => closing, store, sinkStatus: deps.sinkStatus ?? null,
+      shuttingDown: () => closing, store, sinkStatus: deps.sinkStatus ?? null, cluster: deps.clusterHealth ?? null,
       detail: () => {
         const st = dev.stats();
         return { binding: binding.description, connections: st.connections, sessions: st.sessions };

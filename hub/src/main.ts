@@ -9,7 +9,7 @@ import { buildApp } from './app.ts';
 import { generatePassword, Operators } from './auth/operators.ts';
 import { LiveState } from './live/state.ts';
 import { DeviceRegistry, readRegistryFile, watchRegistryFile } from './auth/registry.ts';
-import { loadConfig, parseOpenFileLimit, withinOpenFiles, type ConfigWarning } from './core/config.ts';
+import { loadConfig, parseOpenFileLimit, withinOpenFiles, type ConfigWarning, type HubConfig } from './core/config.ts';
 import { HubError } from './core/errors.ts';
 import { watchContent } from './file-watch.ts';
 import { hubPaths } from './core/paths.ts';
@@ -19,6 +19,10 @@ import { InfluxHistory } from './sinks/influx/history.ts';
 import { MemoryHistory } from './live/rollups.ts';
 import { InfluxSink } from './sinks/influx/influx-sink.ts';
 import { Spool } from './spool/spool.ts';
+import type { SpoolReader } from './spool/reader.ts';
+import type { BatchStore } from './spool/store.ts';
+import { Cluster } from './cluster/cluster.ts';
+import { superviseWorkers, workerIndex } from './workers.ts';
 import { loadUws } from './core/uws.ts';
 
 /** Renewals replace the certificate and the key one after the other: wait for both. */
@@ -36,6 +40,43 @@ function openFiles(): number {
   try { return parseOpenFileLimit(readFileSync('/proc/self/limits', 'utf8')); } catch { return Infinity; }
 }
 
+function operatorsFileOf(config: HubConfig): string {
+  return resolve(config.operatorsFile ?? resolve(config.dataDir, 'operators.json'));
+}
+
+/**
+ * Operators: the first run creates `admin` with a generated password, shown
+ * once (`create`: false in a worker, whose supervisor did that already).
+ */
+async function openOperators(config: HubConfig, create: boolean): Promise<{ operators: Operators; firstRunPassword: string | null }> {
+  const operators = new Operators({
+    file: operatorsFileOf(config), sessionsFile: resolve(config.dataDir, 'sessions.json'), sessionTtlMs: config.sessionTtlS * 1000,
+    limits: config,
+  });
+  let firstRunPassword: string | null = null;
+  if (config.adminPassword !== undefined) {
+    if (create) await operators.ensurePassword('admin', config.adminPassword);
+  } else if (operators.size === 0 && create) {
+    firstRunPassword = generatePassword();
+    await operators.setPassword('admin', firstRunPassword);
+  }
+  return { operators, firstRunPassword };
+}
+
+/** HUB_WORKERS' supervisor: the first operator account, printed once, before any worker starts. */
+async function firstOperator(config: HubConfig, log: ReturnType<typeof createLogger>): Promise<void> {
+  let created: string | null;
+  try {
+    created = (await openOperators(config, true)).firstRunPassword;
+  } catch (err) {
+    fail(err);
+  }
+  if (created) {
+    log.info('first run: created operator "admin"');
+    console.log(`\n  First run: created operator "admin" with password  ${created}\n  (stored hashed in ${operatorsFileOf(config)}; change it with \`npm run operator -- admin\`)\n`);
+  }
+}
+
 async function main(): Promise<void> {
   const warnings: ConfigWarning[] = [];
   let config;
@@ -49,7 +90,15 @@ async function main(): Promise<void> {
     fail(err);
   }
   const log = createLogger(config.logLevel);
-  for (const w of warnings) log.warn({ key: w.key }, w.message);
+  const worker = workerIndex(process.env);
+  if (config.workers > 1 && worker === null) {
+    for (const w of warnings) log.warn({ key: w.key }, w.message);
+    // The supervisor: creates the first operator (so that workers do not
+    // race for it), then runs HUB_WORKERS hub processes on one port.
+    await firstOperator(config, log);
+    return superviseWorkers({ count: config.workers, hubId: config.hubId, log });
+  }
+  if (worker === null) for (const w of warnings) log.warn({ key: w.key }, w.message);
 
   let binding;
   try {
@@ -73,54 +122,65 @@ async function main(): Promise<void> {
     () => { log.info({ devices: registry.size }, 'device registry reloaded'); onRegistryReload(); });
   if (registry.size === 0) log.warn(`no devices in ${devicesFile}: add one with \`npm run device-token -- --add DEVICE_ID\``);
 
-  let store: Spool;
+  const metrics = new HubMetrics({ defaultMetrics: true });
+  let store: BatchStore & { close(): Promise<void> };
+  let reader: SpoolReader | null;
+  let cluster: Cluster | null = null;
   const spoolDir = resolve(config.dataDir, 'spool');
   // loadConfig refuses INFLUX_URL without INFLUX_TOKEN and INFLUX_BUCKET.
   const { influxUrl, influxToken, influxBucket } = config;
   const target = influxUrl !== undefined && influxToken !== undefined && influxBucket !== undefined
     ? { url: influxUrl, token: influxToken, bucket: influxBucket } : null;
   const influx = target !== null;
-  try {
-    store = await Spool.open({
-      dir: spoolDir, maxBytes: config.spoolMaxBytes, segmentBytes: config.spoolSegmentBytes,
-      commitDelayMs: config.spoolCommitMs, mode: influx ? 'sink' : 'embedded', log,
-    });
-  } catch (err) {
-    fail(new HubError('HUB_ERR_STORE', `cannot open the spool in ${spoolDir} (HUB_DATA_DIR)`, { cause: err }));
+  if (config.natsUrl !== undefined) {
+    try {
+      cluster = await Cluster.open({ config, log, metrics, withSink: influx });
+    } catch (err) {
+      fail(err);
+    }
+    store = cluster.store;
+    reader = cluster.reader;
+    log.info({ hub: cluster.hubId, nats: config.natsUrl, stream: config.natsStream, replicas: config.natsReplicas },
+      `cluster mode: hub ${cluster.hubId}, batches in JetStream stream ${config.natsStream} (R${config.natsReplicas}) at ${config.natsUrl}`);
+  } else {
+    let spool: Spool;
+    try {
+      spool = await Spool.open({
+        dir: spoolDir, maxBytes: config.spoolMaxBytes, segmentBytes: config.spoolSegmentBytes,
+        commitDelayMs: config.spoolCommitMs, mode: influx ? 'sink' : 'embedded', log,
+      });
+    } catch (err) {
+      fail(new HubError('HUB_ERR_STORE', `cannot open the spool in ${spoolDir} (HUB_DATA_DIR)`, { cause: err }));
+    }
+    store = spool;
+    reader = spool;
   }
+  const where = cluster ? `JetStream stream ${config.natsStream}` : `spool ${spoolDir}`;
 
-  const metrics = new HubMetrics({ defaultMetrics: true });
   let sink: InfluxSink | null = null;
-  if (target) {
+  if (target && reader) {
     sink = new InfluxSink({
       url: target.url, token: target.token, org: config.influxOrg ?? '', bucket: target.bucket,
-      spool: store, log, metrics, deadLetterFile: resolve(config.dataDir, 'dead-letter.ndjson'),
+      spool: reader, log, metrics, deadLetterFile: resolve(config.dataDir, worker === null ? 'dead-letter.ndjson' : `dead-letter.worker-${worker}.ndjson`),
       deadLetterMaxBytes: config.deadLetterMaxBytes, logLinesPerMinute: config.logLinesPerMinute,
       batchLines: config.sinkBatchLines, maxInFlight: config.sinkMaxInFlight,
     });
-    log.info({ url: config.influxUrl, org: config.influxOrg, bucket: config.influxBucket, spool: spoolDir },
-      `storage: spool ${spoolDir} -> InfluxDB ${config.influxUrl} bucket ${config.influxBucket}`);
+    log.info({ url: config.influxUrl, org: config.influxOrg, bucket: config.influxBucket, store: where },
+      `storage: ${where} -> InfluxDB ${config.influxUrl} bucket ${config.influxBucket}`);
+  } else if (cluster) {
+    log.warn({ stream: config.natsStream, maxBytes: config.natsMaxBytes },
+      `storage: no database configured (INFLUX_URL unset); readings are kept only in JetStream stream ${config.natsStream}, the oldest dropped past HUB_NATS_MAX_BYTES. Nothing reaches a database.`);
   } else {
     log.warn({ spool: spoolDir, maxBytes: config.spoolMaxBytes },
       `storage: no database configured (INFLUX_URL unset); readings are kept only in the local spool (${spoolDir}), the oldest rotated out past HUB_SPOOL_MAX_BYTES. Nothing reaches a database.`);
   }
   const rollups = influx ? null : new MemoryHistory({ maxSeries: config.historyMaxSeries, maxDeviceSeries: config.historyMaxDeviceSeries, metrics });
 
-  // Operators: the first run creates `admin` with a generated password, shown once.
-  const operatorsFile = resolve(config.operatorsFile ?? resolve(config.dataDir, 'operators.json'));
   let operators: Operators;
   let firstRunPassword: string | null = null;
+  const operatorsFile = operatorsFileOf(config);
   try {
-    operators = new Operators({
-      file: operatorsFile, sessionsFile: resolve(config.dataDir, 'sessions.json'), sessionTtlMs: config.sessionTtlS * 1000,
-      limits: config,
-    });
-    if (config.adminPassword !== undefined) {
-      await operators.ensurePassword('admin', config.adminPassword);
-    } else if (operators.size === 0) {
-      firstRunPassword = generatePassword();
-      await operators.setPassword('admin', firstRunPassword);
-    }
+    ({ operators, firstRunPassword } = await openOperators(config, worker === null));
   } catch (err) {
     fail(err);
   }
@@ -143,6 +203,7 @@ async function main(): Promise<void> {
     hub = buildApp(config, {
       operators, live,
       store, auth: registry, log, metrics, binding, sinkStatus: sink ? () => sink.status() : undefined,
+      ownership: cluster?.ownership, clusterHealth: cluster ? () => cluster.health() : undefined,
       // InfluxDB 2.x serves InfluxQL for a bucket through its v1 API (a DBRP
       // mapping named like the bucket). Without a database: the last hour, in memory.
       history: target ? new InfluxHistory({ url: target.url, token: target.token, database: target.bucket }) : rollups ?? undefined,
@@ -152,6 +213,11 @@ async function main(): Promise<void> {
     fail(err);
   }
   try {
+    // Cluster mode: watching device owners before the first device can claim one.
+    await cluster?.start({
+      devices: hub.devices, live, tagsOf: (deviceId) => registry.tagsOf(deviceId),
+      onRemoteBatch: rollups ? (b) => rollups.record(b) : undefined,
+    });
     await hub.listen();
   } catch (err) {
     fail(err);
@@ -206,7 +272,7 @@ async function main(): Promise<void> {
     const deadline = Date.now() + config.shutdownTimeoutMs;
     hub.close({ deadlineMs: config.shutdownTimeoutMs, keepStore: true })
       .then(() => sink?.close(deadline))
-      .then(() => store.close())
+      .then(() => (cluster ? cluster.close() : store.close()))
       .then(() => {
         log.info({ sink: sink?.status() }, 'shutdown complete');
         process.exit(0);

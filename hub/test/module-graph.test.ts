@@ -81,6 +81,7 @@ const VIOLATIONS: { rule: string; file: string; source: string; to: string }[] =
   { rule: 'hub-ingest-imports-only-spool-live-auth-core', file: 'hub/src/ingest/bad-http.ts', source: "import { routes } from '../http/routes.ts';\nexport const i = routes;\n", to: 'hub/src/http/routes.ts' },
   { rule: 'hub-http-imports-only-auth-live-core', file: 'hub/src/http/bad.ts', source: "import { Spool } from '../spool/spool.ts';\nexport const h = Spool;\n", to: 'hub/src/spool/spool.ts' },
   { rule: 'hub-tools-imports-only-auth-core', file: 'hub/src/tools/bad.ts', source: "import { live } from '../live/state.ts';\nexport const t = live;\n", to: 'hub/src/live/state.ts' },
+  { rule: 'hub-cluster-imports-only-spool-ingest-live-core', file: 'hub/src/cluster/bad.ts', source: "import { routes } from '../http/routes.ts';\nexport const c = routes;\n", to: 'hub/src/http/routes.ts' },
   { rule: 'hub-sinks-read-the-spool-through-spool-reader', file: 'hub/src/sinks/influx/bad.ts', source: "import { Spool } from '../../spool/spool.ts';\nexport const s = Spool;\n", to: 'hub/src/spool/spool.ts' },
   { rule: 'hub-ingest-uses-spool-only-through-batch-store', file: 'hub/src/ingest/bad-store.ts', source: "import type { Spool } from '../spool/spool.ts';\nexport type S = Spool;\n", to: 'hub/src/spool/spool.ts' },
   { rule: 'hub-ingest-uses-spool-live-auth-as-types-only', file: 'hub/src/ingest/bad-value.ts', source: "import { live } from '../live/state.ts';\nexport const i = live;\n", to: 'hub/src/live/state.ts' },

@@ -66,6 +66,20 @@ export interface HubConfig {
   readonly tlsProxy: boolean;
   readonly deadLetterMaxBytes: number;
   readonly logLinesPerMinute: number;
+  readonly natsUrl: string | undefined;
+  readonly natsCreds: string | undefined;
+  readonly natsToken: string | undefined;
+  readonly natsUser: string | undefined;
+  readonly natsPassword: string | undefined;
+  readonly natsTlsCa: string | undefined;
+  readonly natsTlsCert: string | undefined;
+  readonly natsTlsKey: string | undefined;
+  readonly natsStream: string;
+  readonly natsReplicas: number;
+  readonly natsMaxBytes: number;
+  readonly natsAckTimeoutMs: number;
+  readonly hubId: string | undefined;
+  readonly workers: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'enum';
@@ -145,6 +159,20 @@ export const CONFIG_KEYS = {
   tlsProxy: { env: 'HUB_TLS_PROXY', kind: 'bool', default: false, doc: 'A TLS-terminating proxy serves the hub to browsers over https: operator session cookies get Secure and the __Host- prefix (automatic when the hub terminates TLS itself).' },
   deadLetterMaxBytes: { env: 'HUB_DEAD_LETTER_MAX_BYTES', kind: 'int', default: 32 << 20, min: 64 << 10, max: 2 ** 40, doc: 'Size at which HUB_DATA_DIR/dead-letter.ndjson is rotated to dead-letter.1.ndjson (the previous .1 is deleted): dead letters take at most twice this on disk.' },
   logLinesPerMinute: { env: 'HUB_LOG_LINES_PER_MIN', kind: 'int', default: 60, min: 1, max: 1_000_000, why: 'devices and anonymous clients must not be able to fill the disk with log lines', doc: 'Log lines per minute for each kind of event a device or an anonymous client can trigger; the rest are counted and summarized in one line.' },
+  natsUrl: { env: 'HUB_NATS_URL', kind: 'string', default: undefined, doc: 'Cluster mode: NATS server URLs, comma-separated (nats://n1:4222,nats://n2:4222). Batches are stored in a JetStream stream, shipped by a consumer all hubs share, one session per device cluster-wide. Unset: the embedded default (local spool, no services).' },
+  natsCreds: { env: 'HUB_NATS_CREDS', kind: 'string', default: undefined, doc: 'Cluster mode: a NATS credentials file (.creds: JWT and NKey seed).' },
+  natsToken: { env: 'HUB_NATS_TOKEN', kind: 'string', default: undefined, doc: 'Cluster mode: a NATS authentication token.' },
+  natsUser: { env: 'HUB_NATS_USER', kind: 'string', default: undefined, doc: 'Cluster mode: NATS user name (with HUB_NATS_PASSWORD).' },
+  natsPassword: { env: 'HUB_NATS_PASSWORD', kind: 'string', default: undefined, doc: 'Cluster mode: NATS password for HUB_NATS_USER.' },
+  natsTlsCa: { env: 'HUB_NATS_TLS_CA', kind: 'string', default: undefined, doc: 'Cluster mode: PEM CA file that signed the NATS servers\' certificates (tls:// URLs, or servers that require TLS).' },
+  natsTlsCert: { env: 'HUB_NATS_TLS_CERT', kind: 'string', default: undefined, doc: 'Cluster mode: PEM client certificate for NATS (with HUB_NATS_TLS_KEY).' },
+  natsTlsKey: { env: 'HUB_NATS_TLS_KEY', kind: 'string', default: undefined, doc: 'Cluster mode: PEM private key for HUB_NATS_TLS_CERT.' },
+  natsStream: { env: 'HUB_NATS_STREAM', kind: 'string', default: 'TELEMETRY', doc: 'Cluster mode: JetStream stream the batches are stored in (created if absent). Its subjects are `<stream, lower case>.batch.>`; the KV buckets are named after it too.' },
+  natsReplicas: { env: 'HUB_NATS_REPLICAS', kind: 'int', default: 1, min: 1, max: 5, strict: true, doc: 'Cluster mode: JetStream replicas of the stream and KV buckets. 1: a batch is acked once one server stored it; 3: once a majority of three did.' },
+  natsMaxBytes: { env: 'HUB_NATS_MAX_BYTES', kind: 'int', default: 1024 ** 3, min: 1 << 20, max: 2 ** 50, doc: 'Cluster mode: stream size cap, like HUB_SPOOL_MAX_BYTES: credit shrinks past half of it and batches are refused (1013) at it.' },
+  natsAckTimeoutMs: { env: 'HUB_NATS_ACK_TIMEOUT_MS', kind: 'int', default: 5_000, min: 100, max: 120_000, doc: 'Cluster mode: how long one JetStream publish waits for its acknowledgement before it is sent again (the same message id: stored once).' },
+  hubId: { env: 'HUB_ID', kind: 'string', default: undefined, doc: 'Cluster mode: this hub\'s name in the cluster (default: host name and process id). Must be unique among running hubs.' },
+  workers: { env: 'HUB_WORKERS', kind: 'int', default: 1, min: 1, max: 256, strict: true, doc: 'Hub processes on this machine sharing HUB_PORT (SO_REUSEPORT; the kernel splits connections). Above 1 needs HUB_NATS_URL and a fixed HUB_PORT.' },
 } as const satisfies Record<keyof HubConfig, KeyDef>;
 
 export interface ConfigWarning { key: string; message: string }
@@ -178,6 +206,21 @@ export function loadConfig(
     for (const [env, v] of [['INFLUX_TOKEN', cfg.influxToken], ['INFLUX_BUCKET', cfg.influxBucket]] as const) {
       if (!v) throw new HubError('HUB_ERR_CONFIG', `${env} must be set when INFLUX_URL is`);
     }
+  }
+  if (cfg.natsUrl !== undefined) {
+    for (const url of cfg.natsUrl.split(',')) {
+      if (!/^(nats|tls|ws|wss):\/\/[^\s/]+\/?$|^[^\s:/]+:\d+$/.test(url.trim())) {
+        throw new HubError('HUB_ERR_CONFIG', `HUB_NATS_URL=${JSON.stringify(cfg.natsUrl)} is invalid: expected comma-separated server URLs such as nats://nats-1:4222 (got ${JSON.stringify(url.trim())})`);
+      }
+    }
+    if ((cfg.natsTlsCert === undefined) !== (cfg.natsTlsKey === undefined)) throw new HubError('HUB_ERR_CONFIG', 'HUB_NATS_TLS_CERT and HUB_NATS_TLS_KEY must be set together');
+    if ((cfg.natsUser === undefined) !== (cfg.natsPassword === undefined)) throw new HubError('HUB_ERR_CONFIG', 'HUB_NATS_USER and HUB_NATS_PASSWORD must be set together');
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(cfg.natsStream)) throw new HubError('HUB_ERR_CONFIG', `HUB_NATS_STREAM=${JSON.stringify(cfg.natsStream)} is invalid: expected 1-32 letters, digits, - or _`);
+    if (cfg.hubId !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(cfg.hubId)) throw new HubError('HUB_ERR_CONFIG', `HUB_ID=${JSON.stringify(cfg.hubId)} is invalid: expected 1-64 letters, digits, '.', - or _`);
+  }
+  if (cfg.workers > 1) {
+    if (cfg.natsUrl === undefined) throw new HubError('HUB_ERR_CONFIG', `HUB_WORKERS=${cfg.workers} needs HUB_NATS_URL: hub processes share batches, devices and dashboards through NATS JetStream (the embedded spool belongs to one process)`);
+    if (cfg.port === 0) throw new HubError('HUB_ERR_CONFIG', `HUB_WORKERS=${cfg.workers} needs a fixed HUB_PORT (every worker listens on the same one), not 0`);
   }
   if (cfg.readingsBurst < cfg.maxBatchReadings) {
     // A full batch must fit in the bucket, or a legal batch could never pass.

@@ -11,6 +11,8 @@ export type HubErrorCode =
   | 'HUB_ERR_STORE_CLOSED'
   | 'HUB_ERR_STORE'
   | 'HUB_ERR_STORE_FULL'
+  | 'HUB_ERR_STORE_UNAVAILABLE'
+  | 'HUB_ERR_NATS'
   | 'HUB_ERR_PASSWORD_HASH'
   | 'HUB_ERR_OPERATOR'
   | 'HUB_ERR_RULE'
@@ -33,7 +35,7 @@ export class RegistryError extends HubError {
 
 export class StoreError extends HubError {
   override readonly name = 'StoreError';
-  constructor(code: 'HUB_ERR_STORE_CLOSED' | 'HUB_ERR_STORE' | 'HUB_ERR_STORE_FULL', message: string, options?: { cause?: unknown }) {
+  constructor(code: 'HUB_ERR_STORE_CLOSED' | 'HUB_ERR_STORE' | 'HUB_ERR_STORE_FULL' | 'HUB_ERR_STORE_UNAVAILABLE', message: string, options?: { cause?: unknown }) {
     super(code, message, options);
   }
 }

@@ -32,6 +32,7 @@ export function attachDataApi(app: UwsTypes.TemplatedApp, deps: DataApiDeps): vo
       status: healthy(health) ? 'ok' : 'unavailable', ready: ready.ready, reasons: ready.reasons, ...health.detail(),
       store: health.store.healthy ? 'ok' : 'unavailable', spoolPressure: health.store.pressure(),
       sink: health.sinkStatus?.() ?? { name: 'none', state: 'embedded (INFLUX_URL unset): nothing reaches a database' },
+      ...(health.cluster ? { cluster: health.cluster().detail } : {}),
     });
   });
 

@@ -9,12 +9,21 @@ import type { UwsTypes } from '../core/uws.ts';
 import type { RequestGuards } from './guards.ts';
 import { json, watchAborted } from './respond.ts';
 
+/** Cluster mode's part of health: NATS reachable, the stream's state, and detail for operators. */
+export interface ClusterHealth {
+  connected: boolean;
+  streamFull: boolean;
+  detail: Record<string, unknown>;
+}
+
 /** What health and readiness are made of; routes decide what each endpoint shows. */
 export interface HealthSource {
   shuttingDown(): boolean;
   store: { readonly healthy: boolean; pressure(): number };
   /** null: the embedded default (no sink). */
   sinkStatus: (() => SinkStatus) | null;
+  /** Cluster mode (null: the embedded default, a local spool). */
+  cluster: (() => ClusterHealth) | null;
   /** For operators only (/api/v1/status): binding, device connections and sessions. */
   detail(): Record<string, unknown>;
 }
@@ -29,12 +38,18 @@ export function healthy(health: HealthSource): boolean {
 /**
  * Ready to take devices: not shutting down, and the spool is writable and
  * not full. InfluxDB being down alone does not make a hub unready (the
- * spool absorbs it); the spool filling up does.
+ * spool absorbs it); the spool filling up does. In cluster mode the store is
+ * the JetStream stream: NATS unreachable or the stream at its cap.
  */
 export function readiness(health: HealthSource): Readiness {
   const reasons: string[] = [];
   if (health.shuttingDown()) reasons.push('shutting down');
-  if (!health.store.healthy) reasons.push('spool not writable');
+  const cluster = health.cluster?.();
+  if (cluster) {
+    if (!cluster.connected) reasons.push('NATS unreachable');
+    else if (!health.store.healthy) reasons.push('stream store closed');
+    else if (cluster.streamFull) reasons.push('JetStream stream full');
+  } else if (!health.store.healthy) reasons.push('spool not writable');
   else if (health.store.pressure() >= 1) reasons.push('spool full');
   return { ready: reasons.length === 0, reasons, sink: health.sinkStatus?.().state ?? 'embedded' };
 }

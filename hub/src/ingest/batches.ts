@@ -23,6 +23,8 @@ import { MetricNames, defineMetrics, validateBatch, type BatchInput, type Valida
 
 /** The store's refusal when it is at its cap: 1013 and "come back later", not 1011. */
 const STORE_FULL: HubErrorCode = 'HUB_ERR_STORE_FULL';
+/** The store's refusal while it cannot reach its storage (cluster mode: NATS): 1013 as well. */
+const STORE_UNAVAILABLE: HubErrorCode = 'HUB_ERR_STORE_UNAVAILABLE';
 
 export interface BatchDeps {
   readonly config: HubConfig;
@@ -150,14 +152,17 @@ export class BatchIntake {
       },
       (err: unknown) => {
         this.#metrics.storeErrors.inc();
-        const full = (err as { code?: string }).code === STORE_FULL;
+        const code = (err as { code?: string }).code;
+        const full = code === STORE_FULL;
+        const unavailable = code === STORE_UNAVAILABLE;
         const deviceLog = this.#deps.deviceLog;
         if (full) deviceLog.warn('spool_full', { device: deviceId, seq }, 'spool full; device told to come back later');
+        else if (unavailable) deviceLog.warn('store_unavailable', { device: deviceId, seq }, 'storage unreachable; device told to come back later');
         else deviceLog.error('store_append_failed', { err, device: deviceId, seq }, 'store append failed; the device will resend');
         // protocol: never ack what is not durable; the device resends after reconnecting.
         const current = this.#deps.table.current(deviceId);
         if (current) {
-          this.#lifecycle.close(current, full ? CloseCode.TRY_AGAIN_LATER : CloseCode.INTERNAL_ERROR, full ? 'storage full' : 'storage error',
+          this.#lifecycle.close(current, full || unavailable ? CloseCode.TRY_AGAIN_LATER : CloseCode.INTERNAL_ERROR, full ? 'storage full' : unavailable ? 'storage unavailable' : 'storage error',
             jitteredRetryMs(this.#config.retryAfterMs), null);
         }
         this.#appendSettled();

@@ -19,7 +19,7 @@ import type { BatchStore } from '../spool/store.ts';
 import { AckFlusher, CREDIT_REFRESH_MS } from './acks.ts';
 import { BatchIntake } from './batches.ts';
 import { Commands } from './commands.ts';
-import { SessionLifecycle, handshakeSweepMs } from './lifecycle.ts';
+import { SessionLifecycle, handshakeSweepMs, type SessionOwnership } from './lifecycle.ts';
 import { jitteredRetryMs } from './limits.ts';
 import { GuardedLiveFeed } from './live-feed.ts';
 import { MessageRouter } from './messages.ts';
@@ -51,7 +51,11 @@ export interface IngestDeps {
   readonly live?: LiveFeed;
   /** Rate limit for the log lines devices can cause (default: HUB_LOG_LINES_PER_MIN on `log`). */
   readonly logLimiter?: LogLimiter;
+  /** Cluster mode: one session per device across hubs (lifecycle.ts). */
+  readonly ownership?: SessionOwnership;
 }
+
+export type { SessionOwnership };
 
 export interface IngestStats {
   connections: number;
@@ -91,7 +95,7 @@ export class DeviceEndpoint {
     this.#upgrade = new DeviceUpgrade({ config, store, auth: deps.auth, metrics, now, table });
     const acks = new AckFlusher({ window: config.window, store, metrics, now, live, sessions: table.sockets });
     this.#acks = acks;
-    const lifecycle = new SessionLifecycle({ config, store, metrics, now, table, acks, live, deviceLog });
+    const lifecycle = new SessionLifecycle({ config, store, metrics, now, table, acks, live, deviceLog, ownership: deps.ownership });
     this.#lifecycle = lifecycle;
     this.#batches = new BatchIntake({ config, store, metrics, now, table, lifecycle, acks, live, deviceLog, onDurable: deps.onDurable });
     this.#commands = new Commands({ metrics, lifecycle, deviceLog });
@@ -128,6 +132,11 @@ export class DeviceEndpoint {
     const credit = setInterval(() => acks.refreshCredit(), CREDIT_REFRESH_MS);
     credit.unref();
     this.#timers.push(sweep, credit);
+  }
+
+  /** Cluster mode: another hub took the device over; its session here ends with 4002. */
+  moved(deviceId: string, toHub: string): void {
+    this.#lifecycle.moved(deviceId, toHub);
   }
 
   stats(): IngestStats {

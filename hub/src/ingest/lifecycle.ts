@@ -38,6 +38,18 @@ export function handshakeSweepMs(handshakeTimeoutMs: number): number {
   return Math.max(50, Math.min(1000, Math.floor(handshakeTimeoutMs / 4)));
 }
 
+/**
+ * Cluster mode: one session per device across hubs. The lifecycle claims the
+ * device before Welcome (so Welcome.last_seq covers what any hub stored) and
+ * releases it when the welcomed session ends. Absent in the embedded mode.
+ */
+export interface SessionOwnership {
+  /** Makes this hub the device's owner; the store then knows the device's cluster-wide seqs. Rejects when that cannot be done now. */
+  claim(deviceId: string): Promise<void>;
+  /** The device's welcomed session here ended. */
+  release(deviceId: string): void;
+}
+
 export interface LifecycleDeps {
   readonly config: HubConfig;
   readonly store: Pick<BatchStore, 'durableSeq'>;
@@ -47,6 +59,7 @@ export interface LifecycleDeps {
   readonly acks: AckFlusher;
   readonly live: GuardedLiveFeed;
   readonly deviceLog: LogLimiter;
+  readonly ownership?: SessionOwnership | undefined;
 }
 
 export class SessionLifecycle {
@@ -93,6 +106,8 @@ export class SessionLifecycle {
     session.gone = true;
     session.state = 'closed';
     session.ws = null;
+    // Only the device's current session releases it: a replaced one hands over.
+    const current = session.device.session === session;
     this.#table.remove(session);
     this.#deps.acks.forget(session);
     const metrics = this.#metrics;
@@ -100,7 +115,10 @@ export class SessionLifecycle {
     if (session.welcomed) metrics.sessions.dec();
     metrics.closes.labels(closeCodeLabel(code)).inc();
     this.#live.connectionCount(this.#table.sockets.size);
-    if (session.welcomed) this.#live.sessionClosed(session.deviceId, code, session.closedByHub);
+    if (session.welcomed) {
+      this.#live.sessionClosed(session.deviceId, code, session.closedByHub);
+      if (current) this.#deps.ownership?.release(session.deviceId);
+    }
     this.#deviceLog.debug('device_session_closed', { device: session.deviceId, session: session.id, code }, 'device session closed');
   }
 
@@ -141,6 +159,27 @@ export class SessionLifecycle {
     if (Buffer.byteLength(firmware) > MAX_FIRMWARE_BYTES) {
       return this.close(session, CloseCode.PROTOCOL_ERROR, `Hello.firmware longer than ${MAX_FIRMWARE_BYTES} bytes`, undefined, 'protocol');
     }
+    const ownership = this.#deps.ownership;
+    if (!ownership) return this.#welcome(session, ws, hello, firmware);
+    // Cluster mode: Welcome once this hub owns the device. The handshake
+    // timeout still runs (the session stays in awaitingHello until Welcome).
+    session.state = 'claiming';
+    ownership.claim(session.deviceId).then(
+      () => { if (session.state === 'claiming' && session.ws === ws) this.#welcome(session, ws, hello, firmware); },
+      (err: unknown) => {
+        this.#deviceLog.warn('device_claim_failed', { device: session.deviceId, err: (err as Error).message }, 'cannot make this hub the device\'s owner; device told to come back later');
+        if (session.state === 'claiming') this.close(session, CloseCode.TRY_AGAIN_LATER, 'cluster unavailable', this.#config.retryAfterMs, null);
+      },
+    );
+  }
+
+  /** Another hub of the cluster took the device over: its session here ends (4002) and gets no more acks. */
+  moved(deviceId: string, toHub: string): void {
+    const session = this.#table.current(deviceId);
+    if (session && session.state !== 'closed') this.close(session, CloseCode.SESSION_REPLACED, `replaced by a newer session of this device on hub ${toHub.slice(0, 64)}`, undefined, null);
+  }
+
+  #welcome(session: Session, ws: DeviceSocket, hello: Hello, firmware: string): void {
     const now = this.#deps.now();
     session.firmware = this.#intern(firmware);
     session.sample(hello.deviceTimeMs ?? 0, now);

@@ -21,7 +21,8 @@ export type DeviceSocket = UwsTypes.WebSocket<SocketData>;
  * `awaiting-hello`: open, before Hello; `open`: Welcome sent; `closed`: by
  * either side, for good.
  */
-export type SessionState = 'upgrading' | 'awaiting-hello' | 'open' | 'closed';
+/** 'claiming': Hello checked, the cluster is making this hub the device's owner (cluster mode) before Welcome. */
+export type SessionState = 'upgrading' | 'awaiting-hello' | 'claiming' | 'open' | 'closed';
 
 // Memory: a big fleet is mostly idle sessions, so a Session is one object
 // with no sub-objects until it needs them: the clock estimate's fields are

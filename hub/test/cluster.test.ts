@@ -1,0 +1,288 @@
+// Cluster mode against a real nats-server (JetStream): hubs built in this
+// process, each with its own NATS connection, as separate hubs would be.
+// One session per device across hubs (4002 to the older one, Welcome's
+// last_seq from the stream), resends stored once whichever hub they reach,
+// a device flapping between hubs, NATS down (no acks, 503 with Retry-After,
+// /readyz), the stream at its cap (1013), the sink's shared consumer, and a
+// dashboard's live state on one hub seeing a device on the other.
+import { test, before, after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEVICE_PATH, CloseCode } from '@telemetry/proto';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { buildApp, type Hub } from '../src/app.ts';
+import { DeviceRegistry, generateToken, hashToken, type RegistryFile } from '../src/auth/registry.ts';
+import { Cluster } from '../src/cluster/cluster.ts';
+import { ClusterLink, clusterNames } from '../src/cluster/link.ts';
+import { StreamReader } from '../src/cluster/stream-reader.ts';
+import { SEQ_HEADER, StreamStore } from '../src/cluster/stream-store.ts';
+import { loadConfig, type HubConfig } from '../src/core/config.ts';
+import { createLogger } from '../src/core/log.ts';
+import { HubMetrics } from '../src/core/metrics.ts';
+import type { AcceptedBatch } from '../src/core/batch.ts';
+import { RawDevice, batchOf, until, within, type TestHub } from './helpers.ts';
+import { NatsServer } from './nats-server.ts';
+
+const log = createLogger('silent');
+let nats: NatsServer;
+let streams = 0;
+
+before(async () => { nats = await NatsServer.start({ name: 'cluster-test' }); });
+after(async () => { await nats.stop(); });
+
+/** A fleet registry shared by the hubs of one test. */
+function fleet(ids: string[]): { registry: RegistryFile; tokens: Map<string, string> } {
+  const tokens = new Map<string, string>();
+  const registry: RegistryFile = { version: 1, devices: {} };
+  for (const id of ids) {
+    const token = generateToken(id);
+    tokens.set(id, token);
+    registry.devices[id] = { tokenHash: hashToken(token), tags: { site: 'test' } };
+  }
+  return { registry, tokens };
+}
+
+interface ClusterHub extends TestHub { cluster: Cluster; config: HubConfig }
+
+/** A stream name of its own for each test (one server for the file). */
+function streamName(): string { return `T${process.pid}x${++streams}`; }
+
+async function startClusterHub(t: TestContext, o: { hubId: string; stream: string; fleet: ReturnType<typeof fleet>; config?: Partial<HubConfig>; withSink?: boolean }): Promise<ClusterHub> {
+  const config = loadConfig({}, {
+    host: '127.0.0.1', port: 0, logLevel: 'silent', natsUrl: nats.url, natsStream: o.stream, hubId: o.hubId, liveTickMs: 200, ...o.config,
+  });
+  const metrics = new HubMetrics();
+  const cluster = await Cluster.open({ config, log, metrics, withSink: o.withSink ?? false });
+  const registry = new DeviceRegistry(o.fleet.registry);
+  const hub: Hub = buildApp(config, {
+    store: cluster.store, auth: registry, log, metrics, ownership: cluster.ownership, clusterHealth: () => cluster.health(),
+  });
+  await cluster.start({ devices: hub.devices, live: hub.live, tagsOf: (id) => registry.tagsOf(id) });
+  const port = await hub.listen();
+  t.after(async () => { await hub.close({ deadlineMs: 2000, keepStore: true }); await cluster.close(); });
+  return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens: o.fleet.tokens, registry, store: null as never, cluster, config };
+}
+
+async function welcomeOn(h: ClusterHub, deviceId: string): Promise<{ d: RawDevice; lastSeq: number }> {
+  const d = new RawDevice(h.url, { token: h.tokens.get(deviceId) });
+  await within(d.opened, 3000, `${deviceId} open`);
+  d.hello(deviceId);
+  const welcome = await d.next('welcome', 5000);
+  return { d, lastSeq: welcome.lastSeq ?? 0 };
+}
+
+/** Every stored message of the device's subject: its Telemetry-Seq header, in stream order. */
+async function storedSeqs(stream: string, deviceId: string): Promise<number[]> {
+  const nc = await connect({ servers: nats.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const subject = clusterNames(stream).batchSubject(deviceId);
+    const info = await jsm.streams.info(stream);
+    const seqs: number[] = [];
+    for (let s = info.state.first_seq; s <= info.state.last_seq && info.state.messages > 0; s++) {
+      const m = await jsm.streams.getMessage(stream, { seq: s }).catch(() => null);
+      if (m && m.subject === subject) seqs.push(Number(m.header.get(SEQ_HEADER)));
+    }
+    return seqs;
+  } finally {
+    await nc.close();
+  }
+}
+
+function accepted(deviceId: string, seq: number): AcceptedBatch {
+  return {
+    deviceId, seq, tags: {}, receivedAtMs: Date.now(), clockOffsetMs: 0, metricNames: ['t'], metricUnits: [''],
+    metricIndex: new Uint16Array([0, 0]), timesMs: new Float64Array([Date.now(), Date.now() + 1]), deviceTimesMs: null, values: new Float64Array([1, 2]),
+  };
+}
+
+test('cluster - acks only once JetStream stored the batch; the device on another hub resumes at the same seq and the first hub ends its session with 4002', async (t) => {
+  const stream = streamName();
+  const f = fleet(['dev-1']);
+  const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
+  const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
+  const { d: onA, lastSeq } = await welcomeOn(a, 'dev-1');
+  assert.equal(lastSeq, 0);
+  for (let seq = 1; seq <= 5; seq++) onA.batch(batchOf(seq, 3, { defs: seq === 1 }));
+  assert.equal((await onA.ackFor(5)).seq, 5);
+  assert.deepEqual(await storedSeqs(stream, 'dev-1'), [1, 2, 3, 4, 5]);
+
+  const { d: onB, lastSeq: resumed } = await welcomeOn(b, 'dev-1');
+  assert.equal(resumed, 5, 'Welcome.last_seq on hub B is what hub A stored');
+  const closed = await within(onA.closed, 5000, 'session on hub A closed');
+  assert.equal(closed.code, CloseCode.SESSION_REPLACED);
+  assert.match(closed.reason, /hub hub-b/);
+  onB.batch(batchOf(6));
+  assert.equal((await onB.ackFor(6)).seq, 6);
+  assert.deepEqual(await storedSeqs(stream, 'dev-1'), [1, 2, 3, 4, 5, 6]);
+  assert.equal(a.cluster.owners.held, 0);
+  assert.equal(b.cluster.owners.held, 1);
+  onB.close();
+});
+
+test('cluster - a resend that reaches another hub is stored once (Nats-Msg-Id within the duplicate window)', async (t) => {
+  const stream = streamName();
+  const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'x' });
+  const links: ClusterLink[] = [];
+  t.after(async () => { for (const l of links) await l.close(); });
+  for (const hubId of ['hub-a', 'hub-b']) links.push(await ClusterLink.open({ config: { ...config, hubId }, log, withSink: true }));
+  const [sa, sb] = links.map((link) => new StreamStore({ link, log, maxBytes: config.natsMaxBytes, ackTimeoutMs: 2000 }));
+  t.after(async () => { await sa!.close(); await sb!.close(); });
+  await sa!.append(accepted('dev-9', 1));
+  await sb!.append(accepted('dev-9', 1));
+  await sb!.append(accepted('dev-9', 2));
+  assert.equal(sb!.duplicates, 1);
+  assert.equal(sb!.durableSeq('dev-9'), 2);
+  assert.deepEqual(await storedSeqs(stream, 'dev-9'), [1, 2]);
+  // A third hub learns the device's seq from the stream.
+  const sc = new StreamStore({ link: links[0]!, log, maxBytes: config.natsMaxBytes, ackTimeoutMs: 2000 });
+  t.after(() => sc.close());
+  assert.equal(await sc.resume('dev-9'), 2);
+  assert.equal(sc.acceptedSeq('dev-9'), 2);
+});
+
+test('cluster - a device flapping between two hubs: one session at a time, every batch acked and stored exactly once', async (t) => {
+  const stream = streamName();
+  const f = fleet(['flap']);
+  const hubs = [await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f }), await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f })];
+  let seq = 0;
+  let previous: RawDevice | null = null;
+  for (let round = 0; round < 10; round++) {
+    const h = hubs[round % 2]!;
+    const { d, lastSeq } = await welcomeOn(h, 'flap');
+    assert.equal(lastSeq, seq, `round ${round}: Welcome.last_seq`);
+    if (previous) {
+      const closed: { code: number } = await within(previous.closed, 5000, `round ${round}: older session closed`);
+      assert.equal(closed.code, CloseCode.SESSION_REPLACED, `round ${round}`);
+    }
+    for (let i = 0; i < 3; i++) d.batch(batchOf(++seq, 2, { defs: i === 0 }));
+    assert.equal((await d.ackFor(seq, 5000)).seq, seq);
+    previous = d;
+  }
+  previous?.close();
+  assert.deepEqual(await storedSeqs(stream, 'flap'), Array.from({ length: 30 }, (_, i) => i + 1));
+});
+
+test('cluster - NATS unreachable: no ack, the session ends with 1013, new devices get 503 with Retry-After, /readyz says why; after NATS is back the device resumes and is acked', async (t) => {
+  const stream = streamName();
+  const f = fleet(['dev-1', 'dev-2']);
+  const h = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
+  const { d } = await welcomeOn(h, 'dev-1');
+  d.batch(batchOf(1));
+  await d.ackFor(1, 5000);
+  await nats.kill('SIGKILL');
+  let restarted = false;
+  t.after(async () => { if (!restarted) await nats.restart(); });
+  await until(() => !h.cluster.link.connected, 5000, 'hub sees NATS gone');
+  d.batch(batchOf(2));
+  const closed = await within(d.closed, 5000, 'session closed');
+  assert.equal(closed.code, CloseCode.TRY_AGAIN_LATER);
+  assert.ok(!d.frames.some((m) => m.msg === 'ack' && (m.ack?.seq ?? 0) >= 2), 'batch 2 was never acked');
+  const ready = await fetch(`http://127.0.0.1:${h.port}/readyz`);
+  assert.equal(ready.status, 503);
+  assert.deepEqual(((await ready.json()) as { reasons: string[] }).reasons, ['NATS unreachable']);
+  const second = new RawDevice(h.url, { token: f.tokens.get('dev-2') });
+  const refused = await within(second.refused, 5000, 'refused');
+  assert.equal(refused.status, 503);
+  assert.ok(Number(refused.headers['retry-after']) >= 1, 'Retry-After');
+
+  await nats.restart();
+  restarted = true;
+  await until(() => h.cluster.link.connected, 15_000, 'hub reconnected');
+  const again = await welcomeOn(h, 'dev-1');
+  assert.equal(again.lastSeq, 1);
+  again.d.batch(batchOf(2));
+  assert.equal((await again.d.ackFor(2, 5000)).seq, 2);
+  assert.equal((await fetch(`http://127.0.0.1:${h.port}/readyz`)).status, 200);
+  assert.deepEqual(await storedSeqs(stream, 'dev-1'), [1, 2]);
+  again.d.close();
+});
+
+test('cluster - a batch in flight while NATS restarts is sent again with the same id: stored once, acked', async (t) => {
+  const stream = streamName();
+  const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'hub-a' });
+  const link = await ClusterLink.open({ config, log, withSink: true });
+  t.after(() => link.close());
+  const store = new StreamStore({ link, log, maxBytes: config.natsMaxBytes, ackTimeoutMs: 500 });
+  t.after(() => store.close());
+  await store.append(accepted('dev-r', 1));
+  nats.proc?.kill('SIGSTOP');
+  let resumed = false;
+  t.after(() => { if (!resumed) nats.proc?.kill('SIGCONT'); });
+  const pending = store.append(accepted('dev-r', 2));
+  let settled = false;
+  void pending.then(() => { settled = true; }, () => { settled = true; });
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(settled, false, 'not durable while the server does not answer');
+  assert.equal(store.durableSeq('dev-r'), 1);
+  nats.proc?.kill('SIGCONT');
+  resumed = true;
+  await within(pending, 15_000, 'stored after the server answers again');
+  assert.equal(store.durableSeq('dev-r'), 2);
+  assert.ok(store.retries >= 1, `sent again (${store.retries} retries)`);
+  assert.deepEqual(await storedSeqs(stream, 'dev-r'), [1, 2]);
+});
+
+test('cluster - the stream at its cap (work queue, nothing shipped): batches are refused with 1013 and credit drops to 0', async (t) => {
+  const stream = streamName();
+  const f = fleet(['big']);
+  const h = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f, withSink: true, config: { natsMaxBytes: 1 << 20, maxBatchReadings: 10_000, maxReadingsPerSecond: 10_000_000, readingsBurst: 100_000_000 } });
+  const { d } = await welcomeOn(h, 'big');
+  let seq = 0;
+  let closed: { code: number } | null = null;
+  void d.closed.then((c) => { closed = c; });
+  // ~80 KiB per batch (10,000 readings of noise): the 1 MiB cap is reached in a few.
+  for (; seq < 40 && !closed; seq++) {
+    d.batch(batchOf(seq + 1, 10_000, { defs: seq === 0, value: () => Math.random() }));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const c = await within(d.closed, 10_000, 'closed at the cap');
+  assert.equal(c.code, CloseCode.TRY_AGAIN_LATER);
+  assert.equal(h.cluster.store.pressure(), 1);
+  const ready = await (await fetch(`http://127.0.0.1:${h.port}/readyz`)).json() as { reasons: string[] };
+  assert.deepEqual(ready.reasons, ['JetStream stream full']);
+});
+
+test('cluster - the sink consumer is shared: each batch goes to one reader; what a closed reader held goes to the other', async (t) => {
+  const stream = streamName();
+  const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream });
+  const links = [await ClusterLink.open({ config: { ...config, hubId: 'a' }, log, withSink: true }), await ClusterLink.open({ config: { ...config, hubId: 'b' }, log, withSink: true })];
+  t.after(async () => { for (const l of links) await l.close(); });
+  const store = new StreamStore({ link: links[0]!, log, maxBytes: config.natsMaxBytes, ackTimeoutMs: 2000 });
+  t.after(() => store.close());
+  for (let seq = 1; seq <= 50; seq++) await store.append(accepted('dev-s', seq));
+  const ra = new StreamReader({ link: links[0]!, log });
+  await ra.start();
+  await until(() => ra.heldMessages === 50, 10_000, 'reader a got the batches');
+  const first = await ra.readFrom(ra.checkpoint, 1 << 20);
+  assert.deepEqual(first.records.map((r) => r.batch.seq), Array.from({ length: 50 }, (_, i) => i + 1));
+  // Commit the first 20 (InfluxDB confirmed them); close with 30 held.
+  ra.commit(first.records[19]!.end);
+  await ra.close();
+  const rb = new StreamReader({ link: links[1]!, log });
+  await rb.start();
+  t.after(() => rb.close());
+  await until(() => rb.heldMessages === 30, 10_000, 'reader b got what a held');
+  const rest = await rb.readFrom(rb.checkpoint, 1 << 20);
+  assert.deepEqual(rest.records.map((r) => r.batch.seq).sort((x, y) => x - y), Array.from({ length: 30 }, (_, i) => i + 21));
+  assert.equal(rb.redelivered, 30);
+  rb.commit(rest.records.at(-1)!.end);
+  await until(async () => (await links[0]!.jsm.streams.info(stream)).state.messages === 0, 5000, 'acked batches leave the work queue');
+});
+
+test('cluster - a dashboard on hub A sees a device connected to hub B (presence and its latest value) within a tick', async (t) => {
+  const stream = streamName();
+  const f = fleet(['far-1']);
+  const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
+  const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
+  const { d } = await welcomeOn(b, 'far-1');
+  d.batch(batchOf(1, 3, { value: () => 42.5 }));
+  await d.ackFor(1);
+  // liveTickMs is 200 here: well within a second.
+  await until(() => a.hub.live.device('far-1')?.connected === true, 1000, 'online on hub A');
+  await until(() => a.hub.live.device('far-1')?.values.includes(42.5) === true, 1000, 'value on hub A');
+  assert.match(a.hub.live.device('far-1')!.address, /hub hub-b/);
+  await until(() => a.cluster.hubs().filter((x) => x.up).length === 2, 5000, 'hub A lists both hubs');
+  d.close();
+  await until(() => a.hub.live.device('far-1')?.connected === false, 3000, 'offline on hub A once it left hub B');
+});
