@@ -9,6 +9,7 @@ interface Need { what: string; why: string; paths: string[]; onPath?: string; pk
 const NEEDS: Need[] = [
   { what: 'influxd', why: 'the sink and storage tests run a real InfluxDB', paths: [process.env.INFLUXD ?? '/usr/bin/influxd'], pkg: 'influxdb' },
   { what: 'chromium', why: 'the dashboard\'s browser tests drive it (no browser is downloaded)', paths: ['/usr/bin/chromium'], pkg: 'chromium' },
+  { what: 'nats-server', why: 'the cluster-mode tests run real NATS JetStream servers', paths: [process.env.NATS_SERVER ?? '/usr/sbin/nats-server'], onPath: 'nats-server', pkg: 'nats-server' },
   { what: 'openssl', why: 'the TLS tests make certificates with it', paths: [], onPath: 'openssl', pkg: 'openssl' },
 ];
 
