@@ -13,7 +13,7 @@ import { loadConfig, parseOpenFileLimit, withinOpenFiles, type ConfigWarning, ty
 import { HubError } from './core/errors.ts';
 import { watchContent } from './file-watch.ts';
 import { hubPaths } from './core/paths.ts';
-import { createLogger } from './core/log.ts';
+import { LogLimiter, createLogger } from './core/log.ts';
 import { HubMetrics } from './core/metrics.ts';
 import { InfluxHistory } from './sinks/influx/history.ts';
 import { MemoryHistory } from './live/rollups.ts';
@@ -22,6 +22,7 @@ import { Spool } from './spool/spool.ts';
 import type { SpoolReader } from './spool/reader.ts';
 import type { BatchStore } from './spool/store.ts';
 import { Cluster } from './cluster/cluster.ts';
+import { SharedState } from './cluster/shared-state.ts';
 import { superviseWorkers, workerIndex } from './workers.ts';
 import { loadUws } from './core/uws.ts';
 
@@ -63,20 +64,6 @@ async function openOperators(config: HubConfig, create: boolean): Promise<{ oper
   return { operators, firstRunPassword };
 }
 
-/** HUB_WORKERS' supervisor: the first operator account, printed once, before any worker starts. */
-async function firstOperator(config: HubConfig, log: ReturnType<typeof createLogger>): Promise<void> {
-  let created: string | null;
-  try {
-    created = (await openOperators(config, true)).firstRunPassword;
-  } catch (err) {
-    fail(err);
-  }
-  if (created) {
-    log.info('first run: created operator "admin"');
-    console.log(`\n  First run: created operator "admin" with password  ${created}\n  (stored hashed in ${operatorsFileOf(config)}; change it with \`npm run operator -- admin\`)\n`);
-  }
-}
-
 async function main(): Promise<void> {
   const warnings: ConfigWarning[] = [];
   let config;
@@ -93,9 +80,8 @@ async function main(): Promise<void> {
   const worker = workerIndex(process.env);
   if (config.workers > 1 && worker === null) {
     for (const w of warnings) log.warn({ key: w.key }, w.message);
-    // The supervisor: creates the first operator (so that workers do not
-    // race for it), then runs HUB_WORKERS hub processes on one port.
-    await firstOperator(config, log);
+    // The supervisor runs HUB_WORKERS hub processes on one port; they share
+    // everything through NATS (the first operator account too).
     return superviseWorkers({ count: config.workers, hubId: config.hubId, log });
   }
   if (worker === null) for (const w of warnings) log.warn({ key: w.key }, w.message);
@@ -117,9 +103,16 @@ async function main(): Promise<void> {
     fail(err);
   }
   let onRegistryReload = (): void => {};
-  const stopWatching = watchRegistryFile(devicesFile, registry,
+  // Cluster mode: the file's changes go to the shared registry (SharedState),
+  // which is what `registry` then holds; this copy only tracks the file.
+  let onFileChanged: (() => void) | null = null;
+  const fileView = config.natsUrl !== undefined ? new DeviceRegistry(readRegistryFile(devicesFile)) : registry;
+  const stopWatching = watchRegistryFile(devicesFile, fileView,
     (err) => log.error({ err }, `device registry ${devicesFile} not reloaded; the previous one stays in force`),
-    () => { log.info({ devices: registry.size }, 'device registry reloaded'); onRegistryReload(); });
+    () => {
+      log.info({ devices: fileView.size }, onFileChanged ? 'device registry file changed: publishing the change to the cluster' : 'device registry reloaded');
+      if (onFileChanged) onFileChanged(); else onRegistryReload();
+    });
   if (registry.size === 0) log.warn(`no devices in ${devicesFile}: add one with \`npm run device-token -- --add DEVICE_ID\``);
 
   const metrics = new HubMetrics({ defaultMetrics: true });
@@ -180,7 +173,8 @@ async function main(): Promise<void> {
   let firstRunPassword: string | null = null;
   const operatorsFile = operatorsFileOf(config);
   try {
-    ({ operators, firstRunPassword } = await openOperators(config, worker === null));
+    // Cluster mode: the first account is made once the cluster's accounts are known (below).
+    ({ operators, firstRunPassword } = await openOperators(config, cluster === null));
   } catch (err) {
     fail(err);
   }
@@ -197,6 +191,33 @@ async function main(): Promise<void> {
     fail(err);
   }
   onRegistryReload = () => live.syncRegistry();
+
+  // Cluster mode: registry, operator accounts and sessions, alarm rules
+  // shared through KV buckets; the first operator account of the cluster.
+  let shared: SharedState | null = null;
+  if (cluster) {
+    const s = new SharedState({
+      link: cluster.link, config, registry, operators, alarms: live.alarms, onRegistry: () => onRegistryReload(),
+      log: new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) }),
+    }, readRegistryFile(devicesFile));
+    shared = s;
+    try {
+      await s.start();
+      if (config.adminPassword !== undefined) {
+        await operators.ensurePassword('admin', config.adminPassword);
+      } else if (operators.size === 0) {
+        const password = generatePassword();
+        if (await operators.setPassword('admin', password, { firstOnly: true })) firstRunPassword = password;
+      }
+    } catch (err) {
+      fail(new HubError('HUB_ERR_NATS', `cannot share the registry, operators and alarm rules through NATS KV: ${(err as Error).message}`, { cause: err }));
+    }
+    onFileChanged = () => {
+      let file;
+      try { file = readRegistryFile(devicesFile); } catch (err) { log.error({ err }, `device registry ${devicesFile} not read; nothing published`); return; }
+      s.fileChanged(file).catch((err: unknown) => log.error({ err }, 'device registry change not published to the cluster; edit the file again once NATS is reachable'));
+    };
+  }
 
   let hub;
   try {
@@ -272,7 +293,7 @@ async function main(): Promise<void> {
     const deadline = Date.now() + config.shutdownTimeoutMs;
     hub.close({ deadlineMs: config.shutdownTimeoutMs, keepStore: true })
       .then(() => sink?.close(deadline))
-      .then(() => (cluster ? cluster.close() : store.close()))
+      .then(() => { shared?.stop(); return cluster ? cluster.close() : store.close(); })
       .then(() => {
         log.info({ sink: sink?.status() }, 'shutdown complete');
         process.exit(0);

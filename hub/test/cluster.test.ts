@@ -17,10 +17,13 @@ import { ClusterLink, clusterNames } from '../src/cluster/link.ts';
 import { StreamReader } from '../src/cluster/stream-reader.ts';
 import { SEQ_HEADER, StreamStore } from '../src/cluster/stream-store.ts';
 import { loadConfig, type HubConfig } from '../src/core/config.ts';
-import { createLogger } from '../src/core/log.ts';
+import { LogLimiter, createLogger } from '../src/core/log.ts';
+import { Operators } from '../src/auth/operators.ts';
+import { SharedState } from '../src/cluster/shared-state.ts';
+import { LiveState } from '../src/live/state.ts';
 import { HubMetrics } from '../src/core/metrics.ts';
 import type { AcceptedBatch } from '../src/core/batch.ts';
-import { RawDevice, batchOf, until, within, type TestHub } from './helpers.ts';
+import { RawDevice, TEST_OPERATOR, batchOf, signIn, until, within, type TestHub } from './helpers.ts';
 import { NatsServer } from './nats-server.ts';
 
 const log = createLogger('silent');
@@ -42,7 +45,7 @@ function fleet(ids: string[]): { registry: RegistryFile; tokens: Map<string, str
   return { registry, tokens };
 }
 
-interface ClusterHub extends TestHub { cluster: Cluster; config: HubConfig }
+interface ClusterHub extends TestHub { cluster: Cluster; config: HubConfig; shared: SharedState }
 
 /** A stream name of its own for each test (one server for the file). */
 function streamName(): string { return `T${process.pid}x${++streams}`; }
@@ -54,13 +57,17 @@ async function startClusterHub(t: TestContext, o: { hubId: string; stream: strin
   const metrics = new HubMetrics();
   const cluster = await Cluster.open({ config, log, metrics, withSink: o.withSink ?? false });
   const registry = new DeviceRegistry(o.fleet.registry);
+  const operators = new Operators({ file: null, sessionsFile: null, sessionTtlMs: config.sessionTtlS * 1000, limits: config });
+  const live = new LiveState({ maxSeries: 1000, maxDevices: 1000, alarmRulesFile: null, knownDevices: () => registry.entries() });
+  const shared = new SharedState({ link: cluster.link, config, registry, operators, alarms: live.alarms, log: new LogLimiter(log, { perMinute: 60 }), onRegistry: () => live.syncRegistry() }, o.fleet.registry);
+  await shared.start();
   const hub: Hub = buildApp(config, {
-    store: cluster.store, auth: registry, log, metrics, ownership: cluster.ownership, clusterHealth: () => cluster.health(),
+    store: cluster.store, auth: registry, log, metrics, operators, live, ownership: cluster.ownership, clusterHealth: () => cluster.health(),
   });
   await cluster.start({ devices: hub.devices, live: hub.live, tagsOf: (id) => registry.tagsOf(id) });
   const port = await hub.listen();
-  t.after(async () => { await hub.close({ deadlineMs: 2000, keepStore: true }); await cluster.close(); });
-  return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens: o.fleet.tokens, registry, store: null as never, cluster, config };
+  t.after(async () => { await hub.close({ deadlineMs: 2000, keepStore: true }); shared.stop(); await cluster.close(); });
+  return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens: o.fleet.tokens, registry, store: null as never, cluster, config, shared };
 }
 
 async function welcomeOn(h: ClusterHub, deviceId: string): Promise<{ d: RawDevice; lastSeq: number }> {
@@ -285,4 +292,47 @@ test('cluster - a dashboard on hub A sees a device connected to hub B (presence 
   await until(() => a.cluster.hubs().filter((x) => x.up).length === 2, 5000, 'hub A lists both hubs');
   d.close();
   await until(() => a.hub.live.device('far-1')?.connected === false, 3000, 'offline on hub A once it left hub B');
+});
+
+test('cluster - shared state: a sign-in on hub A works on hub B, a sign-out on B ends it on A; a rule added on A is in force on B', async (t) => {
+  const stream = streamName();
+  const f = fleet(['dev-1']);
+  const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
+  const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
+  const cookie = await signIn(a);
+  await until(() => b.hub.operators.names().includes(TEST_OPERATOR.user), 3000, 'account on hub B');
+  const me = (h: ClusterHub) => fetch(`http://127.0.0.1:${h.port}/api/v1/me`, { headers: { cookie } }).then((r) => r.status);
+  await until(async () => (await me(b)) === 200, 3000, 'the session of hub A works on hub B');
+  assert.equal(await me(a), 200);
+
+  const origin = `http://127.0.0.1:${a.port}`;
+  const added = await fetch(`${origin}/api/v1/alarms/rules`, {
+    method: 'POST', headers: { cookie, origin, 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'hot', metric: 'temperature', op: '>', threshold: 80, forS: 0 }),
+  });
+  assert.equal(added.status, 201, await added.text());
+  await until(() => b.hub.live.alarms.rules.some((r) => r.name === 'hot'), 3000, 'rule in force on hub B');
+
+  const out = await fetch(`http://127.0.0.1:${b.port}/api/v1/logout`, { method: 'POST', headers: { cookie, origin: `http://127.0.0.1:${b.port}` } });
+  assert.ok(out.status < 300, `logout ${out.status}`);
+  await until(async () => (await me(a)) === 401, 3000, 'signed out on hub A too');
+});
+
+test('cluster - shared registry: a device removed from hub A\'s file is closed (4008) on hub B, where its session lives; one added there can connect to B', async (t) => {
+  const stream = streamName();
+  const f = fleet(['dev-1', 'dev-2']);
+  const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
+  const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
+  const { d } = await welcomeOn(b, 'dev-1');
+  const extra = fleet(['dev-3']);
+  const next = { version: 1 as const, devices: { 'dev-2': f.registry.devices['dev-2']!, 'dev-3': extra.registry.devices['dev-3']! } };
+  await a.shared.fileChanged(next);
+  const closed = await within(d.closed, 5000, 'dev-1 closed on hub B');
+  assert.equal(closed.code, CloseCode.DEVICE_REVOKED);
+  await until(() => b.registry.tagsOf('dev-3') !== undefined, 3000, 'dev-3 known on hub B');
+  const third = await welcomeOn({ ...b, tokens: extra.tokens }, 'dev-3');
+  assert.equal(third.lastSeq, 0);
+  third.d.close();
+  const refused = new RawDevice(b.url, { token: f.tokens.get('dev-1') });
+  assert.equal((await within(refused.refused, 3000, 'dev-1 refused')).status, 401);
 });

@@ -21,6 +21,8 @@ import { writeJsonAtomic } from '../core/atomic-file.ts';
 import { CONFIG_KEYS, type HubConfig } from '../core/config.ts';
 import { DUMMY_HASH, hashPassword, sharedPasswordHasher, verifyPassword, type PasswordHasher } from './password-hasher.ts';
 import { OPERATOR_NAME_RE, OperatorsFileSchema, SessionsFileSchema, type OperatorRecord, type SessionRecord } from './schemas.ts';
+
+export type { OperatorRecord, SessionRecord };
 import { addressKey, SignInLimits, type AttemptKeys } from './sign-in-limits.ts';
 const MAX_PASSWORD = 1024;
 /** Retry hint when every password check slot is taken: a check takes ~50 ms. */
@@ -59,6 +61,19 @@ export interface OperatorsOptions {
   limits?: SignInLimitConfig;
   /** Key derivation (default: the process's hashing thread). Tests count calls with it. */
   hasher?: PasswordHasher;
+}
+
+/**
+ * Cluster mode: where accounts and sessions are shared with the other hubs
+ * (a KV bucket each). A sign-in resolves only once its session is shared, so
+ * the next request may reach any hub; what other hubs change comes back
+ * through adoptSession/dropSessions/adoptAccount.
+ */
+export interface SharedOperators {
+  putSession(session: SessionRecord): Promise<void>;
+  deleteSessions(hashes: readonly string[]): Promise<void>;
+  /** firstOnly: the cluster's first account, refused (rejects) when the name exists there already. */
+  putAccount(account: OperatorRecord, firstOnly: boolean): Promise<void>;
 }
 
 export type SignInResult =
@@ -111,6 +126,7 @@ export class Operators {
   readonly #sessions = new Map<string, SessionRecord>();
   readonly #sessionsSaver: SerialSaver;
   readonly #sessionEndedListeners = new Set<(hash: string) => void>();
+  #shared: SharedOperators | null = null;
 
   constructor(options: OperatorsOptions) {
     this.#options = options;
@@ -131,6 +147,42 @@ export class Operators {
   }
 
   get size(): number { return this.#accounts.size; }
+
+  /** Cluster mode: share accounts and sessions from now on (see SharedOperators). */
+  share(shared: SharedOperators): void { this.#shared = shared; }
+
+  /** Every account and session in force (cluster mode publishes what the others lack). */
+  snapshot(): { accounts: OperatorRecord[]; sessions: SessionRecord[] } {
+    return { accounts: [...this.#accounts.values()], sessions: [...this.#sessions.values()] };
+  }
+
+  /** A session another hub created (cluster mode). */
+  adoptSession(session: SessionRecord): void {
+    if (session.expires <= this.#now() || this.#sessions.get(session.hash)?.expires === session.expires) return;
+    this.#sessions.set(session.hash, session);
+    this.#sessionsSaver.save().catch(() => undefined);
+  }
+
+  /** Sessions another hub ended (cluster mode): out of force here too, their live sockets closed. */
+  dropSessions(hashes: readonly string[]): void {
+    const gone = hashes.filter((h) => this.#sessions.delete(h));
+    if (!gone.length) return;
+    for (const hash of gone) for (const listener of this.#sessionEndedListeners) listener(hash);
+    this.#sessionsSaver.save().catch(() => undefined);
+  }
+
+  /** An account another hub added or changed (cluster mode); saved to this hub's file too. */
+  adoptAccount(account: OperatorRecord): Promise<void> {
+    const change = this.#accountChanges.then(async () => {
+      const prev = this.#accounts.get(account.name);
+      if (prev && prev.password === account.password) return;
+      const next = new Map(this.#accounts).set(account.name, account);
+      if (this.#options.file) await writeJsonAtomic(this.#options.file, { operators: [...next.values()] });
+      this.#accounts = next;
+    });
+    this.#accountChanges = change.catch(() => undefined);
+    return change;
+  }
   names(): string[] { return [...this.#accounts.keys()]; }
 
   /** Sign-in password checks running or waiting for the hashing thread (at most HUB_LOGIN_MAX_CONCURRENT). */
@@ -143,21 +195,33 @@ export class Operators {
    * Adds or replaces an account and saves the file. Used on first run, by
    * HUB_ADMIN_PASSWORD, and by `npm run operator`.
    */
-  async setPassword(name: string, password: string): Promise<void> {
+  async setPassword(name: string, password: string, opts: { firstOnly?: boolean } = {}): Promise<boolean> {
     if (!OPERATOR_NAME_RE.test(name)) throw new OperatorError(`operator name ${JSON.stringify(name)}: letters, digits, _.@- (max 64)`);
     if (password.length < 8 || password.length > MAX_PASSWORD) throw new OperatorError(`operator passwords are 8 to ${MAX_PASSWORD} characters`);
     const hash = await hashPassword(this.#hasher, password);
     const change = this.#accountChanges.then(async () => {
       const prev = this.#accounts.get(name);
-      const next = new Map(this.#accounts).set(name, { name, password: hash, created: prev?.created ?? new Date(this.#now()).toISOString() });
+      // First run: only while there is no account at all (here or, in cluster mode, in the cluster).
+      if (opts.firstOnly && this.#accounts.size > 0) return false;
+      const record = { name, password: hash, created: prev?.created ?? new Date(this.#now()).toISOString() };
+      const next = new Map(this.#accounts).set(name, record);
+      if (this.#shared) {
+        try {
+          await this.#shared.putAccount(record, opts.firstOnly === true);
+        } catch (err) {
+          if (opts.firstOnly) return false; // another hub created the first account
+          throw err;
+        }
+      }
       // Saved first, then in force: a password that could not be stored does not apply either.
       if (this.#options.file) await writeJsonAtomic(this.#options.file, { operators: [...next.values()] });
       this.#accounts = next;
       // A new password ends the account's existing sessions.
       if (prev) await this.#endSessions((s) => s.user === name);
+      return true;
     });
     this.#accountChanges = change.catch(() => undefined);
-    await change;
+    return change;
   }
 
   /** Sets the password unless it already is this one (HUB_ADMIN_PASSWORD at every start keeps sessions). */
@@ -210,10 +274,13 @@ export class Operators {
     this.#limits.refund(keys, this.#now());
     const token = randomBytes(32).toString('base64url');
     const hash = sha256(token);
-    this.#sessions.set(hash, { hash, user: name, expires: this.#now() + this.#options.sessionTtlMs });
+    const session = { hash, user: name, expires: this.#now() + this.#options.sessionTtlMs };
+    this.#sessions.set(hash, session);
     try {
-      // Saved before the response says signed in: a restart keeps the session.
+      // Saved before the response says signed in: a restart keeps the session,
+      // and in cluster mode the next request may reach any hub.
       await this.#sessionsSaver.save();
+      await this.#shared?.putSession(session);
     } catch {
       this.#sessions.delete(hash);
       return { ok: false, status: 503, result: 'error', retryAfterMs: BUSY_RETRY_MS, reason: 'the session could not be saved; try again shortly' };
@@ -261,6 +328,7 @@ export class Operators {
     // Out of force at once (memory), then out of the file.
     for (const hash of gone) this.#sessions.delete(hash);
     for (const hash of gone) for (const listener of this.#sessionEndedListeners) listener(hash);
+    this.#shared?.deleteSessions(gone).catch(() => undefined);
     await this.#sessionsSaver.save();
   }
 }

@@ -104,9 +104,32 @@ export class Alarms {
   /** Fired so far (for tests and metrics). */
   fired = 0;
 
+  #onChange: ((rules: readonly AlarmRule[]) => Promise<void>) | null = null;
+
   constructor(file: string | null) {
     this.#file = file;
     if (file && existsSync(file)) this.#rules = readRulesFile(file);
+  }
+
+  /**
+   * Cluster mode: `share(rules)` is awaited after every change made here
+   * (an API change is reported done once the other hubs can see it); changes
+   * made on other hubs come back through adopt().
+   */
+  share(onChange: (rules: readonly AlarmRule[]) => Promise<void>): void { this.#onChange = onChange; }
+
+  /** Rules another hub saved (cluster mode): validated, saved here, in force. A bad list is refused whole (RuleError). */
+  adopt(raw: unknown): Promise<void> {
+    const parsed = RulesFileSchema.safeParse(raw);
+    if (!parsed.success) return Promise.reject(new RuleError(describeIssues(parsed.error.issues), { cause: parsed.error }));
+    const rules = parsed.data.rules.map((input) => toRule(input, undefined));
+    const run = this.#changes.then(async () => {
+      if (JSON.stringify(rules) === JSON.stringify(this.#rules)) return;
+      if (this.#file) await writeJsonAtomic(this.#file, { rules });
+      this.#rules = rules;
+    });
+    this.#changes = run.catch(() => undefined);
+    return run;
   }
 
   get rules(): readonly AlarmRule[] { return this.#rules; }
@@ -195,6 +218,7 @@ export class Alarms {
     const run = this.#changes.then(async () => {
       const next = change(this.#rules);
       if (!next) return;
+      await this.#onChange?.(next);
       if (this.#file) await writeJsonAtomic(this.#file, { rules: next });
       this.#rules = next;
     });
