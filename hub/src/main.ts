@@ -236,7 +236,7 @@ async function main(): Promise<void> {
   try {
     // Cluster mode: watching device owners before the first device can claim one.
     await cluster?.start({
-      devices: hub.devices, live, tagsOf: (deviceId) => registry.tagsOf(deviceId),
+      devices: hub.devices, live, tagsOf: (deviceId) => registry.tagsOf(deviceId), shareEveryMs: config.liveTickMs,
       onRemoteBatch: rollups ? (b) => rollups.record(b) : undefined,
     });
     await hub.listen();

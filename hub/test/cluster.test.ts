@@ -64,7 +64,7 @@ async function startClusterHub(t: TestContext, o: { hubId: string; stream: strin
   const hub: Hub = buildApp(config, {
     store: cluster.store, auth: registry, log, metrics, operators, live, ownership: cluster.ownership, clusterHealth: () => cluster.health(),
   });
-  await cluster.start({ devices: hub.devices, live: hub.live, tagsOf: (id) => registry.tagsOf(id) });
+  await cluster.start({ devices: hub.devices, live: hub.live, tagsOf: (id) => registry.tagsOf(id), shareEveryMs: config.liveTickMs });
   const port = await hub.listen();
   t.after(async () => { await hub.close({ deadlineMs: 2000, keepStore: true }); shared.stop(); await cluster.close(); });
   return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens: o.fleet.tokens, registry, store: null as never, cluster, config, shared };

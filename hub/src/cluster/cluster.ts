@@ -5,11 +5,12 @@
 // - ownership: before Welcome a hub claims the device (owners.ts) and reads
 //   what the stream holds for it; another hub's newer claim ends the session
 //   here with 4002.
-// - live: every hub sees every batch any hub published (a core NATS
-//   subscription on the batch subjects: the server fans each publish out to
-//   the stream and to these subscribers, no second publish), so a dashboard
-//   on any hub shows the whole fleet; presence of devices on other hubs
-//   comes from the owner entries.
+// - live: each tick every hub publishes the partials its own batches added
+//   (live-share.ts) and merges the other hubs', so a dashboard on any hub
+//   shows the whole fleet; presence of devices on other hubs comes from the
+//   owner entries. Without InfluxDB the in-memory history also needs the
+//   other hubs' batches: then a core NATS subscription on the batch subjects
+//   gets them (the server fans each publish out to the stream and to it).
 // - hubs: each hub publishes a heartbeat every HEARTBEAT_MS (id, devices,
 //   connections); a hub unseen for HUB_GONE_MS is down.
 // Imports: core, spool (codec), ingest (the SessionOwnership seam, types),
@@ -21,7 +22,8 @@ import type { HubConfig } from '../core/config.ts';
 import type { Logger } from '../core/log.ts';
 import type { HubMetrics } from '../core/metrics.ts';
 import type { SessionOwnership } from '../ingest/lifecycle.ts';
-import type { LiveFeed } from '../live/state.ts';
+import type { LiveState } from '../live/state.ts';
+import { decodeLiveShare, encodeLiveShare } from './live-share.ts';
 import { checkFrame, decodeRecord } from '../spool/codec.ts';
 import { ClusterLink } from './link.ts';
 import { DeviceOwners, type OwnerChange } from './owners.ts';
@@ -60,7 +62,9 @@ export interface ClusterOptions {
 /** What the cluster needs of the hub it serves, once the hub is built. */
 export interface ClusterPeer {
   devices: { moved(deviceId: string, toHub: string): void; stats(): { connections: number } };
-  live: LiveFeed;
+  live: Pick<LiveState, 'enableSharing' | 'takeLocal' | 'mergeRemote' | 'sessionOpened' | 'sessionClosed'>;
+  /** How often the live partials are published (HUB_LIVE_TICK_MS, at most 1 s). */
+  shareEveryMs?: number;
   /** Registry tags of a device (for presence of devices on other hubs). */
   tagsOf(deviceId: string): Readonly<Record<string, string>> | undefined;
   /** Also told every batch another hub stored (embedded history without InfluxDB). */
@@ -80,7 +84,9 @@ export class Cluster {
   #peer: ClusterPeer | null = null;
   readonly #hubs = new Map<string, HubInfo>();
   #batches: Subscription | null = null;
+  #partials: Subscription | null = null;
   #heartbeats: Subscription | null = null;
+  #share: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #consumerLag = 0;
   #lagPoll: NodeJS.Timeout | null = null;
@@ -88,6 +94,9 @@ export class Cluster {
   readonly #remoteOnline = new Set<string>();
   remoteBatches = 0;
   remoteDropped = 0;
+  /** Live partial messages merged from other hubs, and dropped as malformed. */
+  partialsMerged = 0;
+  partialsDropped = 0;
 
   private constructor(link: ClusterLink, opts: ClusterOptions) {
     this.link = link;
@@ -126,7 +135,11 @@ export class Cluster {
   async start(peer: ClusterPeer): Promise<void> {
     this.#peer = peer;
     const { nc, names } = this.link;
-    this.#batches = nc.subscribe(names.batchSubjects, { callback: (err, msg) => { if (!err) this.#remoteBatch(msg.headers?.get(HUB_HEADER) ?? '', msg.data); } });
+    if (peer.onRemoteBatch) this.#batches = nc.subscribe(names.batchSubjects, { callback: (err, msg) => { if (!err) this.#remoteBatch(msg.headers?.get(HUB_HEADER) ?? '', msg.data); } });
+    peer.live.enableSharing();
+    this.#partials = nc.subscribe(`${names.liveSubject}.partials.*`, { callback: (err, msg) => { if (!err) this.#remotePartials(msg.data); } });
+    this.#share = setInterval(() => this.#publishPartials(), Math.min(1000, peer.shareEveryMs ?? 1000));
+    this.#share.unref();
     this.#heartbeats = nc.subscribe(`${names.liveSubject}.hub.*`, { callback: (err, msg) => { if (!err) this.#sawHeartbeat(msg.data); } });
     this.#heartbeat = setInterval(() => this.#beat(), HEARTBEAT_MS);
     this.#heartbeat.unref();
@@ -153,13 +166,41 @@ export class Cluster {
     }
     this.remoteBatches++;
     try {
-      this.#peer.live.durable(batch);
       this.#peer.onRemoteBatch?.(batch);
     } catch (err) {
       this.remoteDropped++;
-      this.#log.error({ err }, 'live path failed on a batch from another hub');
+      this.#log.error({ err }, 'history failed on a batch from another hub');
     }
   }
+
+  #publishPartials(): void {
+    const peer = this.#peer;
+    if (!peer) return;
+    const local = peer.live.takeLocal();
+    if (!this.link.connected) return; // the live view of this tick is lost, nothing else
+    const subject = `${this.link.names.liveSubject}.partials.${this.#subjectToken}`;
+    for (const msg of encodeLiveShare(this.link.hubId, local)) {
+      try { this.link.nc.publish(subject, msg); } catch { /* reconnecting */ }
+    }
+  }
+
+  #remotePartials(data: Uint8Array): void {
+    const peer = this.#peer;
+    if (!peer) return;
+    const share = decodeLiveShare(data);
+    if (!share) { this.partialsDropped++; return; }
+    if (share.hub === this.link.hubId) return;
+    try {
+      peer.live.mergeRemote(share, (id) => peer.tagsOf(id));
+      this.partialsMerged++;
+    } catch (err) {
+      this.partialsDropped++;
+      this.#log.error({ err }, 'live path failed on partials from another hub');
+    }
+  }
+
+  /** The hub id as one subject token. */
+  get #subjectToken(): string { return this.link.hubId.replace(/[.*>\s]/g, '_'); }
 
   /** Another hub took the device: its session here ends (4002), and the live path shows it online there. */
   #moved(deviceId: string, toHub: string): void {
@@ -193,7 +234,7 @@ export class Cluster {
     const devices = this.owners.held;
     const connections = this.#peer?.devices.stats().connections ?? 0;
     const body = JSON.stringify({ id: this.link.hubId, devices, connections, startedAtMs: this.#startedAtMs });
-    try { this.link.nc.publish(`${this.link.names.liveSubject}.hub.${this.link.hubId.replace(/[.*>\s]/g, '_')}`, body); } catch { /* reconnecting */ }
+    try { this.link.nc.publish(`${this.link.names.liveSubject}.hub.${this.#subjectToken}`, body); } catch { /* reconnecting */ }
     this.#sawHeartbeat(new TextEncoder().encode(body));
   }
 
@@ -258,7 +299,12 @@ export class Cluster {
     counter('hub_cluster_redeliveries_total', 'Cluster mode: batches delivered to this hub\'s sink again (another hub died mid-write, or an ack wait passed)', () => this.reader?.redelivered ?? 0);
     counter('hub_cluster_takeovers_total', 'Cluster mode: device sessions this hub took over from another hub', () => this.owners.takeovers);
     counter('hub_cluster_sessions_moved_total', 'Cluster mode: device sessions here ended because another hub took the device (4002)', () => this.owners.lost);
-    counter('hub_cluster_remote_batches_total', 'Cluster mode: batches of other hubs fed to this hub\'s live path', () => this.remoteBatches);
+    counter('hub_cluster_remote_batches_total', 'Cluster mode, without InfluxDB: batches of other hubs fed to this hub\'s in-memory history', () => this.remoteBatches);
+    const partials = (): [number, number] => [this.partialsMerged, this.partialsDropped];
+    new Counter({
+      name: 'hub_cluster_live_partials_total', help: 'Cluster mode: live partial messages from other hubs, merged or dropped as malformed', labelNames: ['result'], registers,
+      collect() { const [merged, dropped] = partials(); this.reset(); this.labels('merged').inc(merged); this.labels('dropped').inc(dropped); },
+    });
   }
 
   /**
@@ -267,6 +313,8 @@ export class Cluster {
    */
   async close(): Promise<void> {
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#share) clearInterval(this.#share);
+    this.#partials?.unsubscribe();
     if (this.#lagPoll) clearInterval(this.#lagPoll);
     this.#batches?.unsubscribe();
     this.#heartbeats?.unsubscribe();

@@ -213,3 +213,66 @@ export class WindowedSeries {
   /** The open 1 s partial: what ingest adds to (and what another hub would merge). */
   get open(): Partial { return this.#levels[0]!.partial; }
 }
+
+// ---- a partial on the wire (cluster mode: hubs exchange their partials) -----------
+
+/** Bins at most in one store of a partial from another hub (a sketch over 1e-9..1e9 at 1 % accuracy has ~2,100). */
+export const MAX_WIRE_BINS = 4096;
+/** Keys of doubles at 1 % accuracy stay within about +-36,000; their span within one store bounds its (dense) memory. */
+const MAX_WIRE_KEY = 40_000;
+const MAX_WIRE_SPAN = 8192;
+
+/** [count, sum, min, max, last, newest, zeros, positive bins as [key, count] pairs..., negative ones...]: plain numbers (JSON). */
+export interface WirePartial { n: number; s: number; lo: number; hi: number; l: number; t: number; z: number; p: number[]; q: number[] }
+
+function storePairs(store: { bins: number[]; offset: number }): number[] {
+  const out: number[] = [];
+  const { bins, offset } = store;
+  for (let i = 0; i < bins.length; i++) if (bins[i]! > 0) out.push(i + offset, bins[i]!);
+  return out;
+}
+
+export function partialToWire(p: Partial): WirePartial {
+  const sk = p.sketch;
+  return { n: sk.count, s: sk.sum, lo: sk.min, hi: sk.max, l: p.last, t: p.newest, z: sk.zeroCount, p: storePairs(sk.store), q: storePairs(sk.negativeStore) };
+}
+
+/** A partial another hub sent, or null when it is not one (wrong types, non-finite numbers, too many bins, counts that do not add up). */
+export function partialFromWire(w: unknown): Partial | null {
+  if (typeof w !== 'object' || w === null) return null;
+  const v = w as Record<string, unknown>;
+  const num = (x: unknown): x is number => typeof x === 'number' && Number.isFinite(x);
+  if (!num(v.n) || !num(v.s) || !num(v.lo) || !num(v.hi) || !num(v.t) || !num(v.z) || !(num(v.l) || v.l === null)) return null;
+  if (!Array.isArray(v.p) || !Array.isArray(v.q) || v.p.length % 2 || v.q.length % 2 || v.p.length + v.q.length > 2 * MAX_WIRE_BINS) return null;
+  if (!Number.isInteger(v.n) || v.n <= 0 || !Number.isInteger(v.z) || v.z < 0 || v.lo > v.hi) return null;
+  // Checked before anything is added: a store is dense between its lowest
+  // and highest key, so the span bounds its memory.
+  let total = v.z;
+  for (const pairs of [v.p, v.q] as unknown[][]) {
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (let i = 0; i < pairs.length; i += 2) {
+      const key = pairs[i];
+      const count = pairs[i + 1];
+      if (typeof key !== 'number' || !Number.isInteger(key) || Math.abs(key) > MAX_WIRE_KEY || typeof count !== 'number' || !Number.isInteger(count) || count <= 0) return null;
+      if (key < lo) lo = key;
+      if (key > hi) hi = key;
+      total += count;
+    }
+    if (hi - lo > MAX_WIRE_SPAN) return null;
+  }
+  if (total !== v.n) return null;
+  const out = new Partial();
+  const sk = out.sketch;
+  for (const [pairs, store] of [[v.p as number[], sk.store], [v.q as number[], sk.negativeStore]] as const) {
+    for (let i = 0; i < pairs.length; i += 2) store.add(pairs[i]!, pairs[i + 1]);
+  }
+  sk.zeroCount = v.z;
+  sk.count = v.n;
+  sk.sum = v.s;
+  sk.min = v.lo;
+  sk.max = v.hi;
+  out.last = typeof v.l === 'number' ? v.l : NaN;
+  out.newest = v.t;
+  return out;
+}

@@ -9,7 +9,7 @@
 import { Presence, type LiveHealth } from '@telemetry/proto';
 import type { SinkStatus } from '../core/sink-status.ts';
 import type { AcceptedBatch } from '../core/batch.ts';
-import { Digest, WindowedSeries } from './aggregates.ts';
+import { Digest, Partial, WindowedSeries } from './aggregates.ts';
 import { Alarms, type AlarmRec } from './alarms.ts';
 import { DeviceTracker, type TrackedDevice } from './devices.ts';
 
@@ -26,6 +26,31 @@ export interface LiveFeed {
   /** Open connections on the device endpoint, each time that number changes (health's `connections`). */
   connectionCount(n: number): void;
 }
+
+/**
+ * Cluster mode: what this hub's own batches added to one (scope, metric)
+ * since the last takeLocal(), for the other hubs to merge (partials merge
+ * exactly: counts, sums, min/max, DDSketch bins).
+ */
+export interface SeriesPartial {
+  /** null: the fleet; else the tag group. */
+  readonly tag: { key: string; value: string } | null;
+  readonly metric: string;
+  readonly unit: string;
+  readonly partial: Partial;
+}
+
+/** Cluster mode: a device with batches here since the last takeLocal(), and its latest values. */
+export interface DevicePartial {
+  readonly id: string;
+  readonly metrics: readonly string[];
+  readonly units: readonly string[];
+  readonly values: readonly number[];
+  readonly times: readonly number[];
+}
+
+/** Latest values taken per device from another hub's partials (HUB_MAX_METRICS_PER_DEVICE is at most 65,536; this bounds one message's work). */
+const MAX_REMOTE_METRICS = 1024;
 
 /** A scope's windowed stats per metric. */
 export interface ScopeSeries {
@@ -107,6 +132,10 @@ export class LiveState implements LiveFeed {
   #tick = 0;
   #connections = 0;
   #dashboards = 0;
+  /** Cluster mode: this hub's own contributions since takeLocal(), per series; devices with batches here. */
+  #sharing = false;
+  readonly #local = new Map<WindowedSeries, { scope: ScopeEntry; metric: string; unit: string; partial: Partial }>();
+  readonly #touched = new Set<TrackedDevice>();
 
   constructor(options: LiveStateOptions) {
     this.#options = options;
@@ -203,6 +232,7 @@ export class LiveState implements LiveFeed {
     if (device) {
       device.sawBatch(now);
       device.changed = this.#devices.tick;
+      if (this.#sharing) this.#touched.add(device);
     }
     const names = b.metricNames;
     const route = this.#route(b);
@@ -230,8 +260,66 @@ export class LiveState implements LiveFeed {
       }
       const digest = digests[mi]!;
       for (const series of list) series?.open.addDigest(digest);
+      if (this.#sharing) this.#shareDigest(route, list, m, b.metricUnits[mi] ?? '', digest);
       const i = newest[mi]!;
       if (device && i >= 0) device.latest(m, b.metricUnits[mi] ?? '', vals[i]!, times[i]!);
+    }
+  }
+
+  /** Cluster mode: the digest also goes into this hub's own partial of each series, for the other hubs. */
+  #shareDigest(route: Route, list: (WindowedSeries | null)[], metric: string, unit: string, digest: Digest): void {
+    for (let si = 0; si < list.length; si++) {
+      const series = list[si];
+      if (!series) continue;
+      let local = this.#local.get(series);
+      if (!local) this.#local.set(series, local = { scope: route.scopes[si]!, metric, unit, partial: new Partial() });
+      local.partial.addDigest(digest);
+    }
+  }
+
+  /**
+   * Cluster mode: from now on, keep what this hub's own batches add apart
+   * (takeLocal() hands it out), so that other hubs' partials merged here
+   * (mergeRemote()) are never sent back.
+   */
+  enableSharing(): void { this.#sharing = true; }
+
+  /** Cluster mode: this hub's contributions since the last call (then forgotten here). */
+  takeLocal(): { series: SeriesPartial[]; devices: DevicePartial[] } {
+    const series: SeriesPartial[] = [];
+    for (const { scope, metric, unit, partial } of this.#local.values()) {
+      if (partial.count > 0) series.push({ tag: scope.tag, metric, unit, partial });
+    }
+    this.#local.clear();
+    const devices: DevicePartial[] = [];
+    for (const d of this.#touched) devices.push({ id: d.id, metrics: [...d.metrics], units: [...d.units], values: [...d.values], times: [...d.times] });
+    this.#touched.clear();
+    return { series, devices };
+  }
+
+  /**
+   * Cluster mode: another hub's contributions, merged as if its batches had
+   * arrived here (into the open 1 s windows; its devices' latest values and
+   * batch cadence). `tagsOf` names the devices this hub's registry knows:
+   * others are not tracked. Scopes and series stay within their caps.
+   */
+  mergeRemote(p: { series: readonly SeriesPartial[]; devices: readonly DevicePartial[] }, tagsOf: (id: string) => Readonly<Record<string, string>> | undefined): void {
+    const now = this.#now();
+    for (const sp of p.series) {
+      const name = sp.tag ? `group:${sp.tag.key}=${sp.tag.value}` : 'fleet';
+      if (!this.#scopes.has(name) && this.#scopes.size >= this.#options.maxSeries) { this.#seriesRefused++; continue; }
+      const series = this.#seriesOf(this.#scope(name, sp.tag), sp.metric, sp.unit, now);
+      series?.open.merge(sp.partial);
+      if (!sp.tag) this.#readingsIn += sp.partial.count;
+    }
+    for (const dp of p.devices) {
+      const tags = tagsOf(dp.id);
+      if (!tags) continue;
+      const d = this.#devices.get(dp.id, tags);
+      if (!d) continue;
+      d.sawBatch(now);
+      d.changed = this.#devices.tick;
+      for (let i = 0; i < dp.metrics.length && i < MAX_REMOTE_METRICS; i++) d.latest(dp.metrics[i]!, dp.units[i] ?? '', dp.values[i]!, dp.times[i]!);
     }
   }
 
