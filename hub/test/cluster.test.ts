@@ -290,6 +290,10 @@ test('cluster - a dashboard on hub A sees a device connected to hub B (presence 
   await until(() => a.hub.live.device('far-1')?.values.includes(42.5) === true, 1000, 'value on hub A');
   assert.match(a.hub.live.device('far-1')!.address, /hub hub-b/);
   await until(() => a.cluster.hubs().filter((x) => x.up).length === 2, 5000, 'hub A lists both hubs');
+  // What the overview's Hubs card shows (Health.hubs in every frame).
+  await until(() => a.hub.live.health.hubs?.length === 2, 3000, 'health lists both hubs');
+  assert.deepEqual(a.hub.live.health.hubs?.map((x) => [x.id, x.up, x.self]), [['hub-a', true, true], ['hub-b', true, false]]);
+  await until(() => a.hub.live.health.hubs?.find((x) => x.id === 'hub-b')?.devices === 1, 5000, 'hub B holds the device (its heartbeat says)');
   d.close();
   await until(() => a.hub.live.device('far-1')?.connected === false, 3000, 'offline on hub A once it left hub B');
 });

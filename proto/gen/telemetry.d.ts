@@ -490,6 +490,7 @@ export namespace iot {
                 sinkState: string;
                 dashboards: number;
                 seriesRefused: number;
+                hubs: iot.telemetry.v1.HubState.$Properties[];
                 static encode(m: iot.telemetry.v1.Health.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
                 static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.Health & iot.telemetry.v1.Health.$Shape;
                 static getTypeUrl(prefix?: string): string;
@@ -511,9 +512,38 @@ export namespace iot {
                     sinkState?: (string|null);
                     dashboards?: (number|null);
                     seriesRefused?: (number|null);
+                    hubs?: (iot.telemetry.v1.HubState.$Properties[]|null);
                     $unknowns?: Uint8Array[];
                 }
                 type $Shape = iot.telemetry.v1.Health.$Properties;
+            }
+
+            interface IHubState extends iot.telemetry.v1.HubState.$Properties {
+            }
+
+            class HubState {
+                constructor(p?: iot.telemetry.v1.HubState.$Properties);
+                $unknowns?: Uint8Array[];
+                id: string;
+                up: boolean;
+                devices: number;
+                connections: number;
+                self: boolean;
+                static encode(m: iot.telemetry.v1.HubState.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.HubState & iot.telemetry.v1.HubState.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace HubState {
+                interface $Properties {
+                    id?: (string|null);
+                    up?: (boolean|null);
+                    devices?: (number|null);
+                    connections?: (number|null);
+                    self?: (boolean|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.HubState.$Properties;
             }
 
             interface IWindowStats extends iot.telemetry.v1.WindowStats.$Properties {

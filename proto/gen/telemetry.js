@@ -3634,6 +3634,7 @@ export const iot = $root.iot = (() => {
                  * @property {string|null} [sinkState] Health sinkState
                  * @property {number|null} [dashboards] Health dashboards
                  * @property {number|null} [seriesRefused] Health seriesRefused
+                 * @property {Array.<iot.telemetry.v1.HubState.$Properties>|null} [hubs] Health hubs
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -3659,6 +3660,7 @@ export const iot = $root.iot = (() => {
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
                 const Health = function (p) {
+                    this.hubs = [];
                     if (p)
                         for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
                             if (p[ks[i]] != null && ks[i] !== "__proto__")
@@ -3778,6 +3780,14 @@ export const iot = $root.iot = (() => {
                 Health.prototype.seriesRefused = 0;
 
                 /**
+                 * Health hubs.
+                 * @member {Array.<iot.telemetry.v1.HubState.$Properties>} hubs
+                 * @memberof iot.telemetry.v1.Health
+                 * @instance
+                 */
+                Health.prototype.hubs = $util.emptyArray;
+
+                /**
                  * Encodes the specified Health message. Does not implicitly {@link iot.telemetry.v1.Health.verify|verify} messages.
                  * @function encode
                  * @memberof iot.telemetry.v1.Health
@@ -3821,6 +3831,10 @@ export const iot = $root.iot = (() => {
                         w.uint32(/* id 13, wireType 0 =*/104).uint32(m.dashboards);
                     if (m.seriesRefused != null && $Object.hasOwnProperty.call(m, "seriesRefused") && m.seriesRefused !== 0)
                         w.uint32(/* id 14, wireType 0 =*/112).uint32(m.seriesRefused);
+                    if (m.hubs != null && m.hubs.length) {
+                        for (var i = 0; i < m.hubs.length; ++i)
+                            $root.iot.telemetry.v1.HubState.encode(m.hubs[i], w.uint32(/* id 15, wireType 2 =*/122).fork(), q + 1).ldelim();
+                    }
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -3991,6 +4005,14 @@ export const iot = $root.iot = (() => {
                                     delete m.seriesRefused;
                                 continue;
                             }
+                        case 15: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.hubs && m.hubs.length))
+                                    m.hubs = [];
+                                m.hubs.push($root.iot.telemetry.v1.HubState.decode(r, r.size(), $undefined, q + 1));
+                                continue;
+                            }
                         }
                         r.skipType(u, q, t);
                         if (!r.discardUnknown) {
@@ -4023,6 +4045,236 @@ export const iot = $root.iot = (() => {
                 };
 
                 return Health;
+            })();
+
+            v1.HubState = (function() {
+
+                /**
+                 * Properties of a HubState.
+                 * @typedef {Object} iot.telemetry.v1.HubState.$Properties
+                 * @property {string|null} [id] HubState id
+                 * @property {boolean|null} [up] HubState up
+                 * @property {number|null} [devices] HubState devices
+                 * @property {number|null} [connections] HubState connections
+                 * @property {boolean|null} [self] HubState self
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a HubState.
+                 * @memberof iot.telemetry.v1
+                 * @interface IHubState
+                 * @augments iot.telemetry.v1.HubState.$Properties
+                 * @deprecated Use iot.telemetry.v1.HubState.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a HubState.
+                 * @typedef {iot.telemetry.v1.HubState.$Properties} iot.telemetry.v1.HubState.$Shape
+                 */
+
+                /**
+                 * Constructs a new HubState.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a HubState.
+                 * @constructor
+                 * @param {iot.telemetry.v1.HubState.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const HubState = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * HubState id.
+                 * @member {string} id
+                 * @memberof iot.telemetry.v1.HubState
+                 * @instance
+                 */
+                HubState.prototype.id = "";
+
+                /**
+                 * HubState up.
+                 * @member {boolean} up
+                 * @memberof iot.telemetry.v1.HubState
+                 * @instance
+                 */
+                HubState.prototype.up = false;
+
+                /**
+                 * HubState devices.
+                 * @member {number} devices
+                 * @memberof iot.telemetry.v1.HubState
+                 * @instance
+                 */
+                HubState.prototype.devices = 0;
+
+                /**
+                 * HubState connections.
+                 * @member {number} connections
+                 * @memberof iot.telemetry.v1.HubState
+                 * @instance
+                 */
+                HubState.prototype.connections = 0;
+
+                /**
+                 * HubState self.
+                 * @member {boolean} self
+                 * @memberof iot.telemetry.v1.HubState
+                 * @instance
+                 */
+                HubState.prototype.self = false;
+
+                /**
+                 * Encodes the specified HubState message. Does not implicitly {@link iot.telemetry.v1.HubState.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.HubState
+                 * @static
+                 * @param {iot.telemetry.v1.HubState.$Properties} m HubState message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                HubState.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.id != null && $Object.hasOwnProperty.call(m, "id") && m.id !== "")
+                        w.uint32(/* id 1, wireType 2 =*/10).string(m.id);
+                    if (m.up != null && $Object.hasOwnProperty.call(m, "up") && m.up !== false)
+                        w.uint32(/* id 2, wireType 0 =*/16).bool(m.up);
+                    if (m.devices != null && $Object.hasOwnProperty.call(m, "devices") && m.devices !== 0)
+                        w.uint32(/* id 3, wireType 0 =*/24).uint32(m.devices);
+                    if (m.connections != null && $Object.hasOwnProperty.call(m, "connections") && m.connections !== 0)
+                        w.uint32(/* id 4, wireType 0 =*/32).uint32(m.connections);
+                    if (m.self != null && $Object.hasOwnProperty.call(m, "self") && m.self !== false)
+                        w.uint32(/* id 5, wireType 0 =*/40).bool(m.self);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a HubState message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.HubState
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.HubState & iot.telemetry.v1.HubState.$Shape} HubState
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                HubState.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.HubState();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.id = v;
+                                else
+                                    delete m.id;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.bool())
+                                    m.up = v;
+                                else
+                                    delete m.up;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.devices = v;
+                                else
+                                    delete m.devices;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.connections = v;
+                                else
+                                    delete m.connections;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.bool())
+                                    m.self = v;
+                                else
+                                    delete m.self;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for HubState
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.HubState
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                HubState.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.HubState";
+                };
+
+                return HubState;
             })();
 
             v1.WindowStats = (function() {

@@ -49,6 +49,7 @@ export type LiveRequest = iot.telemetry.v1.LiveRequest;
 export type LiveFrame = iot.telemetry.v1.LiveFrame;
 export type LiveFrameProps = iot.telemetry.v1.LiveFrame.$Properties;
 export type LiveHealth = iot.telemetry.v1.Health.$Properties;
+export type LiveHubState = iot.telemetry.v1.HubState.$Properties;
 export type WindowStats = iot.telemetry.v1.WindowStats.$Properties;
 export type MetricStats = iot.telemetry.v1.MetricStats.$Properties;
 export type ScopeStats = iot.telemetry.v1.ScopeStats.$Properties;

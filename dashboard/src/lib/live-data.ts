@@ -9,7 +9,7 @@
 // objects with every field present instead (cheap to read for 10,000 rows,
 // and what the pages can rely on).
 import type {
-  AlarmMsg, DeviceDetail as DeviceDetailMsg, DeviceStateMsg, LatestValue, LiveHealth,
+  AlarmMsg, DeviceDetail as DeviceDetailMsg, DeviceStateMsg, LatestValue, LiveHealth, LiveHubState,
   MetricStats as MetricStatsMsg, PresenceChange as PresenceChangeMsg, ScopeStats,
   WindowStats as WindowStatsMsg,
 } from '@telemetry/proto';
@@ -60,7 +60,10 @@ export type MetricStats = Reshaped<MetricStatsMsg, { windows: readonly WindowSta
 
 export type Scope = Reshaped<ScopeStats, { metrics: readonly MetricStats[] }>;
 
-export type Health = Filled<LiveHealth>;
+/** One hub of a cluster (cluster mode only). */
+export type HubState = Filled<LiveHubState>;
+
+export type Health = Reshaped<LiveHealth, { hubs: readonly HubState[] }>;
 
 // ---- from decoded messages
 
@@ -147,5 +150,6 @@ export function toHealth(h: LiveHealth): Health {
     ackP99Ms: orZero(h.ackP99Ms), spoolBytes: orZero(h.spoolBytes), sinkLagBytes: orZero(h.sinkLagBytes),
     sinkLagMs: orZero(h.sinkLagMs), sinkErrors: orZero(h.sinkErrors), sinkState: orEmpty(h.sinkState),
     dashboards: orZero(h.dashboards), seriesRefused: orZero(h.seriesRefused),
+    hubs: (h.hubs ?? []).map((x) => ({ id: orEmpty(x.id), up: x.up ?? false, devices: orZero(x.devices), connections: orZero(x.connections), self: x.self ?? false })),
   };
 }

@@ -136,7 +136,7 @@ export class Cluster {
     this.#peer = peer;
     const { nc, names } = this.link;
     if (peer.onRemoteBatch) this.#batches = nc.subscribe(names.batchSubjects, { callback: (err, msg) => { if (!err) this.#remoteBatch(msg.headers?.get(HUB_HEADER) ?? '', msg.data); } });
-    peer.live.enableSharing();
+    peer.live.enableSharing(() => this.hubs().map(({ id, up, devices, connections, self }) => ({ id, up, devices, connections, self })));
     this.#partials = nc.subscribe(`${names.liveSubject}.partials.*`, { callback: (err, msg) => { if (!err) this.#remotePartials(msg.data); } });
     this.#share = setInterval(() => this.#publishPartials(), Math.min(1000, peer.shareEveryMs ?? 1000));
     this.#share.unref();

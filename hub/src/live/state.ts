@@ -6,7 +6,7 @@
 //
 // Direction: ingest -> live only. Ingest calls the LiveFeed methods, which
 // do bounded, allocation-light work and never block or throw into ingest.
-import { Presence, type LiveHealth } from '@telemetry/proto';
+import { Presence, type LiveHealth, type LiveHubState } from '@telemetry/proto';
 import type { SinkStatus } from '../core/sink-status.ts';
 import type { AcceptedBatch } from '../core/batch.ts';
 import { Digest, Partial, WindowedSeries } from './aggregates.ts';
@@ -134,6 +134,8 @@ export class LiveState implements LiveFeed {
   #dashboards = 0;
   /** Cluster mode: this hub's own contributions since takeLocal(), per series; devices with batches here. */
   #sharing = false;
+  /** Cluster mode: the hubs of the cluster, for health (the overview lists them). */
+  #hubs: (() => LiveHubState[]) | null = null;
   readonly #local = new Map<WindowedSeries, { scope: ScopeEntry; metric: string; unit: string; partial: Partial }>();
   readonly #touched = new Set<TrackedDevice>();
 
@@ -282,7 +284,10 @@ export class LiveState implements LiveFeed {
    * (takeLocal() hands it out), so that other hubs' partials merged here
    * (mergeRemote()) are never sent back.
    */
-  enableSharing(): void { this.#sharing = true; }
+  enableSharing(hubs?: () => LiveHubState[]): void {
+    this.#sharing = true;
+    this.#hubs = hubs ?? null;
+  }
 
   /** Cluster mode: this hub's contributions since the last call (then forgotten here). */
   takeLocal(): { series: SeriesPartial[]; devices: DevicePartial[] } {
@@ -412,6 +417,7 @@ export class LiveState implements LiveFeed {
       sinkState: sink ? sink.state : 'embedded',
       dashboards: this.#dashboards,
       seriesRefused: this.#seriesRefused,
+      ...(this.#hubs ? { hubs: this.#hubs() } : {}),
     };
     this.#lastReadingsIn = this.#readingsIn;
     this.#lastLinesOut = linesOut;
