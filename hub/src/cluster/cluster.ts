@@ -32,6 +32,8 @@ import { HUB_HEADER, StreamStore } from './stream-store.ts';
 
 export const HEARTBEAT_MS = 2_000;
 export const HUB_GONE_MS = 3 * HEARTBEAT_MS;
+/** At most one early heartbeat (for a hub just seen) per this interval. */
+const ANSWER_EVERY_MS = 200;
 /** Hubs remembered at most (heartbeats are unauthenticated within the NATS account: bounded anyway). */
 const MAX_HUBS = 1024;
 const MAX_HEARTBEAT_BYTES = 1024;
@@ -89,6 +91,7 @@ export class Cluster {
   #share: NodeJS.Timeout | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #consumerLag = 0;
+  #answeredAt = 0;
   #lagPoll: NodeJS.Timeout | null = null;
   /** Remote presence as the live path was last told, so a repeat of an entry changes nothing. */
   readonly #remoteOnline = new Set<string>();
@@ -249,7 +252,14 @@ export class Cluster {
       for (const h of this.#hubs.values()) if (!oldest || h.lastSeenMs < oldest.lastSeenMs) oldest = h;
       if (oldest) this.#hubs.delete(oldest.id);
     }
-    this.#hubs.set(v.id, { id: v.id, devices: v.devices, connections: v.connections, startedAtMs: v.startedAtMs, lastSeenMs: this.#now(), up: true, self: v.id === this.link.hubId });
+    const known = this.#hubs.has(v.id);
+    const now = this.#now();
+    this.#hubs.set(v.id, { id: v.id, devices: v.devices, connections: v.connections, startedAtMs: v.startedAtMs, lastSeenMs: now, up: true, self: v.id === this.link.hubId });
+    // A hub new to this one hears back at once, not at the next heartbeat.
+    if (!known && v.id !== this.link.hubId && now - this.#answeredAt >= ANSWER_EVERY_MS) {
+      this.#answeredAt = now;
+      this.#beat();
+    }
   }
 
   /** The hubs seen, this one first; `up`: a heartbeat within HUB_GONE_MS. */
