@@ -294,8 +294,10 @@ test('cluster - a dashboard on hub A sees a device connected to hub B (presence 
   await until(() => a.hub.live.health.hubs?.length === 2, 3000, 'health lists both hubs');
   assert.deepEqual(a.hub.live.health.hubs?.map((x) => [x.id, x.up, x.self]), [['hub-a', true, true], ['hub-b', true, false]]);
   await until(() => a.hub.live.health.hubs?.find((x) => x.id === 'hub-b')?.devices === 1, 5000, 'hub B holds the device (its heartbeat says)');
-  d.close();
+  // The connection lost on hub B: hub A shows the device offline with the close hub B saw.
+  d.ws.terminate();
   await until(() => a.hub.live.device('far-1')?.connected === false, 3000, 'offline on hub A once it left hub B');
+  assert.match(a.hub.live.device('far-1')!.reason, /1006/);
 });
 
 test('cluster - shared state: a sign-in on hub A works on hub B, a sign-out on B ends it on A; a rule added on A is in force on B', async (t) => {

@@ -37,7 +37,7 @@ const ANSWER_EVERY_MS = 200;
 /** Hubs remembered at most (heartbeats are unauthenticated within the NATS account: bounded anyway). */
 const MAX_HUBS = 1024;
 const MAX_HEARTBEAT_BYTES = 1024;
-/** Close code the live path is told when a device's session moved to another hub's session list as offline. */
+/** Close code the live path is told for a device gone offline on another hub when its entry does not say (an older hub, or an entry deleted). */
 const REMOTE_CLOSE = 1000;
 
 export interface HubInfo {
@@ -121,7 +121,7 @@ export class Cluster {
         const prev = await owners.claim(deviceId);
         await store.resume(deviceId, prev?.seq ?? 0);
       },
-      release(deviceId) { void owners.release(deviceId, store.durableSeq(deviceId)); },
+      release(deviceId, code, byHub) { void owners.release(deviceId, store.durableSeq(deviceId), { code, byHub }); },
     };
     this.#registerMetrics(opts.metrics);
   }
@@ -227,8 +227,9 @@ export class Cluster {
       this.#remoteOnline.add(deviceId);
       peer.live.sessionOpened(deviceId, tags, '', `hub ${entry.hub}`);
     } else if (!onlineThere && this.#remoteOnline.delete(deviceId) && (entry === null || entry.hub !== this.link.hubId)) {
-      // Gone offline on the other hub (a device that moved here is opened by its own session).
-      peer.live.sessionClosed(deviceId, REMOTE_CLOSE, false);
+      // Gone offline on the other hub (a device that moved here is opened by
+      // its own session), with the close that hub saw.
+      peer.live.sessionClosed(deviceId, entry?.code ?? REMOTE_CLOSE, entry?.byHub ?? false);
     }
   }
 

@@ -21,6 +21,9 @@ export interface OwnerEntry {
   online: boolean;
   /** The durable seq when the session ended (0 while online, or unknown). */
   seq: number;
+  /** Offline: the close code that ended the session, and whether the hub closed it (absent while online). */
+  code?: number;
+  byHub?: boolean;
 }
 
 /** Owner entries are small; anything bigger is not ours. */
@@ -32,7 +35,10 @@ export function parseOwner(data: Uint8Array): OwnerEntry | null {
   try {
     const v = JSON.parse(Buffer.from(data).toString('utf8')) as Partial<OwnerEntry>;
     if (typeof v.hub !== 'string' || typeof v.at !== 'number' || typeof v.online !== 'boolean' || typeof v.seq !== 'number') return null;
-    return { hub: v.hub, at: v.at, online: v.online, seq: v.seq };
+    const entry: OwnerEntry = { hub: v.hub, at: v.at, online: v.online, seq: v.seq };
+    if (typeof v.code === 'number' && Number.isInteger(v.code) && v.code >= 1000 && v.code <= 4999) entry.code = v.code;
+    if (typeof v.byHub === 'boolean') entry.byHub = v.byHub;
+    return entry;
   } catch {
     return null;
   }
@@ -133,11 +139,11 @@ export class DeviceOwners {
    * durable seq, if this hub still owns it (compare-and-set: a newer owner
    * is never overwritten). Best effort, never throws.
    */
-  release(deviceId: string, durableSeq: number): Promise<void> {
+  release(deviceId: string, durableSeq: number, close?: { code: number; byHub: boolean }): Promise<void> {
     const rev = this.#held.get(deviceId);
     if (rev === undefined) return Promise.resolve();
     this.#held.delete(deviceId);
-    const value = JSON.stringify({ hub: this.#hub, at: this.#now(), online: false, seq: durableSeq } satisfies OwnerEntry);
+    const value = JSON.stringify({ hub: this.#hub, at: this.#now(), online: false, seq: durableSeq, ...(close ? { code: close.code, byHub: close.byHub } : {}) } satisfies OwnerEntry);
     return this.#kv.update(deviceToken(deviceId), value, rev).then(() => undefined, () => undefined);
   }
 
@@ -146,7 +152,7 @@ export class DeviceOwners {
 
   /** Releases every device held (shutdown), each with its durable seq. */
   async releaseAll(durableSeq: (deviceId: string) => number): Promise<void> {
-    await Promise.all([...this.#held.keys()].map((d) => this.release(d, durableSeq(d))));
+    await Promise.all([...this.#held.keys()].map((d) => this.release(d, durableSeq(d), { code: 1001, byHub: true })));
   }
 
   stop(): void {

@@ -46,8 +46,8 @@ export function handshakeSweepMs(handshakeTimeoutMs: number): number {
 export interface SessionOwnership {
   /** Makes this hub the device's owner; the store then knows the device's cluster-wide seqs. Rejects when that cannot be done now. */
   claim(deviceId: string): Promise<void>;
-  /** The device's welcomed session here ended. */
-  release(deviceId: string): void;
+  /** The device's welcomed session here ended, with this close code (byHub: the hub closed it). */
+  release(deviceId: string, code: number, byHub: boolean): void;
 }
 
 export interface LifecycleDeps {
@@ -117,7 +117,7 @@ export class SessionLifecycle {
     this.#live.connectionCount(this.#table.sockets.size);
     if (session.welcomed) {
       this.#live.sessionClosed(session.deviceId, code, session.closedByHub);
-      if (current) this.#deps.ownership?.release(session.deviceId);
+      if (current) this.#deps.ownership?.release(session.deviceId, code, session.closedByHub);
     }
     this.#deviceLog.debug('device_session_closed', { device: session.deviceId, session: session.id, code }, 'device session closed');
   }
