@@ -342,3 +342,25 @@ test('cluster - shared registry: a device removed from hub A\'s file is closed (
   const refused = new RawDevice(b.url, { token: f.tokens.get('dev-1') });
   assert.equal((await within(refused.refused, 3000, 'dev-1 refused')).status, 401);
 });
+
+test('cluster - a session that ends while its claim is in flight hands the claim back (no device left "online" on a hub that has no session)', async (t) => {
+  const stream = streamName();
+  const f = fleet(['slow']);
+  const h = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f, config: { handshakeTimeoutMs: 300 } });
+  const d = new RawDevice(h.url, { token: f.tokens.get('slow') });
+  await within(d.opened, 3000, 'open');
+  nats.proc?.kill('SIGSTOP');
+  let resumed = false;
+  t.after(() => { if (!resumed) nats.proc?.kill('SIGCONT'); });
+  d.hello('slow');
+  const closed = await within(d.closed, 5000, 'handshake timeout while the claim hangs');
+  assert.equal(closed.code, 4001);
+  nats.proc?.kill('SIGCONT');
+  resumed = true;
+  const owners = h.cluster.link.owners;
+  await until(async () => {
+    const e = await owners.get(Buffer.from('slow').toString('base64url'));
+    return e !== null && (JSON.parse(e.string()) as { online: boolean }).online === false;
+  }, 10_000, 'owner entry offline', 100);
+  assert.equal(h.cluster.owners.held, 0);
+});

@@ -165,7 +165,13 @@ export class SessionLifecycle {
     // timeout still runs (the session stays in awaitingHello until Welcome).
     session.state = 'claiming';
     ownership.claim(session.deviceId).then(
-      () => { if (session.state === 'claiming' && session.ws === ws) this.#welcome(session, ws, hello, firmware); },
+      () => {
+        if (session.state === 'claiming' && session.ws === ws) return this.#welcome(session, ws, hello, firmware);
+        // Gone while claiming (handshake timeout, the device left): the claim
+        // is handed back unless a newer session of the device is here now.
+        const now = session.device.session;
+        if (now === null || now === session) ownership.release(session.deviceId, 1006, false);
+      },
       (err: unknown) => {
         this.#deviceLog.warn('device_claim_failed', { device: session.deviceId, err: (err as Error).message }, 'cannot make this hub the device\'s owner; device told to come back later');
         if (session.state === 'claiming') this.close(session, CloseCode.TRY_AGAIN_LATER, 'cluster unavailable', this.#config.retryAfterMs, null);
