@@ -23,7 +23,13 @@ export const ACK_WAIT_MS = 15_000;
 const WORKING_EVERY_MS = 5_000;
 /** Held here (delivered, not yet confirmed by InfluxDB) before fetching stops. */
 const MAX_HELD_BYTES = 32 << 20;
-const FETCH_BYTES = 4 << 20;
+/**
+ * Messages asked for in one fetch, at most (by count: a fetch by bytes
+ * alone gets nats.js's default of 100 messages and then waits out its
+ * expiry). Fewer when the room left under MAX_HELD_BYTES is smaller at the
+ * average size seen.
+ */
+const FETCH_MESSAGES = 2000;
 const FETCH_EXPIRES_MS = 1_000;
 /** Records larger than this are not ours (device messages are capped far below it). */
 const MAX_RECORD_BYTES = 64 << 20;
@@ -49,6 +55,7 @@ export class StreamReader implements SpoolReader {
   #room: (() => void) | null = null;
   #working: NodeJS.Timeout | null = null;
   #loop: Promise<void> | null = null;
+  #bytesSeen = 0;
   delivered = 0;
   redelivered = 0;
   acked = 0;
@@ -139,7 +146,9 @@ export class StreamReader implements SpoolReader {
       if (this.#heldBytes >= MAX_HELD_BYTES) { await new Promise<void>((resolve) => { this.#room = resolve; }); continue; }
       let got = 0;
       try {
-        const batch = await consumer.fetch({ max_bytes: FETCH_BYTES, expires: FETCH_EXPIRES_MS });
+        const avg = this.delivered > 0 ? Math.max(64, this.#bytesSeen / this.delivered) : 1024;
+        const room = Math.max(1, Math.floor((MAX_HELD_BYTES - this.#heldBytes) / avg));
+        const batch = await consumer.fetch({ max_messages: Math.min(FETCH_MESSAGES, room), expires: FETCH_EXPIRES_MS });
         for await (const msg of batch) { if (this.#add(msg)) got++; }
       } catch (err) {
         if (this.#closed) break;
@@ -168,6 +177,7 @@ export class StreamReader implements SpoolReader {
     }
     const start = this.#next;
     this.#next += data.length;
+    this.#bytesSeen += data.length;
     this.#held.push({ msg, record: { batch, end: { segment: 0, offset: this.#next } }, start, bytes: data.length });
     this.#heldBytes += data.length;
     return true;
