@@ -219,7 +219,8 @@ test('cluster - a batch in flight while NATS restarts is sent again with the sam
   const pending = store.append(accepted('dev-r', 2));
   let settled = false;
   void pending.then(() => { settled = true; }, () => { settled = true; });
-  await new Promise((r) => setTimeout(r, 1500));
+  // The first attempt times out (500 ms) and the batch is sent again while the server still does not answer.
+  await until(() => store.retries >= 1, 15_000, 'a second attempt');
   assert.equal(settled, false, 'not durable while the server does not answer');
   assert.equal(store.durableSeq('dev-r'), 1);
   nats.proc?.kill('SIGCONT');

@@ -26,7 +26,7 @@ export const HUB_HEADER = 'Telemetry-Hub';
 
 /** How often the stream's size is read (pressure, the full flag). */
 const STATE_POLL_MS = 1000;
-/** A full stream takes batches again below this share of its cap. */
+/** A full stream takes batches again below this share of its cap (and with room for twice the largest batch it refused). */
 const RESUME_BELOW = 0.95;
 const RETRY_FIRST_MS = 50;
 const RETRY_MAX_MS = 2000;
@@ -63,6 +63,8 @@ export class StreamStore implements BatchStore {
   #closed = false;
   readonly #stop = new AbortController();
   #full = false;
+  /** The largest publish refused at the cap (the room it needs). */
+  #refusedBytes = 0;
   #streamBytes = 0;
   readonly #poll: NodeJS.Timeout;
   /** Publishes sent again after a failed attempt. */
@@ -96,7 +98,8 @@ export class StreamStore implements BatchStore {
     try {
       const info = await this.#link.jsm.streams.info(this.#link.names.stream);
       this.#streamBytes = info.state.bytes;
-      if (this.#full && info.state.bytes < this.#maxBytes * RESUME_BELOW) {
+      // Full until the sink has made room for what was refused, twice over.
+      if (this.#full && info.state.bytes < Math.min(this.#maxBytes * RESUME_BELOW, this.#maxBytes - 2 * this.#refusedBytes)) {
         this.#full = false;
         this.#log.info({ bytes: info.state.bytes }, 'JetStream stream below its cap again: batches accepted');
       }
@@ -176,6 +179,7 @@ export class StreamStore implements BatchStore {
         return;
       } catch (err) {
         if (isLimitError(err)) {
+          this.#refusedBytes = Math.max(this.#refusedBytes, payload.length);
           if (!this.#full) this.#log.warn({ stream: link.names.stream }, `JetStream stream ${link.names.stream} is full (HUB_NATS_MAX_BYTES): batches refused with 1013 until the sink drains it`);
           this.#full = true;
         }
