@@ -231,7 +231,7 @@ test('cluster - a batch in flight while NATS restarts is sent again with the sam
   assert.deepEqual(await storedSeqs(stream, 'dev-r'), [1, 2]);
 });
 
-test('cluster - the stream at its cap (work queue, nothing shipped): batches are refused with 1013 and credit drops to 0', async (t) => {
+test('cluster - the stream at its cap (work queue, nothing shipped): credit shrinks past half of the cap, then batches are refused with 1013', async (t) => {
   const stream = streamName();
   const f = fleet(['big']);
   const h = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f, withSink: true, config: { natsMaxBytes: 1 << 20, maxBatchReadings: 10_000, maxReadingsPerSecond: 10_000_000, readingsBurst: 100_000_000 } });
@@ -239,13 +239,17 @@ test('cluster - the stream at its cap (work queue, nothing shipped): batches are
   let seq = 0;
   let closed: { code: number } | null = null;
   void d.closed.then((c) => { closed = c; });
-  // ~80 KiB per batch (10,000 readings of noise): the 1 MiB cap is reached in a few.
+  // ~80 KiB per batch (10,000 readings of noise): the 1 MiB cap is reached in
+  // about a dozen; slowly enough that the stream's fill (read every second)
+  // is seen on the way: past half of the cap, acks carry less credit.
   for (; seq < 40 && !closed; seq++) {
     d.batch(batchOf(seq + 1, 10_000, { defs: seq === 0, value: () => Math.random() }));
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
   }
   const c = await within(d.closed, 10_000, 'closed at the cap');
   assert.equal(c.code, CloseCode.TRY_AGAIN_LATER);
+  const credits = d.frames.filter((m) => m.msg === 'ack').map((m) => m.ack?.credit ?? 0);
+  assert.ok(credits.some((x) => x > 0 && x < h.config.window), `credit shrank before the cap: ${credits.join(',')}`);
   assert.equal(h.cluster.store.pressure(), 1);
   const ready = await (await fetch(`http://127.0.0.1:${h.port}/readyz`)).json() as { reasons: string[] };
   assert.deepEqual(ready.reasons, ['JetStream stream full']);
