@@ -57,9 +57,8 @@ export async function waitHealthy(base: string, proc: ChildProcess, ms = 30_000)
 /** Benchmark hubs are started with HUB_METRICS_TOKEN set to this, so /metrics can be scraped without signing in. */
 export const BENCH_METRICS_TOKEN = 'bench-metrics-token';
 
-/** The hub's /metrics as `name{labels}` -> value. */
-export async function scrape(port: number): Promise<Map<string, number>> {
-  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${BENCH_METRICS_TOKEN}` } })).text();
+/** Prometheus text as `name{labels}` -> value. */
+export function parseMetrics(text: string): Map<string, number> {
   const out = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (!line || line.startsWith('#')) continue;
@@ -67,6 +66,11 @@ export async function scrape(port: number): Promise<Map<string, number>> {
     out.set(line.slice(0, i), Number(line.slice(i + 1)));
   }
   return out;
+}
+
+/** The hub's /metrics as `name{labels}` -> value. */
+export async function scrape(port: number): Promise<Map<string, number>> {
+  return parseMetrics(await (await fetch(`http://127.0.0.1:${port}/metrics`, { headers: { authorization: `Bearer ${BENCH_METRICS_TOKEN}` } })).text());
 }
 
 /**

@@ -15,6 +15,7 @@ import type { Socket } from 'node:net';
 import type { TestContext } from 'node:test';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { parseMetrics } from '../../scripts/bench-lib.ts';
 
 /** How much of a hub's output `log()` keeps (the tail). */
 const LOG_LIMIT = 64 * 1024;
@@ -94,16 +95,6 @@ export interface HubStatus {
   sink: { name: string; state: string; linesWritten?: number; errors?: number; lastError?: string | null };
 }
 
-/** Prometheus text as `name{labels}` -> value. */
-export function parseMetrics(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const i = line.lastIndexOf(' ');
-    out.set(line.slice(0, i), Number(line.slice(i + 1)));
-  }
-  return out;
-}
 
 /** One hub's status and metrics, both read over one connection (so both are that hub's). */
 export interface HubSample { hub: string; at: number; status: HubStatus; metrics: Map<string, number> }
