@@ -1,4 +1,4 @@
-// npm run bench -- [--only ingest,density,wire,e2e] [--quick] [--json] [options]
+// npm run bench -- [--only ingest,density,wire,e2e,cluster] [--quick] [--json] [options]
 //
 // Comparisons, each printed as one table with its ratio against a baseline
 // measured in the same run (docs/BENCHMARKS.md explains each one):
@@ -13,6 +13,11 @@
 //   wire     bytes per reading: protobuf Batch vs line protocol vs JSON
 //   e2e      bench:storage and bench:live, run as children, folded in
 //            (`storage` or `live` alone also work with --only)
+//   cluster  the hub in cluster mode (JetStream, scripts/bench/cluster.ts)
+//            vs the local spool, 20 readings/msg: msgs/s and hub and
+//            nats-server CPU per message closed loop for 1 hub on one
+//            nats-server (R1) and HUB_WORKERS=2 on it; ack latency open loop
+//            at a share of the R1 rate for the spool, R1 and R3 (3 servers)
 // Everything runs on this machine over 127.0.0.0/8, every child stops by
 // itself, and the run prints the machine and its own command first.
 // Never part of npm test.
@@ -25,6 +30,8 @@
 //   --sessions 10000,50000 (quick 10000)  --sessions-per-process 10000  --per-address 1000
 //   --settle 5 (quick 2): seconds before each RSS reading
 //   --storage-args "..."  --live-args "...": replace bench:storage / bench:live arguments
+//   --cluster-share 0.5: the cluster open-loop rate, a share of the R1 closed-loop msgs/s
+//   --cluster-cpu-prof DIR: the hub of the closed-loop spool and R1 points runs with --cpu-prof, profiles in DIR
 //   --markdown: the tables also as markdown
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -34,6 +41,7 @@ import { compiled } from './bench-lib.ts';
 import { ensureSimFleet } from './sim-fleet.ts';
 import { densityTable, runDensity, sessionCap, type DensityOptions, type DensityPoint } from './bench/density.ts';
 import { openFileLimit } from './bench/proc.ts';
+import { clusterClosedTable, clusterOpenTable, runCluster, type ClusterOptions, type ClusterRun } from './bench/cluster.ts';
 import { e2eTable, E2E_NAMES, runE2e, type E2eResult } from './bench/e2e.ts';
 import { ingestTable, manyDevicesTable, openLoopTable, runIngest, type IngestOptions, type IngestRun } from './bench/ingest.ts';
 import { machine, machineLines } from './bench/machine.ts';
@@ -41,11 +49,11 @@ import { SERVER_KINDS, type ServerContext, type ServerKind } from './bench/serve
 import { fmt, markdownTable, ratio, renderTable, type Table } from './bench/table.ts';
 import { wireCost, type WireRow } from './bench/wire.ts';
 
-const COMPARISONS = ['ingest', 'density', 'wire', 'storage', 'live'] as const;
+const COMPARISONS = ['ingest', 'density', 'wire', 'storage', 'live', 'cluster'] as const;
 type Comparison = typeof COMPARISONS[number];
 
 function usage(msg: string, code = 2): never {
-  (code === 0 ? console.log : console.error)(`${msg ? `bench: ${msg}\n` : ''}usage: npm run bench -- [--only ingest,density,wire,e2e|storage|live] [--quick] [--json] [--markdown] [--sizes 8,20,100,1000] [--servers hub,mosquitto,ws] [--clients N] [--window N] [--warmup S] [--duration S] [--client-processes N] [--open-loop 0.5,0.8|none] [--many-devices 2000x10|none] [--sessions 10000,50000] [--sessions-per-process N] [--per-address N] [--settle S] [--storage-args "..."] [--live-args "..."]`);
+  (code === 0 ? console.log : console.error)(`${msg ? `bench: ${msg}\n` : ''}usage: npm run bench -- [--only ingest,density,wire,e2e|storage|live,cluster] [--quick] [--json] [--markdown] [--sizes 8,20,100,1000] [--servers hub,mosquitto,ws] [--clients N] [--window N] [--warmup S] [--duration S] [--client-processes N] [--open-loop 0.5,0.8|none] [--many-devices 2000x10|none] [--sessions 10000,50000] [--sessions-per-process N] [--per-address N] [--settle S] [--storage-args "..."] [--live-args "..."] [--cluster-share 0.5] [--cluster-cpu-prof DIR]`);
   process.exit(code);
 }
 
@@ -59,6 +67,7 @@ try {
       warmup: { type: 'string' }, duration: { type: 'string' }, 'client-processes': { type: 'string' }, 'open-loop': { type: 'string' }, 'many-devices': { type: 'string' },
       sessions: { type: 'string' }, 'sessions-per-process': { type: 'string' }, 'per-address': { type: 'string' }, settle: { type: 'string' },
       'storage-args': { type: 'string' }, 'live-args': { type: 'string' },
+      'cluster-share': { type: 'string' }, 'cluster-cpu-prof': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -80,7 +89,7 @@ const list = (name: string, raw: string | undefined, def: number[]): number[] =>
 const only = new Set<Comparison>();
 for (const w of (values.only ?? COMPARISONS.join(',')).split(',').map((s) => s.trim()).filter(Boolean)) {
   if (w === 'e2e') { only.add('storage'); only.add('live'); continue; }
-  if (!(COMPARISONS as readonly string[]).includes(w)) usage(`--only: unknown comparison ${w} (ingest, density, wire, e2e, storage, live)`);
+  if (!(COMPARISONS as readonly string[]).includes(w)) usage(`--only: unknown comparison ${w} (ingest, density, wire, e2e, storage, live, cluster)`);
   only.add(w as Comparison);
 }
 const servers = (values.servers ?? SERVER_KINDS.join(',')).split(',').map((s) => s.trim()) as ServerKind[];
@@ -109,6 +118,12 @@ const perProcess = positive('sessions-per-process', values['sessions-per-process
 if (perProcess > 19_000) usage('--sessions-per-process: at most 19000 (one process may hold 20,000 open files)');
 const perAddress = positive('per-address', values['per-address'], 1000);
 const settleSeconds = positive('settle', values.settle, quick ? 2 : 5, false);
+const clusterShare = ((): number => {
+  const v = Number(values['cluster-share'] ?? '0.5');
+  if (!(v > 0 && v < 1)) usage(`--cluster-share: ${values['cluster-share']} is not a share between 0 and 1`);
+  return v;
+})();
+const clusterCpuProf = values['cluster-cpu-prof'] === undefined ? null : resolve(values['cluster-cpu-prof']);
 const splitArgs = (s: string | undefined): string[] | undefined => (s === undefined ? undefined : s.split(/\s+/).filter(Boolean));
 
 // Progress goes to stderr; stdout carries the tables (or, with --json, one JSON object).
@@ -134,10 +149,10 @@ const show = (t: Table): void => { tables.push(t); print(renderTable(t)); if (va
 
 const report: {
   command: string; startedAt: string; quick: boolean; machine: typeof m; options: Record<string, unknown>;
-  wire?: WireRow[]; ingest?: IngestRun; density?: DensityPoint[]; e2e?: E2eResult[];
+  wire?: WireRow[]; ingest?: IngestRun; density?: DensityPoint[]; e2e?: E2eResult[]; cluster?: ClusterRun;
 } = {
   command, startedAt: new Date().toISOString(), quick, machine: m,
-  options: { only: [...only], sizes, servers, clients, window, warmupSeconds, measureSeconds, clientProcesses, sessions, perProcess, perAddress, settleSeconds },
+  options: { only: [...only], sizes, servers, clients, window, warmupSeconds, measureSeconds, clientProcesses, sessions, perProcess, perAddress, settleSeconds, clusterShare, clusterCpuProf },
 };
 
 async function main(): Promise<void> {
@@ -162,7 +177,7 @@ async function main(): Promise<void> {
     });
   }
 
-  const needsServers = only.has('ingest') || only.has('density');
+  const needsServers = only.has('ingest') || only.has('density') || only.has('cluster');
   if (needsServers) {
     // The compiled hub (and simulator) of this checkout, built first when stale: what `npm start` runs.
     const run = await compiled(root);
@@ -170,7 +185,7 @@ async function main(): Promise<void> {
     const tokensFile = join(tmp, 'tokens.json');
     const prefix = 'bench-';
     // As many devices as the largest hub density point can hold (a server holds at most its open-file limit, as this process).
-    const fleet = Math.max(only.has('ingest') ? Math.max(clients, manyDevices?.devices ?? 0) : 0, only.has('density') && servers.includes('hub') ? Math.min(Math.max(...sessions), sessionCap(openFileLimit(process.pid, 'hard'))) : 0);
+    const fleet = Math.max(only.has('ingest') ? Math.max(clients, manyDevices?.devices ?? 0) : 0, only.has('cluster') ? clients : 0, only.has('density') && servers.includes('hub') ? Math.min(Math.max(...sessions), sessionCap(openFileLimit(process.pid, 'hard'))) : 0);
     log(`registering ${fmt(fleet)} bench devices (registry and tokens in ${tmp})`);
     ensureSimFleet(registry, tokensFile, fleet, prefix);
     const ctx: ServerContext = { root, tmp, hub: run.hub, registry, mosquittoPath: m.mosquittoPath, window };
@@ -201,6 +216,15 @@ async function main(): Promise<void> {
       const t = densityTable(points, o);
       t.notes = [...skipped, ...(t.notes ?? [])];
       show(t);
+    }
+
+    // ---- 5. cluster mode (JetStream) vs the local spool ----
+    if (only.has('cluster')) {
+      const o: ClusterOptions = { clients, window, warmupSeconds, measureSeconds, clientProcesses, tokensFile, prefix, root, share: clusterShare, cpuProfDir: clusterCpuProf };
+      const r = await runCluster(ctx, o, log);
+      report.cluster = r;
+      show(clusterClosedTable(r, o));
+      if (r.open.length) show(clusterOpenTable(r, o));
     }
   }
 

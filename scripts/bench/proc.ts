@@ -27,6 +27,17 @@ export function cpuSeconds(pid: number): number {
   return f ? (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND : NaN;
 }
 
+/** CPU seconds the whole machine spent busy (every core: /proc/stat's cpu line less idle and iowait); NaN off Linux. */
+export function machineBusySeconds(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+    const [user, nice, system, , , irq, softirq, steal] = f;
+    return (user! + nice! + system! + irq! + softirq! + steal!) / TICKS_PER_SECOND;
+  } catch {
+    return NaN;
+  }
+}
+
 /** utime + stime of a process's main thread alone (its JavaScript thread, for Node.js), in seconds; NaN when it is gone. */
 export function mainThreadCpuSeconds(pid: number): number {
   try {
@@ -97,6 +108,39 @@ export function openFileLimit(pid: number, which: 'soft' | 'hard' = 'soft'): num
   } catch {
     return NaN;
   }
+}
+
+/**
+ * Sockets in LISTEN state on a local TCP port (/proc/net/tcp and tcp6): with
+ * SO_REUSEPORT each process sharing the port has its own, so HUB_WORKERS=N
+ * hubs show N once every one of them listens.
+ */
+export function listeningSockets(port: number): number {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let n = 0;
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try { text = readFileSync(file, 'utf8'); } catch { continue; }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length > 3 && f[1]!.endsWith(hex) && f[3] === '0A') n++;
+    }
+  }
+  return n;
+}
+
+/**
+ * For a process this run started some other way (the NATS servers of
+ * hub/test/nats-server.ts, which end them at exit but not when this process
+ * is SIGKILLed): a watchdog (sh, checking every 2 s) that SIGKILLs `pid` if
+ * this process dies first. Returns the watchdog's cancel, for when `pid` was stopped.
+ */
+export function killWithRun(pid: number): () => void {
+  const dog = spawn('sh', ['-c', `while kill -0 ${process.pid} 2>/dev/null && kill -0 ${pid} 2>/dev/null; do sleep 2; done; if kill -0 ${pid} 2>/dev/null; then kill -KILL ${pid} 2>/dev/null; fi`], {
+    detached: true, stdio: 'ignore',
+  });
+  dog.unref();
+  return () => { if (dog.exitCode === null && dog.signalCode === null) dog.kill('SIGKILL'); };
 }
 
 /** Every child this run started, ended (by process group) when the run exits. */

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { BENCH_METRICS_TOKEN, freePort, scrape, waitHealthy, type Launch } from '../bench-lib.ts';
 import { compiledEnv } from '../build.ts';
-import { openFileLimit, running, sleep, spawnTracked, stopChild } from './proc.ts';
+import { listeningSockets, openFileLimit, running, sleep, spawnTracked, stopChild } from './proc.ts';
 
 export type ServerKind = 'hub' | 'mosquitto' | 'ws';
 export const SERVER_KINDS: readonly ServerKind[] = ['hub', 'mosquitto', 'ws'];
@@ -48,6 +48,12 @@ export interface Server {
 export interface StartOptions {
   /** Node servers: start with --inspect on a free loopback port, so that gc() can force a full collection. */
   inspect?: boolean;
+  /** The hub: more environment over the benchmark's (cluster mode: HUB_NATS_URL, HUB_NATS_REPLICAS, HUB_WORKERS, HUB_ID). */
+  env?: NodeJS.ProcessEnv;
+  /** The hub: node flags before its script (--cpu-prof ...). */
+  nodeArgs?: string[];
+  /** The hub: healthy once this many sockets listen on its port (HUB_WORKERS=N: N processes, SO_REUSEPORT); default 1. */
+  listeners?: number;
 }
 
 /** HeapProfiler.collectGarbage over the inspector protocol of the node process listening on `port`. */
@@ -117,7 +123,7 @@ export async function startHub(ctx: ServerContext, name: string, opts: StartOpti
   const inspect = await inspectArgs(opts);
   const dataDir = join(ctx.tmp, `hub-${name}`);
   mkdirSync(dataDir, { recursive: true });
-  const c = spawnTracked(process.execPath, [...inspect.args, ...ctx.hub.args], {
+  const c = spawnTracked(process.execPath, [...inspect.args, ...(opts.nodeArgs ?? []), ...ctx.hub.args], {
     cwd: ctx.root,
     env: {
       ...ctx.hub.env, HUB_HOST: '127.0.0.1', HUB_PORT: String(port), HUB_DATA_DIR: dataDir, HUB_DEVICES_FILE: ctx.registry,
@@ -125,12 +131,21 @@ export async function startHub(ctx: ServerContext, name: string, opts: StartOpti
       // Lifted: these refuse a benchmark's load from one machine, not a fleet's.
       HUB_MAX_CONN_PER_ADDRESS: '1000000', HUB_MAX_CONNECTIONS: '1000000', HUB_ADMISSION_RATE: '1000000', HUB_ADMISSION_BURST: '10000000',
       HUB_MAX_READINGS_PER_SEC: '10000000', HUB_READINGS_BURST: '100000000',
+      ...opts.env,
     },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const stderr = collectStderr(c);
   try {
     await waitHealthy(`http://127.0.0.1:${port}`, c, 60_000);
+    // HUB_WORKERS=N: /healthz answered from one of them; every one listening on the port.
+    const want = opts.listeners ?? 1;
+    const end = Date.now() + 60_000;
+    while (listeningSockets(port) < want) {
+      if (!running(c)) throw new Error(`the hub exited (${c.exitCode ?? c.signalCode}) before ${want} processes listened on ${port}`);
+      if (Date.now() > end) throw new Error(`${listeningSockets(port)} of ${want} hub processes listen on ${port} after 60 s`);
+      await sleep(100);
+    }
   } catch (err) {
     await stopChild(c);
     throw new Error(`${(err as Error).message}; hub stderr: ${stderr()}`, { cause: err });
