@@ -237,7 +237,6 @@ async function main(): Promise<void> {
     // Cluster mode: watching device owners before the first device can claim one.
     await cluster?.start({
       devices: hub.devices, live, tagsOf: (deviceId) => registry.tagsOf(deviceId), shareEveryMs: config.liveTickMs,
-      onRemoteBatch: rollups ? (b) => rollups.record(b) : undefined,
     });
     await hub.listen();
   } catch (err) {

@@ -14,6 +14,7 @@ import { buildApp, type Hub } from '../src/app.ts';
 import { DeviceRegistry, generateToken, hashToken, type RegistryFile } from '../src/auth/registry.ts';
 import { Cluster } from '../src/cluster/cluster.ts';
 import { ClusterLink, clusterNames } from '../src/cluster/link.ts';
+import { Publisher, PublishError } from '../src/cluster/publisher.ts';
 import { StreamReader } from '../src/cluster/stream-reader.ts';
 import { SEQ_HEADER, StreamStore } from '../src/cluster/stream-store.ts';
 import { loadConfig, type HubConfig } from '../src/core/config.ts';
@@ -368,4 +369,23 @@ test('cluster - a session that ends while its claim is in flight hands the claim
     return e !== null && (JSON.parse(e.string()) as { online: boolean }).online === false;
   }, 10_000, 'owner entry offline', 100);
   assert.equal(h.cluster.owners.held, 0);
+});
+
+test('cluster - the publisher: PubAcks matched to their publish, duplicates flagged, no stream (503) and a silent server (timeout) are errors', async (t) => {
+  const stream = streamName();
+  const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'p' });
+  const link = await ClusterLink.open({ config, log, withSink: true });
+  t.after(() => link.close());
+  const pub = new Publisher(link.nc, 400);
+  t.after(() => pub.close());
+  const subject = link.names.batchSubject('dev-p');
+  const acks = await Promise.all([1, 2, 3, 1].map((n) => pub.publish(subject, new Uint8Array([n]), [['Nats-Msg-Id', `p:${n}`]])));
+  assert.deepEqual(acks.map((a) => a.duplicate), [false, false, false, true]);
+  assert.deepEqual(acks.map((a) => a.seq), [1, 2, 3, 1]);
+  await assert.rejects(pub.publish('no-stream-here.x', new Uint8Array([1]), []), (err: Error) => err instanceof PublishError && err.code === 503);
+  nats.proc?.kill('SIGSTOP');
+  t.after(() => nats.proc?.kill('SIGCONT'));
+  await assert.rejects(pub.publish(subject, new Uint8Array([4]), [['Nats-Msg-Id', 'p:4']]), /not acknowledged within 400 ms/);
+  nats.proc?.kill('SIGCONT');
+  assert.equal(pub.waiting, 0);
 });

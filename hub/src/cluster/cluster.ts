@@ -8,27 +8,24 @@
 // - live: each tick every hub publishes the partials its own batches added
 //   (live-share.ts) and merges the other hubs', so a dashboard on any hub
 //   shows the whole fleet; presence of devices on other hubs comes from the
-//   owner entries. Without InfluxDB the in-memory history also needs the
-//   other hubs' batches: then a core NATS subscription on the batch subjects
-//   gets them (the server fans each publish out to the stream and to it).
+//   owner entries. (Without InfluxDB, /api/v1/history of a hub covers the
+//   devices whose batches it stored: the in-memory history is per hub.)
 // - hubs: each hub publishes a heartbeat every HEARTBEAT_MS (id, devices,
 //   connections); a hub unseen for HUB_GONE_MS is down.
 // Imports: core, spool (codec), ingest (the SessionOwnership seam, types),
 // live (LiveFeed, types), cluster/*.
 import type { Subscription } from '@nats-io/transport-node';
 import { Counter, Gauge } from 'prom-client';
-import type { AcceptedBatch } from '../core/batch.ts';
 import type { HubConfig } from '../core/config.ts';
 import type { Logger } from '../core/log.ts';
 import type { HubMetrics } from '../core/metrics.ts';
 import type { SessionOwnership } from '../ingest/lifecycle.ts';
 import type { LiveState } from '../live/state.ts';
 import { decodeLiveShare, encodeLiveShare } from './live-share.ts';
-import { checkFrame, decodeRecord } from '../spool/codec.ts';
 import { ClusterLink } from './link.ts';
 import { DeviceOwners, type OwnerChange } from './owners.ts';
 import { StreamReader } from './stream-reader.ts';
-import { HUB_HEADER, StreamStore } from './stream-store.ts';
+import { StreamStore } from './stream-store.ts';
 
 export const HEARTBEAT_MS = 2_000;
 export const HUB_GONE_MS = 3 * HEARTBEAT_MS;
@@ -69,8 +66,6 @@ export interface ClusterPeer {
   shareEveryMs?: number;
   /** Registry tags of a device (for presence of devices on other hubs). */
   tagsOf(deviceId: string): Readonly<Record<string, string>> | undefined;
-  /** Also told every batch another hub stored (embedded history without InfluxDB). */
-  onRemoteBatch?: (batch: AcceptedBatch) => void;
 }
 
 export class Cluster {
@@ -85,7 +80,6 @@ export class Cluster {
   readonly #startedAtMs: number;
   #peer: ClusterPeer | null = null;
   readonly #hubs = new Map<string, HubInfo>();
-  #batches: Subscription | null = null;
   #partials: Subscription | null = null;
   #heartbeats: Subscription | null = null;
   #share: NodeJS.Timeout | null = null;
@@ -95,8 +89,6 @@ export class Cluster {
   #lagPoll: NodeJS.Timeout | null = null;
   /** Remote presence as the live path was last told, so a repeat of an entry changes nothing. */
   readonly #remoteOnline = new Set<string>();
-  remoteBatches = 0;
-  remoteDropped = 0;
   /** Live partial messages merged from other hubs, and dropped as malformed. */
   partialsMerged = 0;
   partialsDropped = 0;
@@ -138,7 +130,6 @@ export class Cluster {
   async start(peer: ClusterPeer): Promise<void> {
     this.#peer = peer;
     const { nc, names } = this.link;
-    if (peer.onRemoteBatch) this.#batches = nc.subscribe(names.batchSubjects, { callback: (err, msg) => { if (!err) this.#remoteBatch(msg.headers?.get(HUB_HEADER) ?? '', msg.data); } });
     peer.live.enableSharing(() => this.hubs().map(({ id, up, devices, connections, self }) => ({ id, up, devices, connections, self })));
     this.#partials = nc.subscribe(`${names.liveSubject}.partials.*`, { callback: (err, msg) => { if (!err) this.#remotePartials(msg.data); } });
     this.#share = setInterval(() => this.#publishPartials(), Math.min(1000, peer.shareEveryMs ?? 1000));
@@ -152,27 +143,6 @@ export class Cluster {
       await this.reader.start();
       this.#lagPoll = setInterval(() => void this.#readLag(), 5_000);
       this.#lagPoll.unref();
-    }
-  }
-
-  #remoteBatch(fromHub: string, data: Uint8Array): void {
-    if (fromHub === this.link.hubId || !this.#peer) return;
-    let batch: AcceptedBatch;
-    try {
-      const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      const frame = checkFrame(buf, 0, buf.length);
-      if (frame.kind !== 'ok') throw new Error(frame.kind === 'corrupt' ? frame.why : 'incomplete');
-      batch = decodeRecord(frame.payload);
-    } catch {
-      this.remoteDropped++;
-      return;
-    }
-    this.remoteBatches++;
-    try {
-      this.#peer.onRemoteBatch?.(batch);
-    } catch (err) {
-      this.remoteDropped++;
-      this.#log.error({ err }, 'history failed on a batch from another hub');
     }
   }
 
@@ -310,7 +280,6 @@ export class Cluster {
     counter('hub_cluster_redeliveries_total', 'Cluster mode: batches delivered to this hub\'s sink again (another hub died mid-write, or an ack wait passed)', () => this.reader?.redelivered ?? 0);
     counter('hub_cluster_takeovers_total', 'Cluster mode: device sessions this hub took over from another hub', () => this.owners.takeovers);
     counter('hub_cluster_sessions_moved_total', 'Cluster mode: device sessions here ended because another hub took the device (4002)', () => this.owners.lost);
-    counter('hub_cluster_remote_batches_total', 'Cluster mode, without InfluxDB: batches of other hubs fed to this hub\'s in-memory history', () => this.remoteBatches);
     const partials = (): [number, number] => [this.partialsMerged, this.partialsDropped];
     new Counter({
       name: 'hub_cluster_live_partials_total', help: 'Cluster mode: live partial messages from other hubs, merged or dropped as malformed', labelNames: ['result'], registers,
@@ -327,7 +296,6 @@ export class Cluster {
     if (this.#share) clearInterval(this.#share);
     this.#partials?.unsubscribe();
     if (this.#lagPoll) clearInterval(this.#lagPoll);
-    this.#batches?.unsubscribe();
     this.#heartbeats?.unsubscribe();
     await this.reader?.close();
     await this.store.close();

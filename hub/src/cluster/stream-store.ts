@@ -11,13 +11,13 @@
 // cluster holds for a device before its Welcome: the last message of its
 // subject. Imports: core, spool (the BatchStore seam, the record codec),
 // cluster/link.
-import { headers } from '@nats-io/transport-node';
 import type { AcceptedBatch } from '../core/batch.ts';
 import { StoreError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { encodeRecord } from '../spool/codec.ts';
 import type { BatchStore } from '../spool/store.ts';
 import type { ClusterLink } from './link.ts';
+import { Publisher } from './publisher.ts';
 
 /** The device seq of a stored message (a header, so a reader needs no decoding to find it). */
 export const SEQ_HEADER = 'Telemetry-Seq';
@@ -51,7 +51,6 @@ export class StreamStore implements BatchStore {
   readonly #link: ClusterLink;
   readonly #log: Logger;
   readonly #maxBytes: number;
-  readonly #ackTimeoutMs: number;
   readonly #accepted = new Map<string, number>();
   readonly #durable = new Map<string, number>();
   /** Per device, its appends not yet durable, in seq order; absent when none. */
@@ -67,6 +66,7 @@ export class StreamStore implements BatchStore {
   #refusedBytes = 0;
   #streamBytes = 0;
   readonly #poll: NodeJS.Timeout;
+  readonly #publisher: Publisher;
   /** Publishes sent again after a failed attempt. */
   retries = 0;
   /** Publishes JetStream answered as duplicates (a resend already stored, by any hub). */
@@ -77,7 +77,7 @@ export class StreamStore implements BatchStore {
     this.#link = opts.link;
     this.#log = opts.log;
     this.#maxBytes = opts.maxBytes;
-    this.#ackTimeoutMs = opts.ackTimeoutMs;
+    this.#publisher = new Publisher(opts.link.nc, opts.ackTimeoutMs);
     this.#poll = setInterval(() => void this.#readState(), STATE_POLL_MS);
     this.#poll.unref();
     void this.#readState();
@@ -170,11 +170,8 @@ export class StreamStore implements BatchStore {
         if (this.#stop.signal.aborted) throw new StoreError('HUB_ERR_STORE_CLOSED', `store closed before batch ${seq} of ${deviceId} was stored`);
         this.retries++;
       }
-      const h = headers();
-      h.set(SEQ_HEADER, String(seq));
-      h.set(HUB_HEADER, link.hubId);
       try {
-        const ack = await link.js.publish(subject, payload, { msgID, headers: h, timeout: this.#ackTimeoutMs });
+        const ack = await this.#publisher.publish(subject, payload, [['Nats-Msg-Id', msgID], [SEQ_HEADER, String(seq)], [HUB_HEADER, link.hubId]]);
         if (ack.duplicate) this.duplicates++;
         return;
       } catch (err) {
@@ -233,5 +230,6 @@ export class StreamStore implements BatchStore {
     clearInterval(this.#poll);
     this.#stop.abort();
     if (this.#inFlight > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    this.#publisher.close();
   }
 }
