@@ -48,8 +48,31 @@ function fleet(ids: string[]): { registry: RegistryFile; tokens: Map<string, str
 
 interface ClusterHub extends TestHub { cluster: Cluster; config: HubConfig; shared: SharedState }
 
-/** A stream name of its own for each test (one server for the file). */
-function streamName(): string { return `T${process.pid}x${++streams}`; }
+/**
+ * A stream name of its own for each test (one server for the file). The
+ * streams and KV buckets of the tests before are deleted first (their hubs
+ * are closed by then): JetStream reserves each stream's max_bytes (1 GiB by
+ * default) against the server's store limit, 75 % of the free disk, so a
+ * dozen tests' leftovers would make a small disk refuse the next stream.
+ */
+async function streamName(): Promise<string> {
+  const nc = await connect({ servers: nats.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    for await (const s of jsm.streams.list()) {
+      if (s.config.name.startsWith(`T${process.pid}x`) || s.config.name.startsWith(`KV_T${process.pid}x`)) await jsm.streams.delete(s.config.name);
+    }
+  } finally {
+    await nc.close();
+  }
+  return `T${process.pid}x${++streams}`;
+}
+
+/** Waits for the WebSocket to open; a refused upgrade fails at once with its status and why. */
+async function opened(d: RawDevice, what: string): Promise<void> {
+  const refusal = d.refused.then((r) => { throw new Error(`${what}: refused ${r.status} ${r.body.trim()}`); });
+  await within(Promise.race([d.opened, refusal]), 3000, what);
+}
 
 async function startClusterHub(t: TestContext, o: { hubId: string; stream: string; fleet: ReturnType<typeof fleet>; config?: Partial<HubConfig>; withSink?: boolean }): Promise<ClusterHub> {
   const config = loadConfig({}, {
@@ -73,7 +96,7 @@ async function startClusterHub(t: TestContext, o: { hubId: string; stream: strin
 
 async function welcomeOn(h: ClusterHub, deviceId: string): Promise<{ d: RawDevice; lastSeq: number }> {
   const d = new RawDevice(h.url, { token: h.tokens.get(deviceId) });
-  await within(d.opened, 3000, `${deviceId} open`);
+  await opened(d, `${deviceId} open`);
   d.hello(deviceId);
   const welcome = await d.next('welcome', 5000);
   return { d, lastSeq: welcome.lastSeq ?? 0 };
@@ -105,7 +128,7 @@ function accepted(deviceId: string, seq: number): AcceptedBatch {
 }
 
 test('cluster - acks only once JetStream stored the batch; the device on another hub resumes at the same seq and the first hub ends its session with 4002', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const f = fleet(['dev-1']);
   const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
   const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
@@ -129,7 +152,7 @@ test('cluster - acks only once JetStream stored the batch; the device on another
 });
 
 test('cluster - a resend that reaches another hub is stored once (Nats-Msg-Id within the duplicate window)', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'x' });
   const links: ClusterLink[] = [];
   t.after(async () => { for (const l of links) await l.close(); });
@@ -150,7 +173,7 @@ test('cluster - a resend that reaches another hub is stored once (Nats-Msg-Id wi
 });
 
 test('cluster - a device flapping between two hubs: one session at a time, every batch acked and stored exactly once', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const f = fleet(['flap']);
   const hubs = [await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f }), await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f })];
   let seq = 0;
@@ -172,7 +195,7 @@ test('cluster - a device flapping between two hubs: one session at a time, every
 });
 
 test('cluster - NATS unreachable: no ack, the session ends with 1013, new devices get 503 with Retry-After, /readyz says why; after NATS is back the device resumes and is acked', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const f = fleet(['dev-1', 'dev-2']);
   const h = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
   const { d } = await welcomeOn(h, 'dev-1');
@@ -207,16 +230,16 @@ test('cluster - NATS unreachable: no ack, the session ends with 1013, new device
 });
 
 test('cluster - a batch in flight while NATS restarts is sent again with the same id: stored once, acked', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'hub-a' });
   const link = await ClusterLink.open({ config, log, withSink: true });
   t.after(() => link.close());
   const store = new StreamStore({ link, log, maxBytes: config.natsMaxBytes, ackTimeoutMs: 500 });
   t.after(() => store.close());
   await store.append(accepted('dev-r', 1));
-  nats.proc?.kill('SIGSTOP');
+  await nats.pause();
   let resumed = false;
-  t.after(() => { if (!resumed) nats.proc?.kill('SIGCONT'); });
+  t.after(() => { if (!resumed) nats.resume(); });
   const pending = store.append(accepted('dev-r', 2));
   let settled = false;
   void pending.then(() => { settled = true; }, () => { settled = true; });
@@ -224,7 +247,7 @@ test('cluster - a batch in flight while NATS restarts is sent again with the sam
   await until(() => store.retries >= 1, 15_000, 'a second attempt');
   assert.equal(settled, false, 'not durable while the server does not answer');
   assert.equal(store.durableSeq('dev-r'), 1);
-  nats.proc?.kill('SIGCONT');
+  nats.resume();
   resumed = true;
   await within(pending, 15_000, 'stored after the server answers again');
   assert.equal(store.durableSeq('dev-r'), 2);
@@ -233,7 +256,7 @@ test('cluster - a batch in flight while NATS restarts is sent again with the sam
 });
 
 test('cluster - the stream at its cap (work queue, nothing shipped): credit shrinks past half of the cap, then batches are refused with 1013', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const f = fleet(['big']);
   const h = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f, withSink: true, config: { natsMaxBytes: 1 << 20, maxBatchReadings: 10_000, maxReadingsPerSecond: 10_000_000, readingsBurst: 100_000_000 } });
   const { d } = await welcomeOn(h, 'big');
@@ -257,7 +280,7 @@ test('cluster - the stream at its cap (work queue, nothing shipped): credit shri
 });
 
 test('cluster - the sink consumer is shared: each batch goes to one reader; what a closed reader held goes to the other', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream });
   const links = [await ClusterLink.open({ config: { ...config, hubId: 'a' }, log, withSink: true }), await ClusterLink.open({ config: { ...config, hubId: 'b' }, log, withSink: true })];
   t.after(async () => { for (const l of links) await l.close(); });
@@ -284,7 +307,7 @@ test('cluster - the sink consumer is shared: each batch goes to one reader; what
 });
 
 test('cluster - a dashboard on hub A sees a device connected to hub B (presence and its latest value) within a tick', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const f = fleet(['far-1']);
   const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
   const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
@@ -307,7 +330,7 @@ test('cluster - a dashboard on hub A sees a device connected to hub B (presence 
 });
 
 test('cluster - shared state: a sign-in on hub A works on hub B, a sign-out on B ends it on A; a rule added on A is in force on B', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const f = fleet(['dev-1']);
   const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
   const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
@@ -330,8 +353,29 @@ test('cluster - shared state: a sign-in on hub A works on hub B, a sign-out on B
   await until(async () => (await me(a)) === 401, 3000, 'signed out on hub A too');
 });
 
+test('cluster - shared registry: a device of the hub\'s own file is accepted as soon as start() resolves (not once the watch brings its own put back)', async (t) => {
+  const stream = await streamName();
+  const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'hub-a' });
+  const link = await ClusterLink.open({ config, log, withSink: false });
+  t.after(() => link.close());
+  const f = fleet(Array.from({ length: 50 }, (_, i) => `first-${i}`));
+  const registry = new DeviceRegistry(f.registry);
+  const operators = new Operators({ file: null, sessionsFile: null, sessionTtlMs: 60_000, limits: config });
+  const live = new LiveState({ maxSeries: 100, maxDevices: 100, alarmRulesFile: null, knownDevices: () => registry.entries() });
+  // Every registry the shared state puts in force holds the file's devices (a
+  // hub takes devices from the moment start() resolves, and must not refuse
+  // one of its own for the moment between its put and the watch's echo).
+  const missing: string[] = [];
+  const onRegistry = (): void => { for (const [id, token] of f.tokens) if (!registry.authenticate(token).ok) missing.push(id); };
+  const shared = new SharedState({ link, config, registry, operators, alarms: live.alarms, log: new LogLimiter(log, { perMinute: 60 }), onRegistry }, f.registry);
+  t.after(() => shared.stop());
+  await shared.start();
+  assert.deepEqual(missing, []);
+  for (const [id, token] of f.tokens) assert.equal(registry.authenticate(token).ok, true, `${id} accepted right after start`);
+});
+
 test('cluster - shared registry: a device removed from hub A\'s file is closed (4008) on hub B, where its session lives; one added there can connect to B', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const f = fleet(['dev-1', 'dev-2']);
   const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
   const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
@@ -350,18 +394,18 @@ test('cluster - shared registry: a device removed from hub A\'s file is closed (
 });
 
 test('cluster - a session that ends while its claim is in flight hands the claim back (no device left "online" on a hub that has no session)', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const f = fleet(['slow']);
   const h = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f, config: { handshakeTimeoutMs: 300 } });
   const d = new RawDevice(h.url, { token: f.tokens.get('slow') });
-  await within(d.opened, 3000, 'open');
-  nats.proc?.kill('SIGSTOP');
+  await opened(d, 'open');
+  await nats.pause();
   let resumed = false;
-  t.after(() => { if (!resumed) nats.proc?.kill('SIGCONT'); });
+  t.after(() => { if (!resumed) nats.resume(); });
   d.hello('slow');
   const closed = await within(d.closed, 5000, 'handshake timeout while the claim hangs');
   assert.equal(closed.code, 4001);
-  nats.proc?.kill('SIGCONT');
+  nats.resume();
   resumed = true;
   const owners = h.cluster.link.owners;
   await until(async () => {
@@ -372,7 +416,7 @@ test('cluster - a session that ends while its claim is in flight hands the claim
 });
 
 test('cluster - the publisher: PubAcks matched to their publish, duplicates flagged, no stream (503) and a silent server (timeout) are errors', async (t) => {
-  const stream = streamName();
+  const stream = await streamName();
   const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'p' });
   const link = await ClusterLink.open({ config, log, withSink: true });
   t.after(() => link.close());
@@ -383,9 +427,9 @@ test('cluster - the publisher: PubAcks matched to their publish, duplicates flag
   assert.deepEqual(acks.map((a) => a.duplicate), [false, false, false, true]);
   assert.deepEqual(acks.map((a) => a.seq), [1, 2, 3, 1]);
   await assert.rejects(pub.publish('no-stream-here.x', new Uint8Array([1]), []), (err: Error) => err instanceof PublishError && err.code === 503);
-  nats.proc?.kill('SIGSTOP');
-  t.after(() => nats.proc?.kill('SIGCONT'));
+  await nats.pause();
+  t.after(() => nats.resume());
   await assert.rejects(pub.publish(subject, new Uint8Array([4]), [['Nats-Msg-Id', 'p:4']]), /not acknowledged within 400 ms/);
-  nats.proc?.kill('SIGCONT');
+  nats.resume();
   assert.equal(pub.waiting, 0);
 });

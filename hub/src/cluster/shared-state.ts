@@ -79,6 +79,10 @@ export class SharedState {
   readonly #watches: { stop(): void }[] = [];
   /** The registry as the devices bucket has it (what this hub authenticates with). */
   readonly #cluster = new Map<string, DeviceEntry>();
+  /** The bucket revision each device's entry in #cluster is from. */
+  readonly #revisions = new Map<string, number>();
+  /** start() is still merging the bucket and this hub's file: no registry is put in force before it is whole. */
+  #starting = true;
   /** This hub's file as last read: what changed in it is published. */
   #file: RegistryFile;
   #registryTimer: NodeJS.Timeout | null = null;
@@ -105,8 +109,14 @@ export class SharedState {
     // Devices: what the bucket holds, plus this hub's file where the bucket has nothing.
     this.#watches.push(await follow(this.#devices, (e) => this.#device(e)));
     for (const [id, entry] of Object.entries(this.#file.devices)) {
-      if (!this.#cluster.has(id)) await this.#devices.put(deviceToken(id), JSON.stringify(entry));
+      if (this.#cluster.has(id)) continue;
+      const revision = await this.#devices.put(deviceToken(id), JSON.stringify(entry));
+      // In force now, not once the watch brings the put back: the hub takes
+      // devices right after start(), and this device must not be unknown for
+      // that moment. A newer entry the watch already brought stays.
+      if ((this.#revisions.get(id) ?? 0) < revision) { this.#cluster.set(id, entry); this.#revisions.set(id, revision); }
     }
+    this.#starting = false;
     this.#applyRegistry();
 
     const { operators, alarms } = this.#o;
@@ -149,6 +159,8 @@ export class SharedState {
   #device(e: KvWatchEntry): void {
     let id: string;
     try { id = deviceFromToken(e.key); } catch { return; }
+    if (e.revision <= (this.#revisions.get(id) ?? 0)) return;
+    this.#revisions.set(id, e.revision);
     if (e.operation !== 'PUT') {
       this.#cluster.delete(id);
     } else {
@@ -161,8 +173,9 @@ export class SharedState {
       }
       this.#cluster.set(id, entry as DeviceEntry);
     }
-    // Coalesced: a burst of changes (a hub publishing its file) is applied once.
-    if (!this.#registryTimer) {
+    // Coalesced: a burst of changes (a hub publishing its file) is applied
+    // once; while start() publishes this hub's file, once at its end.
+    if (!this.#registryTimer && !this.#starting) {
       this.#registryTimer = setTimeout(() => { this.#registryTimer = null; this.#applyRegistry(); }, 20);
       this.#registryTimer.unref();
     }
