@@ -16,7 +16,7 @@
 // Every server still running when the test process exits (or dies of
 // SIGINT/SIGTERM/SIGHUP) is SIGKILLed, so a failed test leaves no orphans.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -83,6 +83,21 @@ function hookExit(): void {
       if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
     };
     process.once(sig, onSignal);
+  }
+}
+
+/** Linux: whether every thread of `pid` is stopped (state T or t in /proc/<pid>/task/<tid>/stat). */
+function allThreadsStopped(pid: number): boolean {
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      // "tid (comm) S ...": the state follows the last ')'.
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      if (state !== 'T' && state !== 't') return false;
+    }
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -219,7 +234,11 @@ export class NatsServer {
     proc.stdout.on('data', append);
     proc.stderr.on('data', append);
     this.#exited = new Promise<void>((r) => {
-      proc.once('exit', () => { live.delete(proc); r(); });
+      proc.once('exit', (code, signal) => {
+        append(Buffer.from(`--- exited ${new Date().toISOString()} (${signal ?? `code ${code}`}) ---\n`));
+        live.delete(proc);
+        r();
+      });
       proc.once('error', (err) => {
         append(Buffer.from(`spawn ${NATS_SERVER} failed: ${err.message}\n`));
         if (this.proc === proc) this.#spawnFailed = true;
@@ -313,6 +332,29 @@ export class NatsServer {
     this.#log += `\n--- restart ${new Date().toISOString()} ---\n`;
     this.spawn();
     await this.waitUp(ms, true);
+  }
+
+  /**
+   * Freezes it (SIGSTOP) and returns once every thread of it is stopped, so
+   * nothing it had not answered yet is answered before resume(): kill()
+   * returns before the threads of a busy process have all stopped. Fails
+   * (with its log) if it is not running: a test that means to hold the
+   * server must not go on against nothing, or against whatever took its port.
+   */
+  async pause(): Promise<void> {
+    const p = this.proc;
+    if (!p || !this.running || p.pid === undefined) this.fail('is not running (pause)');
+    p.kill('SIGSTOP');
+    const end = Date.now() + 5_000;
+    while (!allThreadsStopped(p.pid)) {
+      if (Date.now() > end) this.fail('did not stop within 5 s of SIGSTOP');
+      await sleep(5);
+    }
+  }
+
+  /** Lets a paused server run again (SIGCONT); nothing to do if it is not running. */
+  resume(): void {
+    if (this.running) this.proc?.kill('SIGCONT');
   }
 
   /** Kills it (SIGTERM, then SIGKILL) and removes its store dir. */

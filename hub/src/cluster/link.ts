@@ -215,7 +215,16 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
     if (!/stream not found/i.test((err as Error).message)) throw err;
   }
   if (!existing) {
-    await jsm.streams.add(want);
+    try {
+      await jsm.streams.add(want);
+    } catch (err) {
+      // JetStream reserves a stream's max_bytes up front against the server's store limit (max_file_store: 75 % of the free disk by default).
+      if (/insufficient storage/i.test((err as Error).message)) {
+        throw new HubError('HUB_ERR_NATS', `JetStream cannot reserve ${want.max_bytes} bytes for stream ${want.name} (HUB_NATS_MAX_BYTES): the server's store limit (max_file_store) `
+          + 'is taken by other streams or the disk is small; lower HUB_NATS_MAX_BYTES or raise max_file_store', { cause: err });
+      }
+      throw err;
+    }
     log.info({ stream: want.name, replicas: want.num_replicas, maxBytes: want.max_bytes, retention: want.retention }, `JetStream stream ${want.name} created`);
     return;
   }
