@@ -17,7 +17,8 @@ export namespace iot {
                 hello?: (iot.telemetry.v1.Hello.$Properties|null);
                 batch?: (iot.telemetry.v1.Batch.$Properties|null);
                 commandResult?: (iot.telemetry.v1.CommandResult.$Properties|null);
-                msg?: ("hello"|"batch"|"commandResult");
+                reported?: (iot.telemetry.v1.ConfigReport.$Properties|null);
+                msg?: ("hello"|"batch"|"commandResult"|"reported");
                 static encode(m: iot.telemetry.v1.DeviceMessage.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
                 static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.DeviceMessage & iot.telemetry.v1.DeviceMessage.$Shape;
                 static getTypeUrl(prefix?: string): string;
@@ -28,16 +29,18 @@ export namespace iot {
                     hello?: (iot.telemetry.v1.Hello.$Properties|null);
                     batch?: (iot.telemetry.v1.Batch.$Properties|null);
                     commandResult?: (iot.telemetry.v1.CommandResult.$Properties|null);
-                    msg?: ("hello"|"batch"|"commandResult");
+                    reported?: (iot.telemetry.v1.ConfigReport.$Properties|null);
+                    msg?: ("hello"|"batch"|"commandResult"|"reported");
                     $unknowns?: Uint8Array[];
                 }
                 type $Shape = {
                   hello?: iot.telemetry.v1.Hello.$Shape|null;
                   batch?: iot.telemetry.v1.Batch.$Shape|null;
                   commandResult?: iot.telemetry.v1.CommandResult.$Shape|null;
+                  reported?: iot.telemetry.v1.ConfigReport.$Shape|null;
                   $unknowns?: Uint8Array[];
                 } & (
-                  ({ msg?: undefined; hello?: null; batch?: null; commandResult?: null }|{ msg?: "hello"; hello: iot.telemetry.v1.Hello.$Shape; batch?: null; commandResult?: null }|{ msg?: "batch"; hello?: null; batch: iot.telemetry.v1.Batch.$Shape; commandResult?: null }|{ msg?: "commandResult"; hello?: null; batch?: null; commandResult: iot.telemetry.v1.CommandResult.$Shape })
+                  ({ msg?: undefined; hello?: null; batch?: null; commandResult?: null; reported?: null }|{ msg?: "hello"; hello: iot.telemetry.v1.Hello.$Shape; batch?: null; commandResult?: null; reported?: null }|{ msg?: "batch"; hello?: null; batch: iot.telemetry.v1.Batch.$Shape; commandResult?: null; reported?: null }|{ msg?: "commandResult"; hello?: null; batch?: null; commandResult: iot.telemetry.v1.CommandResult.$Shape; reported?: null }|{ msg?: "reported"; hello?: null; batch?: null; commandResult?: null; reported: iot.telemetry.v1.ConfigReport.$Shape })
                 );
             }
 
@@ -51,7 +54,8 @@ export namespace iot {
                 ack?: (iot.telemetry.v1.Ack.$Properties|null);
                 notice?: (iot.telemetry.v1.Notice.$Properties|null);
                 command?: (iot.telemetry.v1.Command.$Properties|null);
-                msg?: ("welcome"|"ack"|"notice"|"command");
+                desired?: (iot.telemetry.v1.DesiredConfig.$Properties|null);
+                msg?: ("welcome"|"ack"|"notice"|"command"|"desired");
                 static encode(m: iot.telemetry.v1.HubMessage.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
                 static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.HubMessage & iot.telemetry.v1.HubMessage.$Shape;
                 static getTypeUrl(prefix?: string): string;
@@ -63,7 +67,8 @@ export namespace iot {
                     ack?: (iot.telemetry.v1.Ack.$Properties|null);
                     notice?: (iot.telemetry.v1.Notice.$Properties|null);
                     command?: (iot.telemetry.v1.Command.$Properties|null);
-                    msg?: ("welcome"|"ack"|"notice"|"command");
+                    desired?: (iot.telemetry.v1.DesiredConfig.$Properties|null);
+                    msg?: ("welcome"|"ack"|"notice"|"command"|"desired");
                     $unknowns?: Uint8Array[];
                 }
                 type $Shape = {
@@ -71,9 +76,10 @@ export namespace iot {
                   ack?: iot.telemetry.v1.Ack.$Shape|null;
                   notice?: iot.telemetry.v1.Notice.$Shape|null;
                   command?: iot.telemetry.v1.Command.$Shape|null;
+                  desired?: iot.telemetry.v1.DesiredConfig.$Shape|null;
                   $unknowns?: Uint8Array[];
                 } & (
-                  ({ msg?: undefined; welcome?: null; ack?: null; notice?: null; command?: null }|{ msg?: "welcome"; welcome: iot.telemetry.v1.Welcome.$Shape; ack?: null; notice?: null; command?: null }|{ msg?: "ack"; welcome?: null; ack: iot.telemetry.v1.Ack.$Shape; notice?: null; command?: null }|{ msg?: "notice"; welcome?: null; ack?: null; notice: iot.telemetry.v1.Notice.$Shape; command?: null }|{ msg?: "command"; welcome?: null; ack?: null; notice?: null; command: iot.telemetry.v1.Command.$Shape })
+                  ({ msg?: undefined; welcome?: null; ack?: null; notice?: null; command?: null; desired?: null }|{ msg?: "welcome"; welcome: iot.telemetry.v1.Welcome.$Shape; ack?: null; notice?: null; command?: null; desired?: null }|{ msg?: "ack"; welcome?: null; ack: iot.telemetry.v1.Ack.$Shape; notice?: null; command?: null; desired?: null }|{ msg?: "notice"; welcome?: null; ack?: null; notice: iot.telemetry.v1.Notice.$Shape; command?: null; desired?: null }|{ msg?: "command"; welcome?: null; ack?: null; notice?: null; command: iot.telemetry.v1.Command.$Shape; desired?: null }|{ msg?: "desired"; welcome?: null; ack?: null; notice?: null; command?: null; desired: iot.telemetry.v1.DesiredConfig.$Shape })
                 );
             }
 
@@ -87,6 +93,7 @@ export namespace iot {
                 protocolVersion: number;
                 firmware: string;
                 deviceTimeMs: number;
+                features: string[];
                 static encode(m: iot.telemetry.v1.Hello.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
                 static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.Hello & iot.telemetry.v1.Hello.$Shape;
                 static getTypeUrl(prefix?: string): string;
@@ -98,6 +105,7 @@ export namespace iot {
                     protocolVersion?: (number|null);
                     firmware?: (string|null);
                     deviceTimeMs?: (number|null);
+                    features?: (string[]|null);
                     $unknowns?: Uint8Array[];
                 }
                 type $Shape = iot.telemetry.v1.Hello.$Properties;
@@ -117,6 +125,7 @@ export namespace iot {
                 credit: number;
                 lastSeq: number;
                 limits?: (iot.telemetry.v1.Limits.$Properties|null);
+                features: string[];
                 static encode(m: iot.telemetry.v1.Welcome.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
                 static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.Welcome & iot.telemetry.v1.Welcome.$Shape;
                 static getTypeUrl(prefix?: string): string;
@@ -132,6 +141,7 @@ export namespace iot {
                     credit?: (number|null);
                     lastSeq?: (number|null);
                     limits?: (iot.telemetry.v1.Limits.$Properties|null);
+                    features?: (string[]|null);
                     $unknowns?: Uint8Array[];
                 }
                 type $Shape = iot.telemetry.v1.Welcome.$Properties;
@@ -313,7 +323,8 @@ export namespace iot {
                 $unknowns?: Uint8Array[];
                 id: number;
                 config?: (iot.telemetry.v1.ConfigUpdate.$Properties|null);
-                cmd?: "config";
+                invoke?: (iot.telemetry.v1.Invoke.$Properties|null);
+                cmd?: ("config"|"invoke");
                 static encode(m: iot.telemetry.v1.Command.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
                 static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.Command & iot.telemetry.v1.Command.$Shape;
                 static getTypeUrl(prefix?: string): string;
@@ -323,15 +334,17 @@ export namespace iot {
                 interface $Properties {
                     id?: (number|null);
                     config?: (iot.telemetry.v1.ConfigUpdate.$Properties|null);
-                    cmd?: "config";
+                    invoke?: (iot.telemetry.v1.Invoke.$Properties|null);
+                    cmd?: ("config"|"invoke");
                     $unknowns?: Uint8Array[];
                 }
                 type $Shape = {
                   id?: number|null;
                   config?: iot.telemetry.v1.ConfigUpdate.$Shape|null;
+                  invoke?: iot.telemetry.v1.Invoke.$Shape|null;
                   $unknowns?: Uint8Array[];
                 } & (
-                  ({ cmd?: undefined; config?: null }|{ cmd?: "config"; config: iot.telemetry.v1.ConfigUpdate.$Shape })
+                  ({ cmd?: undefined; config?: null; invoke?: null }|{ cmd?: "config"; config: iot.telemetry.v1.ConfigUpdate.$Shape; invoke?: null }|{ cmd?: "invoke"; config?: null; invoke: iot.telemetry.v1.Invoke.$Shape })
                 );
             }
 
@@ -357,6 +370,28 @@ export namespace iot {
                 type $Shape = iot.telemetry.v1.ConfigUpdate.$Properties;
             }
 
+            interface IInvoke extends iot.telemetry.v1.Invoke.$Properties {
+            }
+
+            class Invoke {
+                constructor(p?: iot.telemetry.v1.Invoke.$Properties);
+                $unknowns?: Uint8Array[];
+                name: string;
+                argsJson: string;
+                static encode(m: iot.telemetry.v1.Invoke.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.Invoke & iot.telemetry.v1.Invoke.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace Invoke {
+                interface $Properties {
+                    name?: (string|null);
+                    argsJson?: (string|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.Invoke.$Properties;
+            }
+
             interface ICommandResult extends iot.telemetry.v1.CommandResult.$Properties {
             }
 
@@ -366,6 +401,7 @@ export namespace iot {
                 id: number;
                 ok: boolean;
                 message: string;
+                resultJson: string;
                 static encode(m: iot.telemetry.v1.CommandResult.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
                 static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.CommandResult & iot.telemetry.v1.CommandResult.$Shape;
                 static getTypeUrl(prefix?: string): string;
@@ -376,9 +412,66 @@ export namespace iot {
                     id?: (number|null);
                     ok?: (boolean|null);
                     message?: (string|null);
+                    resultJson?: (string|null);
                     $unknowns?: Uint8Array[];
                 }
                 type $Shape = iot.telemetry.v1.CommandResult.$Properties;
+            }
+
+            interface IDesiredConfig extends iot.telemetry.v1.DesiredConfig.$Properties {
+            }
+
+            class DesiredConfig {
+                constructor(p?: iot.telemetry.v1.DesiredConfig.$Properties);
+                $unknowns?: Uint8Array[];
+                version: number;
+                sampleIntervalMs?: (number|null);
+                batchIntervalMs?: (number|null);
+                customJson?: (string|null);
+                static encode(m: iot.telemetry.v1.DesiredConfig.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.DesiredConfig & iot.telemetry.v1.DesiredConfig.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace DesiredConfig {
+                interface $Properties {
+                    version?: (number|null);
+                    sampleIntervalMs?: (number|null);
+                    batchIntervalMs?: (number|null);
+                    customJson?: (string|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.DesiredConfig.$Properties;
+            }
+
+            interface IConfigReport extends iot.telemetry.v1.ConfigReport.$Properties {
+            }
+
+            class ConfigReport {
+                constructor(p?: iot.telemetry.v1.ConfigReport.$Properties);
+                $unknowns?: Uint8Array[];
+                version: number;
+                sampleIntervalMs: number;
+                batchIntervalMs: number;
+                customJson: string;
+                ok: boolean;
+                error: string;
+                static encode(m: iot.telemetry.v1.ConfigReport.$Properties, w?: $protobuf.Writer): $protobuf.Writer;
+                static decode(r: ($protobuf.Reader|Uint8Array), l?: number): iot.telemetry.v1.ConfigReport & iot.telemetry.v1.ConfigReport.$Shape;
+                static getTypeUrl(prefix?: string): string;
+            }
+
+            namespace ConfigReport {
+                interface $Properties {
+                    version?: (number|null);
+                    sampleIntervalMs?: (number|null);
+                    batchIntervalMs?: (number|null);
+                    customJson?: (string|null);
+                    ok?: (boolean|null);
+                    error?: (string|null);
+                    $unknowns?: Uint8Array[];
+                }
+                type $Shape = iot.telemetry.v1.ConfigReport.$Properties;
             }
 
             interface ILiveRequest extends iot.telemetry.v1.LiveRequest.$Properties {

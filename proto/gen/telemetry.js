@@ -44,7 +44,8 @@ export const iot = $root.iot = (() => {
                  * @property {iot.telemetry.v1.Hello.$Properties|null} [hello] DeviceMessage hello
                  * @property {iot.telemetry.v1.Batch.$Properties|null} [batch] DeviceMessage batch
                  * @property {iot.telemetry.v1.CommandResult.$Properties|null} [commandResult] DeviceMessage commandResult
-                 * @property {"hello"|"batch"|"commandResult"} [msg] DeviceMessage msg
+                 * @property {iot.telemetry.v1.ConfigReport.$Properties|null} [reported] DeviceMessage reported
+                 * @property {"hello"|"batch"|"commandResult"|"reported"} [msg] DeviceMessage msg
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -62,9 +63,10 @@ export const iot = $root.iot = (() => {
                  *   hello?: iot.telemetry.v1.Hello.$Shape|null;
                  *   batch?: iot.telemetry.v1.Batch.$Shape|null;
                  *   commandResult?: iot.telemetry.v1.CommandResult.$Shape|null;
+                 *   reported?: iot.telemetry.v1.ConfigReport.$Shape|null;
                  *   $unknowns?: Array.<Uint8Array>;
                  * } & (
-                 *   ({ msg?: undefined; hello?: null; batch?: null; commandResult?: null }|{ msg?: "hello"; hello: iot.telemetry.v1.Hello.$Shape; batch?: null; commandResult?: null }|{ msg?: "batch"; hello?: null; batch: iot.telemetry.v1.Batch.$Shape; commandResult?: null }|{ msg?: "commandResult"; hello?: null; batch?: null; commandResult: iot.telemetry.v1.CommandResult.$Shape })
+                 *   ({ msg?: undefined; hello?: null; batch?: null; commandResult?: null; reported?: null }|{ msg?: "hello"; hello: iot.telemetry.v1.Hello.$Shape; batch?: null; commandResult?: null; reported?: null }|{ msg?: "batch"; hello?: null; batch: iot.telemetry.v1.Batch.$Shape; commandResult?: null; reported?: null }|{ msg?: "commandResult"; hello?: null; batch?: null; commandResult: iot.telemetry.v1.CommandResult.$Shape; reported?: null }|{ msg?: "reported"; hello?: null; batch?: null; commandResult?: null; reported: iot.telemetry.v1.ConfigReport.$Shape })
                  * )} iot.telemetry.v1.DeviceMessage.$Shape
                  */
 
@@ -107,17 +109,25 @@ export const iot = $root.iot = (() => {
                  */
                 DeviceMessage.prototype.commandResult = null;
 
+                /**
+                 * DeviceMessage reported.
+                 * @member {iot.telemetry.v1.ConfigReport.$Properties|null|undefined} reported
+                 * @memberof iot.telemetry.v1.DeviceMessage
+                 * @instance
+                 */
+                DeviceMessage.prototype.reported = null;
+
                 // OneOf field names bound to virtual getters and setters
                 let $oneOfFields;
 
                 /**
                  * DeviceMessage msg.
-                 * @member {"hello"|"batch"|"commandResult"|undefined} msg
+                 * @member {"hello"|"batch"|"commandResult"|"reported"|undefined} msg
                  * @memberof iot.telemetry.v1.DeviceMessage
                  * @instance
                  */
                 $Object.defineProperty(DeviceMessage.prototype, "msg", {
-                    get: $util.oneOfGetter($oneOfFields = ["hello", "batch", "commandResult"]),
+                    get: $util.oneOfGetter($oneOfFields = ["hello", "batch", "commandResult", "reported"]),
                     set: $util.oneOfSetter($oneOfFields)
                 });
 
@@ -143,6 +153,8 @@ export const iot = $root.iot = (() => {
                         $root.iot.telemetry.v1.Batch.encode(m.batch, w.uint32(/* id 2, wireType 2 =*/18).fork(), q + 1).ldelim();
                     if (m.commandResult != null && $Object.hasOwnProperty.call(m, "commandResult"))
                         $root.iot.telemetry.v1.CommandResult.encode(m.commandResult, w.uint32(/* id 3, wireType 2 =*/26).fork(), q + 1).ldelim();
+                    if (m.reported != null && $Object.hasOwnProperty.call(m, "reported"))
+                        $root.iot.telemetry.v1.ConfigReport.encode(m.reported, w.uint32(/* id 4, wireType 2 =*/34).fork(), q + 1).ldelim();
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -208,6 +220,13 @@ export const iot = $root.iot = (() => {
                                 m.msg = "commandResult";
                                 continue;
                             }
+                        case 4: {
+                                if (u !== 2)
+                                    break;
+                                m.reported = $root.iot.telemetry.v1.ConfigReport.decode(r, r.size(), $undefined, q + 1, m.reported);
+                                m.msg = "reported";
+                                continue;
+                            }
                         }
                         r.skipType(u, q, t);
                         if (!r.discardUnknown) {
@@ -251,7 +270,8 @@ export const iot = $root.iot = (() => {
                  * @property {iot.telemetry.v1.Ack.$Properties|null} [ack] HubMessage ack
                  * @property {iot.telemetry.v1.Notice.$Properties|null} [notice] HubMessage notice
                  * @property {iot.telemetry.v1.Command.$Properties|null} [command] HubMessage command
-                 * @property {"welcome"|"ack"|"notice"|"command"} [msg] HubMessage msg
+                 * @property {iot.telemetry.v1.DesiredConfig.$Properties|null} [desired] HubMessage desired
+                 * @property {"welcome"|"ack"|"notice"|"command"|"desired"} [msg] HubMessage msg
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -270,9 +290,10 @@ export const iot = $root.iot = (() => {
                  *   ack?: iot.telemetry.v1.Ack.$Shape|null;
                  *   notice?: iot.telemetry.v1.Notice.$Shape|null;
                  *   command?: iot.telemetry.v1.Command.$Shape|null;
+                 *   desired?: iot.telemetry.v1.DesiredConfig.$Shape|null;
                  *   $unknowns?: Array.<Uint8Array>;
                  * } & (
-                 *   ({ msg?: undefined; welcome?: null; ack?: null; notice?: null; command?: null }|{ msg?: "welcome"; welcome: iot.telemetry.v1.Welcome.$Shape; ack?: null; notice?: null; command?: null }|{ msg?: "ack"; welcome?: null; ack: iot.telemetry.v1.Ack.$Shape; notice?: null; command?: null }|{ msg?: "notice"; welcome?: null; ack?: null; notice: iot.telemetry.v1.Notice.$Shape; command?: null }|{ msg?: "command"; welcome?: null; ack?: null; notice?: null; command: iot.telemetry.v1.Command.$Shape })
+                 *   ({ msg?: undefined; welcome?: null; ack?: null; notice?: null; command?: null; desired?: null }|{ msg?: "welcome"; welcome: iot.telemetry.v1.Welcome.$Shape; ack?: null; notice?: null; command?: null; desired?: null }|{ msg?: "ack"; welcome?: null; ack: iot.telemetry.v1.Ack.$Shape; notice?: null; command?: null; desired?: null }|{ msg?: "notice"; welcome?: null; ack?: null; notice: iot.telemetry.v1.Notice.$Shape; command?: null; desired?: null }|{ msg?: "command"; welcome?: null; ack?: null; notice?: null; command: iot.telemetry.v1.Command.$Shape; desired?: null }|{ msg?: "desired"; welcome?: null; ack?: null; notice?: null; command?: null; desired: iot.telemetry.v1.DesiredConfig.$Shape })
                  * )} iot.telemetry.v1.HubMessage.$Shape
                  */
 
@@ -323,17 +344,25 @@ export const iot = $root.iot = (() => {
                  */
                 HubMessage.prototype.command = null;
 
+                /**
+                 * HubMessage desired.
+                 * @member {iot.telemetry.v1.DesiredConfig.$Properties|null|undefined} desired
+                 * @memberof iot.telemetry.v1.HubMessage
+                 * @instance
+                 */
+                HubMessage.prototype.desired = null;
+
                 // OneOf field names bound to virtual getters and setters
                 let $oneOfFields;
 
                 /**
                  * HubMessage msg.
-                 * @member {"welcome"|"ack"|"notice"|"command"|undefined} msg
+                 * @member {"welcome"|"ack"|"notice"|"command"|"desired"|undefined} msg
                  * @memberof iot.telemetry.v1.HubMessage
                  * @instance
                  */
                 $Object.defineProperty(HubMessage.prototype, "msg", {
-                    get: $util.oneOfGetter($oneOfFields = ["welcome", "ack", "notice", "command"]),
+                    get: $util.oneOfGetter($oneOfFields = ["welcome", "ack", "notice", "command", "desired"]),
                     set: $util.oneOfSetter($oneOfFields)
                 });
 
@@ -361,6 +390,8 @@ export const iot = $root.iot = (() => {
                         $root.iot.telemetry.v1.Notice.encode(m.notice, w.uint32(/* id 3, wireType 2 =*/26).fork(), q + 1).ldelim();
                     if (m.command != null && $Object.hasOwnProperty.call(m, "command"))
                         $root.iot.telemetry.v1.Command.encode(m.command, w.uint32(/* id 4, wireType 2 =*/34).fork(), q + 1).ldelim();
+                    if (m.desired != null && $Object.hasOwnProperty.call(m, "desired"))
+                        $root.iot.telemetry.v1.DesiredConfig.encode(m.desired, w.uint32(/* id 5, wireType 2 =*/42).fork(), q + 1).ldelim();
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -433,6 +464,13 @@ export const iot = $root.iot = (() => {
                                 m.msg = "command";
                                 continue;
                             }
+                        case 5: {
+                                if (u !== 2)
+                                    break;
+                                m.desired = $root.iot.telemetry.v1.DesiredConfig.decode(r, r.size(), $undefined, q + 1, m.desired);
+                                m.msg = "desired";
+                                continue;
+                            }
                         }
                         r.skipType(u, q, t);
                         if (!r.discardUnknown) {
@@ -476,6 +514,7 @@ export const iot = $root.iot = (() => {
                  * @property {number|null} [protocolVersion] Hello protocolVersion
                  * @property {string|null} [firmware] Hello firmware
                  * @property {number|null} [deviceTimeMs] Hello deviceTimeMs
+                 * @property {Array.<string>|null} [features] Hello features
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -501,6 +540,7 @@ export const iot = $root.iot = (() => {
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
                 const Hello = function (p) {
+                    this.features = [];
                     if (p)
                         for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
                             if (p[ks[i]] != null && ks[i] !== "__proto__")
@@ -540,6 +580,14 @@ export const iot = $root.iot = (() => {
                 Hello.prototype.deviceTimeMs = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
 
                 /**
+                 * Hello features.
+                 * @member {Array.<string>} features
+                 * @memberof iot.telemetry.v1.Hello
+                 * @instance
+                 */
+                Hello.prototype.features = $util.emptyArray;
+
+                /**
                  * Encodes the specified Hello message. Does not implicitly {@link iot.telemetry.v1.Hello.verify|verify} messages.
                  * @function encode
                  * @memberof iot.telemetry.v1.Hello
@@ -563,6 +611,10 @@ export const iot = $root.iot = (() => {
                         w.uint32(/* id 3, wireType 2 =*/26).string(m.firmware);
                     if (m.deviceTimeMs != null && $Object.hasOwnProperty.call(m, "deviceTimeMs") && (typeof m.deviceTimeMs === "object" ? m.deviceTimeMs.low || m.deviceTimeMs.high : m.deviceTimeMs !== 0))
                         w.uint32(/* id 4, wireType 0 =*/32).uint64(m.deviceTimeMs);
+                    if (m.features != null && m.features.length) {
+                        for (var i = 0; i < m.features.length; ++i)
+                            w.uint32(/* id 5, wireType 2 =*/42).string(m.features[i]);
+                    }
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -643,6 +695,14 @@ export const iot = $root.iot = (() => {
                                     delete m.deviceTimeMs;
                                 continue;
                             }
+                        case 5: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.features && m.features.length))
+                                    m.features = [];
+                                m.features.push(r.stringVerify());
+                                continue;
+                            }
                         }
                         r.skipType(u, q, t);
                         if (!r.discardUnknown) {
@@ -690,6 +750,7 @@ export const iot = $root.iot = (() => {
                  * @property {number|null} [credit] Welcome credit
                  * @property {number|null} [lastSeq] Welcome lastSeq
                  * @property {iot.telemetry.v1.Limits.$Properties|null} [limits] Welcome limits
+                 * @property {Array.<string>|null} [features] Welcome features
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -715,6 +776,7 @@ export const iot = $root.iot = (() => {
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
                 const Welcome = function (p) {
+                    this.features = [];
                     if (p)
                         for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
                             if (p[ks[i]] != null && ks[i] !== "__proto__")
@@ -786,6 +848,14 @@ export const iot = $root.iot = (() => {
                 Welcome.prototype.limits = null;
 
                 /**
+                 * Welcome features.
+                 * @member {Array.<string>} features
+                 * @memberof iot.telemetry.v1.Welcome
+                 * @instance
+                 */
+                Welcome.prototype.features = $util.emptyArray;
+
+                /**
                  * Encodes the specified Welcome message. Does not implicitly {@link iot.telemetry.v1.Welcome.verify|verify} messages.
                  * @function encode
                  * @memberof iot.telemetry.v1.Welcome
@@ -817,6 +887,10 @@ export const iot = $root.iot = (() => {
                         w.uint32(/* id 7, wireType 0 =*/56).uint64(m.lastSeq);
                     if (m.limits != null && $Object.hasOwnProperty.call(m, "limits"))
                         $root.iot.telemetry.v1.Limits.encode(m.limits, w.uint32(/* id 8, wireType 2 =*/66).fork(), q + 1).ldelim();
+                    if (m.features != null && m.features.length) {
+                        for (var i = 0; i < m.features.length; ++i)
+                            w.uint32(/* id 9, wireType 2 =*/74).string(m.features[i]);
+                    }
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -928,6 +1002,14 @@ export const iot = $root.iot = (() => {
                                 if (u !== 2)
                                     break;
                                 m.limits = $root.iot.telemetry.v1.Limits.decode(r, r.size(), $undefined, q + 1, m.limits);
+                                continue;
+                            }
+                        case 9: {
+                                if (u !== 2)
+                                    break;
+                                if (!(m.features && m.features.length))
+                                    m.features = [];
+                                m.features.push(r.stringVerify());
                                 continue;
                             }
                         }
@@ -2376,7 +2458,8 @@ export const iot = $root.iot = (() => {
                  * @typedef {Object} iot.telemetry.v1.Command.$Properties
                  * @property {number|null} [id] Command id
                  * @property {iot.telemetry.v1.ConfigUpdate.$Properties|null} [config] Command config
-                 * @property {"config"} [cmd] Command cmd
+                 * @property {iot.telemetry.v1.Invoke.$Properties|null} [invoke] Command invoke
+                 * @property {"config"|"invoke"} [cmd] Command cmd
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -2393,9 +2476,10 @@ export const iot = $root.iot = (() => {
                  * @typedef {{
                  *   id?: number|null;
                  *   config?: iot.telemetry.v1.ConfigUpdate.$Shape|null;
+                 *   invoke?: iot.telemetry.v1.Invoke.$Shape|null;
                  *   $unknowns?: Array.<Uint8Array>;
                  * } & (
-                 *   ({ cmd?: undefined; config?: null }|{ cmd?: "config"; config: iot.telemetry.v1.ConfigUpdate.$Shape })
+                 *   ({ cmd?: undefined; config?: null; invoke?: null }|{ cmd?: "config"; config: iot.telemetry.v1.ConfigUpdate.$Shape; invoke?: null }|{ cmd?: "invoke"; config?: null; invoke: iot.telemetry.v1.Invoke.$Shape })
                  * )} iot.telemetry.v1.Command.$Shape
                  */
 
@@ -2430,17 +2514,25 @@ export const iot = $root.iot = (() => {
                  */
                 Command.prototype.config = null;
 
+                /**
+                 * Command invoke.
+                 * @member {iot.telemetry.v1.Invoke.$Properties|null|undefined} invoke
+                 * @memberof iot.telemetry.v1.Command
+                 * @instance
+                 */
+                Command.prototype.invoke = null;
+
                 // OneOf field names bound to virtual getters and setters
                 let $oneOfFields;
 
                 /**
                  * Command cmd.
-                 * @member {"config"|undefined} cmd
+                 * @member {"config"|"invoke"|undefined} cmd
                  * @memberof iot.telemetry.v1.Command
                  * @instance
                  */
                 $Object.defineProperty(Command.prototype, "cmd", {
-                    get: $util.oneOfGetter($oneOfFields = ["config"]),
+                    get: $util.oneOfGetter($oneOfFields = ["config", "invoke"]),
                     set: $util.oneOfSetter($oneOfFields)
                 });
 
@@ -2464,6 +2556,8 @@ export const iot = $root.iot = (() => {
                         w.uint32(/* id 1, wireType 0 =*/8).uint64(m.id);
                     if (m.config != null && $Object.hasOwnProperty.call(m, "config"))
                         $root.iot.telemetry.v1.ConfigUpdate.encode(m.config, w.uint32(/* id 2, wireType 2 =*/18).fork(), q + 1).ldelim();
+                    if (m.invoke != null && $Object.hasOwnProperty.call(m, "invoke"))
+                        $root.iot.telemetry.v1.Invoke.encode(m.invoke, w.uint32(/* id 3, wireType 2 =*/26).fork(), q + 1).ldelim();
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -2522,6 +2616,13 @@ export const iot = $root.iot = (() => {
                                     break;
                                 m.config = $root.iot.telemetry.v1.ConfigUpdate.decode(r, r.size(), $undefined, q + 1, m.config);
                                 m.cmd = "config";
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 2)
+                                    break;
+                                m.invoke = $root.iot.telemetry.v1.Invoke.decode(r, r.size(), $undefined, q + 1, m.invoke);
+                                m.cmd = "invoke";
                                 continue;
                             }
                         }
@@ -2728,6 +2829,176 @@ export const iot = $root.iot = (() => {
                 return ConfigUpdate;
             })();
 
+            v1.Invoke = (function() {
+
+                /**
+                 * Properties of an Invoke.
+                 * @typedef {Object} iot.telemetry.v1.Invoke.$Properties
+                 * @property {string|null} [name] Invoke name
+                 * @property {string|null} [argsJson] Invoke argsJson
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of an Invoke.
+                 * @memberof iot.telemetry.v1
+                 * @interface IInvoke
+                 * @augments iot.telemetry.v1.Invoke.$Properties
+                 * @deprecated Use iot.telemetry.v1.Invoke.$Properties instead.
+                 */
+
+                /**
+                 * Shape of an Invoke.
+                 * @typedef {iot.telemetry.v1.Invoke.$Properties} iot.telemetry.v1.Invoke.$Shape
+                 */
+
+                /**
+                 * Constructs a new Invoke.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents an Invoke.
+                 * @constructor
+                 * @param {iot.telemetry.v1.Invoke.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const Invoke = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * Invoke name.
+                 * @member {string} name
+                 * @memberof iot.telemetry.v1.Invoke
+                 * @instance
+                 */
+                Invoke.prototype.name = "";
+
+                /**
+                 * Invoke argsJson.
+                 * @member {string} argsJson
+                 * @memberof iot.telemetry.v1.Invoke
+                 * @instance
+                 */
+                Invoke.prototype.argsJson = "";
+
+                /**
+                 * Encodes the specified Invoke message. Does not implicitly {@link iot.telemetry.v1.Invoke.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.Invoke
+                 * @static
+                 * @param {iot.telemetry.v1.Invoke.$Properties} m Invoke message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                Invoke.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.name != null && $Object.hasOwnProperty.call(m, "name") && m.name !== "")
+                        w.uint32(/* id 1, wireType 2 =*/10).string(m.name);
+                    if (m.argsJson != null && $Object.hasOwnProperty.call(m, "argsJson") && m.argsJson !== "")
+                        w.uint32(/* id 2, wireType 2 =*/18).string(m.argsJson);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes an Invoke message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.Invoke
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.Invoke & iot.telemetry.v1.Invoke.$Shape} Invoke
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                Invoke.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.Invoke();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.name = v;
+                                else
+                                    delete m.name;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.argsJson = v;
+                                else
+                                    delete m.argsJson;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for Invoke
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.Invoke
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                Invoke.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.Invoke";
+                };
+
+                return Invoke;
+            })();
+
             v1.CommandResult = (function() {
 
                 /**
@@ -2736,6 +3007,7 @@ export const iot = $root.iot = (() => {
                  * @property {number|null} [id] CommandResult id
                  * @property {boolean|null} [ok] CommandResult ok
                  * @property {string|null} [message] CommandResult message
+                 * @property {string|null} [resultJson] CommandResult resultJson
                  * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
                  */
 
@@ -2792,6 +3064,14 @@ export const iot = $root.iot = (() => {
                 CommandResult.prototype.message = "";
 
                 /**
+                 * CommandResult resultJson.
+                 * @member {string} resultJson
+                 * @memberof iot.telemetry.v1.CommandResult
+                 * @instance
+                 */
+                CommandResult.prototype.resultJson = "";
+
+                /**
                  * Encodes the specified CommandResult message. Does not implicitly {@link iot.telemetry.v1.CommandResult.verify|verify} messages.
                  * @function encode
                  * @memberof iot.telemetry.v1.CommandResult
@@ -2813,6 +3093,8 @@ export const iot = $root.iot = (() => {
                         w.uint32(/* id 2, wireType 0 =*/16).bool(m.ok);
                     if (m.message != null && $Object.hasOwnProperty.call(m, "message") && m.message !== "")
                         w.uint32(/* id 3, wireType 2 =*/26).string(m.message);
+                    if (m.resultJson != null && $Object.hasOwnProperty.call(m, "resultJson") && m.resultJson !== "")
+                        w.uint32(/* id 4, wireType 2 =*/34).string(m.resultJson);
                     if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
                         for (var i = 0; i < m.$unknowns.length; ++i)
                             w.raw(m.$unknowns[i]);
@@ -2884,6 +3166,15 @@ export const iot = $root.iot = (() => {
                                     delete m.message;
                                 continue;
                             }
+                        case 4: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.resultJson = v;
+                                else
+                                    delete m.resultJson;
+                                continue;
+                            }
                         }
                         r.skipType(u, q, t);
                         if (!r.discardUnknown) {
@@ -2916,6 +3207,481 @@ export const iot = $root.iot = (() => {
                 };
 
                 return CommandResult;
+            })();
+
+            v1.DesiredConfig = (function() {
+
+                /**
+                 * Properties of a DesiredConfig.
+                 * @typedef {Object} iot.telemetry.v1.DesiredConfig.$Properties
+                 * @property {number|null} [version] DesiredConfig version
+                 * @property {number|null} [sampleIntervalMs] DesiredConfig sampleIntervalMs
+                 * @property {number|null} [batchIntervalMs] DesiredConfig batchIntervalMs
+                 * @property {string|null} [customJson] DesiredConfig customJson
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a DesiredConfig.
+                 * @memberof iot.telemetry.v1
+                 * @interface IDesiredConfig
+                 * @augments iot.telemetry.v1.DesiredConfig.$Properties
+                 * @deprecated Use iot.telemetry.v1.DesiredConfig.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a DesiredConfig.
+                 * @typedef {iot.telemetry.v1.DesiredConfig.$Properties} iot.telemetry.v1.DesiredConfig.$Shape
+                 */
+
+                /**
+                 * Constructs a new DesiredConfig.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a DesiredConfig.
+                 * @constructor
+                 * @param {iot.telemetry.v1.DesiredConfig.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const DesiredConfig = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * DesiredConfig version.
+                 * @member {number} version
+                 * @memberof iot.telemetry.v1.DesiredConfig
+                 * @instance
+                 */
+                DesiredConfig.prototype.version = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+                /**
+                 * DesiredConfig sampleIntervalMs.
+                 * @member {number|null|undefined} sampleIntervalMs
+                 * @memberof iot.telemetry.v1.DesiredConfig
+                 * @instance
+                 */
+                DesiredConfig.prototype.sampleIntervalMs = null;
+
+                /**
+                 * DesiredConfig batchIntervalMs.
+                 * @member {number|null|undefined} batchIntervalMs
+                 * @memberof iot.telemetry.v1.DesiredConfig
+                 * @instance
+                 */
+                DesiredConfig.prototype.batchIntervalMs = null;
+
+                /**
+                 * DesiredConfig customJson.
+                 * @member {string|null|undefined} customJson
+                 * @memberof iot.telemetry.v1.DesiredConfig
+                 * @instance
+                 */
+                DesiredConfig.prototype.customJson = null;
+
+                // OneOf field names bound to virtual getters and setters
+                let $oneOfFields;
+
+                // Virtual OneOf for proto3 optional field
+                $Object.defineProperty(DesiredConfig.prototype, "_sampleIntervalMs", {
+                    get: $util.oneOfGetter($oneOfFields = ["sampleIntervalMs"]),
+                    set: $util.oneOfSetter($oneOfFields)
+                });
+
+                // Virtual OneOf for proto3 optional field
+                $Object.defineProperty(DesiredConfig.prototype, "_batchIntervalMs", {
+                    get: $util.oneOfGetter($oneOfFields = ["batchIntervalMs"]),
+                    set: $util.oneOfSetter($oneOfFields)
+                });
+
+                // Virtual OneOf for proto3 optional field
+                $Object.defineProperty(DesiredConfig.prototype, "_customJson", {
+                    get: $util.oneOfGetter($oneOfFields = ["customJson"]),
+                    set: $util.oneOfSetter($oneOfFields)
+                });
+
+                /**
+                 * Encodes the specified DesiredConfig message. Does not implicitly {@link iot.telemetry.v1.DesiredConfig.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.DesiredConfig
+                 * @static
+                 * @param {iot.telemetry.v1.DesiredConfig.$Properties} m DesiredConfig message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                DesiredConfig.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.version != null && $Object.hasOwnProperty.call(m, "version") && (typeof m.version === "object" ? m.version.low || m.version.high : m.version !== 0))
+                        w.uint32(/* id 1, wireType 0 =*/8).uint64(m.version);
+                    if (m.sampleIntervalMs != null && $Object.hasOwnProperty.call(m, "sampleIntervalMs"))
+                        w.uint32(/* id 2, wireType 0 =*/16).uint32(m.sampleIntervalMs);
+                    if (m.batchIntervalMs != null && $Object.hasOwnProperty.call(m, "batchIntervalMs"))
+                        w.uint32(/* id 3, wireType 0 =*/24).uint32(m.batchIntervalMs);
+                    if (m.customJson != null && $Object.hasOwnProperty.call(m, "customJson"))
+                        w.uint32(/* id 4, wireType 2 =*/34).string(m.customJson);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a DesiredConfig message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.DesiredConfig
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.DesiredConfig & iot.telemetry.v1.DesiredConfig.$Shape} DesiredConfig
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                DesiredConfig.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.DesiredConfig();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.version = v;
+                                else
+                                    delete m.version;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                m.sampleIntervalMs = r.uint32();
+                                m._sampleIntervalMs = "sampleIntervalMs";
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                m.batchIntervalMs = r.uint32();
+                                m._batchIntervalMs = "batchIntervalMs";
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 2)
+                                    break;
+                                m.customJson = r.stringVerify();
+                                m._customJson = "customJson";
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for DesiredConfig
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.DesiredConfig
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                DesiredConfig.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.DesiredConfig";
+                };
+
+                return DesiredConfig;
+            })();
+
+            v1.ConfigReport = (function() {
+
+                /**
+                 * Properties of a ConfigReport.
+                 * @typedef {Object} iot.telemetry.v1.ConfigReport.$Properties
+                 * @property {number|null} [version] ConfigReport version
+                 * @property {number|null} [sampleIntervalMs] ConfigReport sampleIntervalMs
+                 * @property {number|null} [batchIntervalMs] ConfigReport batchIntervalMs
+                 * @property {string|null} [customJson] ConfigReport customJson
+                 * @property {boolean|null} [ok] ConfigReport ok
+                 * @property {string|null} [error] ConfigReport error
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+
+                /**
+                 * Properties of a ConfigReport.
+                 * @memberof iot.telemetry.v1
+                 * @interface IConfigReport
+                 * @augments iot.telemetry.v1.ConfigReport.$Properties
+                 * @deprecated Use iot.telemetry.v1.ConfigReport.$Properties instead.
+                 */
+
+                /**
+                 * Shape of a ConfigReport.
+                 * @typedef {iot.telemetry.v1.ConfigReport.$Properties} iot.telemetry.v1.ConfigReport.$Shape
+                 */
+
+                /**
+                 * Constructs a new ConfigReport.
+                 * @memberof iot.telemetry.v1
+                 * @classdesc Represents a ConfigReport.
+                 * @constructor
+                 * @param {iot.telemetry.v1.ConfigReport.$Properties=} [p] Properties to set
+                 * @property {Array.<Uint8Array>} [$unknowns] Unknown fields preserved while decoding when enabled
+                 */
+                const ConfigReport = function (p) {
+                    if (p)
+                        for (var ks = $Object.keys(p), i = 0; i < ks.length; ++i)
+                            if (p[ks[i]] != null && ks[i] !== "__proto__")
+                                this[ks[i]] = p[ks[i]];
+                };
+
+                /**
+                 * ConfigReport version.
+                 * @member {number} version
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @instance
+                 */
+                ConfigReport.prototype.version = $util.Long ? $util.Long.fromBits(0,0,true) : 0;
+
+                /**
+                 * ConfigReport sampleIntervalMs.
+                 * @member {number} sampleIntervalMs
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @instance
+                 */
+                ConfigReport.prototype.sampleIntervalMs = 0;
+
+                /**
+                 * ConfigReport batchIntervalMs.
+                 * @member {number} batchIntervalMs
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @instance
+                 */
+                ConfigReport.prototype.batchIntervalMs = 0;
+
+                /**
+                 * ConfigReport customJson.
+                 * @member {string} customJson
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @instance
+                 */
+                ConfigReport.prototype.customJson = "";
+
+                /**
+                 * ConfigReport ok.
+                 * @member {boolean} ok
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @instance
+                 */
+                ConfigReport.prototype.ok = false;
+
+                /**
+                 * ConfigReport error.
+                 * @member {string} error
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @instance
+                 */
+                ConfigReport.prototype.error = "";
+
+                /**
+                 * Encodes the specified ConfigReport message. Does not implicitly {@link iot.telemetry.v1.ConfigReport.verify|verify} messages.
+                 * @function encode
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @static
+                 * @param {iot.telemetry.v1.ConfigReport.$Properties} m ConfigReport message or plain object to encode
+                 * @param {$protobuf.Writer} [w] Writer to encode to
+                 * @returns {$protobuf.Writer} Writer
+                 */
+                ConfigReport.encode = function (m, w, q) {
+                    if (!w)
+                        w = $Writer.create();
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $util.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    if (m.version != null && $Object.hasOwnProperty.call(m, "version") && (typeof m.version === "object" ? m.version.low || m.version.high : m.version !== 0))
+                        w.uint32(/* id 1, wireType 0 =*/8).uint64(m.version);
+                    if (m.sampleIntervalMs != null && $Object.hasOwnProperty.call(m, "sampleIntervalMs") && m.sampleIntervalMs !== 0)
+                        w.uint32(/* id 2, wireType 0 =*/16).uint32(m.sampleIntervalMs);
+                    if (m.batchIntervalMs != null && $Object.hasOwnProperty.call(m, "batchIntervalMs") && m.batchIntervalMs !== 0)
+                        w.uint32(/* id 3, wireType 0 =*/24).uint32(m.batchIntervalMs);
+                    if (m.customJson != null && $Object.hasOwnProperty.call(m, "customJson") && m.customJson !== "")
+                        w.uint32(/* id 4, wireType 2 =*/34).string(m.customJson);
+                    if (m.ok != null && $Object.hasOwnProperty.call(m, "ok") && m.ok !== false)
+                        w.uint32(/* id 5, wireType 0 =*/40).bool(m.ok);
+                    if (m.error != null && $Object.hasOwnProperty.call(m, "error") && m.error !== "")
+                        w.uint32(/* id 6, wireType 2 =*/50).string(m.error);
+                    if (m.$unknowns != null && $Object.hasOwnProperty.call(m, "$unknowns"))
+                        for (var i = 0; i < m.$unknowns.length; ++i)
+                            w.raw(m.$unknowns[i]);
+                    return w;
+                };
+
+                /**
+                 * Decodes a ConfigReport message from the specified reader or buffer.
+                 * @function decode
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @static
+                 * @param {$protobuf.Reader|Uint8Array} r Reader or buffer to decode from
+                 * @param {number} [l] Message length if known beforehand
+                 * @returns {iot.telemetry.v1.ConfigReport & iot.telemetry.v1.ConfigReport.$Shape} ConfigReport
+                 * @throws {Error} If the payload is not a reader or valid buffer
+                 * @throws {$protobuf.util.ProtocolError} If required fields are missing
+                 */
+                ConfigReport.decode = function (r, l, z, q, g) {
+                    if (!(r instanceof $Reader))
+                        r = $Reader.create(r);
+                    if (q === $undefined)
+                        q = 0;
+                    if (q > $Reader.recursionLimit)
+                        throw $Error("max depth exceeded");
+                    var c, m, v;
+                    if (l === $undefined)
+                        c = r.len;
+                    else {
+                        c = r.pos + l;
+                        if (c > r.len)
+                            throw $RangeError("index out of range");
+                        l = r.len;
+                        r.len = c;
+                    }
+                    m = g || new $root.iot.telemetry.v1.ConfigReport();
+                    while (r.pos < c) {
+                        var s = r.pos;
+                        var t = r.tag();
+                        if (t === z) {
+                            z = $undefined;
+                            break;
+                        }
+                        var u = t & 7;
+                        switch (t >>>= 3) {
+                        case 1: {
+                                if (u !== 0)
+                                    break;
+                                if (typeof (v = r.uint64()) === "object" ? v.low || v.high : v !== 0)
+                                    m.version = v;
+                                else
+                                    delete m.version;
+                                continue;
+                            }
+                        case 2: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.sampleIntervalMs = v;
+                                else
+                                    delete m.sampleIntervalMs;
+                                continue;
+                            }
+                        case 3: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.uint32())
+                                    m.batchIntervalMs = v;
+                                else
+                                    delete m.batchIntervalMs;
+                                continue;
+                            }
+                        case 4: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.customJson = v;
+                                else
+                                    delete m.customJson;
+                                continue;
+                            }
+                        case 5: {
+                                if (u !== 0)
+                                    break;
+                                if (v = r.bool())
+                                    m.ok = v;
+                                else
+                                    delete m.ok;
+                                continue;
+                            }
+                        case 6: {
+                                if (u !== 2)
+                                    break;
+                                if ((v = r.stringVerify()).length)
+                                    m.error = v;
+                                else
+                                    delete m.error;
+                                continue;
+                            }
+                        }
+                        r.skipType(u, q, t);
+                        if (!r.discardUnknown) {
+                            $util.makeProp(m, "$unknowns", false);
+                            (m.$unknowns || (m.$unknowns = [])).push(r.raw(s, r.pos));
+                        }
+                    }
+                    if (l !== $undefined) {
+                        if (r.pos !== c)
+                            throw $RangeError("index out of range");
+                        r.len = l;
+                    }
+                    if (z !== $undefined)
+                        throw $Error("missing end group");
+                    return m;
+                };
+
+                /**
+                 * Gets the type url for ConfigReport
+                 * @function getTypeUrl
+                 * @memberof iot.telemetry.v1.ConfigReport
+                 * @static
+                 * @param {string} [prefix] Custom type url prefix, defaults to `"type.googleapis.com"`
+                 * @returns {string} The type url
+                 */
+                ConfigReport.getTypeUrl = function(prefix) {
+                    if (prefix === $undefined)
+                        prefix = "type.googleapis.com";
+                    return prefix + "/iot.telemetry.v1.ConfigReport";
+                };
+
+                return ConfigReport;
             })();
 
             v1.LiveRequest = (function() {

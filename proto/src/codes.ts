@@ -4,6 +4,31 @@
 /** The device protocol version this schema describes. */
 export const PROTOCOL_VERSION = 1;
 
+/**
+ * Values of Hello.features / Welcome.features (proto/README.md §5.3, §15).
+ * "config": desired/reported configuration (DesiredConfig, ConfigReport).
+ * "invoke": named commands (Command.invoke). Unknown values are ignored.
+ */
+export const FEATURE_CONFIG = 'config';
+export const FEATURE_INVOKE = 'invoke';
+
+/** At most this many entries in Hello.features, each 1..MAX_FEATURE_BYTES bytes. */
+export const MAX_FEATURES = 16;
+export const MAX_FEATURE_BYTES = 32;
+
+/**
+ * Longest JSON text, in UTF-8 bytes, of DesiredConfig.custom_json,
+ * ConfigReport.custom_json, Invoke.args_json and CommandResult.result_json.
+ */
+export const MAX_CONFIG_JSON_BYTES = 4096;
+
+/** Longest ConfigReport.error, in characters (Unicode code points). */
+export const MAX_CONFIG_ERROR_CHARS = 200;
+
+/** Longest Invoke.name; the whole name matches COMMAND_NAME_RE. */
+export const MAX_COMMAND_NAME_CHARS = 64;
+export const COMMAND_NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
 /** WebSocket path of the device endpoint. */
 export const DEVICE_PATH = '/v1/devices';
 

@@ -23,6 +23,9 @@ export type BatchReport = iot.telemetry.v1.BatchReport.$Properties;
 export type Notice = iot.telemetry.v1.Notice.$Properties;
 export type Command = iot.telemetry.v1.Command.$Properties;
 export type CommandResult = iot.telemetry.v1.CommandResult.$Properties;
+export type Invoke = iot.telemetry.v1.Invoke.$Properties;
+export type DesiredConfig = iot.telemetry.v1.DesiredConfig.$Properties;
+export type ConfigReport = iot.telemetry.v1.ConfigReport.$Properties;
 
 /** Encodes a device -> hub envelope. */
 export function encodeDeviceMessage(m: iot.telemetry.v1.DeviceMessage.$Properties): Uint8Array {

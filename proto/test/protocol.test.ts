@@ -8,7 +8,7 @@ import {
 test('proto - every device message round-trips', () => {
   const now = 1_700_000_000_000;
   const msgs = [
-    { hello: { deviceId: 'dev-1', protocolVersion: 1, firmware: 'fw 1.2', deviceTimeMs: now } },
+    { hello: { deviceId: 'dev-1', protocolVersion: 1, firmware: 'fw 1.2', deviceTimeMs: now, features: ['config'] } },
     { batch: { seq: 2 ** 40, baseTimeMs: now, metricDefs: [{ id: 1, name: 'temperature', unit: 'degC' }], metricIds: [1, 1], timeOffsetsMs: [0, -1500], values: [21.25, -0.5], sentTimeMs: now + 5 } },
     { commandResult: { id: 7, ok: true, message: 'applied' } },
   ];
@@ -20,7 +20,7 @@ test('proto - every device message round-trips', () => {
 
 test('proto - every hub message round-trips, 64-bit fields are numbers even when unset', () => {
   const msgs = [
-    { welcome: { sessionId: 's', protocolVersion: 1, serverTimeMs: 1_700_000_000_123, echoDeviceTimeMs: 5, window: 32, credit: 16, lastSeq: 99, limits: { maxMessageBytes: 1024, idleTimeoutMs: 60_000 } } },
+    { welcome: { sessionId: 's', protocolVersion: 1, serverTimeMs: 1_700_000_000_123, echoDeviceTimeMs: 5, window: 32, credit: 16, lastSeq: 99, limits: { maxMessageBytes: 1024, idleTimeoutMs: 60_000 }, features: ['config', 'invoke'] } },
     { ack: { seq: 12, credit: 3, reports: [{ seq: 11, nonFiniteDropped: 1, skewDropped: 2, skewCorrected: 3, clockOffsetMs: -3_600_000 }] } },
     { notice: { code: CloseCode.RATE_LIMITED, reason: 'slow down', retryAfterMs: 1500 } },
     { command: { id: 3, config: { sampleIntervalMs: 1000, batchIntervalMs: 5000 } } },
