@@ -113,7 +113,7 @@ test('operators - nothing but /healthz, /readyz and /login without a session; /m
   assert.equal((await get('/metrics', { authorization: 'Bearer scrape-secret' })).status, 200);
 
   const cookie = await signIn(th);
-  assert.deepEqual(await (await get('/api/v1/me', { cookie })).json(), { user: 'admin' });
+  assert.deepEqual(await (await get('/api/v1/me', { cookie })).json(), { user: 'admin', role: 'admin' });
   const index = await get('/', { cookie });
   assert.equal(index.status, 200);
   assert.equal(index.headers.get('cache-control'), 'no-cache');

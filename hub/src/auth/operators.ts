@@ -20,9 +20,9 @@ import { describeIssues, HubError, OperatorError } from '../core/errors.ts';
 import { writeJsonAtomic } from '../core/atomic-file.ts';
 import { CONFIG_KEYS, type HubConfig } from '../core/config.ts';
 import { DUMMY_HASH, hashPassword, sharedPasswordHasher, verifyPassword, type PasswordHasher } from './password-hasher.ts';
-import { OPERATOR_NAME_RE, OperatorsFileSchema, SessionsFileSchema, type OperatorRecord, type SessionRecord } from './schemas.ts';
+import { OPERATOR_NAME_RE, OperatorsFileSchema, SessionsFileSchema, type OperatorRecord, type Role, type SessionRecord } from './schemas.ts';
 
-export type { OperatorRecord, SessionRecord };
+export type { OperatorRecord, Role, SessionRecord };
 import { addressKey, SignInLimits, type AttemptKeys } from './sign-in-limits.ts';
 const MAX_PASSWORD = 1024;
 /** Retry hint when every password check slot is taken: a check takes ~50 ms. */
@@ -175,7 +175,7 @@ export class Operators {
   adoptAccount(account: OperatorRecord): Promise<void> {
     const change = this.#accountChanges.then(async () => {
       const prev = this.#accounts.get(account.name);
-      if (prev && prev.password === account.password) return;
+      if (prev && prev.password === account.password && prev.role === account.role) return;
       const next = new Map(this.#accounts).set(account.name, account);
       if (this.#options.file) await writeJsonAtomic(this.#options.file, { operators: [...next.values()] });
       this.#accounts = next;
@@ -195,7 +195,7 @@ export class Operators {
    * Adds or replaces an account and saves the file. Used on first run, by
    * HUB_ADMIN_PASSWORD, and by `npm run operator`.
    */
-  async setPassword(name: string, password: string, opts: { firstOnly?: boolean } = {}): Promise<boolean> {
+  async setPassword(name: string, password: string, opts: { firstOnly?: boolean; role?: Role } = {}): Promise<boolean> {
     if (!OPERATOR_NAME_RE.test(name)) throw new OperatorError(`operator name ${JSON.stringify(name)}: letters, digits, _.@- (max 64)`);
     if (password.length < 8 || password.length > MAX_PASSWORD) throw new OperatorError(`operator passwords are 8 to ${MAX_PASSWORD} characters`);
     const hash = await hashPassword(this.#hasher, password);
@@ -203,7 +203,8 @@ export class Operators {
       const prev = this.#accounts.get(name);
       // First run: only while there is no account at all (here or, in cluster mode, in the cluster).
       if (opts.firstOnly && this.#accounts.size > 0) return false;
-      const record = { name, password: hash, created: prev?.created ?? new Date(this.#now()).toISOString() };
+      // The role given, else the account's own, else admin (a new account, the first run's).
+      const record: OperatorRecord = { name, password: hash, created: prev?.created ?? new Date(this.#now()).toISOString(), role: opts.role ?? prev?.role ?? 'admin' };
       const next = new Map(this.#accounts).set(name, record);
       if (this.#shared) {
         try {
@@ -288,17 +289,24 @@ export class Operators {
     return { ok: true, token, user: name, maxAgeS: Math.floor(this.#options.sessionTtlMs / 1000) };
   }
 
-  /** The operator a session token belongs to, or null (unknown, expired, account gone). */
-  check(token: string | null): { user: string; hash: string } | null {
+  /** An account's role (absent from older files: admin); undefined when there is no such account. */
+  roleOf(name: string): Role | undefined {
+    const acct = this.#accounts.get(name);
+    return acct ? acct.role ?? 'admin' : undefined;
+  }
+
+  /** The operator a session token belongs to and the account's role now, or null (unknown, expired, account gone). */
+  check(token: string | null): { user: string; hash: string; role: Role } | null {
     if (!token || token.length > 100) return null;
     const hash = sha256(token);
     const session = this.#sessions.get(hash);
     if (!session) return null;
-    if (session.expires <= this.#now() || !this.#accounts.has(session.user)) {
+    const acct = this.#accounts.get(session.user);
+    if (session.expires <= this.#now() || !acct) {
       this.#sessions.delete(hash);
       return null;
     }
-    return { user: session.user, hash };
+    return { user: session.user, hash, role: acct.role ?? 'admin' };
   }
 
   /** Ends a session; resolves once the sessions file no longer holds it. */

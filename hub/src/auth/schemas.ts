@@ -25,6 +25,10 @@ export const MAX_TAGS = 32;
 
 export const OPERATOR_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$/;
 
+/** What an operator may do: `admin` everything, `viewer` read only. An account without a role is an admin (accounts from before roles). */
+export const ROLES = ['admin', 'viewer'] as const;
+export type Role = (typeof ROLES)[number];
+
 /**
  * z.record, plus what it does not check: a `__proto__` key (z.record skips
  * it without running the key schema, and JSON.parse makes it an ordinary
@@ -66,6 +70,8 @@ const DeviceEntrySchema = z.object({
   tags: recordOf(TagKey, TagValue, 'must be an object of tag names to strings', { max: MAX_TAGS, error: `at most ${MAX_TAGS} tags` }).optional(),
   // Anything but `true` has always meant enabled.
   disabled: z.unknown().optional(),
+  // When it was registered (ISO 8601); informational, anything else is dropped.
+  createdAt: z.string().max(64).optional().catch(undefined),
 }, 'must be an object with a tokenHash');
 
 export const RegistryFileSchema = z.object({
@@ -87,6 +93,7 @@ const OperatorRecordSchema = z.looseObject({
   name: z.string(OPERATOR_NAME).regex(OPERATOR_NAME_RE, OPERATOR_NAME),
   password: z.string(PASSWORD_HASH).startsWith('scrypt$', PASSWORD_HASH),
   created: z.unknown().optional(),
+  role: z.enum(ROLES, `must be one of ${ROLES.join(', ')}`).optional(),
 }, 'must be {"name", "password"}');
 
 export type OperatorRecord = z.infer<typeof OperatorRecordSchema>;

@@ -4,7 +4,7 @@
 // not tell which endpoints exist. Imports: auth/operators, core (origin),
 // http/respond.
 import { timingSafeEqual } from 'node:crypto';
-import { sessionToken, type Operators } from '../auth/operators.ts';
+import { sessionToken, type Operators, type Role } from '../auth/operators.ts';
 import { originAllowed } from '../core/origin.ts';
 import { json, type Req, type Res } from './respond.ts';
 
@@ -19,7 +19,7 @@ export interface GuardOptions {
 }
 
 /** A route handler that runs for a signed-in operator only. */
-export type OperatorHandler = (res: Res, req: Req, user: string) => void;
+export type OperatorHandler = (res: Res, req: Req, user: string, role: Role) => void;
 
 function constantTimeEqual(given: string, expected: string): boolean {
   const givenBytes = Buffer.from(given), expectedBytes = Buffer.from(expected);
@@ -34,7 +34,7 @@ export class RequestGuards {
   }
 
   /** The signed-in operator, or null. */
-  operator(req: Req): { user: string; hash: string } | null {
+  operator(req: Req): { user: string; hash: string; role: Role } | null {
     return this.#options.operators.check(sessionToken(req.getHeader('cookie'), this.#options.https));
   }
 
@@ -50,13 +50,17 @@ export class RequestGuards {
     return originAllowed(req.getHeader('origin'), req.getHeader('host'), this.#options.origins);
   }
 
-  /** API routes: 401 JSON without a session; 403 for a cross-origin write. */
+  /**
+   * API routes: 401 JSON without a session; a write (every route that
+   * changes something) 403 from another origin, and 403 for a viewer.
+   */
   api(write: boolean, handler: OperatorHandler): (res: Res, req: Req) => void {
     return (res, req) => {
       const session = this.operator(req);
       if (!session) return json(res, '401 Unauthorized', { error: 'sign in first: POST /login' });
       if (write && !this.originAllowed(req)) return json(res, '403 Forbidden', { error: 'cross-origin request refused' });
-      handler(res, req, session.user);
+      if (write && session.role !== 'admin') return json(res, '403 Forbidden', { error: `operator ${session.user} is a ${session.role}: read only (an admin can change this)` });
+      handler(res, req, session.user, session.role);
     };
   }
 }

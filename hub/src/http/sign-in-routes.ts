@@ -3,6 +3,7 @@
 // reason), POST /api/v1/logout, GET /api/v1/me. Imports: auth/operators,
 // core (metrics), http/*.
 import { clearedSessionCookie, sessionCookie, sessionToken, type Operators } from '../auth/operators.ts';
+import type { AuditLog } from '../auth/audit.ts';
 import type { HubMetrics } from '../core/metrics.ts';
 import type { UwsTypes } from '../core/uws.ts';
 import { parseSignInBody } from './bodies.ts';
@@ -16,10 +17,11 @@ export interface SignInRouteDeps {
   guards: RequestGuards;
   /** Browsers reach the hub over https: __Host- cookie with Secure. */
   https: boolean;
+  audit: Pick<AuditLog, 'record'>;
 }
 
 export function attachSignInRoutes(app: UwsTypes.TemplatedApp, deps: SignInRouteDeps): void {
-  const { operators, metrics, guards, https } = deps;
+  const { operators, metrics, guards, https, audit } = deps;
 
   app.get('/login', (res, req) => {
     if (guards.operator(req)) return void res.cork(() => res.writeStatus('303 See Other').writeHeader('Location', '/').end());
@@ -50,6 +52,11 @@ export function attachSignInRoutes(app: UwsTypes.TemplatedApp, deps: SignInRoute
       const result = await pending;
       metrics.passwordChecksInFlight.set(operators.checksInFlight);
       metrics.signIns.labels(result.ok ? 'ok' : result.result).inc();
+      // Failed and refused sign-ins come from anyone: at most a few per address
+      // and minute are kept, the rest counted (auth/audit.ts), so a flood
+      // cannot push the real entries out of the trail.
+      if (result.ok) audit.record({ actor: result.user, address, action: 'sign-in', target: '', outcome: 'ok', detail: {} });
+      else audit.record({ actor: '', address, action: 'sign-in', target: '', outcome: result.status === 401 ? 'failed' : 'refused', detail: { user: user.slice(0, 64), result: result.result } }, `sign-in:${address}`);
       if (state.aborted) return;
       if (!result.ok) {
         if (result.status === 401) return fail('401 Unauthorized', result.reason, user);
@@ -66,6 +73,8 @@ export function attachSignInRoutes(app: UwsTypes.TemplatedApp, deps: SignInRoute
   app.post('/api/v1/logout', (res, req) => {
     if (!guards.originAllowed(req)) return json(res, '403 Forbidden', { error: 'cross-origin request refused' });
     const token = sessionToken(req.getHeader('cookie'), https);
+    const who = guards.operator(req);
+    if (who) audit.record({ actor: who.user, address: Buffer.from(res.getRemoteAddressAsText()).toString(), action: 'sign-out', target: '', outcome: 'ok', detail: {} });
     const state = watchAborted(res);
     const done = (): void => {
       if (state.aborted) return;
@@ -75,5 +84,5 @@ export function attachSignInRoutes(app: UwsTypes.TemplatedApp, deps: SignInRoute
     operators.signOut(token).then(done, () => { if (!state.aborted) json(res, '500 Internal Server Error', { error: 'sessions file not written; the session ended until the hub restarts' }); });
   });
 
-  app.get('/api/v1/me', guards.api(false, (res, _req, user) => json(res, '200 OK', { user })));
+  app.get('/api/v1/me', guards.api(false, (res, _req, user, role) => json(res, '200 OK', { user, role })));
 }
