@@ -15,6 +15,10 @@ import { HubError } from './core/errors.ts';
 import type { HistorySource } from './http/history.ts';
 import { attachHttp } from './http/routes.ts';
 import { StaticFiles } from './http/static.ts';
+import { AuditLog } from './auth/audit.ts';
+import { DeviceAdmin } from './auth/device-admin.ts';
+import { CommandTracker } from './devices/commands.ts';
+import { DeviceConfigs } from './devices/configs.ts';
 import { DeviceEndpoint, type SessionOwnership } from './ingest/endpoint.ts';
 import type { ClusterHealth } from './http/ops-routes.ts';
 import { LiveEndpoint } from './live/endpoint.ts';
@@ -56,6 +60,27 @@ export interface HubDeps {
   ownership?: SessionOwnership;
   /** Cluster mode: NATS and stream state for /readyz and /api/v1/status. */
   clusterHealth?: () => ClusterHealth;
+  /**
+   * Changes to the registry from the API (default, when `auth` is a
+   * DeviceRegistry: in force in memory only, nothing saved; the hub's main
+   * commits to the registry file or, in cluster mode, the KV bucket).
+   */
+  deviceAdmin?: DeviceAdmin;
+  /** The audit trail of operator actions (default: in memory only). */
+  audit?: AuditLog;
+  /**
+   * Desired configuration and tracked commands (default, when `auth` is a
+   * DeviceRegistry: both in memory only; the hub's main gives configs its
+   * file). With them, Welcome lists the features `config` and `invoke`.
+   */
+  management?: { configs: DeviceConfigs; commands: CommandTracker };
+}
+
+/** The devices whose tag `key` is `value` (a configuration group's members). */
+export function membersOf(registry: DeviceRegistry, key: string, value: string): string[] {
+  const ids: string[] = [];
+  for (const [id, tags] of registry.entries()) if (tags[key] === value) ids.push(id);
+  return ids;
 }
 
 /** dashboard/dist of this checkout: what the hub serves unless HUB_DASHBOARD_DIR says otherwise. */
@@ -70,6 +95,9 @@ export interface Hub {
   readonly live: LiveState;
   readonly dashboards: LiveEndpoint;
   readonly operators: Operators;
+  readonly audit: AuditLog;
+  /** Desired configuration and tracked commands (null: auth is not a DeviceRegistry and none were given). */
+  readonly management: { configs: DeviceConfigs; commands: CommandTracker } | null;
   readonly tls: boolean;
   /** Bound port after listen() (useful with port 0). */
   readonly port: number;
@@ -151,13 +179,21 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   const endpointRoutes = new RouteTable();
   const httpRoutes = new RouteTable();
 
+  const audit = deps.audit ?? new AuditLog({ file: null, maxBytes: config.auditMaxBytes, now });
+  const registry = auth instanceof DeviceRegistry ? auth : null;
+  const deviceAdmin = deps.deviceAdmin ?? (registry ? new DeviceAdmin({ registry, now, commit: (next) => { registry.replace(next); return Promise.resolve(); } }) : null);
   const operators = deps.operators ?? new Operators({ file: null, sessionsFile: null, sessionTtlMs: config.sessionTtlS * 1000, now, limits: config });
   const live = deps.live ?? new LiveState({
     maxSeries: config.liveMaxSeries, maxDevices: config.liveMaxDevices, alarmRulesFile: null, now,
     spoolBytes: () => store.bytes, sinkStatus: deps.sinkStatus,
     knownDevices: auth.entries?.bind(auth),
   });
-  const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live, ownership: deps.ownership });
+  const management = deps.management ?? (registry ? {
+    configs: new DeviceConfigs({ membersOf: (k, v) => membersOf(registry, k, v), tagsOf: (id) => registry.get(id)?.tags, now }),
+    commands: new CommandTracker({ now }),
+  } : null);
+  const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live, ownership: deps.ownership, management: management ?? undefined });
+  management?.commands.attach(devices);
   metrics.observeStore(store);
   const dashboards = new LiveEndpoint({ config, state: live, operators, metrics, log, uws, now });
   const dashboardDir = config.dashboardDir ?? DEFAULT_DASHBOARD_DIR;
@@ -167,7 +203,9 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   const dev = devices;
   attachHttp(httpRoutes.app, {
     metrics, history: deps.history ?? null, now, operators, alarms: live.alarms, dashboard, https: servedOverHttps(config),
-    metricsToken: config.metricsToken, origins: config.liveOrigins,
+    metricsToken: config.metricsToken, origins: config.liveOrigins, audit,
+    devices: registry && deviceAdmin ? { registry, admin: deviceAdmin, live } : null,
+    management,
     // /healthz and /readyz show status words; the detail is for operators (/api/v1/status).
     health: {
       shuttingDown: () => closing, store, sinkStatus: deps.sinkStatus ?? null, cluster: deps.clusterHealth ?? null,
@@ -256,7 +294,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
   };
 
   return {
-    config, binding, store, metrics, devices: dev, live, dashboards, operators, tls,
+    config, binding, store, metrics, devices: dev, live, dashboards, operators, audit, management, tls,
     get port() { return port; },
     listen() {
       return new Promise<number>((resolve, reject) => {
@@ -293,6 +331,7 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
       const peers = dev.stats().connections + dashboards.dashboards;
       dashboards.shutdown();
       await dev.shutdown(deadline);
+      management?.commands.close();
       if (!opts.keepStore) await Promise.race([store.close(), new Promise<void>((r) => setTimeout(r, Math.max(0, deadline - now())).unref())]);
       // Devices and dashboards got their close frames (and a FIN). Closing the
       // app closes every socket at once, and a socket with unread input (a

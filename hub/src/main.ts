@@ -5,10 +5,15 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { DEVICE_PATH } from '@telemetry/proto';
-import { buildApp } from './app.ts';
+import { buildApp, membersOf } from './app.ts';
 import { generatePassword, Operators } from './auth/operators.ts';
 import { LiveState } from './live/state.ts';
 import { DeviceRegistry, readRegistryFile, watchRegistryFile } from './auth/registry.ts';
+import { AuditLog } from './auth/audit.ts';
+import { DeviceAdmin } from './auth/device-admin.ts';
+import { CommandTracker } from './devices/commands.ts';
+import { DeviceConfigs } from './devices/configs.ts';
+import { writeJsonAtomic } from './core/atomic-file.ts';
 import { loadConfig, parseOpenFileLimit, withinOpenFiles, type ConfigWarning, type HubConfig } from './core/config.ts';
 import { HubError } from './core/errors.ts';
 import { watchContent } from './file-watch.ts';
@@ -219,10 +224,37 @@ async function main(): Promise<void> {
     };
   }
 
+  // The audit trail of operator actions, bounded on disk (HUB_AUDIT_MAX_BYTES).
+  const audit = await AuditLog.open({ file: resolve(config.dataDir, 'audit.jsonl'), maxBytes: config.auditMaxBytes });
+  // Registry changes from the API: durable before in force. Embedded: the
+  // registry file (the watcher then reads back what was written); cluster
+  // mode: the shared bucket (the hub's file is left as it is).
+  const deviceAdmin = new DeviceAdmin({
+    registry,
+    commit: shared
+      ? (next, changed) => shared.commitDevices(next, changed)
+      : async (next) => { await writeJsonAtomic(devicesFile, next); registry.replace(next); onRegistryReload(); },
+  });
+
+  // Desired device configuration (durable before in force) and tracked
+  // commands (memory only). Not shared in cluster mode yet: each hub keeps its
+  // own file (a worker its own), and a device gets what the hub it reaches holds.
+  let configs: DeviceConfigs;
+  try {
+    configs = await DeviceConfigs.open({
+      file: resolve(config.dataDir, worker === null ? 'device-config.json' : `device-config.worker-${worker}.json`),
+      membersOf: (k, v) => membersOf(registry, k, v), tagsOf: (id) => registry.get(id)?.tags,
+      onSaveError: (err) => log.error({ err }, 'device configuration reports not saved; retrying'),
+    });
+  } catch (err) {
+    fail(err);
+  }
+  const commands = new CommandTracker();
+
   let hub;
   try {
     hub = buildApp(config, {
-      operators, live,
+      operators, live, audit, deviceAdmin, management: { configs, commands },
       store, auth: registry, log, metrics, binding, sinkStatus: sink ? () => sink.status() : undefined,
       ownership: cluster?.ownership, clusterHealth: cluster ? () => cluster.health() : undefined,
       // InfluxDB 2.x serves InfluxQL for a bucket through its v1 API (a DBRP
@@ -293,6 +325,8 @@ async function main(): Promise<void> {
     hub.close({ deadlineMs: config.shutdownTimeoutMs, keepStore: true })
       .then(() => sink?.close(deadline))
       .then(() => { shared?.stop(); return cluster ? cluster.close() : store.close(); })
+      .then(() => audit.close())
+      .then(() => configs.close())
       .then(() => {
         log.info({ sink: sink?.status() }, 'shutdown complete');
         process.exit(0);

@@ -15,12 +15,18 @@ test('http routes - registered once each, exact and parameter routes before the 
   const app: UwsTypes.TemplatedApp = new Proxy({} as UwsTypes.TemplatedApp, {
     get: (_target, method: string) => (pattern: string) => { routes.push(`${method} ${pattern}`); return app; },
   });
-  attachHttp(app, {} as HttpDeps);
+  // Every area attached: the registry and management routes need their deps to be there at all.
+  attachHttp(app, { devices: {}, management: {} } as HttpDeps);
   const wildcards = ['any /api/*', 'get /*', 'any /*'];
   assert.deepEqual(routes.slice(-wildcards.length), wildcards, 'the catch-alls come last, /api/* first');
   assert.deepEqual(routes.slice(0, -wildcards.length).sort(), [
-    'del /api/v1/alarms/rules/:id', 'get /api/v1/alarms/rules', 'get /api/v1/history', 'get /api/v1/me', 'get /api/v1/status',
-    'get /healthz', 'get /login', 'get /metrics', 'get /readyz', 'post /api/v1/alarms/rules', 'post /api/v1/logout', 'post /login',
+    'del /api/v1/alarms/rules/:id', 'del /api/v1/config-groups/:key', 'del /api/v1/devices/:id',
+    'get /api/v1/alarms/rules', 'get /api/v1/audit', 'get /api/v1/commands/:id', 'get /api/v1/config-groups',
+    'get /api/v1/devices', 'get /api/v1/devices/:id', 'get /api/v1/devices/:id/commands', 'get /api/v1/devices/:id/config',
+    'get /api/v1/history', 'get /api/v1/me', 'get /api/v1/status', 'get /healthz', 'get /login', 'get /metrics', 'get /readyz',
+    'patch /api/v1/devices/:id', 'post /api/v1/alarms/rules', 'post /api/v1/commands', 'post /api/v1/devices',
+    'post /api/v1/devices/:id/commands', 'post /api/v1/devices/:id/rotate', 'post /api/v1/devices/bulk', 'post /api/v1/logout', 'post /login',
+    'put /api/v1/config-groups/:key', 'put /api/v1/devices/:id/config',
   ]);
   assert.ok(routes.slice(0, -wildcards.length).every((r) => !r.includes('*')));
 });

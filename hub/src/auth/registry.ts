@@ -64,6 +64,19 @@ export class DeviceRegistry implements DeviceAuthenticator {
     for (const [id, e] of this.#devices) yield [id, e.tags];
   }
 
+  /** One device's entry (a copy), or undefined. */
+  get(deviceId: string): DeviceEntry | undefined {
+    const e = this.#devices.get(deviceId);
+    return e ? entryOf(e) : undefined;
+  }
+
+  /** What the registry holds, as a registry file (copies): the base of a change made through the API. */
+  file(): RegistryFile {
+    const devices: Record<string, DeviceEntry> = {};
+    for (const [id, e] of this.#devices) devices[id] = entryOf(e);
+    return { version: 1, devices };
+  }
+
   tagsOf(deviceId: string): Readonly<Record<string, string>> | undefined {
     return this.#devices.get(deviceId)?.tags;
   }
@@ -103,16 +116,25 @@ export class DeviceRegistry implements DeviceAuthenticator {
   }
 }
 
-/** Checks a registry against the rules of auth/schemas.ts; the entries as the hub keeps them. */
 /** A registered device as the registry holds it: its entry and its id (one string the hub's sessions share). */
 interface KnownDevice extends DeviceEntry { readonly id: string }
 
+function entryOf(e: KnownDevice): DeviceEntry {
+  return { tokenHash: e.tokenHash, tags: { ...e.tags }, ...(e.disabled ? { disabled: true } : {}), ...(e.createdAt !== undefined ? { createdAt: e.createdAt } : {}) };
+}
+
+/** Checks a registry against the rules of auth/schemas.ts (throws RegistryError naming the field); the entries as the hub keeps them. */
+export function checkRegistry(file: unknown): void {
+  parseRegistry(file);
+}
+
+/** Checks a registry against the rules of auth/schemas.ts; the entries as the hub keeps them. */
 function parseRegistry(file: unknown): Map<string, KnownDevice> {
   const parsed = RegistryFileSchema.safeParse(file);
   if (!parsed.success) throw new RegistryError(`registry: ${describeIssues(parsed.error.issues)}`, { cause: parsed.error });
   const out = new Map<string, KnownDevice>();
   for (const [id, e] of Object.entries(parsed.data.devices)) {
-    out.set(id, { id, tokenHash: e.tokenHash, tags: Object.freeze(e.tags ?? {}), disabled: e.disabled === true });
+    out.set(id, { id, tokenHash: e.tokenHash, tags: Object.freeze(e.tags ?? {}), disabled: e.disabled === true, ...(e.createdAt !== undefined ? { createdAt: e.createdAt } : {}) });
   }
   return out;
 }

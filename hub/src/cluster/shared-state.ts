@@ -109,7 +109,10 @@ export class SharedState {
     // Devices: what the bucket holds, plus this hub's file where the bucket has nothing.
     this.#watches.push(await follow(this.#devices, (e) => this.#device(e)));
     for (const [id, entry] of Object.entries(this.#file.devices)) {
-      if (this.#cluster.has(id)) continue;
+      // The bucket decides for every id it has held, deleted ones included (a
+      // device removed through the API stays removed when a hub whose file
+      // still lists it starts).
+      if (this.#revisions.has(id)) continue;
       const revision = await this.#devices.put(deviceToken(id), JSON.stringify(entry));
       // In force now, not once the watch brings the put back: the hub takes
       // devices right after start(), and this device must not be unknown for
@@ -147,6 +150,27 @@ export class SharedState {
   }
 
   /** This hub's registry file changed (its watcher read it): the difference goes to the bucket. */
+  /**
+   * A change made through the API (auth/device-admin.ts): the changed
+   * devices' entries put (or deleted) in the bucket, then in force here at
+   * once (the other hubs take it from their watch). Resolves once the bucket
+   * holds it: a KV put is a JetStream publish, acknowledged once stored (R1)
+   * or replicated (R3). The hub's own file is not written: in cluster mode
+   * the bucket is the registry.
+   */
+  async commitDevices(next: RegistryFile, changed: readonly string[]): Promise<void> {
+    for (const id of changed) {
+      const entry = Object.hasOwn(next.devices, id) ? next.devices[id] : undefined;
+      const revision = entry ? await this.#devices.put(deviceToken(id), JSON.stringify(entry)) : await this.#devices.delete(deviceToken(id)).then(() => 0);
+      if (entry) {
+        if ((this.#revisions.get(id) ?? 0) < revision) { this.#cluster.set(id, entry); this.#revisions.set(id, revision); }
+      } else {
+        this.#cluster.delete(id);
+      }
+    }
+    this.#applyRegistry();
+  }
+
   async fileChanged(file: RegistryFile): Promise<void> {
     const before = this.#file.devices;
     this.#file = file;

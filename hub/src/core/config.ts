@@ -76,6 +76,7 @@ export interface HubConfig {
   readonly natsTlsKey: string | undefined;
   readonly natsStream: string;
   readonly natsReplicas: number;
+  readonly auditMaxBytes: number;
   readonly natsMaxBytes: number;
   readonly natsAckTimeoutMs: number;
   readonly hubId: string | undefined;
@@ -169,6 +170,7 @@ export const CONFIG_KEYS = {
   natsTlsKey: { env: 'HUB_NATS_TLS_KEY', kind: 'string', default: undefined, doc: 'Cluster mode: PEM private key for HUB_NATS_TLS_CERT.' },
   natsStream: { env: 'HUB_NATS_STREAM', kind: 'string', default: 'TELEMETRY', doc: 'Cluster mode: JetStream stream the batches are stored in (created if absent). Its subjects are `<stream, lower case>.batch.>`; the KV buckets are named after it too.' },
   natsReplicas: { env: 'HUB_NATS_REPLICAS', kind: 'int', default: 1, min: 1, max: 5, strict: true, doc: 'Cluster mode: JetStream replicas of the stream and KV buckets. 1: a batch is acked once one server stored it; 3: once a majority of three did.' },
+  auditMaxBytes: { env: 'HUB_AUDIT_MAX_BYTES', kind: 'int', default: 16 * 1024 ** 2, min: 64 * 1024, max: 2 ** 40, doc: 'The audit trail of operator actions (<data>/audit.jsonl and one rotated file) takes at most this many bytes on disk; the oldest entries go first.' },
   natsMaxBytes: { env: 'HUB_NATS_MAX_BYTES', kind: 'int', default: 1024 ** 3, min: 1 << 20, max: 2 ** 50, doc: 'Cluster mode: stream size cap, like HUB_SPOOL_MAX_BYTES: credit shrinks past half of it and batches are refused (1013) at it.' },
   natsAckTimeoutMs: { env: 'HUB_NATS_ACK_TIMEOUT_MS', kind: 'int', default: 5_000, min: 100, max: 120_000, doc: 'Cluster mode: how long one JetStream publish waits for its acknowledgement before it is sent again (the same message id: stored once).' },
   hubId: { env: 'HUB_ID', kind: 'string', default: undefined, doc: 'Cluster mode: this hub\'s name in the cluster (default: host name and process id). Must be unique among running hubs.' },

@@ -22,6 +22,7 @@ import { Commands } from './commands.ts';
 import { SessionLifecycle, handshakeSweepMs, type SessionOwnership } from './lifecycle.ts';
 import { jitteredRetryMs } from './limits.ts';
 import { GuardedLiveFeed } from './live-feed.ts';
+import { ConfigSync, type IngestManagement } from './management.ts';
 import { MessageRouter } from './messages.ts';
 import { SessionTable, type SocketData } from './session.ts';
 import { DeviceUpgrade } from './upgrade.ts';
@@ -53,9 +54,11 @@ export interface IngestDeps {
   readonly logLimiter?: LogLimiter;
   /** Cluster mode: one session per device across hubs (lifecycle.ts). */
   readonly ownership?: SessionOwnership;
+  /** Desired configuration and tracked commands (Welcome then lists `config` and `invoke`); absent: no features. */
+  readonly management?: IngestManagement;
 }
 
-export type { SessionOwnership };
+export type { SessionOwnership, IngestManagement };
 
 export interface IngestStats {
   connections: number;
@@ -75,6 +78,7 @@ export class DeviceEndpoint {
   readonly #batches: BatchIntake;
   readonly #commands: Commands;
   readonly #messages: MessageRouter;
+  readonly #configSync: ConfigSync | null;
   /** Log lines devices can cause go through here (HUB_LOG_LINES_PER_MIN per kind). */
   readonly #deviceLog: LogLimiter;
   readonly #timers: NodeJS.Timeout[] = [];
@@ -95,11 +99,17 @@ export class DeviceEndpoint {
     this.#upgrade = new DeviceUpgrade({ config, store, auth: deps.auth, metrics, now, table });
     const acks = new AckFlusher({ window: config.window, store, metrics, now, live, sessions: table.sockets });
     this.#acks = acks;
-    const lifecycle = new SessionLifecycle({ config, store, metrics, now, table, acks, live, deviceLog, ownership: deps.ownership });
+    const management = deps.management;
+    const lifecycle = new SessionLifecycle({
+      config, store, metrics, now, table, acks, live, deviceLog, ownership: deps.ownership,
+      // Queued commands go out after Welcome; desired configuration waits for the session's first report (§15.3).
+      welcomed: management ? (session) => management.commands.connected(session.deviceId, session.usesInvoke) : undefined,
+    });
     this.#lifecycle = lifecycle;
     this.#batches = new BatchIntake({ config, store, metrics, now, table, lifecycle, acks, live, deviceLog, onDurable: deps.onDurable });
-    this.#commands = new Commands({ metrics, lifecycle, deviceLog });
-    this.#messages = new MessageRouter({ maxMessageBytes: config.maxMessageBytes, metrics, lifecycle, batches: this.#batches, commands: this.#commands });
+    this.#commands = new Commands({ metrics, lifecycle, deviceLog, tracker: management?.commands });
+    this.#configSync = management ? new ConfigSync({ configs: management.configs, lifecycle, metrics, table, deviceLog }) : null;
+    this.#messages = new MessageRouter({ maxMessageBytes: config.maxMessageBytes, metrics, lifecycle, batches: this.#batches, commands: this.#commands, config: this.#configSync });
     this.#unsubscribeRevoked = deps.auth.onRevoked((deviceIds) => lifecycle.revoked(deviceIds));
   }
 
@@ -152,7 +162,28 @@ export class DeviceEndpoint {
   sendCommand(deviceId: string, command: Omit<Command, 'id'>): number | null {
     const session = this.#table.current(deviceId);
     if (!session || session.state !== 'open' || !session.ws) return null;
+    // protocol: no Command.config where `config` is in use, Command.invoke only where `invoke` is (§12).
+    if (command.config && session.usesConfig) return null;
+    if (command.invoke && !session.usesInvoke) return null;
     return this.#commands.send(session, session.ws, command);
+  }
+
+  /**
+   * Sends an Invoke to a connected device whose session uses `invoke`;
+   * returns its wire id, 'offline', or 'unsupported' (its Hello did not list `invoke`).
+   */
+  sendInvoke(deviceId: string, name: string, argsJson: string): number | 'offline' | 'unsupported' {
+    const session = this.#table.current(deviceId);
+    if (!session || session.state !== 'open' || !session.ws) return 'offline';
+    if (!session.usesInvoke) return 'unsupported';
+    return this.#commands.send(session, session.ws, { invoke: { name, argsJson } });
+  }
+
+  /** The device's session here uses these features (null: not connected here). */
+  features(deviceId: string): { config: boolean; invoke: boolean } | null {
+    const session = this.#table.current(deviceId);
+    if (!session || session.state !== 'open') return null;
+    return { config: session.usesConfig, invoke: session.usesInvoke };
   }
 
   /**
@@ -173,6 +204,7 @@ export class DeviceEndpoint {
     }
     for (const timer of this.#timers) clearInterval(timer);
     this.#unsubscribeRevoked();
+    this.#configSync?.stop();
     this.#deviceLog.flush();
   }
 }

@@ -6,7 +6,7 @@
 // revocation. Every log line a device can cause goes through the LogLimiter.
 // Imports: proto, spool (the BatchStore seam, types), core (config, log,
 // metrics types), ingest/session, acks, live-feed, send.
-import { CloseCode, PROTOCOL_VERSION, closeReason, encodeHubMessage, type Hello } from '@telemetry/proto';
+import { CloseCode, FEATURE_CONFIG, FEATURE_INVOKE, MAX_FEATURES, MAX_FEATURE_BYTES, PROTOCOL_VERSION, closeReason, encodeHubMessage, type Hello } from '@telemetry/proto';
 import type { HubConfig } from '../core/config.ts';
 import type { LogLimiter } from '../core/log.ts';
 import type { HubMetrics, LimitName } from '../core/metrics.ts';
@@ -60,6 +60,26 @@ export interface LifecycleDeps {
   readonly live: GuardedLiveFeed;
   readonly deviceLog: LogLimiter;
   readonly ownership?: SessionOwnership | undefined;
+  /**
+   * Management is wired in: Welcome lists `config` and `invoke`, and this is
+   * told of every welcomed session (after its Welcome). Absent: Welcome
+   * lists no features and no session uses any.
+   */
+  readonly welcomed?: ((session: Session, ws: DeviceSocket) => void) | undefined;
+}
+
+/** What Welcome.features lists when management is wired in (proto/README.md §5.14). */
+export const HUB_FEATURES: readonly string[] = Object.freeze([FEATURE_CONFIG, FEATURE_INVOKE]);
+
+/** protocol: why Hello.features is refused (4000): more than 16 entries, an empty one or one over 32 bytes (§4); null when fine. */
+export function featuresProblem(features: readonly string[] | null | undefined): string | null {
+  if (!features || features.length === 0) return null;
+  if (features.length > MAX_FEATURES) return `Hello.features has ${features.length} entries; at most ${MAX_FEATURES}`;
+  for (const f of features) {
+    if (f.length === 0) return 'Hello.features has an empty entry';
+    if (f.length > MAX_FEATURE_BYTES || Buffer.byteLength(f) > MAX_FEATURE_BYTES) return `Hello.features has an entry longer than ${MAX_FEATURE_BYTES} bytes`;
+  }
+  return null;
 }
 
 export class SessionLifecycle {
@@ -159,6 +179,14 @@ export class SessionLifecycle {
     if (Buffer.byteLength(firmware) > MAX_FIRMWARE_BYTES) {
       return this.close(session, CloseCode.PROTOCOL_ERROR, `Hello.firmware longer than ${MAX_FIRMWARE_BYTES} bytes`, undefined, 'protocol');
     }
+    const features = hello.features;
+    const featureProblem = featuresProblem(features);
+    if (featureProblem) return this.close(session, CloseCode.PROTOCOL_ERROR, featureProblem, undefined, 'protocol');
+    // A feature is in use when both sides list it; the hub lists them only with management wired in.
+    if (this.#deps.welcomed && features && features.length > 0) {
+      session.usesConfig = features.includes(FEATURE_CONFIG);
+      session.usesInvoke = features.includes(FEATURE_INVOKE);
+    }
     const ownership = this.#deps.ownership;
     if (!ownership) return this.#welcome(session, ws, hello, firmware);
     // Cluster mode: Welcome once this hub owns the device. The handshake
@@ -212,10 +240,19 @@ export class SessionLifecycle {
           maxMetricsPerSession: config.maxMetricsPerSession, maxMetricNameBytes: config.maxMetricNameBytes,
           maxFutureSkewMs: config.maxFutureSkewMs, maxPastSkewMs: config.maxPastSkewMs, idleTimeoutMs: config.idleTimeoutS * 1000,
         },
+        features: this.#deps.welcomed ? HUB_FEATURES as string[] : null,
       },
     }), this.#metrics);
     this.#live.sessionOpened(session.deviceId, session.tags, session.firmware, session.addr);
     this.#deviceLog.debug('device_session_open', { device: session.deviceId, session: session.id, firmware, offsetMs: session.offsetMs }, 'device session open');
+    const welcomed = this.#deps.welcomed;
+    if (welcomed) {
+      try {
+        welcomed(session, ws);
+      } catch (err) {
+        this.#deviceLog.warn('device_welcomed_hook_failed', { device: session.deviceId, err: (err as Error).message }, 'management hook failed after Welcome');
+      }
+    }
   }
 
   #intern(firmware: string): string {

@@ -1,12 +1,13 @@
 // ingest/: every device message, checked in the order of proto/README.md §4
 // (size, frame type, decoding, a known member) and handed to Hello, Batch or
-// CommandResult handling. The per-message entry point of ingest.
+// CommandResult handling, and ConfigReport where management is wired in. The per-message entry point of ingest.
 // Imports: proto, core (metrics types), ingest/session, lifecycle, batches, commands.
 import { CloseCode, decodeBatchMessage, decodeDeviceMessage, type DeviceMessage } from '@telemetry/proto';
 import type { HubMetrics } from '../core/metrics.ts';
 import type { BatchIntake } from './batches.ts';
 import type { Commands } from './commands.ts';
 import type { SessionLifecycle } from './lifecycle.ts';
+import type { ConfigSync } from './management.ts';
 import type { DeviceSocket } from './session.ts';
 
 export interface MessageDeps {
@@ -15,6 +16,8 @@ export interface MessageDeps {
   readonly lifecycle: SessionLifecycle;
   readonly batches: BatchIntake;
   readonly commands: Commands;
+  /** Desired/reported configuration; null: this hub does not know `reported` (4000, as an unknown member). */
+  readonly config?: ConfigSync | null;
 }
 
 export class MessageRouter {
@@ -23,6 +26,7 @@ export class MessageRouter {
   readonly #lifecycle: SessionLifecycle;
   readonly #batches: BatchIntake;
   readonly #commands: Commands;
+  readonly #config: ConfigSync | null;
 
   constructor(deps: MessageDeps) {
     this.#maxMessageBytes = deps.maxMessageBytes;
@@ -30,6 +34,7 @@ export class MessageRouter {
     this.#lifecycle = deps.lifecycle;
     this.#batches = deps.batches;
     this.#commands = deps.commands;
+    this.#config = deps.config ?? null;
   }
 
   /** uWS message. Check 1 of §4 (the hard cap) is uWS's maxPayloadLength, before this runs. */
@@ -62,6 +67,7 @@ export class MessageRouter {
       case 'hello': if (msg.hello) return lifecycle.hello(session, ws, msg.hello); break;
       case 'batch': if (msg.batch) return this.#batches.handle(session, ws, msg.batch); break;
       case 'commandResult': if (msg.commandResult) return this.#commands.result(session, msg.commandResult); break;
+      case 'reported': if (msg.reported && this.#config) return this.#config.report(session, msg.reported); break;
       case undefined: break;
     }
     return lifecycle.close(session, CloseCode.PROTOCOL_ERROR, 'empty or unknown DeviceMessage', undefined, 'protocol');

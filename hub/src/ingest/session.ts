@@ -33,6 +33,8 @@ export type SessionState = 'upgrading' | 'awaiting-hello' | 'claiming' | 'open' 
 
 /** Session flags, bits of Session.#flags. */
 const WELCOMED = 1, TOLD_SKEW = 2, TOLD_BACKPRESSURE = 4, GONE = 8, CLOSED_BY_HUB = 16;
+/** Features in use (both Hello and Welcome list them, proto/README.md §5.14), and the config exchange's state (§15.3). */
+const USES_CONFIG = 32, USES_INVOKE = 64, CONFIG_REPORTED = 128, DESIRED_IN_FLIGHT = 256;
 
 export class Session extends ClockOffsetEstimator {
   ws: DeviceSocket | null = null;
@@ -95,6 +97,19 @@ export class Session extends ClockOffsetEstimator {
   /** The hub ended the session (not the device or the network). */
   get closedByHub(): boolean { return (this.#flags & CLOSED_BY_HUB) !== 0; }
   set closedByHub(v: boolean) { this.#set(CLOSED_BY_HUB, v); }
+
+  /** `config` is in use on this session: DesiredConfig and ConfigReport. */
+  get usesConfig(): boolean { return (this.#flags & USES_CONFIG) !== 0; }
+  set usesConfig(v: boolean) { this.#set(USES_CONFIG, v); }
+  /** `invoke` is in use on this session: Command.invoke. */
+  get usesInvoke(): boolean { return (this.#flags & USES_INVOKE) !== 0; }
+  set usesInvoke(v: boolean) { this.#set(USES_INVOKE, v); }
+  /** The session's first ConfigReport has arrived. */
+  get configReported(): boolean { return (this.#flags & CONFIG_REPORTED) !== 0; }
+  set configReported(v: boolean) { this.#set(CONFIG_REPORTED, v); }
+  /** A DesiredConfig was sent and no ConfigReport has arrived since. */
+  get desiredInFlight(): boolean { return (this.#flags & DESIRED_IN_FLIGHT) !== 0; }
+  set desiredInFlight(v: boolean) { this.#set(DESIRED_IN_FLIGHT, v); }
 
   #set(bit: number, v: boolean): void {
     this.#flags = v ? this.#flags | bit : this.#flags & ~bit;

@@ -1,0 +1,202 @@
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call -- JSON answers of the API, read as the test expects them (a wrong shape fails the assertion) */
+// Tracked commands (proto/README.md §12, Invoke) through the REST API:
+// delivered -> succeeded with result_json, failed, timed out, queued for an
+// offline device and delivered when it connects, expired after its TTL,
+// refused (offline with ttl 0; a device without "invoke"), a group send, the
+// per-device cap, and a result for an unknown id (counted, ignored).
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { CloseCode, FEATURE_INVOKE, PROTOCOL_VERSION, type HubMessage } from '@telemetry/proto';
+import { CommandTracker, MAX_ACTIVE_PER_DEVICE } from '../src/devices/commands.ts';
+import { RawDevice, metric, signIn, startHub, within, type TestHub } from './helpers.ts';
+
+interface Api { th: TestHub; call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> }
+
+async function api(t: TestContext, opts: Parameters<typeof startHub>[1] = {}): Promise<Api> {
+  const th = await startHub(t, opts);
+  const cookie = await signIn(th);
+  const origin = `http://127.0.0.1:${th.port}`;
+  const call = async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(`${origin}${path}`, {
+      method, headers: { cookie, origin, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) : null };
+  };
+  return { th, call };
+}
+
+async function nextFrame<K extends 'command' | 'welcome' | 'notice'>(d: RawDevice, kind: K, ms = 3000): Promise<NonNullable<HubMessage[K]>> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const i = d.frames.findIndex((f) => f.msg === kind);
+    if (i >= 0) return d.frames.splice(0, i + 1)[i]![kind] as NonNullable<HubMessage[K]>;
+    if (Date.now() > end) throw new Error(`no ${kind} within ${ms} ms (have: ${d.frames.map((f) => f.msg).join(',') || 'nothing'})`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function connect(th: TestHub, id: string, features: string[] | null) {
+  const d = new RawDevice(th.url, { token: th.tokens.get(id) });
+  await within(d.opened, 3000, `${id} open`);
+  d.send({ hello: { deviceId: id, protocolVersion: PROTOCOL_VERSION, firmware: 'test/2', ...(features ? { features } : {}) } });
+  await nextFrame(d, 'welcome');
+  return d;
+}
+
+async function stateOf(a: Api, id: string, want: string, ms = 4000): Promise<any> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const c = (await a.call('GET', `/api/v1/commands/${id}`)).body.command;
+    if (c.state === want || Date.now() > end) return c;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test('commands - delivered then succeeded with result_json, failed, timed out', async (t) => {
+  const a = await api(t, { devices: ['dev-1'] });
+  const d = await connect(a.th, 'dev-1', [FEATURE_INVOKE]);
+  const sent = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'ping' });
+  assert.equal(sent.status, 202, JSON.stringify(sent.body));
+  assert.equal(sent.body.command.state, 'delivered');
+  assert.equal(sent.body.command.by, 'admin');
+  assert.equal(sent.body.command.timeoutMs, 30_000);
+  const cmd = await nextFrame(d, 'command');
+  assert.equal(cmd.invoke?.name, 'ping');
+  assert.equal(cmd.invoke?.argsJson ?? '', '');
+  d.send({ commandResult: { id: cmd.id, ok: true, message: 'pong', resultJson: '{"uptime_ms":86400000}' } });
+  const done = await stateOf(a, sent.body.command.id, 'succeeded');
+  assert.equal(done.state, 'succeeded');
+  assert.deepEqual(done.result, { uptime_ms: 86400000 });
+  assert.equal(done.message, 'pong');
+  assert.ok(done.deliveredAt > 0 && done.finishedAt >= done.deliveredAt);
+
+  const bad = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'acme.calibrate', args: { offset: 2 } });
+  const cmd2 = await nextFrame(d, 'command');
+  assert.deepEqual(JSON.parse(cmd2.invoke?.argsJson ?? ''), { offset: 2 });
+  d.send({ commandResult: { id: cmd2.id, ok: false, message: 'unknown command acme.calibrate' } });
+  const failed = await stateOf(a, bad.body.command.id, 'failed');
+  assert.equal(failed.state, 'failed');
+  assert.equal(failed.message, 'unknown command acme.calibrate');
+
+  const slow = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'ping', timeoutMs: 1000 });
+  await nextFrame(d, 'command');
+  const timedOut = await stateOf(a, slow.body.command.id, 'timed_out', 4000);
+  assert.equal(timedOut.state, 'timed_out');
+
+  const list = (await a.call('GET', '/api/v1/devices/dev-1/commands')).body.commands;
+  assert.deepEqual(list.map((c: { id: string }) => c.id), [slow.body.command.id, bad.body.command.id, sent.body.command.id], 'newest first');
+  assert.equal(await metric(a.th, 'hub_command_results_total', { result: 'ok' }), 1);
+  assert.equal(await metric(a.th, 'hub_command_results_total', { result: 'failed' }), 1);
+  d.close();
+});
+
+test('commands - an invalid result_json fails the command and closes the session (4000); a result for an unknown id is counted and ignored', async (t) => {
+  const a = await api(t, { devices: ['dev-1'] });
+  const d = await connect(a.th, 'dev-1', [FEATURE_INVOKE]);
+  const sent = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'ping' });
+  const cmd = await nextFrame(d, 'command');
+  d.send({ commandResult: { id: 999_999, ok: true, resultJson: '1' } });
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await metric(a.th, 'hub_command_results_total', { result: 'unknown' }), 1);
+  assert.equal((await a.call('GET', `/api/v1/commands/${sent.body.command.id}`)).body.command.state, 'delivered', 'not touched');
+  d.send({ commandResult: { id: cmd.id, ok: true, resultJson: '{not json' } });
+  assert.equal((await nextFrame(d, 'notice')).code, CloseCode.PROTOCOL_ERROR);
+  const c = await stateOf(a, sent.body.command.id, 'failed');
+  assert.equal(c.state, 'failed');
+  assert.match(c.message, /result_json/);
+});
+
+test('commands - queued for an offline device and delivered when it connects, oldest first; refused with ttl 0 offline and for a device without "invoke"', async (t) => {
+  const a = await api(t, { devices: ['dev-1', 'dev-2'] });
+  const first = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'first' });
+  const second = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'second', ttlMs: 60_000 });
+  assert.equal(first.body.command.state, 'queued');
+  const refused = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'now', ttlMs: 0 });
+  assert.equal(refused.status, 202);
+  assert.equal(refused.body.command.state, 'refused');
+  assert.match(refused.body.command.message, /offline/);
+
+  const d = await connect(a.th, 'dev-1', [FEATURE_INVOKE]);
+  const c1 = await nextFrame(d, 'command');
+  const c2 = await nextFrame(d, 'command');
+  assert.deepEqual([c1.invoke?.name, c2.invoke?.name], ['first', 'second']);
+  assert.equal((await a.call('GET', `/api/v1/commands/${first.body.command.id}`)).body.command.state, 'delivered');
+  d.send({ commandResult: { id: c2.id, ok: true } });
+  assert.equal((await stateOf(a, second.body.command.id, 'succeeded')).state, 'succeeded');
+
+  // A v1 device (no features): refused at once, and a queued one is refused when it connects.
+  const queued = await a.call('POST', '/api/v1/devices/dev-2/commands', { name: 'ping' });
+  assert.equal(queued.body.command.state, 'queued');
+  const v1 = await connect(a.th, 'dev-2', null);
+  assert.match((await stateOf(a, queued.body.command.id, 'refused')).message, /invoke/);
+  const r = await a.call('POST', '/api/v1/devices/dev-2/commands', { name: 'ping' });
+  assert.equal(r.body.command.state, 'refused');
+  assert.match(r.body.command.message, /does not list "invoke"/);
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(v1.frames.some((f) => f.msg === 'command'), false, 'no Invoke to a v1 device');
+  d.close();
+  v1.close();
+});
+
+test('commands - a queued command expires after its TTL (tracker, clock by hand)', () => {
+  let now = 1_000_000;
+  const tracker = new CommandTracker({ now: () => now });
+  const sent: string[] = [];
+  tracker.attach({ sendInvoke: (id, name) => { sent.push(name); return 'offline'; } });
+  const r = tracker.send('dev-9', { name: 'ping', ttlMs: 1000, by: 'op' });
+  assert.equal(r.state, 'queued');
+  now += 999;
+  tracker.sweep();
+  assert.equal(r.state, 'queued');
+  now += 1;
+  tracker.sweep();
+  assert.equal(r.state, 'expired');
+  // One still queued but past its TTL at connect time is expired, not sent.
+  const late = tracker.send('dev-9', { name: 'late', ttlMs: 1000, by: 'op' });
+  now += 5000;
+  tracker.connected('dev-9', true);
+  assert.equal(late.state, 'expired');
+  assert.deepEqual(sent, ['ping', 'late'], 'only the attempts at send time');
+  tracker.close();
+});
+
+test('commands - group send, the per-device cap (429), bad input', async (t) => {
+  const a = await api(t, { devices: ['dev-1', 'dev-2', 'dev-3'] });
+  await a.call('PATCH', '/api/v1/devices/dev-3', { tags: { site: 'elsewhere' } });
+  const d1 = await connect(a.th, 'dev-1', [FEATURE_INVOKE]);
+  const group = await a.call('POST', '/api/v1/commands', { tag: 'site=test', name: 'ping' });
+  assert.equal(group.status, 202, JSON.stringify(group.body));
+  assert.deepEqual(group.body.commands.map((c: { device: string; state: string }) => `${c.device}:${c.state}`), ['dev-1:delivered', 'dev-2:queued']);
+  assert.equal((await nextFrame(d1, 'command')).invoke?.name, 'ping');
+  assert.equal((await a.call('POST', '/api/v1/commands', { tag: 'site=nowhere', name: 'ping' })).status, 404);
+
+  for (let i = 1; i < MAX_ACTIVE_PER_DEVICE; i++) assert.equal((await a.call('POST', '/api/v1/devices/dev-2/commands', { name: `c${i}` })).status, 202);
+  const over = await a.call('POST', '/api/v1/devices/dev-2/commands', { name: 'one-too-many' });
+  assert.equal(over.status, 429);
+  assert.match(over.body.error, /16 commands/);
+  const groupOver = await a.call('POST', '/api/v1/commands', { tag: 'site=test', name: 'again' });
+  assert.deepEqual(groupOver.body.commands.map((c: { device: string; state: string }) => `${c.device}:${c.state}`), ['dev-1:delivered', 'dev-2:refused']);
+
+  const bad: [string, unknown, RegExp][] = [
+    ['/api/v1/devices/dev-1/commands', { name: 'no spaces' }, /name/],
+    ['/api/v1/devices/dev-1/commands', { name: 'ping', args: [1] }, /args/],
+    ['/api/v1/devices/dev-1/commands', { name: 'ping', args: { k: 'x'.repeat(5000) } }, /args/],
+    ['/api/v1/devices/dev-1/commands', { name: 'ping', timeoutMs: 10 }, /timeoutMs/],
+    ['/api/v1/devices/dev-1/commands', { name: 'ping', ttlMs: 90_000_000 }, /ttlMs/],
+    ['/api/v1/commands', { tag: 'nokey', name: 'ping' }, /tag/],
+  ];
+  for (const [path, body, re] of bad) {
+    const r = await a.call('POST', path, body);
+    assert.equal(r.status, 400, JSON.stringify(body).slice(0, 60));
+    assert.match(r.body.error, re);
+  }
+  assert.equal((await a.call('POST', '/api/v1/devices/ghost/commands', { name: 'ping' })).status, 404);
+  assert.equal((await a.call('GET', '/api/v1/commands/nope')).status, 404);
+  await a.th.hub.audit.flush();
+  const entries = (await a.call('GET', '/api/v1/audit?limit=100')).body.entries as { action: string; outcome: string }[];
+  assert.ok(entries.some((e) => e.action === 'command.send' && e.outcome === 'ok'));
+  assert.ok(entries.some((e) => e.action === 'command.send' && e.outcome === 'refused'));
+  d1.close();
+});
