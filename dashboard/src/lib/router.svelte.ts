@@ -1,4 +1,4 @@
-// Hash routing: #/ overview, #/devices, #/device/<id>, #/alarms. Owns the
+// Hash routing: #/ overview, #/devices, #/device/<id>, #/alarms, #/audit. Owns the
 // current route and which live topics each page needs.
 
 export type Route =
@@ -6,6 +6,7 @@ export type Route =
   | { page: 'devices' }
   | { page: 'device'; id: string }
   | { page: 'alarms' }
+  | { page: 'audit' }
   | { page: 'missing'; hash: string };
 
 export function parseHash(hash: string): Route {
@@ -13,6 +14,7 @@ export function parseHash(hash: string): Route {
   if (path === '/' || path === '') return { page: 'overview' };
   if (path === '/devices') return { page: 'devices' };
   if (path === '/alarms') return { page: 'alarms' };
+  if (path === '/audit') return { page: 'audit' };
   const m = /^\/device\/(.+)$/.exec(path);
   if (m) {
     try {
