@@ -33,6 +33,7 @@ export const USAGE = `usage: npm run sim -- --url URL (--tokens FILE | SIM_TOKEN
   --ca FILE              extra CA to trust for wss:// (the dev certificate)
   --source-addresses A-B spread connections over addresses, e.g. 127.0.0.2-127.0.0.40
   --processes N          split the fleet over N processes (default 1)
+  --v1                   plain v1 devices: no Hello.features, no ConfigReport, no Invoke (default: features config, invoke)
   --json                 print the summary as one JSON line
   --quiet                no per-second status line`;
 
@@ -54,13 +55,15 @@ export interface CliConfig {
   caFile?: string;
   sourceAddresses?: string[];
   processes: number;
+  /** --v1: devices without features (Hello lists none; no ConfigReport, no Invoke). Absent: false. */
+  v1?: boolean;
   json: boolean;
   quiet: boolean;
 }
 
 /** Parses and validates the flags (and SIM_TOKEN); throws UsageError naming the bad flag. */
 export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): CliConfig | 'help' {
-  const values = parseFlags(argv, { rate: { type: 'string' }, 'batch-ms': { type: 'string' }, duration: { type: 'string' }, 'ramp-ms': { type: 'string' }, churn: { type: 'string' }, 'bad-actors': { type: 'string' } });
+  const values = parseFlags(argv, { rate: { type: 'string' }, 'batch-ms': { type: 'string' }, duration: { type: 'string' }, 'ramp-ms': { type: 'string' }, churn: { type: 'string' }, 'bad-actors': { type: 'string' }, v1: { type: 'boolean', default: false } });
   if (values.help) return 'help';
 
   const rate = numberFlag(values, 'rate', 1, 0, 100_000);
@@ -72,7 +75,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv = process.env): 
   const { url, devices, auth, caFile, sourceAddresses, processes } = parseConnection(values, env);
   return {
     url, devices, rate, batchMs, durationS, rampMs, churn, badActors, auth, caFile, sourceAddresses, processes,
-    json: values.json === true, quiet: values.quiet === true,
+    v1: values.v1 === true, json: values.json === true, quiet: values.quiet === true,
   };
 }
 
@@ -124,6 +127,7 @@ function formatSummary(s: Summary): string {
   if (c.readingsSkipped) lines.push(`  SATURATED: ${fmt(c.readingsSkipped)} readings not generated in time (the simulator, not the hub, was the limit)`);
   lines.push(
     `  sessions  ${fmt(c.sessions)}, reconnects ${fmt(c.reconnects)}, acks with reduced credit ${fmt(c.reducedCreditAcks)}`,
+    `  managed   config updates applied ${fmt(c.configUpdatesApplied)}, refused ${fmt(c.configUpdatesRefused)}; commands answered ${fmt(c.commandsAnswered)}`,
     `  closes    ${Object.entries(c.closes).sort().map(([k, v]) => `${k}: ${fmt(v)}`).join(', ') || 'none'} (${fmt(s.errors)} errors)`,
     `  notices   ${Object.entries(c.notices).sort().map(([k, v]) => `${k}: ${fmt(v)}`).join(', ') || 'none'}`,
     `  ack latency p50 ${ms(l.p50)}, p95 ${ms(l.p95)}, p99 ${ms(l.p99)} (${fmt(l.samples)} acked batches, send -> ack)`,
@@ -170,6 +174,7 @@ function runFleet(cfg: CliConfig, child: boolean): void {
   const fleet = new Fleet({
     url: cfg.url, devices: cfg.devices, rate: cfg.rate, batchIntervalMs: cfg.batchMs, rampMs: cfg.rampMs, churn: cfg.churn,
     badActors: cfg.badActors, authVia: cfg.auth, ca: cfg.caFile ? readFileSync(cfg.caFile) : undefined, sourceAddresses: cfg.sourceAddresses,
+    v1: cfg.v1 === true,
   });
   const sample = (): StatusSample => ({ devices: fleet.devices.length, connected: fleet.connected, pending: fleet.pending, inflight: fleet.inflight, counters: fleet.counters() });
   let prev: StatusSample | null = null;

@@ -40,6 +40,13 @@ export interface SimDeviceOptions {
   /** Added to the device clock (a wrong RTC). 'skewed-clock' defaults it to +1 h. */
   clockOffsetMs?: number;
   behaviour?: Behaviour;
+  /**
+   * What Hello.features lists (proto/README.md §5.14). Default ['config',
+   * 'invoke']: the device applies DesiredConfig, sends ConfigReport and
+   * answers Command.invoke, each only when Welcome lists it too. [] is a plain
+   * v1 device: no features, never any of the newer messages.
+   */
+  features?: readonly string[];
   /** Batches kept at most; beyond, the oldest unsent one is dropped (and counted). Default 10,000. */
   outboxCap?: number;
   /** Backoff: attempt n waits random(0, min(cap, base * 2^(n-1))). Defaults 1000 and 30,000. */

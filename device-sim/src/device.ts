@@ -3,15 +3,18 @@
 // when to reconnect. Its parts live beside it: batch.ts builds and encodes
 // batches, outbox.ts keeps them, pacing.ts and watchdog.ts hold the rate
 // limit and the timeouts, reconnect.ts the wait before a reconnect,
-// behaviours.ts the bad actors, socket.ts the connection (`ws` by default).
+// behaviours.ts the bad actors, socket.ts the connection (`ws` by default),
+// management.ts the features beyond the core protocol (desired/reported
+// configuration, named commands).
 // Imports: @telemetry/proto, node, and those modules plus device-options, sensors and stats.
 import { EventEmitter } from 'node:events';
 import {
-  CloseCode, DEVICE_SUBPROTOCOL, PROTOCOL_VERSION, TOKEN_SUBPROTOCOL_PREFIX, decodeHubMessage, encodeDeviceMessage,
-  type Ack, type Command, type HubMessage, type Notice, type Welcome,
+  CloseCode, DEVICE_SUBPROTOCOL, FEATURE_CONFIG, FEATURE_INVOKE, PROTOCOL_VERSION, TOKEN_SUBPROTOCOL_PREFIX, decodeHubMessage, encodeDeviceMessage,
+  type Ack, type Command, type ConfigReport, type DesiredConfig, type HubMessage, type Notice, type Welcome,
 } from '@telemetry/proto';
 import { BatchBuilder, BatchEncoder } from './batch.ts';
 import { behaviourStrategy, type Behaviour, type BehaviourStrategy, type MisbehavingDevice } from './behaviours.ts';
+import { DEFAULT_FEATURES, answerInvoke, checkDesired, factoryState, type ManagedState } from './management.ts';
 import { Outbox, type KeptBatch } from './outbox.ts';
 import { ReadingsBucket } from './pacing.ts';
 import { ReconnectState } from './reconnect.ts';
@@ -80,6 +83,17 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #frozen = false;
   /** The current session's end was caused on purpose (a load test's fault): its close counts as "injected:<code>", not as an error. */
   #injected = false;
+  /** What Hello lists (§5.14); [] = a plain v1 device. */
+  readonly #features: readonly string[];
+  /** Features both Hello and this session's Welcome list. */
+  #configInUse = false;
+  #invokeInUse = false;
+  /** Configuration version, custom settings and the last DesiredConfig's outcome: the device's own state, kept across sessions (flash). */
+  #managed: ManagedState = factoryState();
+  /** Monotonic time the simulated device (re)started: Invoke "ping" answers with the time since. */
+  #bootAt = 0;
+  /** An Invoke "reboot" closed the session: the next connection attempt is a fresh boot. */
+  #rebooting = false;
 
   constructor(options: SimDeviceOptions) {
     super();
@@ -92,6 +106,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (!(rate >= 0)) throw new RangeError(`${this.id}: rate must be >= 0 (got ${rate})`);
     if (!(batchIntervalMs > 0)) throw new RangeError(`${this.id}: batchIntervalMs must be > 0 (got ${batchIntervalMs})`);
     this.#clockOffsetMs = options.clockOffsetMs ?? this.#strategy.clockOffsetMs;
+    this.#features = [...(options.features ?? DEFAULT_FEATURES)];
     const seed = options.seed ?? hashId(options.id);
     this.#random = options.random ?? mulberry32(seed ^ 0x9e3779b9);
     const sensors = options.sensors ?? defaultSensors(seed);
@@ -148,6 +163,25 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.#builder.restartAt(this.#deviceTime(wall));
   }
 
+  /** What Hello.features lists. */
+  get features(): readonly string[] { return this.#features; }
+
+  /** The configuration the device runs with, as its next ConfigReport states it (§5.16). */
+  get configReport(): Required<Omit<ConfigReport, '$unknowns'>> {
+    const rate = this.#builder.rate;
+    const m = this.#managed;
+    return {
+      version: m.version,
+      // An idle device (rate 0) samples nothing: 0.
+      sampleIntervalMs: rate > 0 ? Math.min(0xffff_ffff, Math.max(1, Math.round(1000 / rate))) : 0,
+      batchIntervalMs: Math.min(0xffff_ffff, Math.max(1, Math.round(this.#builder.batchIntervalMs))),
+      customJson: m.customJson, ok: m.ok, error: m.error,
+    };
+  }
+
+  /** Milliseconds since this simulated device started (or last rebooted). */
+  get uptimeMs(): number { return this.#started ? this.#clock.monotonicMs() - this.#bootAt : 0; }
+
   get stats(): SimDeviceStats {
     return {
       ...this.counters, closes: { ...this.counters.closes }, notices: { ...this.counters.notices },
@@ -159,12 +193,17 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   start(): void {
     if (this.#started) return;
     this.#started = true;
+    this.#bootAt = this.#clock.monotonicMs();
     this.#builder.restartAt(this.now());
-    if (this.#options.autoTick ?? true) {
-      const tickMs = Math.max(10, Math.min(100, Math.floor(this.#builder.batchIntervalMs / 4)));
-      this.#ownTicker = setInterval(() => this.tick(), tickMs);
-    }
+    if (this.#options.autoTick ?? true) this.#startTicker();
     this.#connect();
+  }
+
+  /** The device's own sampling timer, a quarter of the batch interval (10..100 ms). */
+  #startTicker(): void {
+    if (this.#ownTicker) clearInterval(this.#ownTicker);
+    const tickMs = Math.max(10, Math.min(100, Math.floor(this.#builder.batchIntervalMs / 4)));
+    this.#ownTicker = setInterval(() => this.tick(), tickMs);
   }
 
   /**
@@ -318,6 +357,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     if (this.#state === 'stopped' || this.#offline) return;
     this.#state = 'connecting';
     this.#attemptAt = this.#clock.monotonicMs();
+    if (this.#rebooting) { this.#rebooting = false; this.#bootAt = this.#attemptAt; } // back from a reboot: uptime starts again
     this.#reconnect.attemptStarted();
     const protocols = [DEVICE_SUBPROTOCOL];
     const headers: Record<string, string> = {};
@@ -359,7 +399,11 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
         this.#encoder.startSession();
         if (!this.#strategy.saysHello) return;
         // protocol §4: Hello first, exactly once.
-        socket.send(encodeDeviceMessage({ hello: { deviceId: this.id, protocolVersion: PROTOCOL_VERSION, firmware: FIRMWARE, deviceTimeMs: this.now() } }));
+        // A device without features sends no field 5, as a v1 device written before them does (§13).
+        socket.send(encodeDeviceMessage({ hello: {
+          deviceId: this.id, protocolVersion: PROTOCOL_VERSION, firmware: FIRMWARE, deviceTimeMs: this.now(),
+          features: this.#features.length ? [...this.#features] : undefined,
+        } }));
       },
       onPing: () => this.#watchdog.heard(),
       onMessage: (data, isBinary) => {
@@ -374,6 +418,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
         else if (m.ack) this.#onAck(m.ack);
         else if (m.notice) this.#onNotice(m.notice);
         else if (m.command) this.#onCommand(socket, m.command);
+        else if (m.desired) this.#onDesired(socket, m.desired);
         // §13: any other HubMessage member is ignored.
       },
       onError: (code) => { error = code; },
@@ -408,6 +453,7 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   #afterClose(): void {
     this.#frozen = false;
     this.#injected = false;
+    this.#configInUse = this.#invokeInUse = false;
     this.#outbox.endSession(); // a close never means unacked data was stored (§11)
     if (this.#state === 'stopped') return;
     this.#state = 'closed';
@@ -429,8 +475,49 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
     this.counters.sessions++;
     this.#options.timings?.connect.add(this.#clock.monotonicMs() - this.#attemptAt);
     this.#awaitingFirstAck = true;
+    // §5.14: a feature is in use when both lists hold it; a Welcome without features (an older hub) leaves the device a v1 device.
+    const hubFeatures = w.features ?? [];
+    this.#configInUse = this.#features.includes(FEATURE_CONFIG) && hubFeatures.includes(FEATURE_CONFIG);
+    this.#invokeInUse = this.#features.includes(FEATURE_INVOKE) && hubFeatures.includes(FEATURE_INVOKE);
     this.emit('welcome', w);
+    // §15.3: the current state, before the first Batch.
+    if (this.#configInUse) this.#sendReport();
     this.#strategy.onWelcome?.(this.#asMisbehaving, w);
+    this.#pump();
+  }
+
+  #sendReport(): void {
+    this.#socket?.send(encodeDeviceMessage({ reported: this.configReport }));
+  }
+
+  /**
+   * §15.2: every present field checked first, then all applied or none; the
+   * version is taken whatever the outcome, and one ConfigReport answers.
+   */
+  #onDesired(socket: DeviceSocket, d: DesiredConfig): void {
+    if (!this.#configInUse || this.#frozen) return; // not in use on this session: a message it does not expect, ignored (§13)
+    const check = checkDesired(d);
+    const m = this.#managed;
+    m.version = Number(d.version ?? 0);
+    if (check.ok) {
+      const { sampleIntervalMs, batchIntervalMs, customJson } = check.delta;
+      const rate = sampleIntervalMs !== undefined ? 1000 / sampleIntervalMs : this.#builder.rate;
+      const batchMs = batchIntervalMs ?? this.#builder.batchIntervalMs;
+      if (rate !== this.#builder.rate || batchMs !== this.#builder.batchIntervalMs) {
+        // The open batch closes with the old settings; sampling restarts now (no backlog at the new rate).
+        this.#builder.reconfigure({ sampleIntervalMs, batchIntervalMs }, this.now());
+        if (this.#ownTicker) this.#startTicker();
+      }
+      if (customJson !== undefined) m.customJson = customJson;
+      m.ok = true;
+      m.error = '';
+      this.counters.configUpdatesApplied++;
+    } else {
+      m.ok = false;
+      m.error = check.error;
+      this.counters.configUpdatesRefused++;
+    }
+    if (this.#socket === socket) this.#sendReport();
     this.#pump();
   }
 
@@ -467,9 +554,20 @@ export class SimDevice extends EventEmitter<SimDeviceEvents> {
   }
 
   #onCommand(socket: DeviceSocket, command: Command): void {
+    this.counters.commandsAnswered++;
+    if (command.invoke && this.#invokeInUse) {
+      const a = answerInvoke(command.invoke, this.uptimeMs);
+      socket.send(encodeDeviceMessage({ commandResult: { id: command.id ?? 0, ok: a.ok, message: a.message, resultJson: a.resultJson } }));
+      // §12 reboot: the result first, then a clean close; it reconnects as after any 1000 (outbox, seq and configuration kept).
+      if (a.reboot && socket.readyState === SocketState.OPEN) {
+        this.#rebooting = true;
+        socket.close(CloseCode.NORMAL, 'device rebooting');
+      }
+      return;
+    }
     const ok = !!command.config;
     if (command.config) this.#builder.reconfigure(command.config, this.now());
-    // §12: answer every command; an unknown member gets ok = false.
+    // §12: answer every command; an unknown member (an Invoke when invoke is not in use too) gets ok = false.
     socket.send(encodeDeviceMessage({ commandResult: { id: command.id ?? 0, ok, message: ok ? 'applied' : 'unknown command' } }));
   }
 

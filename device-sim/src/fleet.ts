@@ -33,6 +33,12 @@ export interface FleetOptions {
   seed?: number;
   /** false: no device starts by itself; setActive() starts them (a scenario drives the fleet). Default true. */
   autoStart?: boolean;
+  /**
+   * Plain v1 devices: Hello lists no features and they never send the newer
+   * messages (ConfigReport, Invoke results), as devices written before them.
+   * Default false: every device lists 'config' and 'invoke' (proto/README.md §5.14).
+   */
+  v1?: boolean;
   /** Options applied to every device (after the fleet's own). */
   device?: Partial<SimDeviceOptions>;
 }
@@ -98,7 +104,7 @@ export class Fleet {
       this.devices.push(new SimDevice({
         id, token, url: options.url, rate: options.rate, batchIntervalMs: options.batchIntervalMs, authVia: options.authVia, ca: options.ca,
         localAddress: addresses?.length ? addresses[i % addresses.length] : undefined,
-        behaviour, latency: this.latency, timings: this.timings, autoTick: false,
+        behaviour, latency: this.latency, timings: this.timings, autoTick: false, features: options.v1 ? [] : undefined,
         // Bad actors keep coming back (slowly), so a long run keeps exercising the hub's defences.
         reconnectOnFatal: bad, fatalBackoffMs: bad ? (options.badActorBackoffMs ?? 30_000) : undefined,
         ...options.device,

@@ -39,6 +39,8 @@ export interface ScenarioConfig {
   caFile?: string;
   sourceAddresses?: string[];
   processes: number;
+  /** --v1: devices without features (no Hello.features, no ConfigReport, no Invoke). Absent: false. */
+  v1?: boolean;
   drainMs: number;
   /** --verify-influx: the database to count stored readings in, the device id prefix, the settle timeout. */
   verify: { target: InfluxTarget; prefix: string; settleMs: number } | null;
@@ -150,7 +152,7 @@ function runOne(cfg: ScenarioConfig, toParent: ((m: ToParent, cb?: () => void) =
   const cpu0 = process.cpuUsage();
   const fleet = new Fleet({
     url: cfg.url, devices: cfg.devices, rate: 0, batchIntervalMs: cfg.batchMs, badActors: cfg.badActors, authVia: cfg.auth,
-    ca: cfg.caFile ? readFileSync(cfg.caFile) : undefined, sourceAddresses: cfg.sourceAddresses, autoStart: false,
+    ca: cfg.caFile ? readFileSync(cfg.caFile) : undefined, sourceAddresses: cfg.sourceAddresses, autoStart: false, v1: cfg.v1 === true,
   });
   const runner = new ScenarioRunner(fleet, cfg.plan, {
     t0: cfg.t0 ?? Date.now(), controlsProcesses: toParent === null, ...managed,
@@ -476,6 +478,7 @@ export const SCENARIO_USAGE = `usage: npm run sim -- (--scenario NAME | --config
   --bad-actors F         fraction of devices that misbehave for the whole run (default 0)
   --processes N          default: one per ${DEVICES_PER_PROCESS} devices
   --source-addresses A-B default on loopback: 127.0.0.2.. with ${DEVICES_PER_ADDRESS} devices each
+  --v1                   plain v1 devices (no features), as for the simulator
   --prefix --offset --auth --ca --json --quiet   as for the simulator`;
 
 /** The hub's health URL for a device URL: ws://host:port/... -> http://host:port/healthz. */
@@ -492,7 +495,8 @@ export function wantsScenario(argv: readonly string[]): boolean {
 /** Parses a scenario run's flags; throws UsageError naming the flag (a scenario or SLO error included). */
 export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = process.env): { cfg: ScenarioConfig; scaling: string[]; advice: string[] } | 'help' {
   const values = parseFlags(argv, { scenario: { type: 'string' }, config: { type: 'string' }, slo: { type: 'string' }, rate: { type: 'string' }, 'batch-ms': { type: 'string' }, duration: { type: 'string' }, 'drain-ms': { type: 'string' }, 'bad-actors': { type: 'string' }, 'verify-influx': { type: 'string' }, 'influx-db': { type: 'string' }, 'influx-token': { type: 'string' }, 'settle-ms': { type: 'string' },
-    'hub-command': { type: 'string' }, 'hub-ready': { type: 'string' }, 'influx-command': { type: 'string' }, 'influx-ready': { type: 'string' } });
+    'hub-command': { type: 'string' }, 'hub-ready': { type: 'string' }, 'influx-command': { type: 'string' }, 'influx-ready': { type: 'string' },
+    v1: { type: 'boolean', default: false } });
   if (values.help) return 'help';
   if (values.scenario !== undefined && values.config !== undefined) throw new UsageError('give --scenario NAME or --config FILE, not both');
   const rate = numberFlag(values, 'rate', 1, 0, 10_000);
@@ -546,7 +550,7 @@ export function parseScenarioCli(argv: string[], env: NodeJS.ProcessEnv = proces
   return {
     cfg: {
       url: conn.url, devices: conn.devices, plan, slo, batchMs, badActors, auth: conn.auth, caFile: conn.caFile, sourceAddresses: scale.sourceAddresses,
-      processes: Math.min(scale.processes, conn.devices.length), drainMs, verify, hubCommand, influxCommand, json: values.json === true, quiet: values.quiet === true,
+      processes: Math.min(scale.processes, conn.devices.length), v1: values.v1 === true, drainMs, verify, hubCommand, influxCommand, json: values.json === true, quiet: values.quiet === true,
     },
     scaling: scale.notes,
     advice: hubLimitAdvice(plan, { perAddress }),

@@ -29,6 +29,12 @@ export interface SimCounters {
   sessions: number;
   /** Acks whose credit was below the window (the hub slowing the device down). */
   reducedCreditAcks: number;
+  /** DesiredConfigs applied in full (ConfigReport ok = true), proto/README.md §15. */
+  configUpdatesApplied: number;
+  /** DesiredConfigs refused (a value out of range, a bad custom_json): ConfigReport ok = false, nothing applied. */
+  configUpdatesRefused: number;
+  /** Commands answered with a CommandResult (ConfigUpdate, Invoke, unknown ones), ok or not. */
+  commandsAnswered: number;
   /**
    * How sessions and attempts ended: close codes ("1000", "4004"), HTTP
    * refusals ("http-503"), network errors before an upgrade ("error:ECONNREFUSED"),
@@ -46,7 +52,7 @@ export function emptyCounters(): SimCounters {
   return {
     readingsGenerated: 0, readingsSkipped: 0, batchesSent: 0, batchesResent: 0, batchesAcked: 0, readingsAcked: 0, batchesDropped: 0,
     readingsDropped: 0, hubNonFiniteDropped: 0, hubSkewDropped: 0, hubSkewCorrected: 0, reconnects: 0, sessions: 0, reducedCreditAcks: 0,
-    closes: {}, notices: {},
+    configUpdatesApplied: 0, configUpdatesRefused: 0, commandsAnswered: 0, closes: {}, notices: {},
   };
 }
 
