@@ -193,7 +193,6 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
     commands: new CommandTracker({ now }),
   } : null);
   const devices = new DeviceEndpoint({ config, store, auth, metrics, log, uws, now, onDurable: deps.onDurable, live, ownership: deps.ownership, management: management ?? undefined });
-  management?.commands.attach(devices);
   metrics.observeStore(store);
   const dashboards = new LiveEndpoint({ config, state: live, operators, metrics, log, uws, now });
   const dashboardDir = config.dashboardDir ?? DEFAULT_DASHBOARD_DIR;
@@ -304,6 +303,8 @@ export function buildApp(config: HubConfig, deps: HubDeps = {}): Hub {
           attached = true;
           dev.attach(endpointRoutes.app, DEVICE_PATH);
           dashboards.attach(endpointRoutes.app);
+          // The command sweep, like the endpoints' timers, starts with listening.
+          management?.commands.attach(dev);
         }
         mount(serving.app);
         const sock = listenOn(serving.app, config.port);

@@ -200,7 +200,7 @@ test('devices api - the audit trail: sign-in (ok and failed), device changes and
   const all = (await a.call('GET', '/api/v1/audit?limit=50')).body.entries as { action: string; actor: string; outcome: string; target: string; address: string; time: number; detail: Record<string, unknown> }[];
   const seen = all.map((e) => `${e.action}:${e.outcome}:${e.target}`).reverse();
   assert.deepEqual(seen, [
-    'sign-in:ok:', 'sign-in:failed:', 'device.create:ok:', 'device.rotate:ok:aud-1', 'device.update:ok:aud-1', 'device.create:failed:',
+    'sign-in:ok:', 'sign-in:failed:', 'device.create:ok:aud-1', 'device.rotate:ok:aud-1', 'device.update:ok:aud-1', 'device.create:failed:dev-1',
     `rule.add:ok:${rule.body.rule.id}`, `rule.remove:ok:${rule.body.rule.id}`, 'device.delete:ok:aud-1',
   ]);
   const create = all.find((e) => e.action === 'device.create' && e.outcome === 'ok')!;

@@ -134,22 +134,25 @@ export function attachDeviceRoutes(app: UwsTypes.TemplatedApp, deps: DeviceRoute
    * written, and the audit entry recorded whatever the outcome.
    */
   function change<B>(
-    res: Res, req: Req, user: string, action: string, target: string, schema: z.ZodType<B> | null,
+    res: Res, req: Req, user: string, action: string, target: string | ((body: B | undefined) => string), schema: z.ZodType<B> | null,
     run: (body: B) => Promise<{ status: string; body?: unknown; detail?: Record<string, string | number | boolean | null> }>,
   ): void {
     const from = address(res);
     const state = watchAborted(res);
     const go = async (raw: Buffer | null): Promise<void> => {
       let outcome: { status: string; body?: unknown; detail?: Record<string, string | number | boolean | null> };
+      let body: B | undefined;
+      const targetOf = (): string => (typeof target === 'string' ? target : target(body));
       try {
-        const body = schema && raw ? parseBody(schema, raw) : (undefined as B);
-        outcome = await run(body);
+        const parsed = schema && raw ? parseBody(schema, raw) : (undefined as B);
+        body = parsed;
+        outcome = await run(parsed);
       } catch (err) {
-        audit.record({ actor: user, address: from, action, target, outcome: 'failed', detail: { error: (err as Error).message.slice(0, 200) } });
+        audit.record({ actor: user, address: from, action, target: targetOf(), outcome: 'failed', detail: { error: (err as Error).message.slice(0, 200) } });
         if (!state.aborted) failed(res, err);
         return;
       }
-      audit.record({ actor: user, address: from, action, target, outcome: 'ok', detail: outcome.detail ?? {} });
+      audit.record({ actor: user, address: from, action, target: targetOf(), outcome: 'ok', detail: outcome.detail ?? {} });
       if (state.aborted) return;
       if (outcome.body === undefined) res.cork(() => res.writeStatus(outcome.status).writeHeader('Cache-Control', 'no-store').end());
       else json(res, outcome.status, outcome.body);
@@ -214,7 +217,7 @@ export function attachDeviceRoutes(app: UwsTypes.TemplatedApp, deps: DeviceRoute
 
   app.post('/api/v1/devices', guards.api(true, (res, req, user) => {
     const host = req.getHeader('host');
-    change(res, req, user, 'device.create', '', CreateBodySchema, async (b) => {
+    change(res, req, user, 'device.create', (b) => b?.id ?? '', CreateBodySchema, async (b) => {
       const { token } = await admin.create(b.id, b.tags);
       return {
         status: '201 Created', detail: { id: b.id, tags: Object.keys(b.tags).length },
