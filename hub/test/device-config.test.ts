@@ -319,3 +319,32 @@ test('device config - API input: unknown device 404, bad values 400 naming the f
   const entries = (await a.call('GET', '/api/v1/audit?limit=50')).body.entries as { action: string; outcome: string; target: string }[];
   assert.ok(entries.some((e) => e.action === 'config.set' && e.target === 'ghost' && e.outcome !== 'ok'));
 });
+
+test('device config - group commit: changes made while a save is in flight are saved together, each in force only after its save, versions in order', async () => {
+  const tags: Record<string, Record<string, string>> = {};
+  for (let i = 0; i < 50; i++) tags[`d-${i}`] = { site: 'lab' };
+  let saves = 0;
+  let release: () => void = () => undefined;
+  const saved: string[] = [];
+  const persistence = {
+    save: async (view: { text(): string }): Promise<void> => {
+      saves++;
+      const text = view.text();
+      await new Promise<void>((r) => { release = r; setTimeout(r, 20); });
+      saved.push(text);
+    },
+  };
+  const configs = new DeviceConfigs({ membersOf: (k, v) => Object.keys(tags).filter((id) => tags[id]![k] === v), tagsOf: (id) => tags[id], persistence });
+  const first = configs.setDesired('d-0', { sampleIntervalMs: 1000 }, 'a');
+  // While the first save is in flight: 50 more changes, two of them on d-0.
+  const more = Object.keys(tags).map((id, i) => configs.setDesired(id, { sampleIntervalMs: 2000 + i }, 'a'));
+  const again = configs.setDesired('d-0', { sampleIntervalMs: 3000 }, 'a');
+  assert.equal(configs.view('d-1').desired, null, 'nothing in force before it is saved');
+  release();
+  await Promise.all([first, ...more, again]);
+  assert.equal(saves, 2, 'the first change, then the 51 that queued behind it in one write');
+  assert.deepEqual(configs.view('d-0').desired?.values, { sampleIntervalMs: 3000 });
+  assert.equal(configs.view('d-0').desired?.version, 3);
+  assert.equal(configs.view('d-49').desired?.version, 1);
+  assert.match(saved[1]!, /"d-49"/);
+});

@@ -131,6 +131,9 @@ export class FileConfigPersistence implements ConfigPersistence {
 
 const MEMORY: ConfigPersistence = { save: () => Promise.resolve() };
 
+type ChangePlan = () => { devices: Map<string, DesiredEntry | null | undefined>; groups: Map<string, (DesiredEntry & { tag: [string, string] }) | null> };
+interface QueuedChange { plan: ChangePlan; resolve: () => void; reject: (err: unknown) => void }
+
 interface DeviceRecord {
   version: number;
   desired: DesiredEntry | null;
@@ -226,6 +229,9 @@ export class DeviceConfigs {
   #tail: Promise<void> = Promise.resolve();
   /** Operator changes, one after another. */
   #changes: Promise<unknown> = Promise.resolve();
+  /** Changes waiting for the save in flight (group commit, #drain). */
+  readonly #queued: QueuedChange[] = [];
+  #draining = false;
   #reportsDirty = new Set<string>();
   #reportTimer: NodeJS.Timeout | null = null;
   #lastReportSave = 0;
@@ -439,46 +445,102 @@ export class DeviceConfigs {
    * version) and which groups change; the planned state is saved, then put
    * in force and the listeners told.
    */
-  #change(plan: () => { devices: Map<string, DesiredEntry | null | undefined>; groups: Map<string, (DesiredEntry & { tag: [string, string] }) | null> }): Promise<void> {
-    const run = this.#changes.then(async () => {
-      if (this.#closed) throw new ConfigSaveError('the hub is shutting down');
-      const p = plan();
-      // The planned records, computed against the planned groups.
-      const groups = new Map(this.#groups);
-      for (const [key, g] of p.groups) { if (g) groups.set(key, g); else groups.delete(key); }
-      const order = [...groups.keys()].sort();
-      const next = new Map<string, DeviceRecord>();
-      for (const [id, own] of p.devices) {
-        const rec = this.#devices.get(id);
-        const desired = own === undefined ? rec?.desired ?? null : own;
-        const tags = this.#o.tagsOf?.(id);
-        const values: ConfigValues = {};
-        if (tags) for (const key of order) { const g = groups.get(key); if (g && tags[g.tag[0]] === g.tag[1]) Object.assign(values, g.values); }
-        if (desired) Object.assign(values, desired.values);
-        next.set(id, { version: this.#nextVersion(rec), desired, reported: rec?.reported ?? null, effective: canonical(values), json: null });
-      }
-      try {
-        await this.#save(next, groups, { devices: [...p.devices.keys()], groups: [...p.groups.keys()] });
-      } catch (err) {
-        throw new ConfigSaveError(`device configuration not saved, nothing changed: ${(err as Error).message}`, { cause: err });
-      }
-      // In force: the saved records, with any report that arrived meanwhile.
-      for (const [id, rec] of next) {
-        const live = this.#devices.get(id);
-        if (live?.reported) rec.reported = live.reported;
-        this.#devices.set(id, rec);
-        if (rec.reported && rec.reported.version >= rec.version) { rec.version = this.#nextVersion(rec); this.#reportChanged(id); }
-      }
-      this.#groups.clear();
-      for (const [key, g] of groups) this.#groups.set(key, g);
-      this.#groupOrder = order;
-      const ids = [...p.devices.keys()];
-      for (const listener of this.#listeners) {
-        try { listener(ids); } catch { /* a listener's failure is its own */ }
-      }
+  #change(plan: ChangePlan): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queued.push({ plan, resolve, reject });
+      if (!this.#draining) this.#changes = this.#drain();
     });
-    this.#changes = run.catch(() => undefined);
-    return run;
+  }
+
+  /**
+   * Group commit: the changes that queued up while a save was in flight are
+   * planned one after another (each on the state the ones before it leave),
+   * saved in one write, then put in force together. Planning installs each
+   * plan's records for the next plan to see and takes them out again before
+   * the save's await, so nothing unsaved is ever in force (nothing else runs
+   * in between: it is synchronous).
+   */
+  async #drain(): Promise<void> {
+    this.#draining = true;
+    try {
+      while (this.#queued.length > 0) {
+        const batch = this.#queued.splice(0);
+        if (this.#closed) {
+          for (const c of batch) c.reject(new ConfigSaveError('the hub is shutting down'));
+          continue;
+        }
+        const beforeDevices = new Map<string, DeviceRecord | undefined>();
+        const beforeGroups = new Map(this.#groups);
+        const beforeOrder = this.#groupOrder;
+        const planned: { change: QueuedChange; ids: string[] }[] = [];
+        const changedGroups = new Set<string>();
+        for (const change of batch) {
+          let p;
+          try {
+            p = change.plan();
+          } catch (err) {
+            change.reject(err);
+            continue;
+          }
+          const groups = new Map(this.#groups);
+          for (const [key, g] of p.groups) { if (g) groups.set(key, g); else groups.delete(key); changedGroups.add(key); }
+          const order = [...groups.keys()].sort();
+          const next = new Map<string, DeviceRecord>();
+          for (const [id, own] of p.devices) {
+            const rec = this.#devices.get(id);
+            const desired = own === undefined ? rec?.desired ?? null : own;
+            const tags = this.#o.tagsOf?.(id);
+            const values: ConfigValues = {};
+            if (tags) for (const key of order) { const g = groups.get(key); if (g && tags[g.tag[0]] === g.tag[1]) Object.assign(values, g.values); }
+            if (desired) Object.assign(values, desired.values);
+            next.set(id, { version: this.#nextVersion(rec), desired, reported: rec?.reported ?? null, effective: canonical(values), json: null });
+          }
+          // Installed for the next plan of this batch (taken out again below).
+          for (const [id, rec] of next) {
+            if (!beforeDevices.has(id)) beforeDevices.set(id, this.#devices.get(id));
+            this.#devices.set(id, rec);
+          }
+          this.#groups.clear();
+          for (const [key, g] of groups) this.#groups.set(key, g);
+          this.#groupOrder = order;
+          planned.push({ change, ids: [...p.devices.keys()] });
+        }
+        const records = new Map<string, DeviceRecord>();
+        for (const id of beforeDevices.keys()) { const rec = this.#devices.get(id); if (rec) records.set(id, rec); }
+        const groups = new Map(this.#groups);
+        const order = this.#groupOrder;
+        // Out of force again until saved.
+        for (const [id, rec] of beforeDevices) { if (rec === undefined) this.#devices.delete(id); else this.#devices.set(id, rec); }
+        this.#groups.clear();
+        for (const [key, g] of beforeGroups) this.#groups.set(key, g);
+        this.#groupOrder = beforeOrder;
+        if (planned.length === 0) continue;
+        try {
+          await this.#save(records, groups, { devices: [...records.keys()], groups: [...changedGroups] });
+        } catch (err) {
+          const failure = new ConfigSaveError(`device configuration not saved, nothing changed: ${(err as Error).message}`, { cause: err });
+          for (const { change } of planned) change.reject(failure);
+          continue;
+        }
+        // In force: the saved records, with any report that arrived meanwhile.
+        for (const [id, rec] of records) {
+          const live = this.#devices.get(id);
+          if (live?.reported) rec.reported = live.reported;
+          this.#devices.set(id, rec);
+          if (rec.reported && rec.reported.version >= rec.version) { rec.version = this.#nextVersion(rec); this.#reportChanged(id); }
+        }
+        this.#groups.clear();
+        for (const [key, g] of groups) this.#groups.set(key, g);
+        this.#groupOrder = order;
+        const ids = [...records.keys()];
+        for (const listener of this.#listeners) {
+          try { listener(ids); } catch { /* a listener's failure is its own */ }
+        }
+        for (const { change } of planned) change.resolve();
+      }
+    } finally {
+      this.#draining = false;
+    }
   }
 
   /** Saves the state with `overrides` in place of the records they name; serialized with every other save. */
