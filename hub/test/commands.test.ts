@@ -4,48 +4,21 @@
 // offline device and delivered when it connects, expired after its TTL,
 // refused (offline with ttl 0; a device without "invoke"), a group send, the
 // per-device cap, and a result for an unknown id (counted, ignored).
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CloseCode, FEATURE_INVOKE, PROTOCOL_VERSION, type HubMessage } from '@telemetry/proto';
+import { CloseCode, FEATURE_INVOKE, PROTOCOL_VERSION } from '@telemetry/proto';
 import { CommandTracker, MAX_ACTIVE_PER_DEVICE } from '../src/devices/commands.ts';
-import { RawDevice, metric, signIn, startHub, within, type TestHub } from './helpers.ts';
-
-interface Api { th: TestHub; call(method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> }
-
-async function api(t: TestContext, opts: Parameters<typeof startHub>[1] = {}): Promise<Api> {
-  const th = await startHub(t, opts);
-  const cookie = await signIn(th);
-  const origin = `http://127.0.0.1:${th.port}`;
-  const call = async (method: string, path: string, body?: unknown) => {
-    const r = await fetch(`${origin}${path}`, {
-      method, headers: { cookie, origin, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await r.text();
-    return { status: r.status, body: text ? JSON.parse(text) : null };
-  };
-  return { th, call };
-}
-
-async function nextFrame<K extends 'command' | 'welcome' | 'notice'>(d: RawDevice, kind: K, ms = 3000): Promise<NonNullable<HubMessage[K]>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const i = d.frames.findIndex((f) => f.msg === kind);
-    if (i >= 0) return d.frames.splice(0, i + 1)[i]![kind] as NonNullable<HubMessage[K]>;
-    if (Date.now() > end) throw new Error(`no ${kind} within ${ms} ms (have: ${d.frames.map((f) => f.msg).join(',') || 'nothing'})`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { RawDevice, type SignedInApi, type TestHub, metric, signedInApi, within } from './helpers.ts';
 
 async function connect(th: TestHub, id: string, features: string[] | null) {
   const d = new RawDevice(th.url, { token: th.tokens.get(id) });
   await within(d.opened, 3000, `${id} open`);
   d.send({ hello: { deviceId: id, protocolVersion: PROTOCOL_VERSION, firmware: 'test/2', ...(features ? { features } : {}) } });
-  await nextFrame(d, 'welcome');
+  await d.next('welcome');
   return d;
 }
 
-async function stateOf(a: Api, id: string, want: string, ms = 4000): Promise<any> {
+async function stateOf(a: SignedInApi, id: string, want: string, ms = 4000): Promise<any> {
   const end = Date.now() + ms;
   for (;;) {
     const c = (await a.call('GET', `/api/v1/commands/${id}`)).body.command;
@@ -55,14 +28,14 @@ async function stateOf(a: Api, id: string, want: string, ms = 4000): Promise<any
 }
 
 test('commands - delivered then succeeded with result_json, failed, timed out', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   const d = await connect(a.th, 'dev-1', [FEATURE_INVOKE]);
   const sent = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'ping' });
   assert.equal(sent.status, 202, JSON.stringify(sent.body));
   assert.equal(sent.body.command.state, 'delivered');
   assert.equal(sent.body.command.by, 'admin');
   assert.equal(sent.body.command.timeoutMs, 30_000);
-  const cmd = await nextFrame(d, 'command');
+  const cmd = await d.next('command');
   assert.equal(cmd.invoke?.name, 'ping');
   assert.equal(cmd.invoke?.argsJson ?? '', '');
   d.send({ commandResult: { id: cmd.id, ok: true, message: 'pong', resultJson: '{"uptime_ms":86400000}' } });
@@ -73,7 +46,7 @@ test('commands - delivered then succeeded with result_json, failed, timed out', 
   assert.ok(done.deliveredAt > 0 && done.finishedAt >= done.deliveredAt);
 
   const bad = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'acme.calibrate', args: { offset: 2 } });
-  const cmd2 = await nextFrame(d, 'command');
+  const cmd2 = await d.next('command');
   assert.deepEqual(JSON.parse(cmd2.invoke?.argsJson ?? ''), { offset: 2 });
   d.send({ commandResult: { id: cmd2.id, ok: false, message: 'unknown command acme.calibrate' } });
   const failed = await stateOf(a, bad.body.command.id, 'failed');
@@ -81,7 +54,7 @@ test('commands - delivered then succeeded with result_json, failed, timed out', 
   assert.equal(failed.message, 'unknown command acme.calibrate');
 
   const slow = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'ping', timeoutMs: 1000 });
-  await nextFrame(d, 'command');
+  await d.next('command');
   const timedOut = await stateOf(a, slow.body.command.id, 'timed_out', 4000);
   assert.equal(timedOut.state, 'timed_out');
 
@@ -93,23 +66,23 @@ test('commands - delivered then succeeded with result_json, failed, timed out', 
 });
 
 test('commands - an invalid result_json fails the command and closes the session (4000); a result for an unknown id is counted and ignored', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   const d = await connect(a.th, 'dev-1', [FEATURE_INVOKE]);
   const sent = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'ping' });
-  const cmd = await nextFrame(d, 'command');
+  const cmd = await d.next('command');
   d.send({ commandResult: { id: 999_999, ok: true, resultJson: '1' } });
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(await metric(a.th, 'hub_command_results_total', { result: 'unknown' }), 1);
   assert.equal((await a.call('GET', `/api/v1/commands/${sent.body.command.id}`)).body.command.state, 'delivered', 'not touched');
   d.send({ commandResult: { id: cmd.id, ok: true, resultJson: '{not json' } });
-  assert.equal((await nextFrame(d, 'notice')).code, CloseCode.PROTOCOL_ERROR);
+  assert.equal((await d.next('notice')).code, CloseCode.PROTOCOL_ERROR);
   const c = await stateOf(a, sent.body.command.id, 'failed');
   assert.equal(c.state, 'failed');
   assert.match(c.message, /result_json/);
 });
 
 test('commands - queued for an offline device and delivered when it connects, oldest first; refused with ttl 0 offline and for a device without "invoke"', async (t) => {
-  const a = await api(t, { devices: ['dev-1', 'dev-2'] });
+  const a = await signedInApi(t, { devices: ['dev-1', 'dev-2'] });
   const first = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'first' });
   const second = await a.call('POST', '/api/v1/devices/dev-1/commands', { name: 'second', ttlMs: 60_000 });
   assert.equal(first.body.command.state, 'queued');
@@ -119,8 +92,8 @@ test('commands - queued for an offline device and delivered when it connects, ol
   assert.match(refused.body.command.message, /offline/);
 
   const d = await connect(a.th, 'dev-1', [FEATURE_INVOKE]);
-  const c1 = await nextFrame(d, 'command');
-  const c2 = await nextFrame(d, 'command');
+  const c1 = await d.next('command');
+  const c2 = await d.next('command');
   assert.deepEqual([c1.invoke?.name, c2.invoke?.name], ['first', 'second']);
   assert.equal((await a.call('GET', `/api/v1/commands/${first.body.command.id}`)).body.command.state, 'delivered');
   d.send({ commandResult: { id: c2.id, ok: true } });
@@ -163,13 +136,13 @@ test('commands - a queued command expires after its TTL (tracker, clock by hand)
 });
 
 test('commands - group send, the per-device cap (429), bad input', async (t) => {
-  const a = await api(t, { devices: ['dev-1', 'dev-2', 'dev-3'] });
+  const a = await signedInApi(t, { devices: ['dev-1', 'dev-2', 'dev-3'] });
   await a.call('PATCH', '/api/v1/devices/dev-3', { tags: { site: 'elsewhere' } });
   const d1 = await connect(a.th, 'dev-1', [FEATURE_INVOKE]);
   const group = await a.call('POST', '/api/v1/commands', { tag: 'site=test', name: 'ping' });
   assert.equal(group.status, 202, JSON.stringify(group.body));
   assert.deepEqual(group.body.commands.map((c: { device: string; state: string }) => `${c.device}:${c.state}`), ['dev-1:delivered', 'dev-2:queued']);
-  assert.equal((await nextFrame(d1, 'command')).invoke?.name, 'ping');
+  assert.equal((await d1.next('command')).invoke?.name, 'ping');
   assert.equal((await a.call('POST', '/api/v1/commands', { tag: 'site=nowhere', name: 'ping' })).status, 404);
 
   for (let i = 1; i < MAX_ACTIVE_PER_DEVICE; i++) assert.equal((await a.call('POST', '/api/v1/devices/dev-2/commands', { name: `c${i}` })).status, 202);

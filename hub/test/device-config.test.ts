@@ -1,58 +1,27 @@
-/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call -- JSON answers of the API, read as the test expects them (a wrong shape fails the assertion) */
+/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call -- JSON answers of the API, read as the test expects them (a wrong shape fails the assertion) */
 // Desired and reported device configuration (proto/README.md §15, hub side):
 // the delta after the session's first report, with its version; a change
 // while connected goes out at once; the report is kept and clears the delta;
 // group defaults and precedence; version bumps; persistence across reopen;
 // a change that cannot be saved is 503 and not in force; a v1 device
 // without features gets nothing new; ConfigReport checks (4000); API input.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CloseCode, FEATURE_CONFIG, FEATURE_INVOKE, PROTOCOL_VERSION, type DesiredConfig, type HubMessage } from '@telemetry/proto';
+import { CloseCode, FEATURE_CONFIG, FEATURE_INVOKE, PROTOCOL_VERSION, type DesiredConfig } from '@telemetry/proto';
 import { membersOf } from '../src/app.ts';
 import { CommandTracker } from '../src/devices/commands.ts';
 import { DeviceConfigs } from '../src/devices/configs.ts';
-import { RawDevice, batchOf, signIn, startHub, within, type TestHub } from './helpers.ts';
-
-interface Api { th: TestHub; origin: string; call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }> }
-
-async function api(t: TestContext, opts: Parameters<typeof startHub>[1] = {}): Promise<Api> {
-  const th = await startHub(t, opts);
-  const cookie = await signIn(th);
-  const origin = `http://127.0.0.1:${th.port}`;
-  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const r = await fetch(`${origin}${path}`, {
-      method,
-      headers: { cookie, origin, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    });
-    const text = await r.text();
-    let parsed: unknown = text;
-    try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-    return { status: r.status, body: parsed as any };
-  };
-  return { th, origin, call };
-}
-
-/** Waits for the next frame of `kind` (removing it and those before it). */
-async function nextFrame<K extends keyof HubMessage & ('desired' | 'welcome' | 'ack' | 'notice' | 'command')>(d: RawDevice, kind: K, ms = 3000): Promise<NonNullable<HubMessage[K]>> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const i = d.frames.findIndex((f) => f.msg === kind);
-    if (i >= 0) return d.frames.splice(0, i + 1)[i]![kind] as NonNullable<HubMessage[K]>;
-    if (Date.now() > end) throw new Error(`no ${kind} within ${ms} ms (have: ${d.frames.map((f) => f.msg).join(',') || 'nothing'})`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { RawDevice, type TestHub, batchOf, signedInApi, within } from './helpers.ts';
 
 /** Connects with these Hello.features; returns the device and its Welcome. */
 async function connect(th: TestHub, id: string, features: string[] | null) {
   const d = new RawDevice(th.url, { token: th.tokens.get(id) });
   await within(d.opened, 3000, `${id} open`);
   d.send({ hello: { deviceId: id, protocolVersion: PROTOCOL_VERSION, firmware: 'test/2', deviceTimeMs: Date.now(), ...(features ? { features } : {}) } });
-  const welcome = await nextFrame(d, 'welcome');
+  const welcome = await d.next('welcome');
   return { d, welcome };
 }
 
@@ -69,7 +38,7 @@ function fields(m: DesiredConfig): Record<string, unknown> {
 }
 
 test('device config - the delta (with its version) after the first report, the report kept and the delta cleared, a change while connected goes out at once', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   const put = await a.call('PUT', '/api/v1/devices/dev-1/config', { sampleIntervalMs: 2000, batchIntervalMs: 5000, custom: { led: false } });
   assert.equal(put.status, 200, JSON.stringify(put.body));
   const v = put.body.desired.version as number;
@@ -83,7 +52,7 @@ test('device config - the delta (with its version) after the first report, the r
   await new Promise((r) => setTimeout(r, 150));
   assert.equal(d.frames.some((f) => f.msg === 'desired'), false, 'no DesiredConfig before the first ConfigReport');
   d.send(report(0, 1000, 5000));
-  const desired = await nextFrame(d, 'desired');
+  const desired = await d.next('desired');
   assert.deepEqual(fields(desired), { version: v, sampleIntervalMs: 2000, customJson: '{"led":false}' }, 'batch 5000 already matches');
   let view = (await a.call('GET', '/api/v1/devices/dev-1/config')).body;
   assert.equal(view.reported.version, 0);
@@ -101,11 +70,11 @@ test('device config - the delta (with its version) after the first report, the r
   // An operator change of a connected, idle device goes out at once.
   const again = await a.call('PUT', '/api/v1/devices/dev-1/config', { sampleIntervalMs: 2000, batchIntervalMs: 5000 });
   assert.equal(again.body.desired.version, v + 1);
-  const next = await nextFrame(d, 'desired');
+  const next = await d.next('desired');
   assert.deepEqual(fields(next), { version: v + 1 }, 'everything already matches: only the version');
   d.send(report(v + 1, 2000, 5000, '{"led":false}'));
   const changed = await a.call('PUT', '/api/v1/devices/dev-1/config', { sampleIntervalMs: 250 });
-  assert.deepEqual(fields(await nextFrame(d, 'desired')), { version: v + 2, sampleIntervalMs: 250 });
+  assert.deepEqual(fields(await d.next('desired')), { version: v + 2, sampleIntervalMs: 250 });
   assert.equal(changed.body.desired.version, v + 2);
   // A failed report: nothing more for this version.
   d.send(report(v + 2, 2000, 5000, '', false, 'sample_interval_ms 250: must be 500..60000'));
@@ -119,7 +88,7 @@ test('device config - the delta (with its version) after the first report, the r
 });
 
 test('device config - group defaults, precedence (groups by key, then the device) and version bumps', async (t) => {
-  const a = await api(t, { devices: ['dev-1', 'dev-2'] });
+  const a = await signedInApi(t, { devices: ['dev-1', 'dev-2'] });
   assert.equal((await a.call('PATCH', '/api/v1/devices/dev-2', { tags: { site: 'lab', room: 'r1' } })).status, 200);
   assert.equal((await a.call('GET', '/api/v1/devices/dev-2/config')).body.desired, null);
 
@@ -199,7 +168,7 @@ test('device config - a change whose file write fails is 503 and not in force (n
   mkdirSync(sub);
   let th: TestHub | null = null;
   const configs = await DeviceConfigs.open({ file: join(sub, 'device-config.json'), membersOf: (k, v) => (th ? membersOf(th.registry, k, v) : []), tagsOf: (id) => th?.registry.get(id)?.tags });
-  const a = await api(t, { devices: ['dev-1'], deps: { management: { configs, commands: new CommandTracker() } } });
+  const a = await signedInApi(t, { devices: ['dev-1'], deps: { management: { configs, commands: new CommandTracker() } } });
   th = a.th;
   assert.equal((await a.call('PUT', '/api/v1/devices/dev-1/config', { sampleIntervalMs: 2000 })).status, 200);
   const { d } = await connect(a.th, 'dev-1', [FEATURE_CONFIG]);
@@ -224,7 +193,7 @@ test('device config - a change whose file write fails is 503 and not in force (n
 });
 
 test('device config - a v1 device without features: Welcome, acks and nothing else, even with a desired configuration; a ConfigReport from it closes 4000', async (t) => {
-  const a = await api(t, { devices: ['dev-1', 'dev-2'] });
+  const a = await signedInApi(t, { devices: ['dev-1', 'dev-2'] });
   await a.call('PUT', '/api/v1/devices/dev-1/config', { sampleIntervalMs: 2000 });
   await a.call('PUT', '/api/v1/devices/dev-2/config', { sampleIntervalMs: 2000 });
   const d = new RawDevice(a.th.url, { token: a.th.tokens.get('dev-1') });
@@ -245,14 +214,14 @@ test('device config - a v1 device without features: Welcome, acks and nothing el
   // dev-2 lists only invoke: a ConfigReport is not allowed.
   const { d: d2 } = await connect(a.th, 'dev-2', [FEATURE_INVOKE]);
   d2.send(report(0, 1000, 5000));
-  const notice = await nextFrame(d2, 'notice');
+  const notice = await d2.next('notice');
   assert.equal(notice.code, CloseCode.PROTOCOL_ERROR);
   assert.match(notice.reason ?? '', /config/);
   assert.equal((await within(d2.closed, 3000, 'closed')).code, CloseCode.PROTOCOL_ERROR);
 });
 
 test('device config - ConfigReport checks: oversize or non-object custom_json, an error over 200 characters, too many or empty features → Notice + 4000, nothing stored', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   const cases: [string, () => Parameters<RawDevice['send']>[0]][] = [
     ['custom_json over 4096 bytes', () => report(0, 1000, 5000, JSON.stringify({ k: 'x'.repeat(4100) }))],
     ['custom_json not an object', () => report(0, 1000, 5000, '[1,2]')],
@@ -262,7 +231,7 @@ test('device config - ConfigReport checks: oversize or non-object custom_json, a
   for (const [name, msg] of cases) {
     const { d } = await connect(a.th, 'dev-1', [FEATURE_CONFIG]);
     d.send(msg());
-    const notice = await nextFrame(d, 'notice');
+    const notice = await d.next('notice');
     assert.equal(notice.code, CloseCode.PROTOCOL_ERROR, name);
     assert.equal((await within(d.closed, 3000, name)).code, CloseCode.PROTOCOL_ERROR, name);
   }
@@ -278,13 +247,13 @@ test('device config - ConfigReport checks: oversize or non-object custom_json, a
     const f = new RawDevice(a.th.url, { token: a.th.tokens.get('dev-1') });
     await within(f.opened, 3000, 'open');
     f.send({ hello: { deviceId: 'dev-1', protocolVersion: PROTOCOL_VERSION, features } });
-    assert.equal((await nextFrame(f, 'notice')).code, CloseCode.PROTOCOL_ERROR, JSON.stringify(features).slice(0, 40));
+    assert.equal((await f.next('notice')).code, CloseCode.PROTOCOL_ERROR, JSON.stringify(features).slice(0, 40));
     assert.equal(f.frames.some((x) => x.msg === 'welcome'), false);
   }
 });
 
 test('device config - API input: unknown device 404, bad values 400 naming the field, oversize body 413, viewer 403, foreign Origin 403', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   assert.equal((await a.call('GET', '/api/v1/devices/ghost/config')).status, 404);
   assert.equal((await a.call('PUT', '/api/v1/devices/ghost/config', { sampleIntervalMs: 1000 })).status, 404);
   const bad: [unknown, RegExp][] = [

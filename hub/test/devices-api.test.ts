@@ -1,11 +1,11 @@
-/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call -- JSON answers of the API, read as the test expects them (a wrong shape fails the assertion) */
+/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-call -- JSON answers of the API, read as the test expects them (a wrong shape fails the assertion) */
 // /api/v1/devices (the registry API), operator roles and the audit trail of
 // what operators do: every endpoint with good and bad input (unknown device,
 // malformed and oversize bodies, wrong role, missing or foreign Origin), a
 // rotated token (the old one refused, the live session closed with 4008),
 // and in the embedded mode a change is in the registry file before it is
 // answered.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,27 +14,7 @@ import { CloseCode } from '@telemetry/proto';
 import { DeviceAdmin } from '../src/auth/device-admin.ts';
 import { DeviceRegistry, readRegistryFile, writeRegistryFile, type RegistryFile } from '../src/auth/registry.ts';
 import { writeJsonAtomic } from '../src/core/atomic-file.ts';
-import { RawDevice, TEST_OPERATOR, signIn, startHub, within, type TestHub } from './helpers.ts';
-
-interface Api { th: TestHub; cookie: string; origin: string; call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }> }
-
-async function api(t: TestContext, opts: Parameters<typeof startHub>[1] = {}): Promise<Api> {
-  const th = await startHub(t, opts);
-  const cookie = await signIn(th);
-  const origin = `http://127.0.0.1:${th.port}`;
-  const call = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-    const r = await fetch(`${origin}${path}`, {
-      method,
-      headers: { cookie, origin, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    });
-    const text = await r.text();
-    let parsed: unknown = text;
-    try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
-    return { status: r.status, body: parsed as any };
-  };
-  return { th, cookie, origin, call };
-}
+import { RawDevice, TEST_OPERATOR, type TestHub, signedInApi, within } from './helpers.ts';
 
 async function signInAs(th: TestHub, user: string, password: string): Promise<string> {
   const r = await fetch(`http://127.0.0.1:${th.port}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user, password }) });
@@ -43,7 +23,7 @@ async function signInAs(th: TestHub, user: string, password: string): Promise<st
 }
 
 test('devices api - register (the token once, and it connects), list with search, tag and presence filters, paging and sort, get one', async (t) => {
-  const a = await api(t, { devices: ['dev-1', 'dev-2'] });
+  const a = await signedInApi(t, { devices: ['dev-1', 'dev-2'] });
   const created = await a.call('POST', '/api/v1/devices', { id: 'green-7', tags: { site: 'lab', room: 'r2' } });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   assert.match(created.body.token, /^green-7\.[A-Za-z0-9_-]{43}$/);
@@ -77,7 +57,7 @@ test('devices api - register (the token once, and it connects), list with search
 });
 
 test('devices api - bad input: unknown device, taken id, malformed and oversize bodies, invalid tags and ids, bad list parameters', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   const cases: [string, string, unknown, number, RegExp][] = [
     ['GET', '/api/v1/devices/nope', undefined, 404, /no device nope/],
     ['PATCH', '/api/v1/devices/nope', { disabled: true }, 404, /no device nope/],
@@ -118,7 +98,7 @@ test('devices api - bad input: unknown device, taken id, malformed and oversize 
 });
 
 test('devices api - rotate: the old token is refused, the live session is closed with 4008 at once, the new token connects', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   const d = new RawDevice(a.th.url, { token: a.th.tokens.get('dev-1') });
   await within(d.opened, 3000, 'open');
   d.hello('dev-1');
@@ -134,7 +114,7 @@ test('devices api - rotate: the old token is refused, the live session is closed
 });
 
 test('devices api - disable closes the session (4008) and refuses with 403, enable lets it back; tags replaced; delete; bulk reports unknown ids', async (t) => {
-  const a = await api(t, { devices: ['dev-1', 'dev-2', 'dev-3'] });
+  const a = await signedInApi(t, { devices: ['dev-1', 'dev-2', 'dev-3'] });
   const d = new RawDevice(a.th.url, { token: a.th.tokens.get('dev-1') });
   await within(d.opened, 3000, 'open');
   d.hello('dev-1');
@@ -156,7 +136,7 @@ test('devices api - disable closes the session (4008) and refuses with 403, enab
 });
 
 test('devices api - roles: a viewer reads but every change is 403; no session is 401; a foreign Origin is 403, none at all (not a browser) is allowed', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   await a.th.hub.operators.setPassword('watcher', 'viewer-password-1', { role: 'viewer' });
   const viewer = await signInAs(a.th, 'watcher', 'viewer-password-1');
   const me = await fetch(`${a.origin}/api/v1/me`, { headers: { cookie: viewer } });
@@ -187,7 +167,7 @@ test('devices api - roles: a viewer reads but every change is 403; no session is
 });
 
 test('devices api - the audit trail: sign-in (ok and failed), device changes and rule changes with who, when, what and from where; filters; a failed-sign-in flood is bounded', async (t) => {
-  const a = await api(t, { devices: ['dev-1'] });
+  const a = await signedInApi(t, { devices: ['dev-1'] });
   await fetch(`${a.origin}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'admin', password: 'wrong-password!' }) });
   await a.call('POST', '/api/v1/devices', { id: 'aud-1', tags: { site: 'x' } });
   await a.call('POST', '/api/v1/devices/aud-1/rotate');
@@ -235,7 +215,7 @@ test('devices api - embedded mode: a change is in the registry file before it is
   const admin = new DeviceAdmin({
     registry, commit: async (next) => { if (failWrites) throw new Error('disk full'); await writeJsonAtomic(file, next); registry.replace(next); },
   });
-  const a = await api(t, { devices: [], deps: { auth: registry, deviceAdmin: admin } });
+  const a = await signedInApi(t, { devices: [], deps: { auth: registry, deviceAdmin: admin } });
   const r = await a.call('POST', '/api/v1/devices', { id: 'filed-1', tags: { site: 's' } });
   assert.equal(r.status, 201);
   const onDisk = readRegistryFile(file);

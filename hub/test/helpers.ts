@@ -115,7 +115,7 @@ export class RawDevice {
   }
 
   /** Waits for the next frame of the given kind (removing it and everything before it from the queue). */
-  async next<K extends 'welcome' | 'ack' | 'notice' | 'command'>(kind: K, ms = 3000): Promise<NonNullable<HubMessage[K]>> {
+  async next<K extends 'welcome' | 'ack' | 'notice' | 'command' | 'desired'>(kind: K, ms = 3000): Promise<NonNullable<HubMessage[K]>> {
     const end = Date.now() + ms;
     for (;;) {
       const i = this.frames.findIndex((f) => f.msg === kind);
@@ -206,6 +206,33 @@ export class ManualStore implements BatchStore {
     this.commit();
     return Promise.resolve();
   }
+}
+
+/** A hub with the test operator signed in, and `call` for its API (JSON in and out; the hub's own Origin). */
+export interface SignedInApi {
+  th: TestHub;
+  cookie: string;
+  origin: string;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON answers, read as each test expects them (a wrong shape fails its assertion)
+  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any }>;
+}
+
+export async function signedInApi(t: TestContext, opts: Parameters<typeof startHub>[1] = {}): Promise<SignedInApi> {
+  const th = await startHub(t, opts);
+  const cookie = await signIn(th);
+  const origin = `http://127.0.0.1:${th.port}`;
+  const call: SignedInApi['call'] = async (method, path, body, headers = {}) => {
+    const r = await fetch(`${origin}${path}`, {
+      method,
+      headers: { cookie, origin, ...(body !== undefined ? { 'content-type': 'application/json' } : {}), ...headers },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let parsed: unknown = text;
+    try { parsed = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+    return { status: r.status, body: parsed };
+  };
+  return { th, cookie, origin, call };
 }
 
 export const TEST_OPERATOR = { user: 'admin', password: 'test-operator-password' };
