@@ -4,11 +4,16 @@
 // (shown once), a real device connects with that token and shows online,
 // the admin bulk-disables it (with confirmation) and sees it go offline with
 // the 4008 reason, enables it again on its page, and finds it all in the
-// audit trail. A viewer (created with `npm run operator -- --role viewer`)
+// audit trail. On its page the admin sets its sample interval to 250 ms
+// (a simulated device with config + invoke now runs with its token), sees the
+// report arrive, the device sample faster, and a ping succeed with its
+// uptime. A viewer (created with `npm run operator -- --role viewer`)
 // sees no register button, no selection, no bulk actions, no management
-// panel and no audit page, and the hub refuses their writes.
+// panel, no configuration or command form and no audit page, and the hub
+// refuses their writes.
 // UPDATE_SCREENSHOTS=1 writes docs/screenshots/devices-register.png (the
-// register dialog with its token); other screenshots go to
+// register dialog with its token) and docs/screenshots/device-config.png
+// (the device page's configuration panel); other screenshots go to
 // test-results/screenshots/ (git-ignored).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -28,6 +33,7 @@ import { until, within } from './support/wait.ts';
 const root = resolve(import.meta.dirname, '..');
 const shots = join(root, 'test-results', 'screenshots');
 const docShot = join(root, 'docs', 'screenshots', 'devices-register.png');
+const configShot = join(root, 'docs', 'screenshots', 'device-config.png');
 // As test/browser.test.ts (importing it would run its test too).
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
@@ -62,7 +68,7 @@ async function signedIn(browser: Browser, base: string, user: string, password: 
 
 const count = (page: Page, selector: string): Promise<number> => page.locator(selector).count();
 
-test('browser - device admin: register, connect, bulk disable, audit; a viewer sees none of it', { timeout: 180_000 }, async (t) => {
+test('browser - device admin: register, connect, bulk disable, configure, command, audit; a viewer sees none of it', { timeout: 180_000 }, async (t) => {
   assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install chromium (.ci/run does)`);
   assert.ok(existsSync(join(root, 'dashboard/dist/index.html')), 'dashboard not built: npm run build -w dashboard (npm test does)');
   mkdirSync(shots, { recursive: true });
@@ -198,6 +204,47 @@ test('browser - device admin: register, connect, bulk disable, audit; a viewer s
   await untilOnPage(page, 'enabled', async () => (await page.getAttribute('[data-testid=device-admin-state]', 'data-disabled')) === 'false');
   await page.screenshot({ path: join(shots, 'device-admin.png') });
 
+  // ---- configuration: a simulated device (it lists config + invoke) runs with the same token
+  const sim = new Fleet({ url, devices: [{ id: NEW_ID, token }], rate: 1, batchIntervalMs: 1000 });
+  t.after(() => sim.stop());
+  const configRow = (key: string) => page.locator(`[data-testid=config-row-${key}]`);
+  const reportedSample = async (): Promise<string> => ((await configRow('sampleIntervalMs').locator('[data-testid=config-reported]').textContent()) ?? '').trim();
+  await untilOnPage(page, 'first config report', async () => (await reportedSample()) === '1000 ms');
+  assert.match((await page.textContent('[data-testid=config-reported-version]')) ?? '', /version 0/);
+  const generated = (): number => sim.stats().counters.readingsGenerated;
+  const readingsOver = async (ms: number): Promise<number> => {
+    const from = generated();
+    await new Promise((r) => setTimeout(r, ms));
+    return generated() - from;
+  };
+  const slow = await readingsOver(3000);
+  // Client-side checks first: a custom value that is not an object is refused before any request.
+  await page.fill('[data-testid=config-custom-input]', '[1, 2]');
+  await page.click('[data-testid=config-save]');
+  assert.match((await page.textContent('[data-testid=config-error]')) ?? '', /must be a JSON object/);
+  await page.fill('[data-testid=config-custom-input]', '');
+  await page.fill('[data-testid=config-sample-input]', '250');
+  await page.click('[data-testid=config-save]');
+  await page.locator('[data-testid=config-saved]').waitFor();
+  await untilOnPage(page, 'desired 250', async () => ((await configRow('sampleIntervalMs').locator('[data-testid=config-desired]').textContent()) ?? '').trim() === '250 ms');
+  await untilOnPage(page, 'reported 250', async () => (await reportedSample()) === '250 ms', 15_000);
+  await untilOnPage(page, 'nothing pending', async () => (await configRow('sampleIntervalMs').getAttribute('data-pending')) === 'false' && (await count(page, '[data-testid=config-pending]')) === 0);
+  assert.match((await page.textContent('[data-testid=config-desired-version]')) ?? '', /version \d+.*by admin/s);
+  const fast = await readingsOver(3000);
+  assert.ok(fast > slow * 2, `the device samples faster: ${fast} readings in 3 s at 250 ms against ${slow} at 1000 ms`);
+  if (process.env.UPDATE_SCREENSHOTS === '1') {
+    await page.locator('[data-testid=device-config]').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: configShot });
+  }
+
+  // ---- a command: ping answers with the device's uptime
+  await page.selectOption('[data-testid=command-name]', 'ping');
+  await page.click('[data-testid=command-send]');
+  const pingRow = page.locator('[data-testid=command-row][data-name=ping]').first();
+  await untilOnPage(page, 'ping succeeded', async () => (await pingRow.getAttribute('data-state')) === 'succeeded', 15_000);
+  assert.match((await pingRow.locator('[data-testid=command-result]').textContent()) ?? '', /"uptime_ms":\s*\d+/);
+  await page.screenshot({ path: join(shots, 'device-config.png') });
+
   // ---- the audit trail
   await page.click('[data-testid=nav-audit]');
   await page.waitForURL(/#\/audit$/);
@@ -209,6 +256,8 @@ test('browser - device admin: register, connect, bulk disable, audit; a viewer s
   assert.equal(await count(page, auditRow('device.update', `[data-target="${NEW_ID}"][data-outcome=ok]`)), 1, 'the enable');
   assert.equal(await count(page, auditRow('device.create', '[data-outcome=failed]')), 1, 'the refused id');
   assert.ok((await count(page, auditRow('sign-in'))) >= 1);
+  assert.equal(await count(page, auditRow('config.set', `[data-target="${NEW_ID}"][data-outcome=ok]`)), 1, 'the config change');
+  assert.equal(await count(page, auditRow('command.send', `[data-target="${NEW_ID}"][data-outcome=ok]`)), 1, 'the ping');
   const attrs = async (name: string): Promise<string[]> => Promise.all((await page.locator('[data-testid=audit-row]').all()).map(async (r) => (await r.getAttribute(name)) ?? ''));
   const ids = (await attrs('data-id')).map(Number);
   assert.deepEqual(ids, [...ids].sort((a, b) => b - a), 'newest first');
@@ -231,6 +280,11 @@ test('browser - device admin: register, connect, bulk disable, audit; a viewer s
   await viewer.locator(`[data-testid=device-detail][data-id=${NEW_ID}]`).waitFor();
   await untilOnPage(viewer, 'viewer device page', async () => /\S/.test((await viewer.textContent('[data-testid=presence-reason]')) ?? ''));
   assert.equal(await count(viewer, '[data-testid=device-admin]'), 0, 'no management panel for a viewer');
+  await untilOnPage(viewer, 'viewer sees the configuration', async () => ((await viewer.textContent('[data-testid=config-row-sampleIntervalMs]')) ?? '').includes('250 ms'));
+  await untilOnPage(viewer, 'viewer sees the commands', async () => (await count(viewer, '[data-testid=command-row][data-name=ping]')) === 1);
+  for (const testid of ['config-form', 'config-save', 'command-form', 'command-send']) {
+    assert.equal(await count(viewer, `[data-testid=${testid}]`), 0, `a viewer has no ${testid}`);
+  }
   await viewer.goto(`${base}/#/alarms`);
   await viewer.locator('h1', { hasText: 'Alarms' }).waitFor();
   assert.equal(await count(viewer, '[data-testid=rule-add]'), 0, 'no rule form for a viewer');
@@ -242,6 +296,10 @@ test('browser - device admin: register, connect, bulk disable, audit; a viewer s
   assert.equal(refused.status(), 403);
   assert.match(((await refused.json()) as { error: string }).error, /viewer/);
   assert.equal((await viewer.request.get(`${base}/api/v1/audit`)).status(), 403);
+  const refusedConfig = await viewer.request.put(`${base}/api/v1/devices/${NEW_ID}/config`, { headers: { origin: base }, data: { sampleIntervalMs: 500 } });
+  assert.equal(refusedConfig.status(), 403);
+  const refusedCommand = await viewer.request.post(`${base}/api/v1/devices/${NEW_ID}/commands`, { headers: { origin: base }, data: { name: 'reboot' } });
+  assert.equal(refusedCommand.status(), 403);
 
   assert.deepEqual(errors, [], 'no errors in the pages');
 });

@@ -373,3 +373,164 @@ export async function listAudit(query: AuditQuery = {}): Promise<AuditPage> {
     next: typeof next === 'number' ? next : null,
   };
 }
+
+// ---- desired configuration and commands (/api/v1/devices/:id/config, /commands)
+
+/** Settings, each optional (absent: not set). */
+export interface ConfigValues {
+  sampleIntervalMs?: number;
+  batchIntervalMs?: number;
+  custom?: Record<string, unknown>;
+}
+
+export interface DesiredConfigView {
+  version: number;
+  /** Effective values: group defaults, then the device's own. */
+  values: ConfigValues;
+  /** The device's own values. */
+  own: ConfigValues;
+  changedAt: number | null;
+  by: string | null;
+}
+
+export interface ReportedConfigView {
+  version: number;
+  sampleIntervalMs: number;
+  batchIntervalMs: number;
+  custom: Record<string, unknown> | null;
+  ok: boolean;
+  error: string;
+  at: number;
+}
+
+export interface DeviceConfigView {
+  desired: DesiredConfigView | null;
+  reported: ReportedConfigView | null;
+  /** What is still to be sent to the device (null: nothing pending). */
+  delta: (ConfigValues & { version: number }) | null;
+  groups: string[];
+}
+
+/** Largest custom JSON a device takes (bytes, UTF-8). */
+export const MAX_CUSTOM_JSON_BYTES = 4096;
+
+function toConfigValues(v: unknown): ConfigValues {
+  const out: ConfigValues = {};
+  if (!isRecord(v)) return out;
+  if (typeof v['sampleIntervalMs'] === 'number') out.sampleIntervalMs = v['sampleIntervalMs'];
+  if (typeof v['batchIntervalMs'] === 'number') out.batchIntervalMs = v['batchIntervalMs'];
+  if (isRecord(v['custom'])) out.custom = v['custom'];
+  return out;
+}
+
+const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+
+function toDesired(v: unknown): DesiredConfigView | null {
+  if (!isRecord(v)) return null;
+  return { version: numOr0(v['version']), values: toConfigValues(v['values']), own: toConfigValues(v['own']), changedAt: numOrNull(v['changedAt']), by: typeof v['by'] === 'string' ? v['by'] : null };
+}
+
+function toReported(v: unknown): ReportedConfigView | null {
+  if (!isRecord(v)) return null;
+  return {
+    version: numOr0(v['version']),
+    sampleIntervalMs: numOr0(v['sampleIntervalMs']),
+    batchIntervalMs: numOr0(v['batchIntervalMs']),
+    custom: isRecord(v['custom']) ? v['custom'] : null,
+    ok: v['ok'] !== false,
+    error: str(v['error']),
+    at: numOr0(v['at']),
+  };
+}
+
+/** GET /api/v1/devices/:id/config: desired, reported, what is pending. */
+export async function getDeviceConfig(id: string, init: RequestInit = {}): Promise<DeviceConfigView> {
+  const body = await apiJson(`${devicePath(id)}/config`, init);
+  if (!isRecord(body)) throw new ApiError(200, 'unexpected config answer');
+  const delta = isRecord(body['delta']) ? { ...toConfigValues(body['delta']), version: numOr0(body['delta']['version']) } : null;
+  return {
+    desired: toDesired(body['desired']),
+    reported: toReported(body['reported']),
+    delta,
+    groups: Array.isArray(body['groups']) ? body['groups'].filter((g): g is string => typeof g === 'string') : [],
+  };
+}
+
+/** PUT /api/v1/devices/:id/config (admins): replaces the device's own values ({} clears them). */
+export async function setDeviceConfig(id: string, values: ConfigValues): Promise<DesiredConfigView> {
+  const body = await apiJson(`${devicePath(id)}/config`, jsonBody('PUT', values));
+  const d = isRecord(body) ? toDesired(body['desired']) : null;
+  if (!d) throw new ApiError(200, `unexpected answer to a config change of ${id}`);
+  return d;
+}
+
+export type CommandState = 'queued' | 'delivered' | 'succeeded' | 'failed' | 'timed_out' | 'expired' | 'refused';
+/** Named commands the dashboard offers. */
+export const COMMAND_NAMES = ['ping', 'reboot'] as const;
+
+export interface DeviceCommand {
+  id: string;
+  device: string;
+  name: string;
+  args: Record<string, unknown> | null;
+  state: CommandState;
+  createdAt: number;
+  deliveredAt: number | null;
+  finishedAt: number | null;
+  result: unknown;
+  message: string;
+  by: string;
+}
+
+const COMMAND_STATES: readonly CommandState[] = ['queued', 'delivered', 'succeeded', 'failed', 'timed_out', 'expired', 'refused'];
+/** A state this dashboard does not know (a newer hub) shows as failed rather than as anything in progress. */
+function commandState(v: unknown): CommandState {
+  return COMMAND_STATES.find((s) => s === v) ?? 'failed';
+}
+
+function toCommand(v: unknown): DeviceCommand | null {
+  if (!isRecord(v) || typeof v['id'] !== 'string') return null;
+  return {
+    id: v['id'],
+    device: str(v['device']),
+    name: str(v['name']),
+    args: isRecord(v['args']) ? v['args'] : null,
+    state: commandState(v['state']),
+    createdAt: numOr0(v['createdAt']),
+    deliveredAt: numOrNull(v['deliveredAt']),
+    finishedAt: numOrNull(v['finishedAt']),
+    result: v['result'] ?? null,
+    message: str(v['message']),
+    by: str(v['by']),
+  };
+}
+
+/** POST /api/v1/devices/:id/commands (admins): 202 with the command's record. */
+export async function sendDeviceCommand(id: string, name: string, args?: Record<string, unknown>): Promise<DeviceCommand> {
+  const body = await apiJson(`${devicePath(id)}/commands`, jsonBody('POST', args ? { name, args } : { name }));
+  const c = isRecord(body) ? toCommand(body['command']) : null;
+  if (!c) throw new ApiError(202, `unexpected answer to a command for ${id}`);
+  return c;
+}
+
+/** GET /api/v1/devices/:id/commands: newest first. */
+export async function listDeviceCommands(id: string, init: RequestInit = {}): Promise<DeviceCommand[]> {
+  const body = await apiJson(`${devicePath(id)}/commands`, init);
+  const list = isRecord(body) && Array.isArray(body['commands']) ? body['commands'] : [];
+  return list.map(toCommand).filter((c): c is DeviceCommand => c !== null);
+}
+
+/** A JSON object from a text field: '' is none; anything else must be an object of at most `maxBytes`. */
+export function parseJsonObject(text: string, what: string, maxBytes = MAX_CUSTOM_JSON_BYTES): { ok: true; value: Record<string, unknown> | undefined } | { ok: false; error: string } {
+  if (text.trim() === '') return { ok: true, value: undefined };
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    return { ok: false, error: `${what} is not JSON: ${err instanceof Error ? err.message : String(err)}` };
+  }
+  if (!isRecord(v)) return { ok: false, error: `${what} must be a JSON object` };
+  const bytes = new TextEncoder().encode(JSON.stringify(v)).length;
+  if (bytes > maxBytes) return { ok: false, error: `${what} is ${bytes} bytes; at most ${maxBytes}` };
+  return { ok: true, value: v };
+}
