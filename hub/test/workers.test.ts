@@ -61,10 +61,14 @@ test('workers - HUB_WORKERS=2: one port, devices on both workers, one sign-in fo
     HUB_DASHBOARD_DIR: join(dir, 'none'),
   });
   const status = async (): Promise<Status> => JSON.parse((await getFresh(port, '/api/v1/status', { authorization: `Bearer ${TOKEN}` })).body) as Status;
+  let lastUp: unknown = null;
   const hubsUp = async (): Promise<string[]> => {
-    try { return ((await status()).cluster?.hubs ?? []).filter((h) => h.up).map((h) => h.id).sort(); } catch { return []; }
+    try { const s = await status(); lastUp = s.cluster?.hubs ?? s; return (s.cluster?.hubs ?? []).filter((h) => h.up).map((h) => h.id).sort(); } catch (err) { lastUp = (err as Error).message; return []; }
   };
-  await until(async () => (await hubsUp()).length === 2, 60_000, `two workers up (output: ${hub.out()})`, 200);
+  // The hub's output as it is when the wait gives up (not as it was when the wait began).
+  await until(async () => (await hubsUp()).length === 2, 60_000, 'two workers up', 200).catch((err: Error) => {
+    throw new Error(`${err.message}; hubs up: ${JSON.stringify(lastUp)}; hub output:\n${hub.out().slice(-4000)}`);
+  });
   // Whichever worker answers, it knows both.
   for (let i = 0; i < 6; i++) assert.deepEqual(await hubsUp(), ['box-0', 'box-1']);
   const workers = children(hub.proc.pid!);
