@@ -337,6 +337,19 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // A worker started with an IPC channel (workers.ts): when the supervisor is
+  // gone (the channel closed, before this line or after), shut down as on SIGTERM.
+  if (worker !== null && typeof process.send === 'function') {
+    const orphaned = (): void => {
+      log.warn('the HUB_WORKERS supervisor is gone; this worker shuts down');
+      stop('SIGTERM');
+    };
+    if (!process.connected) orphaned();
+    else {
+      process.channel?.unref();
+      process.on('disconnect', orphaned);
+    }
+  }
   process.on('SIGHUP', () => {
     if (!hub.tls) log.info('SIGHUP: nothing to reload (HUB_TLS_CERT unset)');
     else if (!stoppingSince) reloadTls('SIGHUP');

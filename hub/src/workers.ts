@@ -7,7 +7,8 @@
 // worker that dies is started again (backoff 1 s doubling to 30 s, reset
 // after a minute up); its devices reconnect to the others meanwhile.
 // SIGTERM/SIGINT/SIGHUP are passed on; the supervisor exits when every
-// worker has. Nothing imports this file but main.ts.
+// worker has. A worker whose supervisor is gone (killed, even with SIGKILL)
+// shuts down as on SIGTERM: no orphan keeps the port or its devices. Nothing imports this file but main.ts.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { hostname } from 'node:os';
 import type { Logger } from './core/log.ts';
@@ -44,7 +45,8 @@ export function superviseWorkers(opts: WorkersOptions): Promise<void> {
 
   const start = (index: number): void => {
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-      stdio: 'inherit',
+      // The IPC channel is how a worker sees its supervisor go, even by SIGKILL (main.ts: 'disconnect').
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, HUB_WORKERS: '1', HUB_WORKER_INDEX: String(index), HUB_ID: workerHubId(opts.hubId, index) },
     });
     const startedAt = Date.now();

@@ -139,3 +139,21 @@ test('workers - a hub that cannot reach NATS at start says so and exits', async 
   assert.equal(exit.code, 1);
   assert.match(hub.out(), /HUB_ERR_NATS: cannot connect to NATS at HUB_NATS_URL=nats:\/\/127\.0\.0\.1:\d+/);
 });
+
+test('workers - a supervisor killed with SIGKILL leaves no worker behind: each sees its IPC channel close and shuts down', async (t) => {
+  const nats = await NatsServer.start({ name: 'workers-orphans' });
+  t.after(() => nats.stop());
+  const dir = mkdtempSync(join(tmpdir(), 'workers-orphans-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const port = await freePort();
+  const hub = spawnHub(t, {
+    HUB_WORKERS: '2', HUB_PORT: String(port), HUB_HOST: '127.0.0.1', HUB_DATA_DIR: dir, HUB_NATS_URL: nats.url, HUB_NATS_STREAM: 'ORPHANS',
+    HUB_ID: 'orph', HUB_ADMIN_PASSWORD: 'workers-test-password', HUB_LOG_LEVEL: 'warn', HUB_DASHBOARD_DIR: join(dir, 'none'),
+  });
+  await until(() => children(hub.proc.pid!).length === 2, 30_000, 'two worker processes', 100);
+  const workers = children(hub.proc.pid!);
+  process.kill(hub.proc.pid!, 'SIGKILL');
+  const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true; } catch { return false; } };
+  await until(() => workers.every((pid) => !alive(pid)), 20_000, `workers ${workers.join(',')} gone after their supervisor`, 100);
+  assert.match(hub.out(), /supervisor is gone; this worker shuts down/);
+});
