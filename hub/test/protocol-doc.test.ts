@@ -10,33 +10,18 @@ import {
   RECONNECTABLE_CLOSE_CODES, TOKEN_SUBPROTOCOL_PREFIX, encodeDeviceMessage, encodeHubMessage,
 } from '@telemetry/proto';
 import { CONFIG_KEYS } from '../src/core/config.ts';
+import { markdownSection, tableRows } from '../../test/support/markdown.ts';
 
 const doc = readFileSync(new URL('../../proto/README.md', import.meta.url), 'utf8');
 
-/** The text under the first heading that starts with `title`, up to the next heading of the same or a higher level. */
+/** The text of the README's section `title` (the test fails when there is none). */
 function section(title: string): string {
-  const lines = doc.split('\n');
-  const start = lines.findIndex((l) => /^#{2,4} /.test(l) && l.replace(/^#+ /, '').startsWith(title));
-  assert.ok(start >= 0, `proto/README.md has a section "${title}"`);
-  const level = /^#+/.exec(lines[start]!)![0].length;
-  let end = lines.length;
-  for (let i = start + 1; i < lines.length; i++) {
-    const m = /^(#+) /.exec(lines[i]!);
-    if (m && m[1]!.length <= level) { end = i; break; }
-  }
-  return lines.slice(start + 1, end).join('\n');
+  const text = markdownSection(doc, title);
+  assert.ok(text !== null, `proto/README.md has a section "${title}"`);
+  return text;
 }
 
-/** Rows of the markdown tables in `text`, as cells (header and separator rows dropped). */
-function rows(text: string): string[][] {
-  const out: string[][] = [];
-  for (const line of text.split('\n')) {
-    if (!line.startsWith('|') || /^\|\s*-/.test(line)) continue;
-    const cells = line.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim());
-    out.push(cells);
-  }
-  return out;
-}
+const rows = tableRows;
 
 test('protocol doc - the close-code table is CloseCode, name for name', () => {
   const documented = new Map<number, string>();

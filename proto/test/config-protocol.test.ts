@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
+import { markdownSection, tableRows } from '../../test/support/markdown.ts';
 import {
   COMMAND_NAME_RE, FEATURE_CONFIG, FEATURE_INVOKE, MAX_COMMAND_NAME_CHARS, MAX_CONFIG_ERROR_CHARS, MAX_CONFIG_JSON_BYTES,
   MAX_FEATURES, MAX_FEATURE_BYTES, decodeDeviceMessage, decodeHubMessage, encodeDeviceMessage, encodeHubMessage,
@@ -49,26 +50,14 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex').replace(/(..)(?!$)
 const fromHex = (h: string) => Uint8Array.from(Buffer.from(h.replace(/\s+/g, ''), 'hex'));
 const plain = (m: unknown): unknown => JSON.parse(JSON.stringify(m));
 
-/** The text under the first heading that starts with `title`, up to the next heading of the same or a higher level. */
+/** The text of the README's section `title` (the test fails when there is none). */
 function section(title: string): string {
-  const lines = doc.split('\n');
-  const start = lines.findIndex((l) => /^#{2,4} /.test(l) && l.replace(/^#+ /, '').startsWith(title));
-  assert.ok(start >= 0, `proto/README.md has a section "${title}"`);
-  const level = /^#+/.exec(lines[start]!)![0].length;
-  let end = lines.length;
-  for (let i = start + 1; i < lines.length; i++) {
-    const m = /^(#+) /.exec(lines[i]!);
-    if (m && m[1]!.length <= level) { end = i; break; }
-  }
-  return lines.slice(start + 1, end).join('\n');
+  const text = markdownSection(doc, title);
+  assert.ok(text !== null, `proto/README.md has a section "${title}"`);
+  return text;
 }
 
-/** Rows of the markdown tables in `text`, as cells (header and separator rows dropped). */
-function rows(text: string): string[][] {
-  return text.split('\n')
-    .filter((l) => l.startsWith('|') && !/^\|\s*-/.test(l))
-    .map((l) => l.slice(1, -1).split(/(?<!\\)\|/).map((c) => c.trim()));
-}
+const rows = tableRows;
 
 test('config protocol - the new messages and fields round-trip', () => {
   const device = [
