@@ -17,7 +17,8 @@ const HUB_FOLDERS = {
   ingest: ['spool', 'live', 'auth', 'core'],
   http: ['auth', 'live', 'core'],
   tools: ['auth', 'core'],
-  cluster: ['spool', 'ingest', 'live', 'auth', 'core'],
+  devices: ['core'],
+  cluster: ['spool', 'ingest', 'live', 'auth', 'devices', 'core'],
 };
 
 /** The hub's folder matrix, one rule per folder so a violation names it. */

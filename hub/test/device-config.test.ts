@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { CloseCode, FEATURE_CONFIG, FEATURE_INVOKE, PROTOCOL_VERSION, type DesiredConfig } from '@telemetry/proto';
 import { membersOf } from '../src/app.ts';
 import { CommandTracker } from '../src/devices/commands.ts';
-import { DeviceConfigs } from '../src/devices/configs.ts';
+import { ConfigConflictError, DeviceConfigs, MAX_CONFLICT_RETRIES, type PersistView } from '../src/devices/configs.ts';
 import { RawDevice, type TestHub, batchOf, signedInApi, within } from './helpers.ts';
 
 /** Connects with these Hello.features; returns the device and its Welcome. */
@@ -316,4 +316,83 @@ test('device config - group commit: changes made while a save is in flight are s
   assert.equal(configs.view('d-0').desired?.version, 3);
   assert.equal(configs.view('d-49').desired?.version, 1);
   assert.match(saved[1]!, /"d-49"/);
+});
+
+/** A device's entry as another hub saved it (cluster mode). */
+const entry = (version: number, sampleIntervalMs: number, reported?: { version: number; at: number }) => ({
+  version, effective: JSON.stringify([sampleIntervalMs, null, null]),
+  desired: { values: { sampleIntervalMs }, changedAt: 1, by: 'other-hub' },
+  ...(reported ? { reported: { ...reported, sampleIntervalMs, batchIntervalMs: 5000, custom: null, ok: true, error: '' } } : {}),
+});
+
+test('device config - another hub\'s entry (cluster mode): in force and told; a report newer here stays; a version held here for another configuration is never reused; bad entries refused', async () => {
+  const configs = new DeviceConfigs({ membersOf: () => [], tagsOf: () => ({}) });
+  const told: string[] = [];
+  configs.onChange((ids) => told.push(...ids));
+  assert.equal(configs.adoptDevice('x', entry(4, 700)), true);
+  assert.deepEqual(told, ['x']);
+  assert.equal(configs.view('x').desired?.version, 4);
+  assert.equal(configs.delta('x')?.sampleIntervalMs, 700);
+
+  // Here: version 5 for 800 (not saved elsewhere yet). The other hub's entry also says 5, for 900.
+  await configs.setDesired('x', { sampleIntervalMs: 800 }, 'here');
+  assert.equal(configs.view('x').desired?.version, 5);
+  configs.adoptDevice('x', entry(5, 900));
+  const v = configs.view('x').desired;
+  assert.deepEqual(v?.values, { sampleIntervalMs: 900 });
+  assert.equal(v?.version, 6, 'a device that applied version 5 (800) is sent 900 as version 6');
+
+  // The device reported here after the entry was written: the newer report stays.
+  configs.report('x', { version: 6, sampleIntervalMs: 900, batchIntervalMs: 5000, customJson: '', ok: true, error: '' });
+  const at = configs.reported('x')!.at;
+  configs.adoptDevice('x', entry(6, 900, { version: 3, at: at - 10_000 }));
+  assert.equal(configs.reported('x')?.version, 6);
+  assert.equal(configs.delta('x'), null);
+  // A newer entry wins.
+  configs.adoptDevice('x', entry(9, 1200, { version: 8, at: at + 1 }));
+  assert.equal(configs.view('x').desired?.version, 9);
+  assert.equal(configs.reported('x')?.version, 8);
+
+  for (const bad of [{ version: -1 }, { version: 'x' }, { version: 1, desired: { values: { sampleIntervalMs: 5 }, changedAt: 1, by: 'x' } }, { version: 1, reported: { version: 1 } }, 'text', 7]) {
+    assert.equal(configs.adoptDevice('y', bad), false, JSON.stringify(bad));
+  }
+  assert.equal(configs.view('y').desired, null);
+  assert.equal(configs.adoptGroup('no-equals', { values: {}, changedAt: 1, by: 'x' }), false);
+  assert.equal(configs.adoptGroup('site=lab', { values: { batchIntervalMs: 1 }, changedAt: 1, by: 'x' }), false);
+  assert.equal(configs.adoptGroup('site=lab', { values: { batchIntervalMs: 2000 }, changedAt: 1, by: 'x' }), true);
+  assert.deepEqual(configs.groups().map((g) => g.key), ['site=lab']);
+  assert.equal(configs.adoptGroup('site=lab', null), true);
+  assert.deepEqual(configs.groups(), []);
+  told.length = 0;
+  assert.equal(configs.adoptDevice('x', null), true);
+  assert.deepEqual(told, ['x']);
+  assert.equal(configs.view('x').desired, null);
+});
+
+test('device config - a save that raced another hub (ConfigConflictError) is planned again on what that hub wrote; one that keeps racing is 503', async () => {
+  let conflictsLeft = 1;
+  let configs: DeviceConfigs | null = null;
+  const written: string[] = [];
+  const persistence = {
+    save: (view: PersistView): Promise<void> => {
+      if (conflictsLeft-- > 0) {
+        // What a backend does: adopt the other hub's write, then throw.
+        configs!.adoptDevice('x', entry(3, 900));
+        return Promise.reject(new ConfigConflictError(['x']));
+      }
+      written.push(view.deviceJson('x')!);
+      return Promise.resolve();
+    },
+  };
+  configs = new DeviceConfigs({ membersOf: () => [], tagsOf: () => ({}), persistence });
+  const v = await configs.setDesired('x', { sampleIntervalMs: 500 }, 'here');
+  assert.equal(v.version, 4, 'planned again above the version the other hub wrote');
+  assert.deepEqual(v.values, { sampleIntervalMs: 500 });
+  assert.equal(written.length, 1);
+  assert.equal((JSON.parse(written[0]!) as { version: number }).version, 4);
+
+  conflictsLeft = MAX_CONFLICT_RETRIES + 1;
+  await assert.rejects(configs.setDesired('x', { sampleIntervalMs: 600 }, 'here'), (err: Error & { status?: number }) => err.status === 503 && /another hub/.test(err.message));
+  assert.deepEqual(configs.view('x').desired?.values, { sampleIntervalMs: 900 }, 'what the other hub wrote stays; the refused change is not in force');
+  await configs.close();
 });

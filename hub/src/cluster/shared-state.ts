@@ -54,7 +54,7 @@ function json(data: Uint8Array): unknown {
  * `seen`; resolves once the entries present at the start were handed over
  * (the last of them has delta 0), at once for an empty bucket.
  */
-async function follow(kv: KV, seen: (e: KvWatchEntry) => void): Promise<{ stop(): void }> {
+export async function follow(kv: KV, seen: (e: KvWatchEntry) => void): Promise<{ stop(): void }> {
   let caughtUp: () => void = () => undefined;
   const initial = new Promise<void>((resolve) => { caughtUp = resolve; });
   const watch = await kv.watch({ key: '>' });

@@ -15,9 +15,13 @@
 // coalesced (at most one write a second), never waited for. The embedded
 // backend is one JSON file (`<data>/device-config.json`), replaced
 // atomically (core/atomic-file.ts); `file: null` keeps everything in memory.
-// A second backend (cluster mode: a KV bucket, one key per device and group)
-// implements ConfigPersistence: it gets the keys that changed with each save
-// and can read their entries; not written yet.
+// The cluster backend (cluster/shared-configs.ts: a KV bucket, one key per
+// device and group, written compare-and-set) gets the keys that changed with
+// each save. What other hubs change reaches this one through adoptDevice()
+// and adoptGroup(); a save that raced another hub's write of the same key
+// throws ConfigConflictError once the backend has adopted that write, and
+// the change is planned again on the state now in force (at most
+// MAX_CONFLICT_RETRIES times).
 //
 // Cost: nothing here runs per ingest message. Each device's persisted form
 // is cached as its JSON text and rebuilt only when it changes, so a save is
@@ -36,6 +40,8 @@ export const DEFAULT_MAX_CONFIG_DEVICES = 100_000;
 export const MAX_CONFIG_GROUPS = 1000;
 /** Reports are saved at most this often. */
 export const REPORT_SAVE_MS = 1000;
+/** Times an operator change is planned again after a save raced another hub's write. */
+export const MAX_CONFLICT_RETRIES = 5;
 /** protocol: versions are at most 2^53 - 1 (§15.1). */
 const MAX_VERSION = Number.MAX_SAFE_INTEGER;
 /** A group key is `tagKey=tagValue`. */
@@ -109,6 +115,16 @@ export class ConfigSaveError extends HubError {
   constructor(message: string, options?: { cause?: unknown }) { super('HUB_ERR_STORE', message, options); }
 }
 
+/**
+ * A save raced a write of another hub (cluster mode): the backend has
+ * adopted what that hub wrote (adoptDevice/adoptGroup) before throwing this,
+ * so planning the change again sees it.
+ */
+export class ConfigConflictError extends HubError {
+  override readonly name = 'ConfigConflictError';
+  constructor(readonly keys: readonly string[]) { super('HUB_ERR_STORE', `device configuration changed meanwhile on another hub (${keys.slice(0, 3).join(', ')}${keys.length > 3 ? ', ...' : ''})`); }
+}
+
 /** What a backend can read of the state it saves. */
 export interface PersistView {
   /** The whole state as the file holds it. */
@@ -132,7 +148,7 @@ export class FileConfigPersistence implements ConfigPersistence {
 const MEMORY: ConfigPersistence = { save: () => Promise.resolve() };
 
 type ChangePlan = () => { devices: Map<string, DesiredEntry | null | undefined>; groups: Map<string, (DesiredEntry & { tag: [string, string] }) | null> };
-interface QueuedChange { plan: ChangePlan; resolve: () => void; reject: (err: unknown) => void }
+interface QueuedChange { plan: ChangePlan; resolve: () => void; reject: (err: unknown) => void; conflicts: number }
 
 interface DeviceRecord {
   version: number;
@@ -235,6 +251,7 @@ export class DeviceConfigs {
   #reportsDirty = new Set<string>();
   #reportTimer: NodeJS.Timeout | null = null;
   #lastReportSave = 0;
+  #reportConflicts = 0;
   #closed = false;
 
   constructor(options: DeviceConfigsOptions, initial?: DeviceConfigsFile) {
@@ -447,7 +464,7 @@ export class DeviceConfigs {
    */
   #change(plan: ChangePlan): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.#queued.push({ plan, resolve, reject });
+      this.#queued.push({ plan, resolve, reject, conflicts: 0 });
       if (!this.#draining) this.#changes = this.#drain();
     });
   }
@@ -518,6 +535,16 @@ export class DeviceConfigs {
         try {
           await this.#save(records, groups, { devices: [...records.keys()], groups: [...changedGroups] });
         } catch (err) {
+          if (err instanceof ConfigConflictError) {
+            // Planned again, first in line, on the state with the other hub's write in force.
+            const again: QueuedChange[] = [];
+            for (const { change } of planned) {
+              if (++change.conflicts <= MAX_CONFLICT_RETRIES) again.push(change);
+              else change.reject(new ConfigSaveError(`device configuration not saved: changed on another hub at the same time ${MAX_CONFLICT_RETRIES + 1} times in a row; try again`, { cause: err }));
+            }
+            this.#queued.unshift(...again);
+            continue;
+          }
           const failure = new ConfigSaveError(`device configuration not saved, nothing changed: ${(err as Error).message}`, { cause: err });
           for (const { change } of planned) change.reject(failure);
           continue;
@@ -532,10 +559,7 @@ export class DeviceConfigs {
         this.#groups.clear();
         for (const [key, g] of groups) this.#groups.set(key, g);
         this.#groupOrder = order;
-        const ids = [...records.keys()];
-        for (const listener of this.#listeners) {
-          try { listener(ids); } catch { /* a listener's failure is its own */ }
-        }
+        this.#tell([...records.keys()]);
         for (const { change } of planned) change.resolve();
       }
     } finally {
@@ -581,14 +605,80 @@ export class DeviceConfigs {
     const devices = [...this.#reportsDirty];
     this.#reportsDirty.clear();
     this.#lastReportSave = this.#now();
-    return this.#save(null, null, { devices, groups: [] }).catch((err: unknown) => {
+    return this.#save(null, null, { devices, groups: [] }).then(() => { this.#reportConflicts = 0; }, (err: unknown) => {
       for (const id of devices) this.#reportsDirty.add(id);
-      this.#o.onSaveError?.(err);
+      // A race with another hub's write: the merged records go again at once
+      // (a few times; then as any failure, in a second).
+      const conflict = err instanceof ConfigConflictError && ++this.#reportConflicts <= MAX_CONFLICT_RETRIES;
+      if (!conflict) { this.#reportConflicts = 0; this.#o.onSaveError?.(err); }
       if (!this.#closed && !this.#reportTimer) {
-        this.#reportTimer = setTimeout(() => void this.#saveReports(), REPORT_SAVE_MS);
+        this.#reportTimer = setTimeout(() => void this.#saveReports(), conflict ? 0 : REPORT_SAVE_MS);
         this.#reportTimer.unref();
       }
     });
+  }
+
+  /**
+   * Another hub's write of a device's entry (cluster mode; null: deleted),
+   * as the backend read it: checked as the file is, then in force and the
+   * listeners told (a session of the device here gets the delta). A report
+   * newer here than in the entry stays. When this hub holds a version the
+   * entry does not supersede (bumped here, not saved yet) for a different
+   * effective configuration, the device gets a version above both, so no
+   * version ever stands for two configurations. False: not valid (or over
+   * the device bound), ignored.
+   */
+  adoptDevice(deviceId: string, raw: unknown): boolean {
+    if (raw === null) {
+      if (this.#devices.delete(deviceId)) this.#tell([deviceId]);
+      return true;
+    }
+    let d: DeviceConfigsFile['devices'][string];
+    try { d = parseDevice(deviceId, raw); } catch { return false; }
+    const local = this.#devices.get(deviceId);
+    if (!local && this.#devices.size >= this.#maxDevices) return false;
+    const effective = d.effective ?? EMPTY;
+    let version = d.version, dirty = false;
+    if (local && local.version >= d.version && local.effective !== effective) {
+      version = Math.min(MAX_VERSION, Math.max(local.version, d.version, local.reported?.version ?? 0) + 1);
+      dirty = true;
+    } else if (local && local.version > d.version) {
+      version = local.version;
+      dirty = true;
+    }
+    let reported = d.reported ?? null;
+    if (local?.reported && (!reported || local.reported.at > reported.at)) { reported = local.reported; dirty = true; }
+    this.#devices.set(deviceId, { version, desired: d.desired ?? null, reported, effective, json: null });
+    if (dirty) this.#reportChanged(deviceId);
+    this.#tell([deviceId]);
+    return true;
+  }
+
+  /**
+   * Another hub's write of a group's defaults (null: removed). The members'
+   * entries, with their new versions, follow in the same save of that hub;
+   * a member whose entry does not is brought up to date when its delta is
+   * next asked for (#current). False: not valid, ignored.
+   */
+  adoptGroup(key: string, raw: unknown): boolean {
+    let tag: [string, string];
+    try { tag = parseGroupKey(key); } catch { return false; }
+    if (raw === null) {
+      this.#groups.delete(key);
+    } else {
+      let e: DesiredEntry;
+      try { e = parseEntry(`groups[${JSON.stringify(key)}]`, raw); } catch { return false; }
+      if (!this.#groups.has(key) && this.#groups.size >= MAX_CONFIG_GROUPS) return false;
+      this.#groups.set(key, { ...e, tag });
+    }
+    this.#groupOrder = [...this.#groups.keys()].sort();
+    return true;
+  }
+
+  #tell(ids: readonly string[]): void {
+    for (const listener of this.#listeners) {
+      try { listener(ids); } catch { /* a listener's failure is its own */ }
+    }
   }
 
   /** Saves what reports changed now (shutdown); later changes are refused. */
@@ -611,41 +701,46 @@ function recordJson(r: DeviceRecord): string {
   return r.json;
 }
 
+/** A desired entry as saved ({"values", "changedAt", "by"}); throws naming the field. */
+function parseEntry(where: string, e: unknown): DesiredEntry {
+  if (!isObject(e) || typeof e.changedAt !== 'number' || typeof e.by !== 'string') throw new Error(`${where}: expected {"values", "changedAt", "by"}`);
+  try {
+    return { values: checkValues(e.values), changedAt: e.changedAt, by: e.by };
+  } catch (err) {
+    throw new Error(`${where}.values.${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** One device's entry as saved; throws naming the field. */
+function parseDevice(id: string, d: unknown): DeviceConfigsFile['devices'][string] {
+  const where = `devices[${JSON.stringify(id)}]`;
+  if (!isObject(d) || typeof d.version !== 'number' || !Number.isSafeInteger(d.version) || d.version < 0) throw new Error(`${where}.version: expected a whole number`);
+  const rec: DeviceConfigsFile['devices'][string] = { version: d.version };
+  if (typeof d.effective === 'string') rec.effective = d.effective;
+  if (d.desired !== undefined && d.desired !== null) rec.desired = parseEntry(`${where}.desired`, d.desired);
+  if (d.reported !== undefined && d.reported !== null) {
+    const r = d.reported;
+    if (!isObject(r) || typeof r.version !== 'number' || typeof r.ok !== 'boolean' || typeof r.at !== 'number') throw new Error(`${where}.reported: expected {"version", "ok", "at", ...}`);
+    rec.reported = {
+      version: r.version, sampleIntervalMs: Number(r.sampleIntervalMs) || 0, batchIntervalMs: Number(r.batchIntervalMs) || 0,
+      custom: isObject(r.custom) ? r.custom : null, ok: r.ok, error: typeof r.error === 'string' ? r.error : '', at: r.at,
+    };
+  }
+  return rec;
+}
+
 /** Checks a file's content (throws naming the field). */
 function parseFile(raw: unknown): DeviceConfigsFile {
   if (!isObject(raw) || raw.version !== 1) throw new Error('expected {"version": 1, "groups", "devices"}');
   const groups = isObject(raw.groups) ? raw.groups : {};
   const devices = isObject(raw.devices) ? raw.devices : null;
   if (!devices) throw new Error('devices: expected an object');
-  const entry = (where: string, e: unknown): DesiredEntry => {
-    if (!isObject(e) || typeof e.changedAt !== 'number' || typeof e.by !== 'string') throw new Error(`${where}: expected {"values", "changedAt", "by"}`);
-    try {
-      return { values: checkValues(e.values), changedAt: e.changedAt, by: e.by };
-    } catch (err) {
-      throw new Error(`${where}.values.${(err as Error).message}`, { cause: err });
-    }
-  };
   const out: DeviceConfigsFile = { version: 1, groups: {}, devices: {} };
   if (Object.keys(groups).length > MAX_CONFIG_GROUPS) throw new Error(`more than ${MAX_CONFIG_GROUPS} groups`);
   for (const [key, g] of Object.entries(groups)) {
     parseGroupKey(key);
-    out.groups[key] = entry(`groups[${JSON.stringify(key)}]`, g);
+    out.groups[key] = parseEntry(`groups[${JSON.stringify(key)}]`, g);
   }
-  for (const [id, d] of Object.entries(devices)) {
-    const where = `devices[${JSON.stringify(id)}]`;
-    if (!isObject(d) || typeof d.version !== 'number' || !Number.isSafeInteger(d.version) || d.version < 0) throw new Error(`${where}.version: expected a whole number`);
-    const rec: DeviceConfigsFile['devices'][string] = { version: d.version };
-    if (typeof d.effective === 'string') rec.effective = d.effective;
-    if (d.desired !== undefined && d.desired !== null) rec.desired = entry(`${where}.desired`, d.desired);
-    if (d.reported !== undefined && d.reported !== null) {
-      const r = d.reported;
-      if (!isObject(r) || typeof r.version !== 'number' || typeof r.ok !== 'boolean' || typeof r.at !== 'number') throw new Error(`${where}.reported: expected {"version", "ok", "at", ...}`);
-      rec.reported = {
-        version: r.version, sampleIntervalMs: Number(r.sampleIntervalMs) || 0, batchIntervalMs: Number(r.batchIntervalMs) || 0,
-        custom: isObject(r.custom) ? r.custom : null, ok: r.ok, error: typeof r.error === 'string' ? r.error : '', at: r.at,
-      };
-    }
-    out.devices[id] = rec;
-  }
+  for (const [id, d] of Object.entries(devices)) out.devices[id] = parseDevice(id, d);
   return out;
 }
