@@ -1,4 +1,4 @@
-// npm run bench:config [-- --devices 1000 --rate 100]
+// npm run bench:config [-- --devices 1000 --rate 100] [--cluster]
 // The time from an operator's configuration change to the device's report,
 // at a fleet of simulated devices (each implements desired configuration,
 // device-sim/src/management.ts), through the real hub (embedded mode, its
@@ -8,6 +8,12 @@
 //      device's report of that version (`reported.at`, the hub's clock);
 //   2. one change per tag group (five `site=` groups cover the fleet): from
 //      just before the request to each member's report.
+// --cluster: two hubs in cluster mode on one nats-server (started here, as
+// the tests start it): the operator's requests go to hub A, every device's
+// session is on hub B, so each change crosses the shared KV bucket (hub A
+// saves it, hub B's watch sends the delta, hub B saves the report, hub A
+// reads it through its watch; `reported.at` is hub B's clock, the same
+// machine's).
 // The simulator runs in its own processes; everything runs on 127.0.0.1 and
 // stops by itself. Prints p50/p90/p99/max per step.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,9 +23,10 @@ import { parseArgs } from 'node:util';
 import { ensureSimFleet } from './sim-fleet.ts';
 import { freePort } from '../test/support/net.ts';
 import { spawnTracked, stopChild, sleep } from './bench/proc.ts';
+import { NatsServer } from '../hub/test/nats-server.ts';
 
 const { values } = parseArgs({
-  options: { devices: { type: 'string', default: '1000' }, rate: { type: 'string', default: '100' }, json: { type: 'boolean', default: false } },
+  options: { devices: { type: 'string', default: '1000' }, rate: { type: 'string', default: '100' }, json: { type: 'boolean', default: false }, cluster: { type: 'boolean', default: false } },
   strict: true,
 });
 const devices = Number(values.devices);
@@ -33,10 +40,21 @@ const password = 'bench-config-password';
 const registry = join(dir, 'devices.json');
 const tokens = join(dir, 'tokens.json');
 ensureSimFleet(registry, tokens, devices, 'cfg-');
+const nats = values.cluster ? await NatsServer.start({ name: 'bench-config' }) : null;
+/** Hub A takes the operator's requests; hub B (the same hub when not --cluster) the devices. */
 const port = await freePort();
+const devicePort = nats ? await freePort() : port;
 const base = `http://127.0.0.1:${port}`;
-const env = { ...process.env, HUB_PORT: String(port), HUB_HOST: '127.0.0.1', HUB_DATA_DIR: dir, HUB_DEVICES_FILE: registry, HUB_ADMIN_PASSWORD: password, HUB_LOG_LEVEL: 'warn' };
-const hub = spawnTracked(process.execPath, ['--conditions=@telemetry/source', '--import', 'tsx', 'hub/src/main.ts'], { cwd: root, env, stdio: ['ignore', 'ignore', 'inherit'] });
+const hubEnv = (p: number, id: string): NodeJS.ProcessEnv => {
+  const data = join(dir, id);
+  return {
+    ...process.env, HUB_PORT: String(p), HUB_HOST: '127.0.0.1', HUB_DATA_DIR: data, HUB_DEVICES_FILE: registry, HUB_ADMIN_PASSWORD: password, HUB_LOG_LEVEL: 'warn',
+    ...(nats ? { HUB_NATS_URL: nats.url, HUB_ID: id, HUB_NATS_MAX_BYTES: String(256 << 20) } : {}),
+  };
+};
+const startHub = (p: number, id: string) => spawnTracked(process.execPath, ['--conditions=@telemetry/source', '--import', 'tsx', 'hub/src/main.ts'], { cwd: root, env: hubEnv(p, id), stdio: ['ignore', 'ignore', 'inherit'] });
+const hubs = [startHub(port, 'hub-a')];
+if (nats) hubs.push(startHub(devicePort, 'hub-b'));
 let sim: ReturnType<typeof spawnTracked> | null = null;
 
 interface ConfigView { desired: { version: number } | null; reported: { version: number; at: number; sampleIntervalMs: number } | null }
@@ -48,11 +66,13 @@ function percentiles(xs: number[]): { n: number; p50: number; p90: number; p99: 
 }
 
 try {
-  for (let i = 0; ; i++) {
-    const up = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
-    if (up) break;
-    if (i > 300) throw new Error('hub not ready within 30 s');
-    await sleep(100);
+  for (const p of new Set([port, devicePort])) {
+    for (let i = 0; ; i++) {
+      const up = await fetch(`http://127.0.0.1:${p}/readyz`).then((r) => r.ok, () => false);
+      if (up) break;
+      if (i > 300) throw new Error(`hub on port ${p} not ready within 30 s`);
+      await sleep(100);
+    }
   }
   const login = await fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'admin', password }) });
   if (login.status !== 200) throw new Error(`sign-in: ${login.status}`);
@@ -80,7 +100,7 @@ try {
     return got;
   };
 
-  sim = spawnTracked(process.execPath, ['--conditions=@telemetry/source', '--import', 'tsx', 'device-sim/src/cli.ts', '--url', `ws://127.0.0.1:${port}/v1/devices`, '--tokens', tokens,
+  sim = spawnTracked(process.execPath, ['--conditions=@telemetry/source', '--import', 'tsx', 'device-sim/src/cli.ts', '--url', `ws://127.0.0.1:${devicePort}/v1/devices`, '--tokens', tokens,
     '--devices', String(devices), '--prefix', 'cfg-', '--rate', '1', '--batch-ms', '1000', '--ramp-ms', '2000', '--quiet'], { cwd: root, env: process.env, stdio: ['ignore', 'ignore', 'inherit'] });
   // Every device connected and reported its factory state (version 0).
   await reportsAtLeast(new Map(ids.map((id) => [id, 0])), 60_000);
@@ -114,9 +134,10 @@ try {
   const perGroupMs = ids.map((id) => perGroup.get(id)!.at - groupSent.get(id)!);
 
   const a = percentiles(perDeviceMs), b = percentiles(perGroupMs);
-  if (values.json) console.log(JSON.stringify({ devices, rate, perDevice: a, perGroup: b }));
+  if (values.json) console.log(JSON.stringify({ devices, rate, cluster: nats !== null, perDevice: a, perGroup: b }));
   else {
-    console.log(`configuration change -> device report, ${devices} simulated devices (rate 1/s per metric, batches every 1 s), hub embedded mode`);
+    const mode = nats ? 'cluster mode: changes made on hub A, every device on hub B, one nats-server' : 'hub embedded mode';
+    console.log(`configuration change -> device report, ${devices} simulated devices (rate 1/s per metric, batches every 1 s), ${mode}`);
     console.log('| change | changes | p50 | p90 | p99 | max |');
     console.log('| --- | --- | --- | --- | --- | --- |');
     console.log(`| one device (PUT /api/v1/devices/:id/config, ${rate}/s) | ${a.n} | ${a.p50} ms | ${a.p90} ms | ${a.p99} ms | ${a.max} ms |`);
@@ -124,6 +145,7 @@ try {
   }
 } finally {
   if (sim) await stopChild(sim);
-  await stopChild(hub);
+  for (const hub of hubs) await stopChild(hub);
+  await nats?.stop();
   rmSync(dir, { recursive: true, force: true });
 }

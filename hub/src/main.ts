@@ -28,6 +28,8 @@ import type { SpoolReader } from './spool/reader.ts';
 import type { BatchStore } from './spool/store.ts';
 import { Cluster } from './cluster/cluster.ts';
 import { SharedState } from './cluster/shared-state.ts';
+import { SharedConfigs } from './cluster/shared-configs.ts';
+import { SharedCommands } from './cluster/shared-commands.ts';
 import { superviseWorkers, workerIndex } from './workers.ts';
 import { loadUws } from './core/uws.ts';
 
@@ -237,19 +239,41 @@ async function main(): Promise<void> {
   });
 
   // Desired device configuration (durable before in force) and tracked
-  // commands (memory only). Not shared in cluster mode yet: each hub keeps its
-  // own file (a worker its own), and a device gets what the hub it reaches holds.
+  // commands: embedded, a file and memory; cluster mode, shared KV buckets
+  // (every hub and worker the same; a change or command taken by one hub is
+  // sent by the hub holding the device's session).
   let configs: DeviceConfigs;
+  let sharedConfigs: SharedConfigs | null = null;
+  let sharedCommands: SharedCommands | null = null;
+  let commands: CommandTracker;
+  const configOptions = {
+    membersOf: (k: string, v: string) => membersOf(registry, k, v), tagsOf: (id: string) => registry.get(id)?.tags,
+    onSaveError: (err: unknown) => log.error({ err }, 'device configuration reports not saved; retrying'),
+  };
   try {
-    configs = await DeviceConfigs.open({
-      file: resolve(config.dataDir, worker === null ? 'device-config.json' : `device-config.worker-${worker}.json`),
-      membersOf: (k, v) => membersOf(registry, k, v), tagsOf: (id) => registry.get(id)?.tags,
-      onSaveError: (err) => log.error({ err }, 'device configuration reports not saved; retrying'),
-    });
+    if (cluster) {
+      sharedConfigs = new SharedConfigs({
+        link: cluster.link, config,
+        log: new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) }),
+      });
+      await sharedConfigs.open();
+      configs = new DeviceConfigs({ ...configOptions, persistence: sharedConfigs });
+      await sharedConfigs.start(configs);
+      const c = cluster;
+      sharedCommands = new SharedCommands({
+        link: c.link, config, onlineElsewhere: (id) => c.onlineElsewhere(id),
+        log: new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) }),
+      });
+      await sharedCommands.open();
+      commands = new CommandTracker({ share: sharedCommands, onShareError: (err) => log.warn({ err }, 'a command\'s state change was not stored in the cluster; it holds on this hub') });
+      await sharedCommands.start(commands);
+    } else {
+      configs = await DeviceConfigs.open({ ...configOptions, file: resolve(config.dataDir, 'device-config.json') });
+      commands = new CommandTracker();
+    }
   } catch (err) {
-    fail(err);
+    fail(cluster ? new HubError('HUB_ERR_NATS', `cannot share device configuration and commands through NATS KV: ${(err as Error).message}`, { cause: err }) : err);
   }
-  const commands = new CommandTracker();
 
   let hub;
   try {
@@ -324,9 +348,9 @@ async function main(): Promise<void> {
     const deadline = Date.now() + config.shutdownTimeoutMs;
     hub.close({ deadlineMs: config.shutdownTimeoutMs, keepStore: true })
       .then(() => sink?.close(deadline))
-      .then(() => { shared?.stop(); return cluster ? cluster.close() : store.close(); })
       .then(() => audit.close())
       .then(() => configs.close())
+      .then(() => { shared?.stop(); sharedConfigs?.stop(); sharedCommands?.stop(); return cluster ? cluster.close() : store.close(); })
       .then(() => {
         log.info({ sink: sink?.status() }, 'shutdown complete');
         process.exit(0);

@@ -7,10 +7,11 @@
 // dashboard's live state on one hub seeing a device on the other.
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEVICE_PATH, CloseCode } from '@telemetry/proto';
+import { DEVICE_PATH, CloseCode, FEATURE_CONFIG, FEATURE_INVOKE, PROTOCOL_VERSION } from '@telemetry/proto';
+import { Kvm } from '@nats-io/kv';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { buildApp, type Hub } from '../src/app.ts';
+import { buildApp, membersOf, type Hub } from '../src/app.ts';
 import { DeviceRegistry, generateToken, hashToken, type RegistryFile } from '../src/auth/registry.ts';
 import { Cluster } from '../src/cluster/cluster.ts';
 import { ClusterLink, clusterNames } from '../src/cluster/link.ts';
@@ -21,6 +22,10 @@ import { loadConfig, type HubConfig } from '../src/core/config.ts';
 import { LogLimiter, createLogger } from '../src/core/log.ts';
 import { Operators } from '../src/auth/operators.ts';
 import { SharedState } from '../src/cluster/shared-state.ts';
+import { SharedConfigs, configBucket, deviceKey, groupKey } from '../src/cluster/shared-configs.ts';
+import { CommandTracker } from '../src/devices/commands.ts';
+import { SharedCommands, commandKey, commandsBucket } from '../src/cluster/shared-commands.ts';
+import { DeviceConfigs } from '../src/devices/configs.ts';
 import { LiveState } from '../src/live/state.ts';
 import { HubMetrics } from '../src/core/metrics.ts';
 import type { AcceptedBatch } from '../src/core/batch.ts';
@@ -46,7 +51,16 @@ function fleet(ids: string[]): { registry: RegistryFile; tokens: Map<string, str
   return { registry, tokens };
 }
 
-interface ClusterHub extends TestHub { cluster: Cluster; config: HubConfig; shared: SharedState }
+interface ClusterHub extends TestHub { cluster: Cluster; config: HubConfig; shared: SharedState; configs: DeviceConfigs; sharedConfigs: SharedConfigs; sharedCommands: SharedCommands }
+
+/** Device configuration on the shared bucket, as main.ts wires it. */
+async function sharedConfigsOf(link: ClusterLink, config: HubConfig, registry: DeviceRegistry): Promise<{ configs: DeviceConfigs; sharedConfigs: SharedConfigs }> {
+  const sharedConfigs = new SharedConfigs({ link, config, log: new LogLimiter(log, { perMinute: 60 }) });
+  await sharedConfigs.open();
+  const configs = new DeviceConfigs({ membersOf: (k, v) => membersOf(registry, k, v), tagsOf: (id) => registry.get(id)?.tags, persistence: sharedConfigs });
+  await sharedConfigs.start(configs);
+  return { configs, sharedConfigs };
+}
 
 /**
  * A stream name of its own for each test (one server for the file). The
@@ -85,13 +99,19 @@ async function startClusterHub(t: TestContext, o: { hubId: string; stream: strin
   const live = new LiveState({ maxSeries: 1000, maxDevices: 1000, alarmRulesFile: null, knownDevices: () => registry.entries() });
   const shared = new SharedState({ link: cluster.link, config, registry, operators, alarms: live.alarms, log: new LogLimiter(log, { perMinute: 60 }), onRegistry: () => live.syncRegistry() }, o.fleet.registry);
   await shared.start();
+  const { configs, sharedConfigs } = await sharedConfigsOf(cluster.link, config, registry);
+  const sharedCommands = new SharedCommands({ link: cluster.link, config, log: new LogLimiter(log, { perMinute: 60 }), onlineElsewhere: (id) => cluster.onlineElsewhere(id) });
+  await sharedCommands.open();
+  const commands = new CommandTracker({ share: sharedCommands });
+  await sharedCommands.start(commands);
   const hub: Hub = buildApp(config, {
     store: cluster.store, auth: registry, log, metrics, operators, live, ownership: cluster.ownership, clusterHealth: () => cluster.health(),
+    management: { configs, commands },
   });
   await cluster.start({ devices: hub.devices, live: hub.live, tagsOf: (id) => registry.tagsOf(id), shareEveryMs: config.liveTickMs });
   const port = await hub.listen();
-  t.after(async () => { await hub.close({ deadlineMs: 2000, keepStore: true }); shared.stop(); await cluster.close(); });
-  return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens: o.fleet.tokens, registry, store: null as never, cluster, config, shared };
+  t.after(async () => { await hub.close({ deadlineMs: 2000, keepStore: true }); await configs.close(); sharedConfigs.stop(); sharedCommands.stop(); shared.stop(); await cluster.close(); });
+  return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens: o.fleet.tokens, registry, store: null as never, cluster, config, shared, configs, sharedConfigs, sharedCommands };
 }
 
 async function welcomeOn(h: ClusterHub, deviceId: string): Promise<{ d: RawDevice; lastSeq: number }> {
@@ -432,4 +452,198 @@ test('cluster - the publisher: PubAcks matched to their publish, duplicates flag
   await assert.rejects(pub.publish(subject, new Uint8Array([4]), [['Nats-Msg-Id', 'p:4']]), /not acknowledged within 400 ms/);
   nats.resume();
   assert.equal(pub.waiting, 0);
+});
+
+const configReport = (version: number, sample: number, batch: number) =>
+  ({ reported: { version, sampleIntervalMs: sample, batchIntervalMs: batch, customJson: '', ok: true, error: '' } });
+
+test('cluster - device configuration: a change through hub A reaches the device whose session is on hub B, B\'s report shows on A, a group change too; a hub started later reads it all from the bucket', async (t) => {
+  const stream = await streamName();
+  const f = fleet(['dev-1', 'dev-2']);
+  const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
+  const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
+  const cookie = await signIn(a);
+  const origin = `http://127.0.0.1:${a.port}`;
+  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> => {
+    const r = await fetch(`${origin}${path}`, { method, headers: { cookie, origin, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: r.status, body: await r.json() as Record<string, any> };
+  };
+
+  const d = new RawDevice(b.url, { token: f.tokens.get('dev-1') });
+  await opened(d, 'dev-1 open on hub B');
+  d.send({ hello: { deviceId: 'dev-1', protocolVersion: PROTOCOL_VERSION, deviceTimeMs: Date.now(), features: [FEATURE_CONFIG] } });
+  await d.next('welcome', 5000);
+  d.send(configReport(0, 1000, 5000));
+
+  const put = await api('PUT', '/api/v1/devices/dev-1/config', { sampleIntervalMs: 2000 });
+  assert.equal(put.status, 200, JSON.stringify(put.body));
+  const v = put.body.desired.version as number;
+  assert.ok(v >= 1);
+  const desired = await d.next('desired', 5000);
+  assert.equal(desired.version, v);
+  assert.equal(desired.sampleIntervalMs, 2000);
+  d.send(configReport(v, 2000, 5000));
+  await until(async () => {
+    const view = (await api('GET', '/api/v1/devices/dev-1/config')).body;
+    return view.reported?.version === v && view.reported?.sampleIntervalMs === 2000 && view.delta === null;
+  }, 5000, 'the report made on hub B shown by hub A');
+
+  const group = await api('PUT', `/api/v1/config-groups/${encodeURIComponent('site=test')}`, { batchIntervalMs: 9000 });
+  assert.equal(group.status, 200, JSON.stringify(group.body));
+  const next = await d.next('desired', 5000);
+  assert.ok((next.version ?? 0) > v, `version ${next.version} above ${v}`);
+  assert.equal(next.batchIntervalMs, 9000);
+  assert.notEqual(typeof next.sampleIntervalMs, 'number', 'only what differs from the report');
+  d.send(configReport(next.version ?? 0, 2000, 9000));
+  await until(() => a.configs.view('dev-1').reported?.version === next.version, 5000, 'second report on hub A');
+  assert.deepEqual(a.configs.view('dev-2').desired?.values, { batchIntervalMs: 9000 }, 'the other member has the group default');
+  d.close();
+
+  // A hub that starts now: everything from the bucket, nothing from a file.
+  await b.configs.close();
+  const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'hub-c' });
+  const link = await ClusterLink.open({ config, log, withSink: false });
+  t.after(() => link.close());
+  const c = await sharedConfigsOf(link, config, new DeviceRegistry(f.registry));
+  t.after(async () => { await c.configs.close(); c.sharedConfigs.stop(); });
+  const view = c.configs.view('dev-1');
+  assert.equal(view.desired?.version, next.version);
+  assert.deepEqual(view.desired?.values, { sampleIntervalMs: 2000, batchIntervalMs: 9000 });
+  assert.equal(view.desired?.by, TEST_OPERATOR.user);
+  assert.equal(view.reported?.batchIntervalMs, 9000);
+  assert.equal(view.delta, null);
+  assert.deepEqual(c.configs.groups().map((g) => g.key), ['site=test']);
+});
+
+test('cluster - device configuration: two hubs changing one device at once both answer, with two versions (never one version for two configurations), and end with the same state; bad entries in the bucket are skipped', async (t) => {
+  const stream = await streamName();
+  const f = fleet(['x']);
+  const hubs = await Promise.all(['hub-a', 'hub-b'].map(async (hubId) => {
+    const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId });
+    const link = await ClusterLink.open({ config, log, withSink: false });
+    const s = await sharedConfigsOf(link, config, new DeviceRegistry(f.registry));
+    t.after(async () => { await s.configs.close(); s.sharedConfigs.stop(); await link.close(); });
+    return s;
+  }));
+  const [a, b] = hubs as [typeof hubs[0], typeof hubs[0]];
+  const told: string[] = [];
+  b.configs.onChange((ids) => told.push(...ids));
+
+  // Both start from the same revision: one of the puts is refused and planned again.
+  const [va, vb] = await Promise.all([a.configs.setDesired('x', { sampleIntervalMs: 500 }, 'alice'), b.configs.setDesired('x', { sampleIntervalMs: 700 }, 'bob')]);
+  assert.notEqual(va.version, vb.version, 'two changes, two versions');
+  assert.ok(a.sharedConfigs.conflicts + b.sharedConfigs.conflicts >= 1, 'the race was seen');
+  const last = va.version > vb.version ? va : vb;
+  const same = (): boolean => [a, b].every((h) => h.configs.view('x').desired?.version === last.version && h.configs.view('x').desired?.values.sampleIntervalMs === last.values.sampleIntervalMs);
+  await until(same, 3000, 'both hubs hold the later change');
+  assert.ok(told.includes('x'), 'hub B was told of hub A\'s change');
+
+  // Many at once from both sides: every one answered, versions all distinct per hub, one state at the end.
+  const results = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).configs.setDesired('x', { sampleIntervalMs: 1000 + i }, `op-${i}`)));
+  assert.equal(results.length, 20);
+  await until(() => a.configs.view('x').desired?.version === b.configs.view('x').desired?.version
+    && a.configs.view('x').desired?.values.sampleIntervalMs === b.configs.view('x').desired?.values.sampleIntervalMs, 3000, 'one state on both hubs');
+  const max = Math.max(...results.map((r) => r.version));
+  assert.equal(a.configs.view('x').desired?.version, max);
+
+  // Hostile or broken entries written straight into the bucket.
+  const nc = await connect({ servers: nats.url });
+  t.after(() => nc.close());
+  const kv = await new Kvm(nc).open(configBucket(stream));
+  const before = a.sharedConfigs.rejected;
+  await kv.put(deviceKey('bad-json'), '{nope');
+  await kv.put(deviceKey('bad-version'), JSON.stringify({ version: -1 }));
+  await kv.put(deviceKey('bad-values'), JSON.stringify({ version: 1, desired: { values: { sampleIntervalMs: 1 }, changedAt: 1, by: 'x' } }));
+  await kv.put(groupKey('no-equals-sign'), JSON.stringify({ values: {}, changedAt: 1, by: 'x' }));
+  await kv.put('d.not base64!'.replace(/[ !]/g, '_') + '.extra', '{}');
+  await until(() => a.sharedConfigs.rejected - before >= 5, 3000, 'the bad entries skipped');
+  for (const id of ['bad-json', 'bad-version', 'bad-values']) assert.equal(a.configs.view(id).desired, null, id);
+  assert.deepEqual(a.configs.groups(), []);
+  assert.equal(a.configs.view('x').desired?.version, max, 'the good entry untouched');
+});
+
+test('cluster - commands: one taken by hub A for a device on hub B is delivered by B and its result shows on A; one for an offline device waits in the bucket for it to connect; ttlMs 0: delivered on another hub, refused when offline everywhere', async (t) => {
+  const stream = await streamName();
+  const f = fleet(['dev-1', 'dev-2', 'dev-3']);
+  const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
+  const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
+  const cookie = await signIn(a);
+  const origin = `http://127.0.0.1:${a.port}`;
+  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> => {
+    const r = await fetch(`${origin}${path}`, { method, headers: { cookie, origin, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: r.status, body: await r.json() as Record<string, any> };
+  };
+  const stateOnA = async (id: string, want: string): Promise<Record<string, any>> => {
+    let last: Record<string, any> = {};
+    await until(async () => { last = (await api('GET', `/api/v1/commands/${id}`)).body.command ?? {}; return last.state === want; }, 5000, `command ${id} ${want} on hub A`);
+    return last;
+  };
+  const deviceOnB = async (id: string): Promise<RawDevice> => {
+    const d = new RawDevice(b.url, { token: f.tokens.get(id) });
+    await opened(d, `${id} open on hub B`);
+    d.send({ hello: { deviceId: id, protocolVersion: PROTOCOL_VERSION, deviceTimeMs: Date.now(), features: [FEATURE_INVOKE] } });
+    await d.next('welcome', 5000);
+    return d;
+  };
+
+  const d1 = await deviceOnB('dev-1');
+  await until(() => a.cluster.onlineElsewhere('dev-1'), 5000, 'hub A sees dev-1 online on hub B');
+  const sent = await api('POST', '/api/v1/devices/dev-1/commands', { name: 'ping' });
+  assert.equal(sent.status, 202, JSON.stringify(sent.body));
+  // Queued here for the hub that holds the session (or delivered already: that hub's put can come back first).
+  assert.ok(['queued', 'delivered'].includes(sent.body.command.state as string), sent.body.command.state as string);
+  const cmd = await d1.next('command', 5000);
+  assert.equal(cmd.invoke?.name, 'ping');
+  d1.send({ commandResult: { id: cmd.id, ok: true, message: 'pong', resultJson: '{"uptime_ms":5}' } });
+  const done = await stateOnA(sent.body.command.id, 'succeeded');
+  assert.deepEqual(done.result, { uptime_ms: 5 });
+  assert.ok(done.deliveredAt > 0);
+  assert.equal(b.hub.management?.commands.get(sent.body.command.id)?.state, 'succeeded');
+  assert.equal(d1.frames.filter((m) => m.msg === 'command').length, 0, 'sent once, by hub B only');
+
+  const now = await api('POST', '/api/v1/devices/dev-1/commands', { name: 'now', ttlMs: 0 });
+  assert.equal(now.status, 202);
+  assert.equal(now.body.command.ttlMs, 5000, 'ttlMs 0 on another hub: that hub gets 5 s to deliver it');
+  const cmd2 = await d1.next('command', 5000);
+  assert.equal(cmd2.invoke?.name, 'now');
+
+  const queued = await api('POST', '/api/v1/devices/dev-2/commands', { name: 'reboot', ttlMs: 60_000 });
+  assert.equal(queued.body.command.state, 'queued');
+  await until(() => b.hub.management?.commands.get(queued.body.command.id)?.state === 'queued', 3000, 'hub B mirrors the queued command');
+  const d2 = await deviceOnB('dev-2');
+  const cmd3 = await d2.next('command', 5000);
+  assert.equal(cmd3.invoke?.name, 'reboot');
+  d2.send({ commandResult: { id: cmd3.id, ok: false, message: 'busy' } });
+  assert.equal((await stateOnA(queued.body.command.id, 'failed')).message, 'busy');
+
+  const refused = await api('POST', '/api/v1/devices/dev-3/commands', { name: 'ping', ttlMs: 0 });
+  assert.equal(refused.body.command.state, 'refused');
+  assert.equal((await api('GET', '/api/v1/devices/dev-1/commands')).body.commands.length, 2);
+
+  // A hub started later has them all (the bucket, not its memory).
+  const config = loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'hub-c' });
+  const link = await ClusterLink.open({ config, log, withSink: false });
+  t.after(() => link.close());
+  const late = new SharedCommands({ link, config, log: new LogLimiter(log, { perMinute: 60 }), onlineElsewhere: () => false });
+  await late.open();
+  const tracker = new CommandTracker({ share: late });
+  await late.start(tracker);
+  t.after(() => { late.stop(); tracker.close(); });
+  assert.equal(tracker.get(sent.body.command.id)?.state, 'succeeded');
+  assert.equal(tracker.get(queued.body.command.id)?.state, 'failed');
+  assert.equal(tracker.forDevice('dev-3')[0]?.state, 'refused');
+
+  // Bad entries written straight into the bucket are skipped.
+  const nc = await connect({ servers: nats.url });
+  t.after(() => nc.close());
+  const kv = await new Kvm(nc).open(commandsBucket(stream));
+  const before = late.rejected;
+  const good = JSON.stringify({ ...done, argsJson: '' });
+  await kv.put(commandKey('dev-2', done.id as string), good); // under another device's key
+  await kv.put(commandKey('dev-1', 'x1'), '{nope');
+  await kv.put(commandKey('dev-1', 'x2'), JSON.stringify({ ...done, id: 'x2', state: 'exploded', argsJson: '' }));
+  await kv.put(commandKey('dev-1', 'x3'), JSON.stringify({ ...done, id: 'x3', name: 'bad name!', argsJson: '' }));
+  await until(() => late.rejected - before >= 4, 3000, 'the bad entries skipped');
+  assert.equal(tracker.get('x2'), undefined);
+  d1.close(); d2.close();
 });

@@ -233,6 +233,9 @@ export class Cluster {
     }
   }
 
+  /** A session of the device lives on another hub (as its owner entry says). */
+  onlineElsewhere(deviceId: string): boolean { return this.#remoteOnline.has(deviceId); }
+
   /** The hubs seen, this one first; `up`: a heartbeat within HUB_GONE_MS. */
   hubs(): HubInfo[] {
     const now = this.#now();

@@ -43,8 +43,9 @@ export interface CommandRequestBody {
 
 /** Tracked commands as the routes use them (devices/commands.ts CommandTracker). */
 export interface CommandsApi {
-  send(deviceId: string, request: CommandRequestBody): unknown;
-  sendMany(deviceIds: readonly string[], request: CommandRequestBody): unknown[];
+  /** Resolves once the command is stored (cluster mode) and sent or queued. */
+  submit(deviceId: string, request: CommandRequestBody): Promise<unknown>;
+  submitMany(deviceIds: readonly string[], request: CommandRequestBody): Promise<unknown[]>;
   get(id: string): unknown;
   forDevice(deviceId: string): unknown[];
 }
@@ -194,16 +195,16 @@ export function attachManagementRoutes(app: UwsTypes.TemplatedApp, deps: Managem
 
   app.post('/api/v1/devices/:id/commands', guards.api(true, (res, req, user) => {
     const id = param(req, 0);
-    change(res, user, 'command.send', id, CommandBodySchema, (b) => {
+    change(res, user, 'command.send', id, CommandBodySchema, async (b) => {
       known(id);
-      const command = commands.send(id, { ...b, by: user });
+      const command = await commands.submit(id, { ...b, by: user });
       const state = (command as { state?: string; id?: string });
-      return Promise.resolve({ status: '202 Accepted', body: { command }, detail: { ...commandDetail(b), id: state.id ?? null, state: state.state ?? null } });
+      return { status: '202 Accepted', body: { command }, detail: { ...commandDetail(b), id: state.id ?? null, state: state.state ?? null } };
     });
   }));
 
   app.post('/api/v1/commands', guards.api(true, (res, _req, user) => {
-    change(res, user, 'command.send', '', GroupCommandBodySchema, (b) => {
+    change(res, user, 'command.send', '', GroupCommandBodySchema, async (b) => {
       const at = b.tag.indexOf('=');
       const k = b.tag.slice(0, at), v = b.tag.slice(at + 1);
       const ids: string[] = [];
@@ -214,8 +215,8 @@ export function attachManagementRoutes(app: UwsTypes.TemplatedApp, deps: Managem
       }
       if (ids.length === 0) throw new NotFound(`no device has tag ${b.tag.slice(0, 140)}`);
       const { tag: _tag, ...request } = b;
-      const sent = commands.sendMany(ids, { ...request, by: user });
-      return Promise.resolve({ status: '202 Accepted', body: { commands: sent }, detail: { ...commandDetail(b), tag: b.tag.slice(0, 200), devices: sent.length } });
+      const sent = await commands.submitMany(ids, { ...request, by: user });
+      return { status: '202 Accepted', body: { commands: sent }, detail: { ...commandDetail(b), tag: b.tag.slice(0, 200), devices: sent.length } };
     });
   }));
 
