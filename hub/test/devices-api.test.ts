@@ -14,6 +14,7 @@ import { CloseCode } from '@telemetry/proto';
 import { DeviceAdmin } from '../src/auth/device-admin.ts';
 import { DeviceRegistry, readRegistryFile, writeRegistryFile, type RegistryFile } from '../src/auth/registry.ts';
 import { writeJsonAtomic } from '../src/core/atomic-file.ts';
+import { firstInOrder } from '../src/http/device-routes.ts';
 import { RawDevice, TEST_OPERATOR, type TestHub, signedInApi, within } from './helpers.ts';
 
 async function signInAs(th: TestHub, user: string, password: string): Promise<string> {
@@ -228,4 +229,49 @@ test('devices api - embedded mode: a change is in the registry file before it is
   assert.equal(refused.status, 503);
   assert.match(refused.body.error, /disk full/);
   assert.equal(registry.get('filed-1')!.tokenHash, onDisk.devices['filed-1']!.tokenHash, 'the old token still in force');
+});
+
+test('devices api - sort by lastSeen and created, both ways, paged: key order, ties by id; a registry change is in the next list', async (t) => {
+  const a = await signedInApi(t, { devices: ['dev-b', 'dev-a', 'dev-c'] });
+  // Created through the API: createdAt in order of creation; the file's devices have none (sort first).
+  for (const id of ['new-2', 'new-1']) {
+    assert.equal((await a.call('POST', '/api/v1/devices', { id, tags: {} })).status, 201);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const ids = async (q: string): Promise<string[]> => (await a.call('GET', `/api/v1/devices?${q}`)).body.devices.map((x: { id: string }) => x.id);
+  assert.deepEqual(await ids('sort=created'), ['dev-a', 'dev-b', 'dev-c', 'new-2', 'new-1']);
+  assert.deepEqual(await ids('sort=-created'), ['new-1', 'new-2', 'dev-c', 'dev-b', 'dev-a']);
+  assert.deepEqual(await ids('sort=-created&offset=1&limit=2'), ['new-2', 'dev-c']);
+  // Seen: dev-c, then dev-a; the others never (lastSeen 0, first ascending).
+  for (const id of ['dev-c', 'dev-a']) {
+    const d = new RawDevice(a.th.url, { token: a.th.tokens.get(id) });
+    await within(d.opened, 3000, id);
+    d.hello(id);
+    await d.next('welcome', 3000);
+    await new Promise((r) => setTimeout(r, 5));
+    d.close();
+  }
+  assert.deepEqual(await ids('sort=lastSeen'), ['dev-b', 'new-1', 'new-2', 'dev-c', 'dev-a']);
+  assert.deepEqual(await ids('sort=-lastSeen&limit=3'), ['dev-a', 'dev-c', 'new-2']);
+  assert.deepEqual(await ids('sort=-lastSeen&offset=4'), ['dev-b']);
+  assert.deepEqual(await ids('sort=-id&offset=4&limit=5'), ['dev-a']);
+  assert.deepEqual(await ids('sort=id&offset=9'), []);
+  // The sorted ids follow a change at once.
+  assert.equal((await a.call('DELETE', '/api/v1/devices/dev-a')).status, 204);
+  assert.deepEqual(await ids('sort=id'), ['dev-b', 'dev-c', 'new-1', 'new-2']);
+});
+
+test('devices api - firstInOrder (the list\'s selection) is a full sort\'s first k, with ties, for k below and above the selection bound', () => {
+  let seed = 7;
+  const random = (): number => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31; };
+  for (const n of [0, 1, 10, 5000]) {
+    const keys = Array.from({ length: n }, () => Math.floor(random() * 50));
+    for (const sign of [1, -1]) {
+      const cmp = (x: number, y: number): number => sign * (keys[x]! - keys[y]! || x - y);
+      const full = Array.from({ length: n }, (_, i) => i).sort(cmp);
+      for (const k of [0, 1, 3, 50, 2000, 2001, 6000]) {
+        for (const fromEnd of [false, true]) assert.deepEqual(firstInOrder(n, k, cmp, fromEnd), full.slice(0, k), `n ${n} k ${k} sign ${sign} fromEnd ${fromEnd}`);
+      }
+    }
+  }
 });

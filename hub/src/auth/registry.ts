@@ -52,6 +52,8 @@ export function hashToken(token: string): string {
 export class DeviceRegistry implements DeviceAuthenticator {
   #devices = new Map<string, KnownDevice>();
   #listeners = new Set<(ids: string[]) => void>();
+  /** The ids in code-unit order, built on first use after each change (the API's list pages through it). */
+  #sorted: readonly string[] | null = null;
 
   constructor(file?: RegistryFile) {
     if (file) this.replace(file);
@@ -81,6 +83,17 @@ export class DeviceRegistry implements DeviceAuthenticator {
     return this.#devices.get(deviceId)?.tags;
   }
 
+  /** One device's entry as kept (no copy: not to be changed), or undefined. */
+  peek(deviceId: string): Readonly<DeviceEntry> | undefined {
+    return this.#devices.get(deviceId);
+  }
+
+  /** Every id in code-unit order; sorted once per registry change, not per call. */
+  sortedIds(): readonly string[] {
+    this.#sorted ??= [...this.#devices.keys()].sort();
+    return this.#sorted;
+  }
+
   /** Swaps in a new registry content; notifies about removed/disabled devices. */
   replace(file: RegistryFile): void {
     const next = parseRegistry(file);
@@ -90,6 +103,7 @@ export class DeviceRegistry implements DeviceAuthenticator {
       if (!now || (now.disabled && !old.disabled) || now.tokenHash !== old.tokenHash) revoked.push(id);
     }
     this.#devices = next;
+    this.#sorted = null;
     if (revoked.length) for (const l of this.#listeners) l(revoked);
   }
 
