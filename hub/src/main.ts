@@ -30,6 +30,7 @@ import { Cluster } from './cluster/cluster.ts';
 import { SharedState } from './cluster/shared-state.ts';
 import { SharedConfigs } from './cluster/shared-configs.ts';
 import { SharedCommands } from './cluster/shared-commands.ts';
+import { SharedAudit } from './cluster/shared-audit.ts';
 import { superviseWorkers, workerIndex } from './workers.ts';
 import { loadUws } from './core/uws.ts';
 
@@ -228,6 +229,19 @@ async function main(): Promise<void> {
 
   // The audit trail of operator actions, bounded on disk (HUB_AUDIT_MAX_BYTES).
   const audit = await AuditLog.open({ file: resolve(config.dataDir, 'audit.jsonl'), maxBytes: config.auditMaxBytes });
+  // Cluster mode: one trail for every hub (each hub's files hold all of it).
+  let sharedAudit: SharedAudit | null = null;
+  if (cluster) {
+    sharedAudit = new SharedAudit({
+      link: cluster.link, config, metrics,
+      log: new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) }),
+    });
+    try {
+      await sharedAudit.start(audit);
+    } catch (err) {
+      fail(new HubError('HUB_ERR_NATS', `cannot share the audit trail through JetStream: ${(err as Error).message}`, { cause: err }));
+    }
+  }
   // Registry changes from the API: durable before in force. Embedded: the
   // registry file (the watcher then reads back what was written); cluster
   // mode: the shared bucket (the hub's file is left as it is).
@@ -348,7 +362,7 @@ async function main(): Promise<void> {
     const deadline = Date.now() + config.shutdownTimeoutMs;
     hub.close({ deadlineMs: config.shutdownTimeoutMs, keepStore: true })
       .then(() => sink?.close(deadline))
-      .then(() => audit.close())
+      .then(() => { sharedAudit?.stop(); return audit.close(); })
       .then(() => configs.close())
       .then(() => { shared?.stop(); sharedConfigs?.stop(); sharedCommands?.stop(); return cluster ? cluster.close() : store.close(); })
       .then(() => {

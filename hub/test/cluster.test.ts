@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-argument -- JSON answers of the API, read as the test expects them (a wrong shape fails the assertion) */
 // Cluster mode against a real nats-server (JetStream): hubs built in this
 // process, each with its own NATS connection, as separate hubs would be.
 // One session per device across hubs (4002 to the older one, Welcome's
@@ -9,7 +10,10 @@ import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEVICE_PATH, CloseCode, FEATURE_CONFIG, FEATURE_INVOKE, PROTOCOL_VERSION } from '@telemetry/proto';
 import { Kvm } from '@nats-io/kv';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { buildApp, membersOf, type Hub } from '../src/app.ts';
 import { DeviceRegistry, generateToken, hashToken, type RegistryFile } from '../src/auth/registry.ts';
@@ -25,11 +29,13 @@ import { SharedState } from '../src/cluster/shared-state.ts';
 import { SharedConfigs, configBucket, deviceKey, groupKey } from '../src/cluster/shared-configs.ts';
 import { CommandTracker } from '../src/devices/commands.ts';
 import { SharedCommands, commandKey, commandsBucket } from '../src/cluster/shared-commands.ts';
+import { SharedAudit } from '../src/cluster/shared-audit.ts';
+import { AuditLog } from '../src/auth/audit.ts';
 import { DeviceConfigs } from '../src/devices/configs.ts';
 import { LiveState } from '../src/live/state.ts';
 import { HubMetrics } from '../src/core/metrics.ts';
 import type { AcceptedBatch } from '../src/core/batch.ts';
-import { RawDevice, TEST_OPERATOR, batchOf, signIn, until, within, type TestHub } from './helpers.ts';
+import { RawDevice, TEST_OPERATOR, batchOf, signIn, until, within, type SignedInApi, type TestHub } from './helpers.ts';
 import { NatsServer } from './nats-server.ts';
 
 const log = createLogger('silent');
@@ -51,7 +57,7 @@ function fleet(ids: string[]): { registry: RegistryFile; tokens: Map<string, str
   return { registry, tokens };
 }
 
-interface ClusterHub extends TestHub { cluster: Cluster; config: HubConfig; shared: SharedState; configs: DeviceConfigs; sharedConfigs: SharedConfigs; sharedCommands: SharedCommands }
+interface ClusterHub extends TestHub { cluster: Cluster; config: HubConfig; shared: SharedState; configs: DeviceConfigs; sharedConfigs: SharedConfigs; sharedCommands: SharedCommands; sharedAudit: SharedAudit; audit: AuditLog }
 
 /** Device configuration on the shared bucket, as main.ts wires it. */
 async function sharedConfigsOf(link: ClusterLink, config: HubConfig, registry: DeviceRegistry): Promise<{ configs: DeviceConfigs; sharedConfigs: SharedConfigs }> {
@@ -88,7 +94,7 @@ async function opened(d: RawDevice, what: string): Promise<void> {
   await within(Promise.race([d.opened, refusal]), 3000, what);
 }
 
-async function startClusterHub(t: TestContext, o: { hubId: string; stream: string; fleet: ReturnType<typeof fleet>; config?: Partial<HubConfig>; withSink?: boolean }): Promise<ClusterHub> {
+async function startClusterHub(t: TestContext, o: { hubId: string; stream: string; fleet: ReturnType<typeof fleet>; config?: Partial<HubConfig>; withSink?: boolean; auditFile?: string }): Promise<ClusterHub> {
   const config = loadConfig({}, {
     host: '127.0.0.1', port: 0, logLevel: 'silent', natsUrl: nats.url, natsStream: o.stream, hubId: o.hubId, liveTickMs: 200, ...o.config,
   });
@@ -104,14 +110,17 @@ async function startClusterHub(t: TestContext, o: { hubId: string; stream: strin
   await sharedCommands.open();
   const commands = new CommandTracker({ share: sharedCommands });
   await sharedCommands.start(commands);
+  const audit = await AuditLog.open({ file: o.auditFile ?? null, maxBytes: config.auditMaxBytes });
+  const sharedAudit = new SharedAudit({ link: cluster.link, config, log: new LogLimiter(log, { perMinute: 60 }) });
+  await sharedAudit.start(audit);
   const hub: Hub = buildApp(config, {
     store: cluster.store, auth: registry, log, metrics, operators, live, ownership: cluster.ownership, clusterHealth: () => cluster.health(),
-    management: { configs, commands },
+    management: { configs, commands }, audit,
   });
   await cluster.start({ devices: hub.devices, live: hub.live, tagsOf: (id) => registry.tagsOf(id), shareEveryMs: config.liveTickMs });
   const port = await hub.listen();
-  t.after(async () => { await hub.close({ deadlineMs: 2000, keepStore: true }); await configs.close(); sharedConfigs.stop(); sharedCommands.stop(); shared.stop(); await cluster.close(); });
-  return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens: o.fleet.tokens, registry, store: null as never, cluster, config, shared, configs, sharedConfigs, sharedCommands };
+  t.after(async () => { await hub.close({ deadlineMs: 2000, keepStore: true }); await configs.close(); sharedAudit.stop(); await audit.close(); sharedConfigs.stop(); sharedCommands.stop(); shared.stop(); await cluster.close(); });
+  return { hub, url: `ws://127.0.0.1:${port}${DEVICE_PATH}`, port, tokens: o.fleet.tokens, registry, store: null as never, cluster, config, shared, configs, sharedConfigs, sharedCommands, sharedAudit, audit };
 }
 
 async function welcomeOn(h: ClusterHub, deviceId: string): Promise<{ d: RawDevice; lastSeq: number }> {
@@ -454,6 +463,17 @@ test('cluster - the publisher: PubAcks matched to their publish, duplicates flag
   assert.equal(pub.waiting, 0);
 });
 
+/** The test operator signed in on hub `h`: its API, JSON in and out, with the hub's own Origin. */
+async function apiOf(h: ClusterHub): Promise<SignedInApi['call']> {
+  const cookie = await signIn(h);
+  const origin = `http://127.0.0.1:${h.port}`;
+  return async (method, path, body) => {
+    const r = await fetch(`${origin}${path}`, { method, headers: { cookie, origin, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await r.text();
+    return { status: r.status, body: text ? JSON.parse(text) as unknown : null };
+  };
+}
+
 const configReport = (version: number, sample: number, batch: number) =>
   ({ reported: { version, sampleIntervalMs: sample, batchIntervalMs: batch, customJson: '', ok: true, error: '' } });
 
@@ -462,12 +482,7 @@ test('cluster - device configuration: a change through hub A reaches the device 
   const f = fleet(['dev-1', 'dev-2']);
   const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
   const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
-  const cookie = await signIn(a);
-  const origin = `http://127.0.0.1:${a.port}`;
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> => {
-    const r = await fetch(`${origin}${path}`, { method, headers: { cookie, origin, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    return { status: r.status, body: await r.json() as Record<string, any> };
-  };
+  const api = await apiOf(a);
 
   const d = new RawDevice(b.url, { token: f.tokens.get('dev-1') });
   await opened(d, 'dev-1 open on hub B');
@@ -567,14 +582,9 @@ test('cluster - commands: one taken by hub A for a device on hub B is delivered 
   const f = fleet(['dev-1', 'dev-2', 'dev-3']);
   const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f });
   const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
-  const cookie = await signIn(a);
-  const origin = `http://127.0.0.1:${a.port}`;
-  const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, any> }> => {
-    const r = await fetch(`${origin}${path}`, { method, headers: { cookie, origin, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    return { status: r.status, body: await r.json() as Record<string, any> };
-  };
-  const stateOnA = async (id: string, want: string): Promise<Record<string, any>> => {
-    let last: Record<string, any> = {};
+  const api = await apiOf(a);
+  const stateOnA = async (id: string, want: string): Promise<Record<string, unknown>> => {
+    let last: Record<string, unknown> = {};
     await until(async () => { last = (await api('GET', `/api/v1/commands/${id}`)).body.command ?? {}; return last.state === want; }, 5000, `command ${id} ${want} on hub A`);
     return last;
   };
@@ -597,7 +607,7 @@ test('cluster - commands: one taken by hub A for a device on hub B is delivered 
   d1.send({ commandResult: { id: cmd.id, ok: true, message: 'pong', resultJson: '{"uptime_ms":5}' } });
   const done = await stateOnA(sent.body.command.id, 'succeeded');
   assert.deepEqual(done.result, { uptime_ms: 5 });
-  assert.ok(done.deliveredAt > 0);
+  assert.ok((done.deliveredAt as number) > 0);
   assert.equal(b.hub.management?.commands.get(sent.body.command.id)?.state, 'succeeded');
   assert.equal(d1.frames.filter((m) => m.msg === 'command').length, 0, 'sent once, by hub B only');
 
@@ -646,4 +656,57 @@ test('cluster - commands: one taken by hub A for a device on hub B is delivered 
   await until(() => late.rejected - before >= 4, 3000, 'the bad entries skipped');
   assert.equal(tracker.get('x2'), undefined);
   d1.close(); d2.close();
+});
+
+test('cluster - one audit trail: what was done on hub A shows on hub B and the other way, with the hub; a trail reopened resumes after the last entry it copied (none twice); messages that are not entries are skipped, fields bounded', async (t) => {
+  const stream = await streamName();
+  const f = fleet(['dev-1']);
+  const dir = mkdtempSync(join(tmpdir(), 'cluster-audit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const a = await startClusterHub(t, { hubId: 'hub-a', stream, fleet: f, auditFile: join(dir, 'a.jsonl') });
+  const b = await startClusterHub(t, { hubId: 'hub-b', stream, fleet: f });
+  const onA = await apiOf(a);
+  assert.equal((await onA('PUT', '/api/v1/devices/dev-1/config', { sampleIntervalMs: 700 })).status, 200);
+  const onB = await apiOf(b);
+  assert.equal((await onB('POST', '/api/v1/devices', { id: 'made-on-b', tags: {} })).status, 201);
+  const trail = async (api: SignedInApi['call']): Promise<{ hub?: string; action: string; target: string }[]> => (await api('GET', '/api/v1/audit?limit=1000')).body.entries as { hub?: string; action: string; target: string }[];
+  for (const [name, api] of [['hub A', onA], ['hub B', onB]] as const) {
+    await until(async () => {
+      const entries = await trail(api);
+      return entries.some((e) => e.hub === 'hub-a' && e.action === 'config.set' && e.target === 'dev-1')
+        && entries.some((e) => e.hub === 'hub-b' && e.action === 'device.create' && e.target === 'made-on-b')
+        && entries.filter((e) => e.action === 'sign-in').length >= 2;
+    }, 5000, `${name} shows the entries of both hubs`);
+  }
+
+  // Hub A's trail on disk, reopened (a restart): it resumes after the last entry it copied.
+  await a.audit.flush();
+  const reopened = await AuditLog.open({ file: join(dir, 'a.jsonl'), maxBytes: a.config.auditMaxBytes });
+  const copiedBefore = (await reopened.query({ limit: 1000 })).entries.filter((e) => e.hub === 'hub-b').length;
+  assert.ok(reopened.lastSharedSeq() > 0, 'the copied entries carry their stream sequence');
+  const link = await ClusterLink.open({ config: loadConfig({}, { natsUrl: nats.url, natsStream: stream, hubId: 'hub-a' }), log, withSink: false });
+  t.after(() => link.close());
+  const again = new SharedAudit({ link, config: a.config, log: new LogLimiter(log, { perMinute: 60 }) });
+  await again.start(reopened);
+  t.after(async () => { again.stop(); await reopened.close(); });
+  assert.equal((await onB('PATCH', '/api/v1/devices/made-on-b', { tags: { room: 'r1' } })).status, 200);
+  await until(async () => (await reopened.query({ limit: 1000 })).entries.some((e) => e.action === 'device.update'), 5000, 'a new entry of hub B reaches the reopened trail');
+  const copiedAfter = (await reopened.query({ limit: 1000 })).entries.filter((e) => e.hub === 'hub-b');
+  assert.equal(copiedAfter.length, copiedBefore + 1, 'nothing copied twice');
+  assert.equal(new Set(copiedAfter.map((e) => e.seq)).size, copiedAfter.length);
+
+  // Straight into the stream: not entries, or hostile sizes.
+  const nc = await connect({ servers: nats.url });
+  t.after(() => nc.close());
+  const js = jetstream(nc);
+  const subject = `${stream.toLowerCase()}.audit.intruder`;
+  const before = b.sharedAudit.rejected;
+  await js.publish(subject, '{nope');
+  await js.publish(subject, JSON.stringify({ time: 1, id: 1, actor: 'x', action: 'a' }));
+  await js.publish(subject, JSON.stringify({ time: Date.now(), id: 1, actor: 'm'.repeat(5000), address: '1.2.3.4', action: 'x\ny', target: '', outcome: 'ok', detail: { k: 'v'.repeat(5000) }, hub: 'h'.repeat(500) }));
+  await until(() => b.sharedAudit.rejected - before >= 2, 3000, 'the two non-entries skipped');
+  await until(async () => (await b.audit.query({ limit: 5 })).entries.some((e) => e.actor.startsWith('mmm')), 3000, 'the oversize entry copied, cut');
+  const cut = (await b.audit.query({ limit: 5 })).entries.find((e) => e.actor.startsWith('mmm'))!;
+  assert.ok(cut.actor.length <= 64 && (cut.hub ?? '').length <= 64 && String(cut.detail.k).length <= 200, JSON.stringify(cut).slice(0, 300));
+  assert.equal(cut.action.includes('\n'), false, 'one line each');
 });

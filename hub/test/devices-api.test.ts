@@ -238,7 +238,7 @@ test('devices api - sort by lastSeen and created, both ways, paged: key order, t
     assert.equal((await a.call('POST', '/api/v1/devices', { id, tags: {} })).status, 201);
     await new Promise((r) => setTimeout(r, 5));
   }
-  const ids = async (q: string): Promise<string[]> => (await a.call('GET', `/api/v1/devices?${q}`)).body.devices.map((x: { id: string }) => x.id);
+  const ids = async (q: string): Promise<string[]> => (await a.call('GET', `/api/v1/devices?${q}`)).body.devices.map((x: { id: string }) => x.id) as string[];
   assert.deepEqual(await ids('sort=created'), ['dev-a', 'dev-b', 'dev-c', 'new-2', 'new-1']);
   assert.deepEqual(await ids('sort=-created'), ['new-1', 'new-2', 'dev-c', 'dev-b', 'dev-a']);
   assert.deepEqual(await ids('sort=-created&offset=1&limit=2'), ['new-2', 'dev-c']);

@@ -18,6 +18,12 @@
 // many. A batch that could not be written (disk full, directory gone) is
 // counted and written again with the next one. Readers skip lines that do
 // not parse (a crash mid-write) and lines written twice (a retried batch).
+//
+// Cluster mode (share(), cluster/shared-audit.ts): each entry this trail
+// takes names the hub and is handed to the cluster; entries of other hubs
+// come back through adopt(), checked and bounded as a record() is, with an
+// id of this trail, their hub and their stream sequence (the trail resumes
+// after the last one it holds: lastSharedSeq()).
 import { open, rename, stat, type FileHandle } from 'node:fs/promises';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { FILE_MODE } from '../core/atomic-file.ts';
@@ -41,6 +47,10 @@ export interface AuditEntry {
   target: string;
   outcome: AuditOutcome;
   detail: AuditDetail;
+  /** Cluster mode: the hub that served the action. */
+  hub?: string;
+  /** Cluster mode, an entry copied from another hub: its sequence in the shared stream. */
+  seq?: number;
 }
 
 export interface AuditQuery {
@@ -82,7 +92,7 @@ export interface AuditStats {
   bytes: number;
 }
 
-const LIMITS = { actor: 64, address: 64, action: 64, target: 200, detailKeys: 16, detailKey: 32, detailValue: 200, rateKey: 200 } as const;
+const LIMITS = { actor: 64, address: 64, action: 64, target: 200, detailKeys: 16, detailKey: 32, detailValue: 200, rateKey: 200, hub: 64 } as const;
 /** Entries waiting for the disk, at most. */
 const MAX_QUEUE = 10_000;
 /** Memory only: entries kept, at most (and maxBytes of them). */
@@ -255,6 +265,10 @@ export class AuditLog {
   #failedIdle = false;
   #closing = false;
   #closed = false;
+  /** Cluster mode: this hub's name in each entry, and where entries are handed to. */
+  #hub: string | null = null;
+  #publish: ((e: AuditEntry) => void) | null = null;
+  #lastSharedSeq = 0;
   readonly #stats = { written: 0, dropped: 0, suppressed: 0, writeErrors: 0 };
 
   /** A trail that starts empty; open() continues the one on disk. */
@@ -284,13 +298,15 @@ export class AuditLog {
     this.#rotated = rotated.size;
     this.#ino = current.ino;
     this.#torn = current.data.length > 0 && current.data[current.data.length - 1] !== 0x0a;
+    let idFound = false;
     for (const tail of [current, rotated]) {
       for (const line of linesNewestFirst(tail.data)) {
+        // The newest entry gives the next id; the newest copied one (cluster mode) the stream position.
+        if (idFound && !line.includes('"seq":')) continue;
         const e = parseLine(line);
-        if (e) {
-          this.#nextId = e.id + 1;
-          return;
-        }
+        if (!e) continue;
+        if (!idFound) { this.#nextId = e.id + 1; idFound = true; }
+        if (typeof e.seq === 'number' && Number.isSafeInteger(e.seq)) { this.#lastSharedSeq = e.seq; return; }
       }
     }
   }
@@ -367,12 +383,52 @@ export class AuditLog {
     });
   }
 
+  /**
+   * Cluster mode: entries this trail takes name `hub` and go to `publish`
+   * (which never throws: it counts what it could not share).
+   */
+  share(hub: string, publish: (e: AuditEntry) => void): void {
+    this.#hub = clip(hub, LIMITS.hub);
+    this.#publish = publish;
+  }
+
+  /** Cluster mode: the stream sequence of the newest entry copied from another hub (0: none). */
+  lastSharedSeq(): number { return this.#lastSharedSeq; }
+
+  /**
+   * Cluster mode: another hub's entry (as published; stream sequence `seq`)
+   * copied into this trail, every field bounded as record() bounds it. False:
+   * not an entry. One at or before lastSharedSeq() is already here.
+   */
+  adopt(raw: unknown, seq: number): boolean {
+    if (!isEntry(raw) || !Number.isSafeInteger(seq) || seq <= 0) return false;
+    if (seq <= this.#lastSharedSeq) return true;
+    this.#lastSharedSeq = seq;
+    if (this.#closing || this.#queue.length >= MAX_QUEUE) { this.#stats.dropped++; return true; }
+    const e = raw;
+    this.#enqueue({
+      time: Number.isFinite(e.time) ? e.time : 0, id: this.#nextId++, actor: clip(e.actor, LIMITS.actor), address: clip(e.address, LIMITS.address),
+      action: clip(e.action, LIMITS.action), target: clip(e.target, LIMITS.target), outcome: e.outcome, detail: cleanDetail(e.detail),
+      hub: clip(typeof e.hub === 'string' ? e.hub : '', LIMITS.hub), seq,
+    });
+    return true;
+  }
+
   #accept(e: NewEntry, now: number): void {
     const outcome: AuditOutcome = e.outcome === 'ok' || e.outcome === 'refused' ? e.outcome : 'failed';
-    this.#queue.push({
+    const entry: AuditEntry = {
       time: now, id: this.#nextId++, actor: clip(e.actor, LIMITS.actor), address: clip(e.address, LIMITS.address),
       action: clip(e.action, LIMITS.action), target: clip(e.target, LIMITS.target), outcome, detail: cleanDetail(e.detail),
-    });
+    };
+    if (this.#hub !== null) entry.hub = this.#hub;
+    this.#enqueue(entry);
+    if (this.#publish) {
+      try { this.#publish(entry); } catch { /* the publisher counts its own failures */ }
+    }
+  }
+
+  #enqueue(entry: AuditEntry): void {
+    this.#queue.push(entry);
     this.#stats.written++;
     this.#failedIdle = false;
     if (this.#scheduled) return;

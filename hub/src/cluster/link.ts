@@ -148,6 +148,9 @@ export class ClusterLink {
     }
   }
 
+  /** The hub's logger (what the cluster's parts log through). */
+  get log(): Logger { return this.#log; }
+
   /** False while the connection is down (nats.js reconnects by itself). */
   get connected(): boolean { return this.#connected && !this.nc.isClosed(); }
 
@@ -207,7 +210,8 @@ export function streamConfig(config: HubConfig, names: ClusterNames, withSink: b
   };
 }
 
-async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> & { name: string }, log: Logger): Promise<void> {
+/** Creates the stream, or brings its limits in line; `sizeKey` names the setting its max_bytes comes from. */
+export async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> & { name: string }, log: Logger, sizeKey = 'HUB_NATS_MAX_BYTES'): Promise<void> {
   let existing;
   try {
     existing = await jsm.streams.info(want.name);
@@ -220,8 +224,8 @@ async function ensureStream(jsm: JetStreamManager, want: Partial<StreamConfig> &
     } catch (err) {
       // JetStream reserves a stream's max_bytes up front against the server's store limit (max_file_store: 75 % of the free disk by default).
       if (/insufficient storage/i.test((err as Error).message)) {
-        throw new HubError('HUB_ERR_NATS', `JetStream cannot reserve ${want.max_bytes} bytes for stream ${want.name} (HUB_NATS_MAX_BYTES): the server's store limit (max_file_store) `
-          + 'is taken by other streams or the disk is small; lower HUB_NATS_MAX_BYTES or raise max_file_store', { cause: err });
+        throw new HubError('HUB_ERR_NATS', `JetStream cannot reserve ${want.max_bytes} bytes for stream ${want.name} (${sizeKey}): the server's store limit (max_file_store) `
+          + `is taken by other streams or the disk is small; lower ${sizeKey} or raise max_file_store`, { cause: err });
       }
       throw err;
     }
