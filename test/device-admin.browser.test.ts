@@ -256,6 +256,7 @@ test('browser - device admin: register, connect, bulk disable, configure, comman
   assert.equal(await count(page, auditRow('device.update', `[data-target="${NEW_ID}"][data-outcome=ok]`)), 1, 'the enable');
   assert.equal(await count(page, auditRow('device.create', '[data-outcome=failed]')), 1, 'the refused id');
   assert.ok((await count(page, auditRow('sign-in'))) >= 1);
+  assert.equal(await count(page, '[data-testid=audit-hub]'), 0, 'one hub (embedded): no hub column');
   assert.equal(await count(page, auditRow('config.set', `[data-target="${NEW_ID}"][data-outcome=ok]`)), 1, 'the config change');
   assert.equal(await count(page, auditRow('command.send', `[data-target="${NEW_ID}"][data-outcome=ok]`)), 1, 'the ping');
   const attrs = async (name: string): Promise<string[]> => Promise.all((await page.locator('[data-testid=audit-row]').all()).map(async (r) => (await r.getAttribute(name)) ?? ''));

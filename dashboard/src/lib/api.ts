@@ -315,6 +315,8 @@ export interface AuditEntry {
   target: string;
   outcome: AuditOutcome;
   detail: Record<string, string | number | boolean | null>;
+  /** Cluster mode: the hub that served the action. */
+  hub?: string;
 }
 
 export interface AuditQuery {
