@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CloseCode, FEATURE_INVOKE, PROTOCOL_VERSION } from '@telemetry/proto';
-import { CommandTracker, MAX_ACTIVE_PER_DEVICE } from '../src/devices/commands.ts';
+import { CommandTracker, MAX_ACTIVE_PER_DEVICE, REMOTE_DELIVERY_MS, type CommandRecord } from '../src/devices/commands.ts';
 import { RawDevice, type SignedInApi, type TestHub, metric, signedInApi, within } from './helpers.ts';
 
 async function connect(th: TestHub, id: string, features: string[] | null) {
@@ -172,4 +172,55 @@ test('commands - group send, the per-device cap (429), bad input', async (t) => 
   assert.ok(entries.some((e) => e.action === 'command.send' && e.outcome === 'ok'));
   assert.ok(entries.some((e) => e.action === 'command.send' && e.outcome === 'refused'));
   d1.close();
+});
+
+test('commands - shared (cluster mode): stored before it is sent; one that cannot be stored is 503 and not kept (a group: that device refused); ttlMs 0 for a device on another hub; a stored state moves forward only', async () => {
+  const stored: string[] = [];
+  let fail = false;
+  const share = {
+    put: (r: CommandRecord): Promise<void> => {
+      if (fail) return Promise.reject(new Error('no responders'));
+      stored.push(`${r.id}:${r.state}`);
+      return Promise.resolve();
+    },
+    onlineElsewhere: (id: string) => id === 'remote',
+  };
+  const sent: string[] = [];
+  const tracker = new CommandTracker({ share });
+  tracker.attach({
+    sendInvoke: (id, name) => { sent.push(`${name}:${stored.length}`); return id === 'here' ? 7 : 'offline'; },
+    features: (id) => (id === 'here' ? { invoke: true } : null),
+  });
+  const here = await tracker.submit('here', { name: 'ping', by: 'op' });
+  assert.equal(here.state, 'delivered');
+  assert.deepEqual(sent, ['ping:1'], 'sent after the queued record was stored');
+  assert.deepEqual(stored, [`${here.id}:queued`, `${here.id}:delivered`]);
+
+  const remote = await tracker.submit('remote', { name: 'now', ttlMs: 0, by: 'op' });
+  assert.equal(remote.state, 'queued');
+  assert.equal(remote.ttlMs, REMOTE_DELIVERY_MS);
+  const nowhere = await tracker.submit('nowhere', { name: 'now', ttlMs: 0, by: 'op' });
+  assert.equal(nowhere.state, 'refused');
+
+  fail = true;
+  const attempts = sent.length;
+  await assert.rejects(tracker.submit('here', { name: 'ping', by: 'op' }), (err: Error & { status?: number }) => err.status === 503 && /not stored, not sent/.test(err.message));
+  assert.equal(tracker.forDevice('here').length, 1, 'the unstored command is not kept');
+  const group = await tracker.submitMany(['here', 'remote'], { name: 'ping', by: 'op' });
+  assert.deepEqual(group.map((r) => r.state), ['refused', 'refused']);
+  assert.equal(sent.length, attempts, 'nothing unstored was sent');
+  fail = false;
+
+  // Another hub's record of `remote`: adopted, then moved forward only.
+  const theirs = { ...remote, id: 'other-1', state: 'delivered', deliveredAt: Date.now(), argsJson: '' };
+  assert.equal(tracker.adopt(theirs), true);
+  assert.equal(tracker.get('other-1')?.state, 'delivered');
+  assert.equal(tracker.adopt({ ...theirs, state: 'queued' }), true);
+  assert.equal(tracker.get('other-1')?.state, 'delivered', 'not back to queued');
+  tracker.adopt({ ...theirs, state: 'succeeded', finishedAt: Date.now(), result: { ok: 1 } });
+  assert.deepEqual(tracker.get('other-1')?.result, { ok: 1 });
+  for (const bad of [null, 'x', { ...theirs, id: 'bad id!' }, { ...theirs, id: 'o2', state: 'lost' }, { ...theirs, id: 'o3', timeoutMs: -1 }, { ...theirs, id: 'o4', argsJson: 'x'.repeat(5000) }]) {
+    assert.equal(tracker.adopt(bad), false, JSON.stringify(bad)?.slice(0, 80));
+  }
+  tracker.close();
 });

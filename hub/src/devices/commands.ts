@@ -262,6 +262,7 @@ export class CommandTracker {
         if (one) throw new CommandError(`device ${id} has ${MAX_ACTIVE_PER_DEVICE} commands queued or in flight; wait for them`, 429);
         const r = this.#record(id, checked, request.by);
         this.#finish(r, 'refused', `${MAX_ACTIVE_PER_DEVICE} commands already queued or in flight for this device`);
+        this.#publish(r);
         out.push(r);
         continue;
       }
