@@ -200,13 +200,15 @@ async function main(): Promise<void> {
   }
   onRegistryReload = () => live.syncRegistry();
 
+  // What the cluster's shared state logs about entries of other hubs: at most HUB_LOG_LINES_PER_MIN lines a kind.
+  const clusterLog = new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) });
   // Cluster mode: registry, operator accounts and sessions, alarm rules
   // shared through KV buckets; the first operator account of the cluster.
   let shared: SharedState | null = null;
   if (cluster) {
     const s = new SharedState({
       link: cluster.link, config, registry, operators, alarms: live.alarms, onRegistry: () => onRegistryReload(),
-      log: new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) }),
+      log: clusterLog,
     }, readRegistryFile(devicesFile));
     shared = s;
     try {
@@ -234,7 +236,7 @@ async function main(): Promise<void> {
   if (cluster) {
     sharedAudit = new SharedAudit({
       link: cluster.link, config, metrics,
-      log: new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) }),
+      log: clusterLog,
     });
     try {
       await sharedAudit.start(audit);
@@ -268,7 +270,7 @@ async function main(): Promise<void> {
     if (cluster) {
       sharedConfigs = new SharedConfigs({
         link: cluster.link, config,
-        log: new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) }),
+        log: clusterLog,
       });
       await sharedConfigs.open();
       configs = new DeviceConfigs({ ...configOptions, persistence: sharedConfigs });
@@ -276,10 +278,10 @@ async function main(): Promise<void> {
       const c = cluster;
       sharedCommands = new SharedCommands({
         link: c.link, config, onlineElsewhere: (id) => c.onlineElsewhere(id),
-        log: new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) }),
+        log: clusterLog,
       });
       await sharedCommands.open();
-      commands = new CommandTracker({ share: sharedCommands, onShareError: (err) => log.warn({ err }, 'a command\'s state change was not stored in the cluster; it holds on this hub') });
+      commands = new CommandTracker({ share: sharedCommands, onShareError: (err) => clusterLog.warn('command_not_shared', { err }, 'a command\'s state change was not stored in the cluster; it holds on this hub') });
       await sharedCommands.start(commands);
     } else {
       configs = await DeviceConfigs.open({ ...configOptions, file: resolve(config.dataDir, 'device-config.json') });
