@@ -13,6 +13,7 @@ import { AuditLog } from './auth/audit.ts';
 import { DeviceAdmin } from './auth/device-admin.ts';
 import { CommandTracker } from './devices/commands.ts';
 import { DeviceConfigs } from './devices/configs.ts';
+import { CommandFile } from './devices/command-file.ts';
 import { writeJsonAtomic } from './core/atomic-file.ts';
 import { loadConfig, parseOpenFileLimit, withinOpenFiles, type ConfigWarning, type HubConfig } from './core/config.ts';
 import { HubError } from './core/errors.ts';
@@ -200,15 +201,15 @@ async function main(): Promise<void> {
   }
   onRegistryReload = () => live.syncRegistry();
 
-  // What the cluster's shared state logs about entries of other hubs: at most HUB_LOG_LINES_PER_MIN lines a kind.
-  const clusterLog = new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) });
+  // What the shared state (cluster mode) and the stores of device management log: at most HUB_LOG_LINES_PER_MIN lines a kind.
+  const sharedLog = new LogLimiter(log, { perMinute: config.logLinesPerMinute, onSuppressed: (kind, n) => metrics.logLinesSuppressed.labels(kind).inc(n) });
   // Cluster mode: registry, operator accounts and sessions, alarm rules
   // shared through KV buckets; the first operator account of the cluster.
   let shared: SharedState | null = null;
   if (cluster) {
     const s = new SharedState({
       link: cluster.link, config, registry, operators, alarms: live.alarms, onRegistry: () => onRegistryReload(),
-      log: clusterLog,
+      log: sharedLog,
     }, readRegistryFile(devicesFile));
     shared = s;
     try {
@@ -236,7 +237,7 @@ async function main(): Promise<void> {
   if (cluster) {
     sharedAudit = new SharedAudit({
       link: cluster.link, config, metrics,
-      log: clusterLog,
+      log: sharedLog,
     });
     try {
       await sharedAudit.start(audit);
@@ -255,12 +256,13 @@ async function main(): Promise<void> {
   });
 
   // Desired device configuration (durable before in force) and tracked
-  // commands: embedded, a file and memory; cluster mode, shared KV buckets
+  // commands (stored before sent): embedded, files; cluster mode, shared KV buckets
   // (every hub and worker the same; a change or command taken by one hub is
   // sent by the hub holding the device's session).
   let configs: DeviceConfigs;
   let sharedConfigs: SharedConfigs | null = null;
   let sharedCommands: SharedCommands | null = null;
+  let commandFile: CommandFile | null = null;
   let commands: CommandTracker;
   const configOptions = {
     membersOf: (k: string, v: string) => membersOf(registry, k, v), tagsOf: (id: string) => registry.get(id)?.tags,
@@ -270,7 +272,7 @@ async function main(): Promise<void> {
     if (cluster) {
       sharedConfigs = new SharedConfigs({
         link: cluster.link, config,
-        log: clusterLog,
+        log: sharedLog,
       });
       await sharedConfigs.open();
       configs = new DeviceConfigs({ ...configOptions, persistence: sharedConfigs });
@@ -278,14 +280,16 @@ async function main(): Promise<void> {
       const c = cluster;
       sharedCommands = new SharedCommands({
         link: c.link, config, onlineElsewhere: (id) => c.onlineElsewhere(id),
-        log: clusterLog,
+        log: sharedLog,
       });
       await sharedCommands.open();
-      commands = new CommandTracker({ share: sharedCommands, onShareError: (err) => clusterLog.warn('command_not_shared', { err }, 'a command\'s state change was not stored in the cluster; it holds on this hub') });
+      commands = new CommandTracker({ share: sharedCommands, onShareError: (err) => sharedLog.warn('command_not_shared', { err }, 'a command\'s state change was not stored in the cluster; it holds on this hub') });
       await sharedCommands.start(commands);
     } else {
       configs = await DeviceConfigs.open({ ...configOptions, file: resolve(config.dataDir, 'device-config.json') });
-      commands = new CommandTracker();
+      commandFile = new CommandFile(resolve(config.dataDir, 'commands.jsonl'));
+      commands = new CommandTracker({ share: commandFile, onShareError: (err) => sharedLog.warn('command_not_saved', { err }, `a command's state change was not saved to ${resolve(config.dataDir, 'commands.jsonl')}; it holds until the hub restarts`) });
+      await commandFile.start(commands);
     }
   } catch (err) {
     fail(cluster ? new HubError('HUB_ERR_NATS', `cannot share device configuration and commands through NATS KV: ${(err as Error).message}`, { cause: err }) : err);
@@ -366,6 +370,7 @@ async function main(): Promise<void> {
       .then(() => sink?.close(deadline))
       .then(() => { sharedAudit?.stop(); return audit.close(); })
       .then(() => configs.close())
+      .then(() => commandFile?.close())
       .then(() => { shared?.stop(); sharedConfigs?.stop(); sharedCommands?.stop(); return cluster ? cluster.close() : store.close(); })
       .then(() => {
         log.info({ sink: sink?.status() }, 'shutdown complete');

@@ -6,7 +6,11 @@
 // per-device cap, and a result for an unknown id (counted, ignored).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CloseCode, FEATURE_INVOKE, PROTOCOL_VERSION } from '@telemetry/proto';
+import { COMPACT_BYTES, CommandFile } from '../src/devices/command-file.ts';
 import { CommandTracker, MAX_ACTIVE_PER_DEVICE, REMOTE_DELIVERY_MS, type CommandRecord } from '../src/devices/commands.ts';
 import { RawDevice, type SignedInApi, type TestHub, metric, signedInApi, within } from './helpers.ts';
 
@@ -223,4 +227,78 @@ test('commands - shared (cluster mode): stored before it is sent; one that canno
     assert.equal(tracker.adopt(bad), false, JSON.stringify(bad)?.slice(0, 80));
   }
   tracker.close();
+});
+
+test('commands - embedded store (<data>/commands.jsonl): on disk before sent; a queued command survives a restart and goes out when the device connects; one delivered before it times out; torn lines skipped; compaction keeps the file bounded', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hub-commands-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'commands.jsonl');
+  let now = 1_000_000;
+  const open = async (link: { online: string[]; sent: string[] }) => {
+    const store = new CommandFile(file);
+    const tracker = new CommandTracker({ now: () => now, share: store });
+    await store.start(tracker);
+    tracker.attach({
+      sendInvoke: (id, name) => { if (!link.online.includes(id)) return 'offline'; link.sent.push(`${id}:${name}:${readFileSync(file, 'utf8').split('\n').length - 1}`); return link.sent.length; },
+      features: (id) => (link.online.includes(id) ? { invoke: true } : null),
+    });
+    return { store, tracker };
+  };
+  const first = { online: ['here'], sent: [] as string[] };
+  const a = await open(first);
+  const waiting = await a.tracker.submit('away', { name: 'reboot', ttlMs: 60_000, by: 'op' });
+  const inFlight = await a.tracker.submit('here', { name: 'ping', timeoutMs: 5000, by: 'op' });
+  assert.equal(inFlight.state, 'delivered');
+  assert.deepEqual(first.sent, ['here:ping:2'], 'the queued record of ping was on disk (line 2) when it was sent');
+  await a.store.close();
+  a.tracker.close();
+
+  // A restart: the file is read back.
+  appendFileSync(file, '{"torn": tr');
+  const second = { online: [] as string[], sent: [] as string[] };
+  const b = await open(second);
+  assert.equal(b.store.skipped, 1, 'the torn line');
+  assert.equal(b.tracker.get(waiting.id)?.state, 'queued');
+  assert.equal(b.tracker.get(inFlight.id)?.state, 'delivered');
+  now += 5000;
+  b.tracker.sweep();
+  assert.equal(b.tracker.get(inFlight.id)?.state, 'timed_out', 'its result can no longer come (wire ids restart)');
+  second.online.push('away');
+  b.tracker.connected('away', true);
+  assert.deepEqual(second.sent.map((s) => s.split(':').slice(0, 2).join(':')), ['away:reboot']);
+  assert.equal(b.tracker.get(waiting.id)?.state, 'delivered');
+  b.tracker.result('away', 1, { ok: true, message: 'rebooting', resultJson: '', invalid: null });
+  await b.store.close();
+  b.tracker.close();
+  const c = await open({ online: [], sent: [] });
+  assert.equal(c.tracker.get(waiting.id)?.state, 'succeeded');
+  assert.equal(c.tracker.get(waiting.id)?.message, 'rebooting');
+
+  c.tracker.close();
+  await c.store.close();
+
+  // Bounded: 3,000 commands with 3 KiB of arguments each (about 19 MiB of lines) through a tracker
+  // that keeps 200 records: compaction keeps the file within what the tracker keeps plus COMPACT_BYTES.
+  const store = new CommandFile(file);
+  const small = new CommandTracker({ now: () => now, share: store, maxKept: 200 });
+  await store.start(small);
+  const args = { blob: 'x'.repeat(3000) };
+  let written = 0;
+  for (let i = 0; i < 3000; i++) {
+    const r = await small.submit(`d-${i % 100}`, { name: 'fill', args, ttlMs: 0, by: 'op' });
+    assert.equal(r.state, 'refused');
+    written += 2 * (JSON.stringify({ ...r, argsJson: JSON.stringify(args) }).length + 1);
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  await store.close();
+  const size = statSync(file).size;
+  assert.ok(written > 4 * COMPACT_BYTES, `${written} bytes written`);
+  const line = written / 6000;
+  assert.ok(size < COMPACT_BYTES + 200 * line + 64 * 1024, `file ${size} bytes after ${written} written (${line} bytes a line)`);
+  small.close();
+
+  // A file that cannot be read stops the start, naming it.
+  rmSync(file);
+  mkdirSync(file);
+  await assert.rejects(new CommandFile(file).start(new CommandTracker()), (err: Error) => err.message.includes(file));
 });

@@ -7,15 +7,16 @@
 // device connects (after Welcome), oldest first. One timer, once a second,
 // times out delivered commands and expires queued ones.
 //
-// Embedded: memory only; records do not survive a hub restart, and a
-// command still queued then is lost (wire ids restart too, §12). Cluster
-// mode (a CommandShare: cluster/shared-commands.ts, a KV bucket): a command
-// is stored before it is answered (submit), every hub mirrors every record,
-// and the hub that holds the device's session delivers it, whichever hub
-// took it, or when the device connects (to any hub), and stores what
-// became of it (delivered, the result, refused). Timed out and expired are
-// derived from the record's times by every hub alike, so a hub that died
-// with a command in flight leaves no record stuck. Bounded: at most
+// Where records are kept is a CommandShare: embedded, a file
+// (devices/command-file.ts); cluster mode, a KV bucket every hub mirrors
+// (cluster/shared-commands.ts); without one (tests), memory only. With a
+// share a command is stored before it is sent or answered (submit), and so
+// is what becomes of it (delivered, the result, refused); in a cluster the
+// hub that holds the device's session delivers it, whichever hub took it,
+// or when the device connects (to any hub). Timed out and expired are
+// derived from the record's times (by every hub alike), so a hub that
+// restarted or died with a command in flight leaves no record stuck. Wire
+// ids restart with the process (§12). Bounded: at most
 // MAX_ACTIVE_PER_DEVICE queued or in flight per device, MAX_KEPT records in
 // all (the oldest finished are forgotten first; when none is finished, a new
 // command is refused).
@@ -63,7 +64,7 @@ export interface DeviceLink {
   features?(deviceId: string): { invoke: boolean } | null;
 }
 
-/** Cluster mode: where records are stored and shared (cluster/shared-commands.ts). */
+/** Where records are stored: devices/command-file.ts, cluster/shared-commands.ts. */
 export interface CommandShare {
   /** Stores the record as it is now; resolves once stored. */
   put(record: CommandRecord, argsJson: string): Promise<void>;
@@ -121,9 +122,9 @@ export interface CommandTrackerOptions {
   maxKept?: number;
   /** Counts a record's final state (metrics). */
   onFinished?: (record: CommandRecord) => void;
-  /** Cluster mode: records stored and shared. */
+  /** Where records are stored (embedded: a file; cluster mode: shared). */
   share?: CommandShare;
-  /** A state change could not be stored (cluster mode; it holds here, the other hubs derive or miss it). */
+  /** A state change could not be stored (it holds in memory; a restart or the other hubs derive or miss it). */
   onShareError?: (err: unknown) => void;
 }
 
@@ -235,7 +236,7 @@ export class CommandTracker {
   }
 
   /**
-   * What the API calls. Embedded: send()/sendMany(). Cluster mode: each
+   * What the API calls. Without a share: send()/sendMany(). With one: each
    * record is stored before it goes out or is answered; one that cannot be
    * stored is not sent (one device: CommandSaveError, 503; a group: that
    * device's record refused).
@@ -429,6 +430,7 @@ export class CommandTracker {
     const now = this.#now();
     for (const list of [...this.#active.values()]) {
       for (const r of [...list]) {
+        if (this.#unstored.has(r)) continue; // its store decides first (then it is sent, queued or refused)
         if (r.state === 'delivered' && now - (r.deliveredAt ?? now) >= r.timeoutMs) this.#finish(r, 'timed_out', `no result within timeoutMs ${r.timeoutMs}`);
         else if (r.state === 'queued' && now - r.createdAt >= r.ttlMs) this.#finish(r, 'expired', `not delivered within ttlMs ${r.ttlMs}`);
       }
@@ -436,6 +438,11 @@ export class CommandTracker {
   }
 
   get(id: string): CommandRecord | undefined { return this.#all.get(id); }
+
+  /** Every kept record with its arguments, oldest first (what a store rewrites itself from). */
+  *snapshot(): Generator<{ record: CommandRecord; argsJson: string }> {
+    for (const r of this.#all.values()) yield { record: r, argsJson: this.#argsJson.get(r) ?? '' };
+  }
 
   /** The device's kept commands, newest first. */
   forDevice(deviceId: string, limit = 100): CommandRecord[] {
