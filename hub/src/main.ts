@@ -271,7 +271,7 @@ async function main(): Promise<void> {
   try {
     if (cluster) {
       sharedConfigs = new SharedConfigs({
-        link: cluster.link, config,
+        link: cluster.link, config, metrics,
         log: sharedLog,
       });
       await sharedConfigs.open();
@@ -279,7 +279,7 @@ async function main(): Promise<void> {
       await sharedConfigs.start(configs);
       const c = cluster;
       sharedCommands = new SharedCommands({
-        link: c.link, config, onlineElsewhere: (id) => c.onlineElsewhere(id),
+        link: c.link, config, metrics, onlineElsewhere: (id) => c.onlineElsewhere(id),
         log: sharedLog,
       });
       await sharedCommands.open();

@@ -396,3 +396,21 @@ test('device config - a save that raced another hub (ConfigConflictError) is pla
   assert.deepEqual(configs.view('x').desired?.values, { sampleIntervalMs: 900 }, 'what the other hub wrote stays; the refused change is not in force');
   await configs.close();
 });
+
+test('device config - another hub\'s write read from the watch before this save\'s acknowledgement (cluster mode) is not overwritten by the older state this save planned', async () => {
+  let configs: DeviceConfigs | null = null;
+  let during: (() => void) | null = null;
+  const persistence = { save: (): Promise<void> => { during?.(); return Promise.resolve(); } };
+  configs = new DeviceConfigs({ membersOf: () => ['x'], tagsOf: () => ({ site: 'lab' }), persistence });
+  // The save is stored; before its ack is handled, the watch brings a later write of another hub.
+  during = () => configs.adoptDevice('x', entry(9, 900));
+  await configs.setDesired('x', { sampleIntervalMs: 500 }, 'here');
+  assert.equal(configs.view('x').desired?.version, 9);
+  assert.deepEqual(configs.view('x').desired?.values, { sampleIntervalMs: 900 });
+  // The same for a group's defaults.
+  during = () => configs.adoptGroup('site=lab', { values: { batchIntervalMs: 7000 }, changedAt: 2, by: 'other-hub' });
+  await configs.setGroupDefaults('site=lab', { batchIntervalMs: 3000 }, 'here');
+  assert.deepEqual(configs.group('site=lab')?.values, { batchIntervalMs: 7000 });
+  during = null;
+  await configs.close();
+});

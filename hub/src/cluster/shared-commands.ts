@@ -16,7 +16,9 @@
 // Imports: core, devices (the CommandShare seam), cluster/link, shared-state.
 import type { KV, KvWatchEntry } from '@nats-io/kv';
 import { Kvm } from '@nats-io/kv';
+import { Counter } from 'prom-client';
 import type { HubConfig } from '../core/config.ts';
+import type { HubMetrics } from '../core/metrics.ts';
 import type { LogLimiter } from '../core/log.ts';
 import { MAX_TIMEOUT_MS, MAX_TTL_MS, type CommandRecord, type CommandShare, type CommandTracker } from '../devices/commands.ts';
 import { deviceToken, type ClusterLink } from './link.ts';
@@ -36,6 +38,7 @@ export interface SharedCommandsOptions {
   log: LogLimiter;
   /** A session of the device lives on another hub (cluster presence). */
   onlineElsewhere: (deviceId: string) => boolean;
+  metrics?: HubMetrics;
 }
 
 export class SharedCommands implements CommandShare {
@@ -45,7 +48,16 @@ export class SharedCommands implements CommandShare {
   /** Entries skipped because they did not validate (or found no room). */
   rejected = 0;
 
-  constructor(o: SharedCommandsOptions) { this.#o = o; }
+  constructor(o: SharedCommandsOptions) {
+    this.#o = o;
+    if (o.metrics) {
+      const read = (): number => this.rejected;
+      new Counter({
+        name: 'hub_cluster_command_entries_rejected_total', help: 'Cluster mode: entries of the shared commands bucket rejected (not valid, or no room)',
+        registers: [o.metrics.registry], collect() { this.reset(); this.inc(read()); },
+      });
+    }
+  }
 
   async open(): Promise<void> {
     const { link, config } = this.#o;

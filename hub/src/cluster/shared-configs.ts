@@ -28,7 +28,9 @@
 import type { KV, KvEntry, KvWatchEntry } from '@nats-io/kv';
 import { Kvm } from '@nats-io/kv';
 import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { Counter } from 'prom-client';
 import type { HubConfig } from '../core/config.ts';
+import type { HubMetrics } from '../core/metrics.ts';
 import type { LogLimiter } from '../core/log.ts';
 import { ConfigConflictError, type ConfigPersistence, type DeviceConfigs, type PersistView } from '../devices/configs.ts';
 import { deviceFromToken, deviceToken, type ClusterLink } from './link.ts';
@@ -48,6 +50,7 @@ export interface SharedConfigsOptions {
   link: ClusterLink;
   config: HubConfig;
   log: LogLimiter;
+  metrics?: HubMetrics;
 }
 
 function isConflict(err: unknown): boolean {
@@ -67,7 +70,17 @@ export class SharedConfigs implements ConfigPersistence {
   /** Saves that raced another hub's write (each then planned again). */
   conflicts = 0;
 
-  constructor(o: SharedConfigsOptions) { this.#o = o; }
+  constructor(o: SharedConfigsOptions) {
+    this.#o = o;
+    if (o.metrics) {
+      const read = (): [number, number] => [this.conflicts, this.rejected];
+      new Counter({
+        name: 'hub_cluster_config_events_total', help: 'Cluster mode: device configuration saves that raced another hub\'s write (each planned again), and entries of the shared bucket rejected as not valid',
+        labelNames: ['event'], registers: [o.metrics.registry],
+        collect() { const [c, r] = read(); this.reset(); this.labels('conflict').inc(c); this.labels('rejected').inc(r); },
+      });
+    }
+  }
 
   /** Creates the bucket (or binds to it). */
   async open(): Promise<void> {

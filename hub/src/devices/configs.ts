@@ -253,6 +253,10 @@ export class DeviceConfigs {
   #lastReportSave = 0;
   #reportConflicts = 0;
   #closed = false;
+  /** Cluster mode: when each device and group was last adopted (a stamp of #stamp), so a save in flight does not put an older state over it. */
+  #stamp = 0;
+  readonly #adoptedDevices = new Map<string, number>();
+  readonly #adoptedGroups = new Map<string, number>();
 
   constructor(options: DeviceConfigsOptions, initial?: DeviceConfigsFile) {
     this.#o = options;
@@ -525,13 +529,13 @@ export class DeviceConfigs {
         const records = new Map<string, DeviceRecord>();
         for (const id of beforeDevices.keys()) { const rec = this.#devices.get(id); if (rec) records.set(id, rec); }
         const groups = new Map(this.#groups);
-        const order = this.#groupOrder;
         // Out of force again until saved.
         for (const [id, rec] of beforeDevices) { if (rec === undefined) this.#devices.delete(id); else this.#devices.set(id, rec); }
         this.#groups.clear();
         for (const [key, g] of beforeGroups) this.#groups.set(key, g);
         this.#groupOrder = beforeOrder;
         if (planned.length === 0) continue;
+        const savedAt = this.#stamp;
         try {
           await this.#save(records, groups, { devices: [...records.keys()], groups: [...changedGroups] });
         } catch (err) {
@@ -550,15 +554,24 @@ export class DeviceConfigs {
           continue;
         }
         // In force: the saved records, with any report that arrived meanwhile.
+        // A key adopted while the save was in flight (cluster mode: this
+        // save's own echo, or another hub's later write; the watch can be
+        // read before the save's acknowledgement is) holds what the bucket
+        // has now: it stays.
+        const newer = (stamps: Map<string, number>, key: string): boolean => (stamps.get(key) ?? 0) > savedAt;
         for (const [id, rec] of records) {
+          if (newer(this.#adoptedDevices, id)) continue;
           const live = this.#devices.get(id);
           if (live?.reported) rec.reported = live.reported;
           this.#devices.set(id, rec);
           if (rec.reported && rec.reported.version >= rec.version) { rec.version = this.#nextVersion(rec); this.#reportChanged(id); }
         }
-        this.#groups.clear();
-        for (const [key, g] of groups) this.#groups.set(key, g);
-        this.#groupOrder = order;
+        for (const key of changedGroups) {
+          if (newer(this.#adoptedGroups, key)) continue;
+          const g = groups.get(key);
+          if (g) this.#groups.set(key, g); else this.#groups.delete(key);
+        }
+        this.#groupOrder = [...this.#groups.keys()].sort();
         this.#tell([...records.keys()]);
         for (const { change } of planned) change.resolve();
       }
@@ -630,6 +643,7 @@ export class DeviceConfigs {
    */
   adoptDevice(deviceId: string, raw: unknown): boolean {
     if (raw === null) {
+      this.#adoptedDevices.set(deviceId, ++this.#stamp);
       if (this.#devices.delete(deviceId)) this.#tell([deviceId]);
       return true;
     }
@@ -649,6 +663,7 @@ export class DeviceConfigs {
     let reported = d.reported ?? null;
     if (local?.reported && (!reported || local.reported.at > reported.at)) { reported = local.reported; dirty = true; }
     this.#devices.set(deviceId, { version, desired: d.desired ?? null, reported, effective, json: null });
+    this.#adoptedDevices.set(deviceId, ++this.#stamp);
     if (dirty) this.#reportChanged(deviceId);
     this.#tell([deviceId]);
     return true;
@@ -672,6 +687,7 @@ export class DeviceConfigs {
       this.#groups.set(key, { ...e, tag });
     }
     this.#groupOrder = [...this.#groups.keys()].sort();
+    this.#adoptedGroups.set(key, ++this.#stamp);
     return true;
   }
 
