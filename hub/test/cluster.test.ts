@@ -573,6 +573,8 @@ test('cluster - device configuration: two hubs changing one device at once both 
   await kv.put(deviceKey('bad-version'), JSON.stringify({ version: -1 }));
   await kv.put(deviceKey('bad-values'), JSON.stringify({ version: 1, desired: { values: { sampleIntervalMs: 1 }, changedAt: 1, by: 'x' } }));
   await kv.put(groupKey('no-equals-sign'), JSON.stringify({ values: {}, changedAt: 1, by: 'x' }));
+  // Values are bounded by the bucket itself (64 KiB): a bigger one is refused by JetStream.
+  await assert.rejects(kv.put(deviceKey('huge'), JSON.stringify({ version: 1, pad: 'x'.repeat(70_000) })));
   await kv.put('d.not base64!'.replace(/[ !]/g, '_') + '.extra', '{}');
   await until(() => a.sharedConfigs.rejected - before >= 5, 3000, 'the bad entries skipped');
   assert.equal(await exported(a, 'rejected'), a.sharedConfigs.rejected);
@@ -707,6 +709,8 @@ test('cluster - one audit trail: what was done on hub A shows on hub B and the o
   const js = jetstream(nc);
   const subject = `${stream.toLowerCase()}.audit.intruder`;
   const before = b.sharedAudit.rejected;
+  // Messages are bounded by the stream itself (16 KiB): a bigger one is refused by JetStream.
+  await assert.rejects(js.publish(subject, 'x'.repeat(20_000)));
   await js.publish(subject, '{nope');
   await js.publish(subject, JSON.stringify({ time: 1, id: 1, actor: 'x', action: 'a' }));
   await js.publish(subject, JSON.stringify({ time: Date.now(), id: 1, actor: 'm'.repeat(5000), address: '1.2.3.4', action: 'x\ny', target: '', outcome: 'ok', detail: { k: 'v'.repeat(5000) }, hub: 'h'.repeat(500) }));

@@ -493,7 +493,7 @@ export class DeviceConfigs {
         const beforeDevices = new Map<string, DeviceRecord | undefined>();
         const beforeGroups = new Map(this.#groups);
         const beforeOrder = this.#groupOrder;
-        const planned: { change: QueuedChange; ids: string[] }[] = [];
+        const planned: QueuedChange[] = [];
         const changedGroups = new Set<string>();
         for (const change of batch) {
           let p;
@@ -524,7 +524,7 @@ export class DeviceConfigs {
           this.#groups.clear();
           for (const [key, g] of groups) this.#groups.set(key, g);
           this.#groupOrder = order;
-          planned.push({ change, ids: [...p.devices.keys()] });
+          planned.push(change);
         }
         const records = new Map<string, DeviceRecord>();
         for (const id of beforeDevices.keys()) { const rec = this.#devices.get(id); if (rec) records.set(id, rec); }
@@ -542,7 +542,7 @@ export class DeviceConfigs {
           if (err instanceof ConfigConflictError) {
             // Planned again, first in line, on the state with the other hub's write in force.
             const again: QueuedChange[] = [];
-            for (const { change } of planned) {
+            for (const change of planned) {
               if (++change.conflicts <= MAX_CONFLICT_RETRIES) again.push(change);
               else change.reject(new ConfigSaveError(`device configuration not saved: changed on another hub at the same time ${MAX_CONFLICT_RETRIES + 1} times in a row; try again`, { cause: err }));
             }
@@ -550,7 +550,7 @@ export class DeviceConfigs {
             continue;
           }
           const failure = new ConfigSaveError(`device configuration not saved, nothing changed: ${(err as Error).message}`, { cause: err });
-          for (const { change } of planned) change.reject(failure);
+          for (const change of planned) change.reject(failure);
           continue;
         }
         // In force: the saved records, with any report that arrived meanwhile.
@@ -573,7 +573,7 @@ export class DeviceConfigs {
         }
         this.#groupOrder = [...this.#groups.keys()].sort();
         this.#tell([...records.keys()]);
-        for (const { change } of planned) change.resolve();
+        for (const change of planned) change.resolve();
       }
     } finally {
       this.#draining = false;
